@@ -1,0 +1,98 @@
+//! Rendering diagnostics: ariadne reports for people, JSON objects for tools.
+
+use crate::{Diagnostic, LineColumn, Severity, SourceMap};
+use ariadne::{CharSet, Color, Config, IndexType, Label, Report, ReportKind};
+use serde::Serialize;
+
+/// How to render diagnostics for a terminal or a file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderOptions {
+    /// Colour the output with ANSI escapes; golden tests and pipes turn this off.
+    pub color: bool,
+}
+
+/// Renders one diagnostic as ariadne text, source excerpt included.
+pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptions) -> String {
+    let kind = match diagnostic.severity {
+        Severity::Error => ReportKind::Error,
+        Severity::Warning => ReportKind::Warning,
+    };
+    let name = |id: crate::FileId| sources.get(id).name.clone();
+    let primary = diagnostic.span();
+    // ariadne counts characters by default, while our spans count bytes: without the byte index type
+    // every label after a non-ASCII character would drift.
+    let config = Config::default()
+        .with_color(options.color)
+        .with_index_type(IndexType::Byte)
+        .with_char_set(CharSet::Unicode);
+    let mut report = Report::build(kind, (name(primary.file), primary.range()))
+        .with_config(config)
+        .with_code(diagnostic.code.as_str())
+        .with_message(&diagnostic.message);
+    for (index, label) in diagnostic.labels.iter().enumerate() {
+        let color = match (index, diagnostic.severity) {
+            (0, Severity::Error) => Color::Red,
+            (0, Severity::Warning) => Color::Yellow,
+            _ => Color::Blue,
+        };
+        let mut l = Label::new((name(label.span.file), label.span.range())).with_message(&label.message);
+        if options.color {
+            l = l.with_color(color);
+        }
+        report = report.with_label(l.with_order(index as i32));
+    }
+    for note in &diagnostic.notes {
+        report = report.with_note(note);
+    }
+    if let Some(help) = &diagnostic.help {
+        report = report.with_help(help);
+    }
+    let cache = ariadne::sources(sources.iter().map(|(_, f)| (f.name.clone(), f.text.clone())));
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail; a report whose span lies outside its file is still written, as
+    // ariadne only drops the excerpt then.
+    let _ = report.finish().write(cache, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Renders several diagnostics, each followed by a blank line, in the order given.
+pub fn render_all(diagnostics: &[Diagnostic], sources: &SourceMap, options: RenderOptions) -> String {
+    diagnostics.iter().map(|d| render(d, sources, options)).collect::<Vec<_>>().join("\n")
+}
+
+/// A diagnostic in the JSON form that `npdec check --format json` prints, one object per diagnostic.
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonDiagnostic {
+    pub file: String,
+    pub code: crate::Code,
+    pub severity: Severity,
+    pub message: String,
+    pub label: String,
+    pub help: Option<String>,
+    pub notes: Vec<String>,
+    /// Byte offsets of the primary span.
+    pub byte_start: usize,
+    pub byte_end: usize,
+    /// One-based line and character column of the primary span's ends.
+    pub start: LineColumn,
+    pub end: LineColumn,
+}
+
+/// Converts a diagnostic to its JSON form.
+pub fn to_json(diagnostic: &Diagnostic, sources: &SourceMap) -> JsonDiagnostic {
+    let span = diagnostic.span();
+    let file = sources.get(span.file);
+    JsonDiagnostic {
+        file: file.name.clone(),
+        code: diagnostic.code,
+        severity: diagnostic.severity,
+        message: diagnostic.message.clone(),
+        label: diagnostic.labels[0].message.clone(),
+        help: diagnostic.help.clone(),
+        notes: diagnostic.notes.clone(),
+        byte_start: span.start as usize,
+        byte_end: span.end as usize,
+        start: file.line_column(span.start as usize),
+        end: file.line_column(span.end as usize),
+    }
+}
