@@ -1,0 +1,1 @@
+//! Finite-difference discretization and the dataflow IR.
