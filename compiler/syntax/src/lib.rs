@@ -1,1 +1,144 @@
-//! Syntax.
+//! The front end of `.npde` files: tokens, grammar and syntax tree.
+//!
+//! [`parse`] never fails and never panics: it returns a [`ast::Module`] together with the diagnostics
+//! of every lexical and syntax error it recovered from. Statements that could not be parsed appear as
+//! [`ast::ItemKind::Error`] so later stages can skip them.
+
+pub mod ast;
+pub mod lexer;
+
+use lalrpop_util::{lalrpop_mod, ErrorRecovery, ParseError};
+use lexer::Token;
+use npdec_diagnostics::{Code, Diagnostic, FileId, Span};
+
+lalrpop_mod!(
+    #[allow(clippy::all, clippy::pedantic, unused_parens)]
+    grammar
+);
+
+/// Parses one file. Diagnostics are sorted by position.
+pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let tokens = lexer::tokenize(file, text, &mut diagnostics);
+    let error_tokens: Vec<usize> = tokens.iter().filter(|t| t.1 == Token::Error).map(|t| t.0).collect();
+
+    let mut recovered = Vec::new();
+    let result = grammar::ModuleParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, ()>));
+    let module = match result {
+        Ok(module) => module,
+        Err(error) => {
+            recovered.push(ErrorRecovery { error, dropped_tokens: Vec::new() });
+            ast::Module::default()
+        }
+    };
+
+    for recovery in recovered {
+        // The lexer already reported its bad tokens; a second "unexpected token" there adds nothing.
+        if let ParseError::UnrecognizedToken { token: (start, Token::Error, _), .. } = recovery.error {
+            if error_tokens.contains(&start) {
+                continue;
+            }
+        }
+        diagnostics.push(syntax_error(file, text, recovery.error));
+    }
+    diagnostics.sort_by_key(|d| d.span());
+    (module, diagnostics)
+}
+
+/// Parses a single expression, as the REPL and tests do.
+pub fn parse_expr(file: FileId, text: &str) -> Result<ast::Expr, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let tokens = lexer::tokenize(file, text, &mut diagnostics);
+    let mut recovered = Vec::new();
+    let result = grammar::ExprParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, ()>));
+    match result {
+        Ok(expr) if diagnostics.is_empty() && recovered.is_empty() => Ok(expr),
+        Ok(_) => {
+            diagnostics.extend(recovered.into_iter().map(|r| syntax_error(file, text, r.error)));
+            Err(diagnostics)
+        }
+        Err(error) => {
+            diagnostics.push(syntax_error(file, text, error));
+            Err(diagnostics)
+        }
+    }
+}
+
+fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -> Diagnostic {
+    match error {
+        ParseError::UnrecognizedToken { token: (start, token, end), expected } => {
+            let span = Span::new(file, start, end);
+            let expected = describe_expected(&expected);
+            let mut diagnostic = Diagnostic::error(
+                Code::E0010,
+                format!("expected {expected}, found {token}"),
+                span,
+                "unexpected here",
+            );
+            diagnostic.help = Some(help_for(&token, &expected));
+            diagnostic
+        }
+        ParseError::UnrecognizedEof { location, expected } => {
+            // Point at the last character, since the end of the file has no width to underline.
+            let start = text[..location.min(text.len())].trim_end().len().saturating_sub(1);
+            let end = (start + 1).min(text.len()).max(start);
+            let expected = describe_expected(&expected);
+            Diagnostic::error(Code::E0011, format!("unexpected end of file, expected {expected}"), Span::new(file, start, end), "the file ends here")
+                .with_help("finish the statement, or remove it")
+        }
+        ParseError::InvalidToken { location } => Diagnostic::error(
+            Code::E0001,
+            "unknown character",
+            Span::new(file, location, location + 1),
+            "not part of the language",
+        )
+        .with_help("remove it"),
+        ParseError::ExtraToken { token: (start, token, end) } => Diagnostic::error(
+            Code::E0010,
+            format!("expected end of file, found {token}"),
+            Span::new(file, start, end),
+            "unexpected here",
+        )
+        .with_help("remove it"),
+        ParseError::User { .. } => Diagnostic::error(Code::E0010, "invalid syntax", Span::new(file, 0, 0), "here")
+            .with_help("check the statement against docs/language.md"),
+    }
+}
+
+/// Turns lalrpop's list of expected terminals into "one of `a`, `b` or `c`".
+fn describe_expected(expected: &[String]) -> String {
+    let mut names: Vec<String> = expected
+        .iter()
+        .map(|e| {
+            let trimmed = e.trim_matches('"');
+            match trimmed {
+                "identifier" | "number" | "imaginary number" | "string" => trimmed.replace("imaginary number", "number"),
+                other => format!("`{}`", other.replace("\\\"", "\"")),
+            }
+        })
+        .filter(|e| e != "unknown character")
+        .collect();
+    names.dedup();
+    let starts_statement = names.iter().filter(|n| Token::KEYWORDS.iter().any(|k| n.as_str() == format!("`{k}`"))).count();
+    if starts_statement >= 8 {
+        names.retain(|n| !Token::KEYWORDS.iter().any(|k| n.as_str() == format!("`{k}`")));
+        names.push("a statement".to_string());
+    }
+    match names.len() {
+        0 => "nothing more".to_string(),
+        1 => names[0].clone(),
+        n if n <= 12 => format!("one of {} or {}", names[..n - 1].join(", "), names[n - 1]),
+        _ => "an expression or a statement".to_string(),
+    }
+}
+
+fn help_for(found: &Token, expected: &str) -> String {
+    match found {
+        Token::Ident(name) if Token::KEYWORDS.contains(&name.as_str()) => format!("`{name}` is a keyword"),
+        Token::Assign if expected.contains("`==`") => "use `==` to compare; `=` only defines".to_string(),
+        _ if expected.contains("a statement") => {
+            "a statement starts with a keyword such as `grid`, `field`, `equation` or `solve`".to_string()
+        }
+        _ => format!("insert {expected} here, or remove what does not belong"),
+    }
+}

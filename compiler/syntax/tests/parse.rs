@@ -1,0 +1,74 @@
+//! Parser tests: accepted programs, recovery from several errors, and span bookkeeping.
+
+use npdec_diagnostics::{Code, FileId};
+use npdec_syntax::ast::{ExprKind, ItemKind, UseImports};
+use npdec_syntax::parse;
+
+const HEAT: &str = r#"
+# Heat equation on the unit interval.
+model heat1d
+use std::ops::{laplace, diff}
+use std::activations::*
+grid x in [0, 1] points 101
+grid (y, z) in ([0, 1], [0, 2]) points (65, 129)
+field u(x)
+field psi(x)[2]: complex
+const nu = 0.01
+param D = 0.1 learnable
+param W(t)[64, 64] ~ normal(0, 0.1)
+data mnist = idx("a.gz", "b.gz") split 8000 scale 1/255
+equation heat: dt(u) = nu * laplace(u) - u^2 + 2i * psi[0]
+equation gs {
+    dt(u) = -u * v^2 + 0.5
+    dt(v) = u * v^2
+}
+boundary u: dirichlet(0) on x.min, x.max
+initial u = sin(pi * x)
+readout y = softmax(W @ u)
+fn swish(s) = s * sigmoid(s)
+solve heat using euler(dt = 1e-4) until 0.1 every 100
+train heat on mnist loss cross_entropy(y, label) metrics accuracy, loss
+expect max(abs(u - exp(-nu * pi^2 * t) * sin(pi * x))) < 1e-3
+"#;
+
+#[test]
+fn full_program_parses_without_errors() {
+    let (module, diagnostics) = parse(FileId(0), HEAT);
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    assert_eq!(module.items.len(), 20);
+    assert!(matches!(&module.items[1].kind, ItemKind::Use(u) if matches!(&u.imports, UseImports::Names(n) if n.len() == 2)));
+    let ItemKind::Equation { equations, .. } = &module.items[12].kind else { panic!("expected the gs block") };
+    assert_eq!(equations.len(), 2);
+}
+
+#[test]
+fn power_binds_tighter_than_unary_minus() {
+    let expr = npdec_syntax::parse_expr(FileId(0), "-x^2").unwrap();
+    let ExprKind::Unary(_, inner) = expr.kind else { panic!("expected negation at the top") };
+    assert!(matches!(inner.kind, ExprKind::Binary(npdec_syntax::ast::BinaryOp::Pow, ..)));
+}
+
+#[test]
+fn recovery_reports_each_broken_statement() {
+    let text = "grid x in [0, 1] points\nfield u(x\nconst c = 1 +\nconst d = 2\n";
+    let (module, diagnostics) = parse(FileId(0), text);
+    assert_eq!(diagnostics.len(), 3, "{diagnostics:#?}");
+    assert!(diagnostics.iter().all(|d| d.code == Code::E0010));
+    assert!(module.items.iter().any(|i| matches!(&i.kind, ItemKind::Const { name, .. } if name.name == "d")));
+}
+
+#[test]
+fn lexer_errors_are_reported_once() {
+    let (_, diagnostics) = parse(FileId(0), "const a = 1 $ 2\nconst b = \"open\nconst c = 12abc\n");
+    let codes: Vec<Code> = diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(codes, vec![Code::E0001, Code::E0002, Code::E0003]);
+}
+
+#[test]
+fn spans_count_bytes_after_unicode() {
+    let text = "# ∂u/∂t\nconst ψ = 1";
+    let (module, diagnostics) = parse(FileId(0), text);
+    assert!(diagnostics.is_empty());
+    let ItemKind::Const { name, .. } = &module.items[0].kind else { panic!() };
+    assert_eq!(&text[name.span.range()], "ψ");
+}
