@@ -1,1 +1,63 @@
-fn main() {}
+//! The `npdec` command.
+//!
+//! Exit codes are an interface: 0 success, 1 a user error (a diagnostic, an unreadable file, a failed
+//! `expect`), 2 a usage error (clap's own exit code for bad flags).
+
+mod check;
+mod explain;
+mod terminal;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "npdec", version, about = "A compiler for neural PDEs", long_about = None)]
+struct Cli {
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print more about what happens (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check models, printing their diagnostics.
+    #[command(
+        after_help = "Examples:\n  npdec check examples/heat1d.npde\n  npdec check --format json examples/*.npde"
+    )]
+    Check {
+        /// Model files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format of the diagnostics.
+        #[arg(long, value_enum, default_value_t = check::Format::Human)]
+        format: check::Format,
+    },
+    /// Print the documented explanation of a diagnostic code.
+    #[command(after_help = "Example:\n  npdec explain E0221")]
+    Explain {
+        /// A diagnostic code such as E0100.
+        code: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    terminal::init_logging(cli.quiet, cli.verbose);
+    let result = match cli.command {
+        Command::Check { files, format } => check::run(&files, format, cli.quiet),
+        Command::Explain { code } => explain::run(&code),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            terminal::print_error(&message);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -119,7 +119,11 @@ impl std::str::FromStr for Code {
 
     fn from_str(s: &str) -> Result<Self, ()> {
         let upper = s.trim().to_ascii_uppercase();
-        Code::ALL.iter().copied().find(|c| c.as_str() == upper).ok_or(())
+        Code::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == upper)
+            .ok_or(())
     }
 }
 
@@ -139,7 +143,12 @@ impl Code {
         let heading = format!("## {}", self.as_str());
         let start = CATALOGUE.find(&heading)?;
         let rest = &CATALOGUE[start..];
-        let end = rest[heading.len()..].find("\n## ").map_or(rest.len(), |i| i + heading.len() + 1);
-        Some(Explanation { code: self, text: rest[..end].trim_end() })
+        let end = rest[heading.len()..]
+            .find("\n## ")
+            .map_or(rest.len(), |i| i + heading.len() + 1);
+        Some(Explanation {
+            code: self,
+            text: rest[..end].trim_end(),
+        })
     }
 }

@@ -46,21 +46,40 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// Creates an error with the given code, headline and primary label.
-    pub fn error(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    pub fn error(
+        code: Code,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
         Self::new(Severity::Error, code, message, span, label)
     }
 
     /// Creates a warning with the given code, headline and primary label.
-    pub fn warning(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    pub fn warning(
+        code: Code,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
         Self::new(Severity::Warning, code, message, span, label)
     }
 
-    fn new(severity: Severity, code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Self {
+    fn new(
+        severity: Severity,
+        code: Code,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             code,
             severity,
             message: message.into(),
-            labels: vec![Label { span, message: label.into() }],
+            labels: vec![Label {
+                span,
+                message: label.into(),
+            }],
             notes: Vec::new(),
             help: None,
         }
@@ -68,7 +87,10 @@ impl Diagnostic {
 
     /// Adds a secondary label.
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.labels.push(Label { span, message: message.into() });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -96,7 +118,10 @@ impl Diagnostic {
 
 /// Formats a list of valid choices as "`a`, `b` or `c`" for help lines.
 pub fn one_of<S: AsRef<str>>(choices: &[S]) -> String {
-    let quoted: Vec<String> = choices.iter().map(|c| format!("`{}`", c.as_ref())).collect();
+    let quoted: Vec<String> = choices
+        .iter()
+        .map(|c| format!("`{}`", c.as_ref()))
+        .collect();
     match quoted.len() {
         0 => String::new(),
         1 => quoted[0].clone(),

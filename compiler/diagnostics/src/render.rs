@@ -35,7 +35,8 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
             (0, Severity::Warning) => Color::Yellow,
             _ => Color::Blue,
         };
-        let mut l = Label::new((name(label.span.file), label.span.range())).with_message(&label.message);
+        let mut l =
+            Label::new((name(label.span.file), label.span.range())).with_message(&label.message);
         if options.color {
             l = l.with_color(color);
         }
@@ -47,7 +48,11 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
     if let Some(help) = &diagnostic.help {
         report = report.with_help(help);
     }
-    let cache = ariadne::sources(sources.iter().map(|(_, f)| (f.name.clone(), f.text.clone())));
+    let cache = ariadne::sources(
+        sources
+            .iter()
+            .map(|(_, f)| (f.name.clone(), f.text.clone())),
+    );
     let mut out = Vec::new();
     // Writing to a Vec cannot fail; a report whose span lies outside its file is still written, as
     // ariadne only drops the excerpt then.
@@ -56,8 +61,16 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
 }
 
 /// Renders several diagnostics, each followed by a blank line, in the order given.
-pub fn render_all(diagnostics: &[Diagnostic], sources: &SourceMap, options: RenderOptions) -> String {
-    diagnostics.iter().map(|d| render(d, sources, options)).collect::<Vec<_>>().join("\n")
+pub fn render_all(
+    diagnostics: &[Diagnostic],
+    sources: &SourceMap,
+    options: RenderOptions,
+) -> String {
+    diagnostics
+        .iter()
+        .map(|d| render(d, sources, options))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A diagnostic in the JSON form that `npdec check --format json` prints, one object per diagnostic.

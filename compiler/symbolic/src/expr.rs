@@ -117,18 +117,35 @@ pub enum Expr {
     Compare(CompareOp, Box<Expr>, Box<Expr>),
     /// A partial derivative: one entry of `axes` per differentiation, so `[x, x]` is `∂²/∂x²` and
     /// `[x, y]` is the mixed derivative `∂²/∂x∂y`.
-    Derivative { operand: Box<Expr>, axes: Vec<AxisId> },
+    Derivative {
+        operand: Box<Expr>,
+        axes: Vec<AxisId>,
+    },
     /// The Laplacian over all interval and index axes of the operand.
     Laplace(Box<Expr>),
     /// `∇·(coefficient ∇operand)`, discretized in conservative form.
-    DivGrad { coefficient: Box<Expr>, operand: Box<Expr> },
+    DivGrad {
+        coefficient: Box<Expr>,
+        operand: Box<Expr>,
+    },
     /// `velocity · ∂operand/∂axis`, discretized with an upwind bias chosen by the sign of `velocity`.
-    Upwind { velocity: Box<Expr>, operand: Box<Expr>, axis: AxisId, order: u8 },
+    Upwind {
+        velocity: Box<Expr>,
+        operand: Box<Expr>,
+        axis: AxisId,
+        order: u8,
+    },
     /// A multi-channel convolution `Σ_in K[out, in, ...] ⋆ u[in]` with a kernel parameter of shape
     /// `[out, in, k₁, …, k_d]`; the padding follows the operand's boundary conditions.
-    Convolution { kernel: ParamId, operand: Box<Expr> },
+    Convolution {
+        kernel: ParamId,
+        operand: Box<Expr>,
+    },
     /// A matrix product `matrix @ operand`, where the operand is a vector or a field on one axis.
-    MatMul { matrix: Box<Expr>, operand: Box<Expr> },
+    MatMul {
+        matrix: Box<Expr>,
+        operand: Box<Expr>,
+    },
     /// A reduction of a field to a number.
     Reduce(ReduceOp, Box<Expr>),
 }
@@ -148,16 +165,23 @@ impl Expr {
             | Expr::Input(_)
             | Expr::Label(_) => {}
             Expr::Unary(_, a) | Expr::Laplace(a) | Expr::Reduce(_, a) => a.walk(visit),
-            Expr::Derivative { operand, .. } | Expr::Convolution { operand, .. } => operand.walk(visit),
+            Expr::Derivative { operand, .. } | Expr::Convolution { operand, .. } => {
+                operand.walk(visit)
+            }
             Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => {
                 a.walk(visit);
                 b.walk(visit);
             }
-            Expr::DivGrad { coefficient, operand } => {
+            Expr::DivGrad {
+                coefficient,
+                operand,
+            } => {
                 coefficient.walk(visit);
                 operand.walk(visit);
             }
-            Expr::Upwind { velocity, operand, .. } => {
+            Expr::Upwind {
+                velocity, operand, ..
+            } => {
                 velocity.walk(visit);
                 operand.walk(visit);
             }

@@ -84,8 +84,14 @@ pub enum Initializer {
     Value(Expr),
     Zeros,
     Ones,
-    Normal { mean: f64, std: f64 },
-    Uniform { min: f64, max: f64 },
+    Normal {
+        mean: f64,
+        std: f64,
+    },
+    Uniform {
+        min: f64,
+        max: f64,
+    },
     /// Glorot (Xavier) uniform: `U(−a, a)` with `a = sqrt(6 / (fan_in + fan_out))`.
     Glorot,
     /// He normal: `N(0, 2 / fan_in)`.
@@ -114,9 +120,15 @@ pub enum DataFormat {
     /// IDX image and label files (gzipped or not), as MNIST is distributed.
     Idx { images: String, labels: String },
     /// A CSV file with one sample per row and the label in the given column.
-    Csv { path: String, label_column: LabelColumn },
+    Csv {
+        path: String,
+        label_column: LabelColumn,
+    },
     /// An NPY array, and optionally an NPY array of labels.
-    Npy { path: String, labels: Option<String> },
+    Npy {
+        path: String,
+        labels: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -172,7 +184,9 @@ impl Equation {
     pub fn rhs(&self) -> Expr {
         let mut terms = self.terms.iter().map(|t| t.expr.clone());
         let first = terms.next().unwrap_or(Expr::Real(0.0));
-        terms.fold(first, |sum, term| Expr::binary(crate::BinaryOp::Add, sum, term))
+        terms.fold(first, |sum, term| {
+            Expr::binary(crate::BinaryOp::Add, sum, term)
+        })
     }
 }
 
@@ -191,7 +205,11 @@ pub enum BoundaryKind {
     /// `∂u/∂n = value`, with `n` the outward normal.
     Neumann(Expr),
     /// `alpha·u + beta·∂u/∂n = value`.
-    Robin { alpha: Expr, beta: Expr, value: Expr },
+    Robin {
+        alpha: Expr,
+        beta: Expr,
+        value: Expr,
+    },
     Periodic,
 }
 
@@ -237,7 +255,10 @@ pub enum Scheme {
     /// Strang splitting between the Laplacian (exact in Fourier space) and the pointwise terms.
     SplitStep,
     /// A steady (elliptic) solve by an iterative sparse method.
-    Steady { tolerance: f64, max_iterations: usize },
+    Steady {
+        tolerance: f64,
+        max_iterations: usize,
+    },
 }
 
 impl Scheme {
@@ -287,11 +308,25 @@ pub enum Loss {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum Optimizer {
-    Sgd { lr: f64, momentum: f64 },
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64 },
-    Lbfgs { max_iterations: usize, history: usize, tolerance: f64 },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+    },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+    },
+    Lbfgs {
+        max_iterations: usize,
+        history: usize,
+        tolerance: f64,
+    },
     /// Closed-form least squares for a linear readout matrix from the hidden states.
-    Pseudoinverse { ridge: f64 },
+    Pseudoinverse {
+        ridge: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -368,16 +403,24 @@ impl Model {
 
     /// Returns the boundary condition of a field on one side of an axis, if declared.
     pub fn boundary(&self, field: FieldId, axis: AxisId, side: Side) -> Option<&BoundaryCondition> {
-        self.boundaries.iter().find(|b| b.field == field && b.axis == axis && b.side == side)
+        self.boundaries
+            .iter()
+            .find(|b| b.field == field && b.axis == axis && b.side == side)
     }
 
     /// Returns the initial condition of a field for `u` (0) or `∂u/∂t` (1), if declared.
     pub fn initial(&self, field: FieldId, time_derivative: u8) -> Option<&InitialCondition> {
-        self.initials.iter().find(|i| i.field == field && i.time_derivative == time_derivative)
+        self.initials
+            .iter()
+            .find(|i| i.field == field && i.time_derivative == time_derivative)
     }
 
     /// Returns the number of grid points of a field (without channels).
     pub fn field_points(&self, id: FieldId) -> usize {
-        self.field(id).axes.iter().map(|a| self.axis(*a).points).product()
+        self.field(id)
+            .axes
+            .iter()
+            .map(|a| self.axis(*a).points)
+            .product()
     }
 }

@@ -32,27 +32,58 @@ pub enum ItemKind {
     /// `model heat1d`: the model's name, used for the output folder.
     Model(Ident),
     /// `grid x in [0, 1] points 101`, `grid (x, y) in ([0, 1], [0, 2]) points (65, 129)`.
-    Grid { axes: Vec<Ident>, clauses: Vec<Clause> },
+    Grid {
+        axes: Vec<Ident>,
+        clauses: Vec<Clause>,
+    },
     /// `field u(x, y)[3]: complex`.
-    Field { name: Ident, axes: Vec<Ident>, channels: Option<Expr>, ty: Option<Ident> },
+    Field {
+        name: Ident,
+        axes: Vec<Ident>,
+        channels: Option<Expr>,
+        ty: Option<Ident>,
+    },
     /// `const nu: real = 0.01`.
-    Const { name: Ident, ty: Option<Ident>, value: Expr },
+    Const {
+        name: Ident,
+        ty: Option<Ident>,
+        value: Expr,
+    },
     /// `param W(t)[64, 64]: real ~ glorot learnable`.
     Param(ParamItem),
     /// `data mnist = idx("images.gz", "labels.gz") split 8000 scale 1/255`.
-    Data { name: Ident, source: Expr, clauses: Vec<Clause> },
+    Data {
+        name: Ident,
+        source: Expr,
+        clauses: Vec<Clause>,
+    },
     /// `equation heat: dt(u) = nu * laplace(u)`, or a block of equations in braces.
-    Equation { name: Ident, equations: Vec<EquationSyntax> },
+    Equation {
+        name: Ident,
+        equations: Vec<EquationSyntax>,
+    },
     /// `boundary u: dirichlet(0) on x.min, y`.
-    Boundary { field: Expr, condition: Expr, sides: Vec<Expr> },
+    Boundary {
+        field: Expr,
+        condition: Expr,
+        sides: Vec<Expr>,
+    },
     /// `initial u = sin(pi * x)` or `initial dt(u) = 0`.
     Initial { target: Expr, value: Expr },
     /// `readout y = softmax(W @ u)`.
     Readout { name: Ident, value: Expr },
     /// `fn swish(x) = x * sigmoid(x)`.
-    Function { name: Ident, params: Vec<Ident>, body: Expr },
+    Function {
+        name: Ident,
+        params: Vec<Ident>,
+        body: Expr,
+    },
     /// `solve heat using rk4(dt = 1e-4) until 0.1 every 100`.
-    Task { kind: TaskKind, equations: Vec<Ident>, clauses: Vec<Clause> },
+    Task {
+        kind: TaskKind,
+        equations: Vec<Ident>,
+        clauses: Vec<Clause>,
+    },
     /// `expect max(abs(u - exact)) < 1e-3`.
     Expect(Expr),
     /// An item that failed to parse; its diagnostic was already reported.
@@ -138,11 +169,20 @@ pub enum ExprKind {
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     Compare(CompareOp, Box<Expr>, Box<Expr>),
-    Call { callee: Ident, args: Vec<Arg> },
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
     /// `u[0]`: one channel of a field, or an entry of a vector.
-    Index { base: Box<Expr>, indices: Vec<Expr> },
+    Index {
+        base: Box<Expr>,
+        indices: Vec<Expr>,
+    },
     /// `x.min`.
-    Member { base: Box<Expr>, member: Ident },
+    Member {
+        base: Box<Expr>,
+        member: Ident,
+    },
     Tuple(Vec<Expr>),
     List(Vec<Expr>),
 }

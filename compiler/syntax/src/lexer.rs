@@ -212,8 +212,24 @@ impl Token {
 
     /// Keywords, which cannot be used as names.
     pub const KEYWORDS: &'static [&'static str] = &[
-        "use", "model", "grid", "field", "const", "param", "data", "equation", "boundary", "initial", "readout",
-        "fn", "solve", "train", "expect", "on", "learnable", "fixed",
+        "use",
+        "model",
+        "grid",
+        "field",
+        "const",
+        "param",
+        "data",
+        "equation",
+        "boundary",
+        "initial",
+        "readout",
+        "fn",
+        "solve",
+        "train",
+        "expect",
+        "on",
+        "learnable",
+        "fixed",
     ];
 }
 
@@ -233,8 +249,13 @@ pub fn tokenize(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> 
         let token = match result {
             Ok(Token::Number(value)) | Ok(Token::Imaginary(value)) if !value.is_finite() => {
                 diagnostics.push(
-                    Diagnostic::error(Code::E0003, "number literal out of range", span, "this does not fit in a 64-bit float")
-                        .with_help("use a value of magnitude below 1.8e308"),
+                    Diagnostic::error(
+                        Code::E0003,
+                        "number literal out of range",
+                        span,
+                        "this does not fit in a 64-bit float",
+                    )
+                    .with_help("use a value of magnitude below 1.8e308"),
                 );
                 Token::Error
             }
@@ -247,8 +268,13 @@ pub fn tokenize(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> 
             }
             Ok(Token::UnterminatedStr) => {
                 diagnostics.push(
-                    Diagnostic::error(Code::E0002, "unterminated string literal", span, "this string has no closing quote")
-                        .with_help("add `\"` at the end of the string; strings cannot span lines"),
+                    Diagnostic::error(
+                        Code::E0002,
+                        "unterminated string literal",
+                        span,
+                        "this string has no closing quote",
+                    )
+                    .with_help("add `\"` at the end of the string; strings cannot span lines"),
                 );
                 Token::Error
             }
@@ -263,8 +289,13 @@ pub fn tokenize(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> 
                     _ => "remove it; names use letters, digits and `_`, and comments start with `#`".to_string(),
                 };
                 diagnostics.push(
-                    Diagnostic::error(Code::E0001, format!("unknown character `{}`", bad.escape_debug()), span, "not part of the language")
-                        .with_help(help),
+                    Diagnostic::error(
+                        Code::E0001,
+                        format!("unknown character `{}`", bad.escape_debug()),
+                        span,
+                        "not part of the language",
+                    )
+                    .with_help(help),
                 );
                 Token::Error
             }

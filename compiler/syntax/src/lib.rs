@@ -20,21 +20,36 @@ lalrpop_mod!(
 pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let tokens = lexer::tokenize(file, text, &mut diagnostics);
-    let error_tokens: Vec<usize> = tokens.iter().filter(|t| t.1 == Token::Error).map(|t| t.0).collect();
+    let error_tokens: Vec<usize> = tokens
+        .iter()
+        .filter(|t| t.1 == Token::Error)
+        .map(|t| t.0)
+        .collect();
 
     let mut recovered = Vec::new();
-    let result = grammar::ModuleParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, ()>));
+    let result = grammar::ModuleParser::new().parse(
+        file,
+        &mut recovered,
+        tokens.into_iter().map(Ok::<_, ()>),
+    );
     let module = match result {
         Ok(module) => module,
         Err(error) => {
-            recovered.push(ErrorRecovery { error, dropped_tokens: Vec::new() });
+            recovered.push(ErrorRecovery {
+                error,
+                dropped_tokens: Vec::new(),
+            });
             ast::Module::default()
         }
     };
 
     for recovery in recovered {
         // The lexer already reported its bad tokens; a second "unexpected token" there adds nothing.
-        if let ParseError::UnrecognizedToken { token: (start, Token::Error, _), .. } = recovery.error {
+        if let ParseError::UnrecognizedToken {
+            token: (start, Token::Error, _),
+            ..
+        } = recovery.error
+        {
             if error_tokens.contains(&start) {
                 continue;
             }
@@ -50,11 +65,16 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<ast::Expr, Vec<Diagnostic>
     let mut diagnostics = Vec::new();
     let tokens = lexer::tokenize(file, text, &mut diagnostics);
     let mut recovered = Vec::new();
-    let result = grammar::ExprParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, ()>));
+    let result =
+        grammar::ExprParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, ()>));
     match result {
         Ok(expr) if diagnostics.is_empty() && recovered.is_empty() => Ok(expr),
         Ok(_) => {
-            diagnostics.extend(recovered.into_iter().map(|r| syntax_error(file, text, r.error)));
+            diagnostics.extend(
+                recovered
+                    .into_iter()
+                    .map(|r| syntax_error(file, text, r.error)),
+            );
             Err(diagnostics)
         }
         Err(error) => {
@@ -66,7 +86,10 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<ast::Expr, Vec<Diagnostic>
 
 fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -> Diagnostic {
     match error {
-        ParseError::UnrecognizedToken { token: (start, token, end), expected } => {
+        ParseError::UnrecognizedToken {
+            token: (start, token, end),
+            expected,
+        } => {
             let span = Span::new(file, start, end);
             let expected = describe_expected(&expected);
             let mut diagnostic = Diagnostic::error(
@@ -80,11 +103,19 @@ fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -
         }
         ParseError::UnrecognizedEof { location, expected } => {
             // Point at the last character, since the end of the file has no width to underline.
-            let start = text[..location.min(text.len())].trim_end().len().saturating_sub(1);
+            let start = text[..location.min(text.len())]
+                .trim_end()
+                .len()
+                .saturating_sub(1);
             let end = (start + 1).min(text.len()).max(start);
             let expected = describe_expected(&expected);
-            Diagnostic::error(Code::E0011, format!("unexpected end of file, expected {expected}"), Span::new(file, start, end), "the file ends here")
-                .with_help("finish the statement, or remove it")
+            Diagnostic::error(
+                Code::E0011,
+                format!("unexpected end of file, expected {expected}"),
+                Span::new(file, start, end),
+                "the file ends here",
+            )
+            .with_help("finish the statement, or remove it")
         }
         ParseError::InvalidToken { location } => Diagnostic::error(
             Code::E0001,
@@ -93,15 +124,19 @@ fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -
             "not part of the language",
         )
         .with_help("remove it"),
-        ParseError::ExtraToken { token: (start, token, end) } => Diagnostic::error(
+        ParseError::ExtraToken {
+            token: (start, token, end),
+        } => Diagnostic::error(
             Code::E0010,
             format!("expected end of file, found {token}"),
             Span::new(file, start, end),
             "unexpected here",
         )
         .with_help("remove it"),
-        ParseError::User { .. } => Diagnostic::error(Code::E0010, "invalid syntax", Span::new(file, 0, 0), "here")
-            .with_help("check the statement against docs/language.md"),
+        ParseError::User { .. } => {
+            Diagnostic::error(Code::E0010, "invalid syntax", Span::new(file, 0, 0), "here")
+                .with_help("check the statement against docs/language.md")
+        }
     }
 }
 
@@ -112,16 +147,29 @@ fn describe_expected(expected: &[String]) -> String {
         .map(|e| {
             let trimmed = e.trim_matches('"');
             match trimmed {
-                "identifier" | "number" | "imaginary number" | "string" => trimmed.replace("imaginary number", "number"),
+                "identifier" | "number" | "imaginary number" | "string" => {
+                    trimmed.replace("imaginary number", "number")
+                }
                 other => format!("`{}`", other.replace("\\\"", "\"")),
             }
         })
         .filter(|e| e != "unknown character")
         .collect();
     names.dedup();
-    let starts_statement = names.iter().filter(|n| Token::KEYWORDS.iter().any(|k| n.as_str() == format!("`{k}`"))).count();
+    let starts_statement = names
+        .iter()
+        .filter(|n| {
+            Token::KEYWORDS
+                .iter()
+                .any(|k| n.as_str() == format!("`{k}`"))
+        })
+        .count();
     if starts_statement >= 8 {
-        names.retain(|n| !Token::KEYWORDS.iter().any(|k| n.as_str() == format!("`{k}`")));
+        names.retain(|n| {
+            !Token::KEYWORDS
+                .iter()
+                .any(|k| n.as_str() == format!("`{k}`"))
+        });
         names.push("a statement".to_string());
     }
     match names.len() {
@@ -134,10 +182,15 @@ fn describe_expected(expected: &[String]) -> String {
 
 fn help_for(found: &Token, expected: &str) -> String {
     match found {
-        Token::Ident(name) if Token::KEYWORDS.contains(&name.as_str()) => format!("`{name}` is a keyword"),
-        Token::Assign if expected.contains("`==`") => "use `==` to compare; `=` only defines".to_string(),
+        Token::Ident(name) if Token::KEYWORDS.contains(&name.as_str()) => {
+            format!("`{name}` is a keyword")
+        }
+        Token::Assign if expected.contains("`==`") => {
+            "use `==` to compare; `=` only defines".to_string()
+        }
         _ if expected.contains("a statement") => {
-            "a statement starts with a keyword such as `grid`, `field`, `equation` or `solve`".to_string()
+            "a statement starts with a keyword such as `grid`, `field`, `equation` or `solve`"
+                .to_string()
         }
         _ => format!("insert {expected} here, or remove what does not belong"),
     }

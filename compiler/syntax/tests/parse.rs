@@ -36,16 +36,25 @@ fn full_program_parses_without_errors() {
     let (module, diagnostics) = parse(FileId(0), HEAT);
     assert!(diagnostics.is_empty(), "{diagnostics:#?}");
     assert_eq!(module.items.len(), 20);
-    assert!(matches!(&module.items[1].kind, ItemKind::Use(u) if matches!(&u.imports, UseImports::Names(n) if n.len() == 2)));
-    let ItemKind::Equation { equations, .. } = &module.items[12].kind else { panic!("expected the gs block") };
+    assert!(
+        matches!(&module.items[1].kind, ItemKind::Use(u) if matches!(&u.imports, UseImports::Names(n) if n.len() == 2))
+    );
+    let ItemKind::Equation { equations, .. } = &module.items[12].kind else {
+        panic!("expected the gs block")
+    };
     assert_eq!(equations.len(), 2);
 }
 
 #[test]
 fn power_binds_tighter_than_unary_minus() {
     let expr = npdec_syntax::parse_expr(FileId(0), "-x^2").unwrap();
-    let ExprKind::Unary(_, inner) = expr.kind else { panic!("expected negation at the top") };
-    assert!(matches!(inner.kind, ExprKind::Binary(npdec_syntax::ast::BinaryOp::Pow, ..)));
+    let ExprKind::Unary(_, inner) = expr.kind else {
+        panic!("expected negation at the top")
+    };
+    assert!(matches!(
+        inner.kind,
+        ExprKind::Binary(npdec_syntax::ast::BinaryOp::Pow, ..)
+    ));
 }
 
 #[test]
@@ -54,12 +63,18 @@ fn recovery_reports_each_broken_statement() {
     let (module, diagnostics) = parse(FileId(0), text);
     assert_eq!(diagnostics.len(), 3, "{diagnostics:#?}");
     assert!(diagnostics.iter().all(|d| d.code == Code::E0010));
-    assert!(module.items.iter().any(|i| matches!(&i.kind, ItemKind::Const { name, .. } if name.name == "d")));
+    assert!(module
+        .items
+        .iter()
+        .any(|i| matches!(&i.kind, ItemKind::Const { name, .. } if name.name == "d")));
 }
 
 #[test]
 fn lexer_errors_are_reported_once() {
-    let (_, diagnostics) = parse(FileId(0), "const a = 1 $ 2\nconst b = \"open\nconst c = 12abc\n");
+    let (_, diagnostics) = parse(
+        FileId(0),
+        "const a = 1 $ 2\nconst b = \"open\nconst c = 12abc\n",
+    );
     let codes: Vec<Code> = diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, vec![Code::E0001, Code::E0002, Code::E0003]);
 }
@@ -69,6 +84,8 @@ fn spans_count_bytes_after_unicode() {
     let text = "# ∂u/∂t\nconst ψ = 1";
     let (module, diagnostics) = parse(FileId(0), text);
     assert!(diagnostics.is_empty());
-    let ItemKind::Const { name, .. } = &module.items[0].kind else { panic!() };
+    let ItemKind::Const { name, .. } = &module.items[0].kind else {
+        panic!()
+    };
     assert_eq!(&text[name.span.range()], "ψ");
 }

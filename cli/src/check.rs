@@ -1,0 +1,66 @@
+//! `npdec check`: diagnostics for one or more files, for people or as JSON for editors.
+
+use crate::terminal;
+use npdec_diagnostics::{render, to_json, RenderOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    /// Rendered diagnostics with source excerpts, on standard error.
+    Human,
+    /// One JSON array of diagnostics on standard output.
+    Json,
+}
+
+pub fn run(files: &[PathBuf], format: Format, quiet: bool) -> Result<ExitCode, String> {
+    let mut any_error = false;
+    let mut json = Vec::new();
+    for path in files {
+        let (sources, checked) = match npdec_sema::check_path(path) {
+            Ok(result) => result,
+            Err(error) => {
+                terminal::print_error(&format!("cannot read `{}`: {error}", path.display()));
+                any_error = true;
+                continue;
+            }
+        };
+        any_error |= checked.has_errors();
+        match format {
+            Format::Json => json.extend(checked.diagnostics.iter().map(|d| to_json(d, &sources))),
+            Format::Human => {
+                let options = RenderOptions {
+                    color: terminal::stderr_color(),
+                };
+                for diagnostic in &checked.diagnostics {
+                    if quiet && !diagnostic.is_error() {
+                        continue;
+                    }
+                    eprint!("{}", render(diagnostic, &sources, options));
+                }
+                let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+                let warnings = checked.diagnostics.len() - errors;
+                if !quiet || errors > 0 {
+                    eprintln!("{}: {}", path.display(), summary(errors, warnings));
+                }
+            }
+        }
+    }
+    if let Format::Json = format {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(ExitCode::from(u8::from(any_error)))
+}
+
+fn summary(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => "ok".to_string(),
+        (0, w) => format!("ok, {}", plural(w, "warning")),
+        (e, 0) => plural(e, "error"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}

@@ -1,0 +1,36 @@
+//! Terminal concerns: colour, logging and top-level error messages.
+
+use std::io::IsTerminal;
+
+/// Returns true if output to standard error should be coloured: a terminal, and `NO_COLOR` unset.
+pub fn stderr_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Sends `tracing` events to standard error; `RUST_LOG` overrides the level set by `-q`/`-v`.
+pub fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(stderr_color())
+        .without_time()
+        .try_init();
+}
+
+/// Prints an error that is not about a span of source, such as an unreadable file.
+pub fn print_error(message: &str) {
+    if stderr_color() {
+        eprintln!("\x1b[1;31merror\x1b[0m: {message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}

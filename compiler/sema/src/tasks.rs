@@ -1,0 +1,705 @@
+//! `solve` and `train` tasks, `expect` assertions and readouts.
+
+use crate::expr::{Place, Shape};
+use crate::scope::{Checker, DeclKind};
+use npdec_diagnostics::{one_of, Code, Diagnostic, Span};
+use npdec_symbolic::{
+    Discretization, EquationId, Expect, Loss, Metric, Optimizer, Scheme, SolveTask, Task, TrainTask,
+};
+use npdec_syntax::ast::{self, ExprKind, ItemKind, TaskKind};
+
+const SOLVE_CLAUSES: &[&str] = &["using", "until", "every", "order"];
+const TRAIN_CLAUSES: &[&str] = &[
+    "on",
+    "using",
+    "until",
+    "order",
+    "loss",
+    "optimizer",
+    "epochs",
+    "batch",
+    "metrics",
+    "l2",
+];
+const SCHEMES: &[&str] = &[
+    "euler",
+    "rk4",
+    "leapfrog",
+    "crank_nicolson",
+    "backward_euler",
+    "split_step",
+    "steady",
+];
+const OPTIMIZERS: &[&str] = &["sgd", "adam", "lbfgs", "pseudoinverse"];
+const LOSSES: &[&str] = &["cross_entropy", "mse"];
+const METRICS: &[&str] = &["accuracy", "loss", "mse"];
+
+/// A scheme as written, before the step is known.
+struct SchemeChoice {
+    scheme: Scheme,
+    dt: Option<f64>,
+    steps: Option<usize>,
+    span: Span,
+}
+
+impl Checker<'_> {
+    pub(crate) fn lower_tasks(&mut self, module: &ast::Module) {
+        for item in &module.items {
+            let ItemKind::Task {
+                kind,
+                equations,
+                clauses,
+            } = &item.kind
+            else {
+                continue;
+            };
+            let Some(equation_ids) = self.task_equations(equations) else {
+                continue;
+            };
+            let task = match kind {
+                TaskKind::Solve => self
+                    .lower_solve(equation_ids, clauses, item.span)
+                    .map(Task::Solve),
+                TaskKind::Train => self
+                    .lower_train(equation_ids, clauses, item.span)
+                    .map(Task::Train),
+            };
+            if let Some(task) = task {
+                self.model.tasks.push(task);
+            }
+        }
+    }
+
+    fn task_equations(&mut self, names: &[ast::Ident]) -> Option<Vec<EquationId>> {
+        let mut ids = Vec::new();
+        let mut ok = true;
+        for name in names {
+            match self
+                .lookup(&name.name)
+                .map(|i| (i, self.decls[i].kind.clone()))
+            {
+                Some((index, DeclKind::Equation(list))) => {
+                    self.decls[index].used = true;
+                    if list.is_empty() {
+                        ok = false;
+                    }
+                    ids.extend(list);
+                }
+                other => {
+                    let equations: Vec<String> = self
+                        .decls
+                        .iter()
+                        .filter(|d| matches!(d.kind, DeclKind::Equation(_)))
+                        .map(|d| d.name.clone())
+                        .collect();
+                    let label = match other {
+                        Some((index, _)) => {
+                            format!("a {}, not an equation", self.decls[index].kind.describe())
+                        }
+                        None => "not declared".to_string(),
+                    };
+                    let mut diagnostic = Diagnostic::error(
+                        Code::E0243,
+                        format!("unknown equation `{}`", name.name),
+                        name.span,
+                        label,
+                    );
+                    diagnostic = if equations.is_empty() {
+                        diagnostic.with_help("declare one: `equation heat: dt(u) = laplace(u)`")
+                    } else {
+                        diagnostic.with_help(format!("the equations are {}", one_of(&equations)))
+                    };
+                    self.error(diagnostic);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(ids)
+    }
+
+    fn scheme(&mut self, expr: &ast::Expr) -> Option<SchemeChoice> {
+        let (name, args): (&ast::Ident, &[ast::Arg]) = match &expr.kind {
+            ExprKind::Name(name) => (name, &[]),
+            ExprKind::Call { callee, args } => (callee, args),
+            _ => {
+                self.unknown_scheme(expr.span, None);
+                return None;
+            }
+        };
+        if !SCHEMES.contains(&name.name.as_str()) {
+            self.unknown_scheme(name.span, Some(&name.name));
+            return None;
+        }
+        if name.name == "steady" {
+            let values = self.named_values(
+                "steady",
+                args,
+                &["tol", "max_iter"],
+                &[1e-10, 10_000.0],
+                expr.span,
+            )?;
+            if values[0] <= 0.0 || values[1] < 1.0 || values[1].fract() != 0.0 {
+                self.error(
+                    Diagnostic::error(
+                        Code::E0242,
+                        "invalid steady solver settings",
+                        expr.span,
+                        "out of range",
+                    )
+                    .with_help(
+                        "`tol` must be positive and `max_iter` a whole number of at least 1",
+                    ),
+                );
+                return None;
+            }
+            return Some(SchemeChoice {
+                scheme: Scheme::Steady {
+                    tolerance: values[0],
+                    max_iterations: values[1] as usize,
+                },
+                dt: None,
+                steps: None,
+                span: expr.span,
+            });
+        }
+        let values =
+            self.named_values(&name.name, args, &["dt", "steps"], &[-1.0, -1.0], expr.span)?;
+        let dt = (values[0] != -1.0).then_some(values[0]);
+        let steps = (values[1] != -1.0).then_some(values[1]);
+        if dt.is_some() == steps.is_some() {
+            self.error(
+                Diagnostic::error(
+                    Code::E0242,
+                    format!("`{}` needs either `dt` or `steps`", name.name),
+                    expr.span,
+                    if dt.is_some() {
+                        "both given"
+                    } else {
+                        "neither given"
+                    },
+                )
+                .with_help(format!(
+                    "write `{}(dt = 1e-3)` or `{}(steps = 100)`",
+                    name.name, name.name
+                )),
+            );
+            return None;
+        }
+        if dt.is_some_and(|dt| dt <= 0.0) || steps.is_some_and(|s| s < 1.0 || s.fract() != 0.0) {
+            self.error(
+                Diagnostic::error(
+                    Code::E0242,
+                    "invalid time step",
+                    expr.span,
+                    "must be positive",
+                )
+                .with_help("`dt` is a positive time and `steps` a whole number of at least 1"),
+            );
+            return None;
+        }
+        let scheme = match name.name.as_str() {
+            "euler" => Scheme::Euler,
+            "rk4" => Scheme::Rk4,
+            "leapfrog" => Scheme::Leapfrog,
+            "crank_nicolson" => Scheme::CrankNicolson,
+            "backward_euler" => Scheme::BackwardEuler,
+            _ => Scheme::SplitStep,
+        };
+        Some(SchemeChoice {
+            scheme,
+            dt,
+            steps: steps.map(|s| s as usize),
+            span: expr.span,
+        })
+    }
+
+    fn unknown_scheme(&mut self, span: Span, name: Option<&str>) {
+        let headline = name.map_or("expected a time scheme".to_string(), |n| {
+            format!("unknown time scheme `{n}`")
+        });
+        let mut diagnostic = Diagnostic::error(Code::E0240, headline, span, "not a scheme");
+        diagnostic = match name.and_then(|n| crate::suggest::closest(n, SCHEMES.iter().copied())) {
+            Some(s) => diagnostic.with_help(format!(
+                "did you mean `{s}`? the schemes are {}",
+                one_of(SCHEMES)
+            )),
+            None => diagnostic.with_help(format!("the schemes are {}", one_of(SCHEMES))),
+        };
+        self.error(diagnostic);
+    }
+
+    /// Builds the discretization from the `using`, `until` and `order` clauses.
+    fn discretization(
+        &mut self,
+        found: &std::collections::HashMap<&'static str, &ast::Clause>,
+        equations: &[EquationId],
+        span: Span,
+        default_until: Option<f64>,
+    ) -> Option<Discretization> {
+        let Some(using) = found.get("using") else {
+            self.missing_clause(span, "using", "this task", "`using euler(dt = 1e-4)`");
+            return None;
+        };
+        let choice = self.single(using).cloned().and_then(|e| self.scheme(&e));
+        let space_order = match found.get("order").and_then(|c| self.single(c)).cloned() {
+            None => Some(2),
+            Some(value) => {
+                let order = self.const_integer(&value, 1)?;
+                if order % 2 == 1 {
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0230,
+                            format!("centered space order {order} is odd"),
+                            value.span,
+                            "must be even",
+                        )
+                        .with_help("centered differences have even orders: use 2, 4, 6 or 8"),
+                    );
+                    None
+                } else if !(2..=8).contains(&order) {
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0230,
+                            format!("space order {order} is not supported"),
+                            value.span,
+                            "unsupported order",
+                        )
+                        .with_help("use 2, 4, 6 or 8"),
+                    );
+                    None
+                } else {
+                    Some(order as u8)
+                }
+            }
+        };
+        let choice = choice?;
+        let space_order = space_order?;
+        self.check_scheme_fits(&choice, equations)?;
+        if let Scheme::Steady { .. } = choice.scheme {
+            if let Some(until) = found.get("until") {
+                self.error(
+                    Diagnostic::error(
+                        Code::E0242,
+                        "a steady solve has no end time",
+                        until.name.span,
+                        "not used by `steady`",
+                    )
+                    .with_help("remove `until`"),
+                );
+                return None;
+            }
+            return Some(Discretization {
+                scheme: choice.scheme,
+                dt: 0.0,
+                steps: 0,
+                until: 0.0,
+                space_order,
+            });
+        }
+        let until = match (
+            found.get("until").and_then(|c| self.single(c)).cloned(),
+            default_until,
+        ) {
+            (Some(value), _) => {
+                let until = self.const_real(&value)?;
+                if until <= 0.0 {
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0242,
+                            "the end time must be positive",
+                            value.span,
+                            format!("{until}"),
+                        )
+                        .with_help("integrate from t = 0 to a positive time"),
+                    );
+                    return None;
+                }
+                until
+            }
+            (None, Some(default)) => default,
+            (None, None) => {
+                self.missing_clause(span, "until", "a time-dependent solve", "`until 0.1`");
+                return None;
+            }
+        };
+        let (dt, steps) = match (choice.dt, choice.steps) {
+            (Some(dt), _) => {
+                // A step that does not divide the end time is shortened so the last step lands on it.
+                let steps = ((until / dt) - 1e-9).ceil().max(1.0) as usize;
+                (until / steps as f64, steps)
+            }
+            (None, Some(steps)) => (until / steps as f64, steps),
+            (None, None) => return None,
+        };
+        Some(Discretization {
+            scheme: choice.scheme,
+            dt,
+            steps,
+            until,
+            space_order,
+        })
+    }
+
+    fn check_scheme_fits(&mut self, choice: &SchemeChoice, equations: &[EquationId]) -> Option<()> {
+        for id in equations {
+            let equation = &self.model.equations[id.0];
+            let order = equation.time_order;
+            let name = choice.scheme.name();
+            let problem = match (&choice.scheme, order) {
+                (Scheme::Steady { .. }, 0) | (Scheme::Leapfrog, 2) => None,
+                (Scheme::Steady { .. }, _) => {
+                    Some("`steady` solves equations without a time derivative".to_string())
+                }
+                (_, 0) => Some(format!(
+                    "`{name}` integrates in time, but this equation is steady; use `steady`"
+                )),
+                (Scheme::Leapfrog, _) => {
+                    Some("`leapfrog` integrates second-order equations `dt2(u) = ...`".to_string())
+                }
+                (_, 2) => Some(format!(
+                    "`{name}` integrates first-order equations; use `leapfrog` for `dt2(u) = ...`"
+                )),
+                (Scheme::SplitStep, _) => {
+                    // The discretizer splits the right-hand side precisely; here it is enough that a
+                    // complex field has a Laplacian of itself to propagate in Fourier space.
+                    let field = equation.field;
+                    let has_laplace = equation.terms.iter().any(|t| t.expr.any(|e| matches!(e, npdec_symbolic::Expr::Laplace(inner) if inner.mentions_field(field))));
+                    let complex = self.model.fields[field.0].complex;
+                    (!has_laplace || !complex).then(|| {
+                        "`split_step` needs a complex field whose equation has a `laplace` term of that field, as in Schrödinger or paraxial equations".to_string()
+                    })
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                let span = equation.span;
+                self.error(
+                    Diagnostic::error(
+                        Code::E0241,
+                        format!("scheme `{name}` does not fit this equation"),
+                        choice.span,
+                        "scheme chosen here",
+                    )
+                    .with_label(span, "equation here")
+                    .with_help(problem),
+                );
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    fn lower_solve(
+        &mut self,
+        equations: Vec<EquationId>,
+        clauses: &[ast::Clause],
+        span: Span,
+    ) -> Option<SolveTask> {
+        let found = self.clauses(clauses, SOLVE_CLAUSES, "`solve`");
+        let every = match found.get("every").and_then(|c| self.single(c)).cloned() {
+            None => None,
+            Some(value) => Some(self.const_integer(&value, 1)?),
+        };
+        let discretization = self.discretization(&found, &equations, span, None)?;
+        Some(SolveTask {
+            equations,
+            discretization,
+            every,
+            span,
+        })
+    }
+
+    fn lower_train(
+        &mut self,
+        equations: Vec<EquationId>,
+        clauses: &[ast::Clause],
+        span: Span,
+    ) -> Option<TrainTask> {
+        let found = self.clauses(clauses, TRAIN_CLAUSES, "`train`");
+        let data = match found.get("on").and_then(|c| self.single(c)).cloned() {
+            None => {
+                self.missing_clause(span, "on", "`train`", "`on mnist`, naming a `data` source");
+                None
+            }
+            Some(value) => match value
+                .as_name()
+                .and_then(|n| self.lookup(&n.name).map(|i| (i, n)))
+            {
+                Some((index, _)) if matches!(self.decls[index].kind, DeclKind::Data(_)) => {
+                    self.decls[index].used = true;
+                    match self.decls[index].kind {
+                        DeclKind::Data(data) => data,
+                        _ => None,
+                    }
+                }
+                _ => {
+                    let sources: Vec<String> =
+                        self.model.data.iter().map(|d| d.name.clone()).collect();
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0261,
+                            "`on` names a data source",
+                            value.span,
+                            "not a data source",
+                        )
+                        .with_help(if sources.is_empty() {
+                            "declare one: `data mnist = idx(\"images.gz\", \"labels.gz\")`"
+                                .to_string()
+                        } else {
+                            format!("the data sources are {}", one_of(&sources))
+                        }),
+                    );
+                    None
+                }
+            },
+        };
+        let discretization = self.discretization(&found, &equations, span, Some(1.0));
+        let loss = match found.get("loss").and_then(|c| self.single(c)).cloned() {
+            None => {
+                self.missing_clause(span, "loss", "`train`", "`loss cross_entropy(y, label)`");
+                None
+            }
+            Some(value) => self.loss(&value),
+        };
+        let optimizer = match found.get("optimizer").and_then(|c| self.single(c)).cloned() {
+            None => Some(Optimizer::Adam {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            }),
+            Some(value) => self.optimizer(&value),
+        };
+        let count = |checker: &mut Self, name: &str, default: usize| match found
+            .get(name)
+            .and_then(|c| checker.single(c))
+            .cloned()
+        {
+            None => Some(default),
+            Some(value) => checker.const_integer(&value, 1),
+        };
+        let epochs = count(self, "epochs", 1);
+        let batch = count(self, "batch", 32);
+        let l2 = match found.get("l2").and_then(|c| self.single(c)).cloned() {
+            None => Some(0.0),
+            Some(value) => self.const_real(&value).filter(|v| *v >= 0.0),
+        };
+        let metrics = match found.get("metrics") {
+            None => Some(vec![Metric::Loss]),
+            Some(clause) => {
+                let mut metrics = Vec::new();
+                let mut ok = true;
+                for value in &clause.values {
+                    match value.as_name().map(|n| n.name.as_str()) {
+                        Some("accuracy") => metrics.push(Metric::Accuracy),
+                        Some("loss") => metrics.push(Metric::Loss),
+                        Some("mse") => metrics.push(Metric::Mse),
+                        _ => {
+                            self.error(
+                                Diagnostic::error(
+                                    Code::E0260,
+                                    "unknown metric",
+                                    value.span,
+                                    "not a metric",
+                                )
+                                .with_help(format!("the metrics are {}", one_of(METRICS))),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(metrics)
+            }
+        };
+        Some(TrainTask {
+            equations,
+            data: data?,
+            discretization: discretization?,
+            loss: loss?,
+            optimizer: optimizer?,
+            epochs: epochs?,
+            batch: batch?,
+            l2: l2?,
+            metrics: metrics?,
+            span,
+        })
+    }
+
+    fn loss(&mut self, value: &ast::Expr) -> Option<Loss> {
+        let ExprKind::Call { callee, args } = &value.kind else {
+            self.error(
+                Diagnostic::error(Code::E0260, "expected a loss", value.span, "not a loss")
+                    .with_help(format!("write `cross_entropy(scores, label)` or `mse(prediction, target)`; the losses are {}", one_of(LOSSES))),
+            );
+            return None;
+        };
+        if !LOSSES.contains(&callee.name.as_str()) {
+            self.error(
+                Diagnostic::error(
+                    Code::E0260,
+                    format!("unknown loss `{}`", callee.name),
+                    callee.span,
+                    "not a loss",
+                )
+                .with_help(format!("the losses are {}", one_of(LOSSES))),
+            );
+            return None;
+        }
+        if args.len() != 2 || args.iter().any(|a| a.name.is_some()) {
+            self.wrong_arity(&callee.name, "2".to_string(), args.len(), value.span);
+            return None;
+        }
+        let first = self.lower(&args[0].value, Place::Model);
+        let second = self.lower(&args[1].value, Place::Model);
+        let (first, second) = (first?, second?);
+        Some(if callee.name == "mse" {
+            Loss::Mse {
+                prediction: first.expr,
+                target: second.expr,
+            }
+        } else {
+            Loss::CrossEntropy {
+                scores: first.expr,
+                label: second.expr,
+            }
+        })
+    }
+
+    fn optimizer(&mut self, value: &ast::Expr) -> Option<Optimizer> {
+        let (name, args): (&ast::Ident, &[ast::Arg]) = match &value.kind {
+            ExprKind::Name(name) => (name, &[]),
+            ExprKind::Call { callee, args } => (callee, args),
+            _ => (
+                &ast::Ident {
+                    name: String::new(),
+                    span: value.span,
+                },
+                &[],
+            ),
+        };
+        let values = match name.name.as_str() {
+            "sgd" => self.named_values(
+                "sgd",
+                args,
+                &["lr", "momentum"],
+                &[f64::NAN, 0.0],
+                value.span,
+            )?,
+            "adam" => self.named_values(
+                "adam",
+                args,
+                &["lr", "beta1", "beta2", "eps"],
+                &[1e-3, 0.9, 0.999, 1e-8],
+                value.span,
+            )?,
+            "lbfgs" => self.named_values(
+                "lbfgs",
+                args,
+                &["max_iter", "history", "tol"],
+                &[100.0, 10.0, 1e-9],
+                value.span,
+            )?,
+            "pseudoinverse" => {
+                self.named_values("pseudoinverse", args, &["ridge"], &[0.0], value.span)?
+            }
+            other => {
+                let mut diagnostic = Diagnostic::error(
+                    Code::E0260,
+                    format!("unknown optimizer `{other}`"),
+                    name.span,
+                    "not an optimizer",
+                );
+                diagnostic = match crate::suggest::closest(other, OPTIMIZERS.iter().copied()) {
+                    Some(s) => diagnostic.with_help(format!(
+                        "did you mean `{s}`? the optimizers are {}",
+                        one_of(OPTIMIZERS)
+                    )),
+                    None => {
+                        diagnostic.with_help(format!("the optimizers are {}", one_of(OPTIMIZERS)))
+                    }
+                };
+                self.error(diagnostic);
+                return None;
+            }
+        };
+        if values.iter().any(|v| *v < 0.0) {
+            self.error(
+                Diagnostic::error(
+                    Code::E0261,
+                    format!("negative setting for `{}`", name.name),
+                    value.span,
+                    "settings must not be negative",
+                )
+                .with_help("use a positive learning rate and non-negative settings"),
+            );
+            return None;
+        }
+        Some(match name.name.as_str() {
+            "sgd" => Optimizer::Sgd {
+                lr: values[0],
+                momentum: values[1],
+            },
+            "adam" => Optimizer::Adam {
+                lr: values[0],
+                beta1: values[1],
+                beta2: values[2],
+                eps: values[3],
+            },
+            "lbfgs" => Optimizer::Lbfgs {
+                max_iterations: values[0] as usize,
+                history: values[1].max(1.0) as usize,
+                tolerance: values[2],
+            },
+            _ => Optimizer::Pseudoinverse { ridge: values[0] },
+        })
+    }
+
+    pub(crate) fn lower_expects(&mut self, module: &ast::Module) {
+        for item in &module.items {
+            let ItemKind::Expect(expr) = &item.kind else {
+                continue;
+            };
+            if !matches!(expr.kind, ExprKind::Compare(..)) {
+                self.error(
+                    Diagnostic::error(
+                        Code::E0270,
+                        "an expectation must be a comparison",
+                        expr.span,
+                        "not a comparison",
+                    )
+                    .with_help(
+                        "compare a number with a bound, e.g. `expect max(abs(u - exact)) < 1e-3`",
+                    ),
+                );
+                continue;
+            }
+            let Some(typed) = self.lower(expr, Place::Model) else {
+                continue;
+            };
+            debug_assert_eq!(typed.shape, Shape::Scalar);
+            let text = self.sources.snippet(expr.span).to_string();
+            self.model.expects.push(Expect {
+                text,
+                expr: typed.expr,
+                span: expr.span,
+            });
+        }
+    }
+
+    /// Lowers the readouts that no loss referred to, so their errors are reported too.
+    pub(crate) fn lower_readouts(&mut self) {
+        for index in 0..self.decls.len() {
+            if let DeclKind::Readout { .. } = self.decls[index].kind {
+                if self.decls[index].imported {
+                    continue;
+                }
+                let used = self.decls[index].used;
+                let name = self.decls[index].name.clone();
+                let span = self.decls[index].span;
+                let ident = ast::Expr::new(ExprKind::Name(ast::Ident { name, span }), span);
+                let _ = self.lower(&ident, Place::Model);
+                self.decls[index].used = used;
+            }
+        }
+    }
+}
