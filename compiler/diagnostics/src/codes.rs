@@ -43,6 +43,7 @@ codes! {
     E0003 = "E0003", "invalid number literal";
     E0010 = "E0010", "unexpected token";
     E0011 = "E0011", "unexpected end of file";
+    E0012 = "E0012", "input too deeply nested";
     // Names, modules and calls.
     E0100 = "E0100", "unknown name";
     E0101 = "E0101", "name declared twice";

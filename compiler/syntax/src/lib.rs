@@ -16,10 +16,22 @@ lalrpop_mod!(
     grammar
 );
 
+/// The deepest bracket nesting accepted. Later stages walk expressions recursively, so without a
+/// bound a pathological input would overflow the stack instead of getting a diagnostic.
+pub const MAX_NESTING: usize = 100;
+
+/// The most operators accepted in one statement, for the same reason: `a + a + … + a` nests as deeply
+/// as its number of operators.
+pub const MAX_OPERATORS_PER_STATEMENT: usize = 1000;
+
 /// Parses one file. Diagnostics are sorted by position.
 pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let tokens = lexer::tokenize(file, text, &mut diagnostics);
+    if let Some(diagnostic) = check_complexity(file, &tokens) {
+        diagnostics.push(diagnostic);
+        return (ast::Module::default(), diagnostics);
+    }
     let error_tokens: Vec<usize> = tokens
         .iter()
         .filter(|t| t.1 == Token::Error)
@@ -64,6 +76,10 @@ pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
 pub fn parse_expr(file: FileId, text: &str) -> Result<ast::Expr, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let tokens = lexer::tokenize(file, text, &mut diagnostics);
+    if let Some(diagnostic) = check_complexity(file, &tokens) {
+        diagnostics.push(diagnostic);
+        return Err(diagnostics);
+    }
     let mut recovered = Vec::new();
     let result =
         grammar::ExprParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, ()>));
@@ -82,6 +98,35 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<ast::Expr, Vec<Diagnostic>
             Err(diagnostics)
         }
     }
+}
+
+/// Rejects input nested too deeply or with too many operators in one statement.
+fn check_complexity(file: FileId, tokens: &[lexer::Spanned]) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    let mut operators = 0usize;
+    for (start, token, end) in tokens {
+        let span = Span::new(file, *start, *end);
+        match token {
+            Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
+            Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
+            Token::Plus | Token::Minus | Token::Star | Token::Slash | Token::Caret | Token::At => operators += 1,
+            t if Token::KEYWORDS.contains(&t.text()) && !matches!(t, Token::On | Token::Learnable | Token::Fixed) => operators = 0,
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Some(
+                Diagnostic::error(Code::E0012, format!("brackets nested more than {MAX_NESTING} deep"), span, "too deep")
+                    .with_help("split the expression with `const` or `fn` declarations"),
+            );
+        }
+        if operators > MAX_OPERATORS_PER_STATEMENT {
+            return Some(
+                Diagnostic::error(Code::E0012, format!("more than {MAX_OPERATORS_PER_STATEMENT} operators in one statement"), span, "statement too long")
+                    .with_help("split the expression with `const` or `fn` declarations"),
+            );
+        }
+    }
+    None
 }
 
 fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -> Diagnostic {
