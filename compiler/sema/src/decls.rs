@@ -335,6 +335,7 @@ impl Checker<'_> {
                         None => ok = false,
                     }
                 }
+                Some((_, DeclKind::Unparsed)) => ok = false,
                 _ => {
                     let candidates: Vec<String> =
                         self.model.axes.iter().map(|a| a.name.clone()).collect();
@@ -570,27 +571,29 @@ impl Checker<'_> {
             .iter()
             .map(|d| (!d.is_nan()).then_some(*d))
             .collect();
-        let mut given = vec![false; names.len()];
+        let mut given: Vec<Option<Span>> = vec![None; names.len()];
         let mut ok = true;
         for (position, arg) in args.iter().enumerate() {
             let slot = match &arg.name {
                 Some(name) => match names.iter().position(|n| *n == name.name) {
-                    Some(i) if !given[i] => i,
-                    _ => {
+                    Some(i) if given[i].is_none() => i,
+                    Some(i) => {
+                        self.repeated_argument(&name.name, callee, name.span, given[i]);
+                        ok = false;
+                        continue;
+                    }
+                    None => {
                         let help = if names.is_empty() {
                             format!("`{callee}` takes no arguments")
                         } else {
-                            format!("the arguments of `{callee}` are {}", one_of(names))
+                            format!("`{callee}` takes {}", one_of(names))
                         };
                         self.error(
                             Diagnostic::error(
                                 Code::E0106,
-                                format!(
-                                    "unknown or repeated argument `{}` of `{callee}`",
-                                    name.name
-                                ),
+                                format!("unknown argument `{}` of `{callee}`", name.name),
                                 name.span,
-                                "invalid argument",
+                                format!("`{callee}` has no argument of this name"),
                             )
                             .with_help(help),
                         );
@@ -598,13 +601,13 @@ impl Checker<'_> {
                         continue;
                     }
                 },
-                None if position < names.len() && !given[position] => position,
+                None if position < names.len() && given[position].is_none() => position,
                 None => {
                     self.wrong_arity(callee, format!("at most {}", names.len()), args.len(), span);
                     return None;
                 }
             };
-            given[slot] = true;
+            given[slot] = Some(arg.name.as_ref().map_or(arg.value.span, |n| n.span));
             match self.const_real(&arg.value) {
                 Some(v) => values[slot] = Some(v),
                 None => ok = false,
@@ -626,6 +629,27 @@ impl Checker<'_> {
             return None;
         }
         Some(values.into_iter().flatten().collect())
+    }
+
+    /// Reports a named argument given twice; `first` is where it was given before, if known.
+    pub(crate) fn repeated_argument(
+        &mut self,
+        name: &str,
+        callee: &str,
+        span: Span,
+        first: Option<Span>,
+    ) {
+        let mut diagnostic = Diagnostic::error(
+            Code::E0106,
+            format!("argument `{name}` of `{callee}` given twice"),
+            span,
+            "given again here",
+        )
+        .with_help("pass each argument once");
+        if let Some(first) = first {
+            diagnostic = diagnostic.with_label(first, "first given here");
+        }
+        self.error(diagnostic);
     }
 
     pub(crate) fn lower_data(&mut self, module: &ast::Module) {

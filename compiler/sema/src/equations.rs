@@ -196,11 +196,14 @@ impl Checker<'_> {
             }
         };
         let Some(index) = self.lookup(&name.name) else {
-            self.unknown_name(name);
+            self.unknown_field(name);
             return None;
         };
         self.decls[index].used = true;
         let DeclKind::Field(field) = self.decls[index].kind else {
+            if let DeclKind::Unparsed = self.decls[index].kind {
+                return None;
+            }
             let what = self.decls[index].kind.describe();
             self.error(
                 Diagnostic::error(
@@ -477,12 +480,15 @@ impl Checker<'_> {
             return;
         };
         let Some(index) = self.lookup(&field_name.name) else {
-            self.unknown_name(field_name);
+            self.unknown_field(field_name);
             return;
         };
         self.decls[index].used = true;
         let DeclKind::Field(Some(field)) = self.decls[index].kind else {
-            if !matches!(self.decls[index].kind, DeclKind::Field(None)) {
+            if !matches!(
+                self.decls[index].kind,
+                DeclKind::Field(None) | DeclKind::Unparsed
+            ) {
                 let what = self.decls[index].kind.describe();
                 self.invalid_operand(
                     field_name.span,
@@ -802,11 +808,14 @@ impl Checker<'_> {
                 continue;
             };
             let Some(index) = self.lookup(&name.name) else {
-                self.unknown_name(name);
+                self.unknown_field(name);
                 continue;
             };
             self.decls[index].used = true;
             let DeclKind::Field(field) = self.decls[index].kind else {
+                if let DeclKind::Unparsed = self.decls[index].kind {
+                    continue;
+                }
                 let what = self.decls[index].kind.describe();
                 self.error(
                     Diagnostic::error(

@@ -320,6 +320,7 @@ impl Checker<'_> {
                     shape,
                 })
             }
+            DeclKind::Unparsed => None,
             DeclKind::Const { .. } => self.const_value(index),
             DeclKind::Readout { .. } => {
                 if constant_only(self) {
@@ -410,6 +411,29 @@ impl Checker<'_> {
             )),
         };
         self.error(diagnostic);
+    }
+
+    /// Reports an unknown name where only a field fits: after `dt(`, `boundary` or `initial`.
+    pub(crate) fn unknown_field(&mut self, ident: &ast::Ident) {
+        let fields: Vec<String> = self.model.fields.iter().map(|f| f.name.clone()).collect();
+        let help = match crate::suggest::closest(&ident.name, fields.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if fields.is_empty() => format!("declare it: `field {}(x)`", ident.name),
+            None => format!(
+                "the fields are {}; or declare it: `field {}(x)`",
+                one_of(&fields),
+                ident.name
+            ),
+        };
+        self.error(
+            Diagnostic::error(
+                Code::E0100,
+                format!("unknown field `{}`", ident.name),
+                ident.span,
+                "not declared",
+            )
+            .with_help(help),
+        );
     }
 
     fn const_value(&mut self, index: usize) -> Option<Typed> {
@@ -574,6 +598,9 @@ impl Checker<'_> {
                 };
                 self.decls[index].used = true;
                 let DeclKind::Data(data) = self.decls[index].kind else {
+                    if let DeclKind::Unparsed = self.decls[index].kind {
+                        return None;
+                    }
                     self.invalid_operand(
                         source.span,
                         "`.input` and `.label` belong to data sources",
@@ -987,6 +1014,9 @@ impl Checker<'_> {
                 {
                     self.decls[index].used = true;
                     return self.inline(callee, &params, &body, module, args, span, place);
+                }
+                if let DeclKind::Unparsed = self.decls[index].kind {
+                    return None;
                 }
                 let what = self.decls[index].kind.describe();
                 self.error(
@@ -1550,29 +1580,36 @@ impl Checker<'_> {
             return None;
         }
         let mut bound: Vec<Option<Typed>> = vec![None; params.len()];
+        // Where each parameter got its argument, to point at the first of two.
+        let mut bound_at: Vec<Option<Span>> = vec![None; params.len()];
         let mut next_positional = 0;
         let mut ok = true;
         for arg in args {
             let slot = match &arg.name {
                 Some(arg_name) => match params.iter().position(|p| p.name == arg_name.name) {
-                    Some(i) if bound[i].is_none() => i,
-                    _ => {
+                    Some(i) if bound_at[i].is_none() => i,
+                    Some(i) => {
+                        self.repeated_argument(&arg_name.name, name, arg_name.span, bound_at[i]);
+                        ok = false;
+                        continue;
+                    }
+                    None => {
                         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
                         self.error(
                             Diagnostic::error(
                                 Code::E0106,
-                                format!("unknown or repeated argument `{}`", arg_name.name),
+                                format!("unknown argument `{}` of `{name}`", arg_name.name),
                                 arg_name.span,
                                 format!("not a parameter of `{name}`"),
                             )
-                            .with_help(format!("the parameters are {}", one_of(&names))),
+                            .with_help(format!("the parameters of `{name}` are {}", one_of(&names))),
                         );
                         ok = false;
                         continue;
                     }
                 },
                 None => {
-                    while next_positional < params.len() && bound[next_positional].is_some() {
+                    while next_positional < params.len() && bound_at[next_positional].is_some() {
                         next_positional += 1;
                     }
                     if next_positional >= params.len() {
@@ -1582,6 +1619,7 @@ impl Checker<'_> {
                     next_positional
                 }
             };
+            bound_at[slot] = Some(arg.name.as_ref().map_or(arg.value.span, |n| n.span));
             match self.lower(&arg.value, place) {
                 Some(typed) => bound[slot] = Some(typed),
                 None => ok = false,
@@ -1598,7 +1636,15 @@ impl Checker<'_> {
                     span,
                     "argument missing",
                 )
-                .with_help(format!("pass all {} arguments", params.len())),
+                .with_help(format!(
+                    "pass `{}` too: `{name}` takes ({})",
+                    params[missing].name,
+                    params
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
             );
             return None;
         }

@@ -142,15 +142,28 @@ impl Checker<'_> {
                             name.span,
                             "not found in this module",
                         );
-                        diagnostic =
-                            match crate::suggest::closest(&name.name, candidates.iter().copied()) {
-                                Some(s) => diagnostic.with_help(format!("did you mean `{s}`?")),
-                                None => diagnostic.with_help(format!(
-                                    "`std::{module}` contains {}",
-                                    one_of(&candidates)
-                                )),
-                            };
+                        let elsewhere = STDLIB_MODULES.iter().find_map(|(other, _, source)| {
+                            source.contains(&format!("fn {}(", name.name)).then_some(*other)
+                        });
+                        diagnostic = match (
+                            elsewhere,
+                            crate::suggest::closest(&name.name, candidates.iter().copied()),
+                        ) {
+                            (Some(other), _) => diagnostic.with_help(format!(
+                                "`{}` is in `std::{other}`: write `use std::{other}::{}`",
+                                name.name, name.name
+                            )),
+                            (None, Some(s)) => diagnostic.with_help(format!("did you mean `{s}`?")),
+                            (None, None) => diagnostic.with_help(format!(
+                                "`std::{module}` contains {}",
+                                one_of(&candidates)
+                            )),
+                        };
                         self.error(diagnostic);
+                        // Uses of the name would only repeat this error.
+                        if self.lookup(&name.name).is_none() {
+                            self.declare(&name, DeclKind::Unparsed, true);
+                        }
                     }
                 }
             }

@@ -52,6 +52,9 @@ pub(crate) enum DeclKind {
         state: Lazy,
     },
     Equation(Vec<EquationId>),
+    /// A name whose declaration failed to parse or whose import failed. That error is already
+    /// reported, so uses of the name are accepted without further diagnostics.
+    Unparsed,
 }
 
 impl DeclKind {
@@ -65,6 +68,7 @@ impl DeclKind {
             DeclKind::Function { .. } => "function",
             DeclKind::Readout { .. } => "readout",
             DeclKind::Equation(_) => "equation",
+            DeclKind::Unparsed => "declaration",
         }
     }
 }
@@ -104,6 +108,9 @@ pub(crate) struct Checker<'s> {
     pub used_builtins: std::collections::HashSet<String>,
     /// The standard-library module whose function body is being inlined, innermost last.
     pub module_stack: Vec<String>,
+    /// True when a statement of the file failed to parse. The check for missing conditions is skipped
+    /// then, since the missing condition may sit in that statement.
+    pub has_unparsed_items: bool,
 }
 
 impl<'s> Checker<'s> {
@@ -124,6 +131,7 @@ impl<'s> Checker<'s> {
             model_name_span: None,
             used_builtins: Default::default(),
             module_stack: Vec::new(),
+            has_unparsed_items: false,
         }
     }
 
@@ -193,14 +201,27 @@ impl<'s> Checker<'s> {
         self.lower_params(module);
         self.lower_data(module);
         self.lower_consts();
+        let errors_before_equations = self.error_count();
         self.lower_equations(module);
         self.lower_boundaries(module);
         self.lower_initials(module);
+        let conditions_lowered = self.error_count() == errors_before_equations;
         self.lower_readouts();
         self.lower_tasks(module);
         self.lower_expects(module);
-        self.check_conditions_complete();
-        self.check_unused();
+
+        // A statement that failed to parse or to check may hold the missing condition or the missing
+        // use, so the whole-model checks run only when nothing they depend on failed.
+        if !self.has_unparsed_items && conditions_lowered {
+            self.check_conditions_complete();
+        }
+        if self.error_count() == 0 {
+            self.check_unused();
+        }
+    }
+
+    fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
 
     /// Registers every named declaration, so that names may be used before their declaration.
@@ -277,9 +298,56 @@ impl<'s> Checker<'s> {
                 ItemKind::Boundary { .. }
                 | ItemKind::Initial { .. }
                 | ItemKind::Task { .. }
-                | ItemKind::Expect(_)
-                | ItemKind::Error => {}
+                | ItemKind::Expect(_) => {}
+                ItemKind::Error => self.has_unparsed_items = true,
             }
+        }
+        // Names from statements that failed to parse come last, so that they never clash with a
+        // declaration that did parse.
+        for item in &module.items {
+            if let ItemKind::Error = item.kind {
+                for name in self.names_in_unparsed(item.span) {
+                    if self.lookup(&name.name).is_none() && !BUILTINS.contains(&name.name.as_str()) {
+                        self.declare(&name, DeclKind::Unparsed, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns the names that a statement which failed to parse was declaring, such as `u` in
+    /// `field u x` or `x` and `y` in `grid (x, y) in [0, 1] point 11`.
+    fn names_in_unparsed(&self, span: Span) -> Vec<Ident> {
+        use npdec_syntax::lexer::Token;
+        let text = self.sources.get(span.file).text.get(span.range()).unwrap_or("");
+        let tokens = npdec_syntax::lexer::tokenize(span.file, text, &mut Vec::new());
+        let ident = |index: usize| match tokens.get(index) {
+            Some((start, Token::Ident(name), end)) => Some(Ident {
+                name: name.clone(),
+                span: Span::new(span.file, span.start as usize + start, span.start as usize + end),
+            }),
+            _ => None,
+        };
+        match tokens.first().map(|t| &t.1) {
+            Some(
+                Token::Field
+                | Token::Const
+                | Token::Param
+                | Token::Data
+                | Token::Equation
+                | Token::Readout
+                | Token::Fn,
+            ) => ident(1).into_iter().collect(),
+            Some(Token::Grid) if matches!(tokens.get(1), Some((_, Token::LParen, _))) => (2..)
+                .step_by(2)
+                .map_while(|i| {
+                    let name = ident(i)?;
+                    matches!(tokens.get(i + 1), Some((_, Token::Comma | Token::RParen, _)))
+                        .then_some(name)
+                })
+                .collect(),
+            Some(Token::Grid) => ident(1).into_iter().collect(),
+            _ => Vec::new(),
         }
     }
 

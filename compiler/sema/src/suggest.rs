@@ -1,12 +1,16 @@
 //! "Did you mean" suggestions by edit distance.
 
 /// Returns the candidate closest to `name`, if it is close enough to be a likely typo.
+///
+/// A candidate must keep at least one character of `name` in place, so a one-letter name such as `u`
+/// is never "corrected" to an unrelated one-letter name such as `t`.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let length = name.chars().count();
+    let limit = (length / 3).max(1);
     candidates
         .into_iter()
         .map(|c| (levenshtein(name, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .filter(|(d, c)| *d <= limit && *d < length.max(c.chars().count()))
         .min_by_key(|(d, c)| (*d, *c))
         .map(|(_, c)| c)
 }
@@ -33,5 +37,7 @@ mod tests {
     fn closest_finds_typos() {
         assert_eq!(closest("lapalce", ["laplace", "diff"]), Some("laplace"));
         assert_eq!(closest("zzz", ["laplace", "diff"]), None);
+        assert_eq!(closest("u", ["t", "pi"]), None);
+        assert_eq!(closest("nuu", ["nu"]), Some("nu"));
     }
 }

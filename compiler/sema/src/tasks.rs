@@ -85,6 +85,7 @@ impl Checker<'_> {
                     }
                     ids.extend(list);
                 }
+                Some((_, DeclKind::Unparsed)) => ok = false,
                 other => {
                     let equations: Vec<String> = self
                         .decls
@@ -432,6 +433,7 @@ impl Checker<'_> {
                         _ => None,
                     }
                 }
+                Some((index, _)) if matches!(self.decls[index].kind, DeclKind::Unparsed) => None,
                 _ => {
                     let sources: Vec<String> =
                         self.model.data.iter().map(|d| d.name.clone()).collect();

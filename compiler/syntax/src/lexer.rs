@@ -210,6 +210,12 @@ impl Token {
         }
     }
 
+    /// Keywords that start a statement, where the parser resumes after a syntax error.
+    pub const STATEMENT_KEYWORDS: &'static [&'static str] = &[
+        "use", "model", "grid", "field", "const", "param", "data", "equation", "boundary",
+        "initial", "readout", "fn", "solve", "train", "expect",
+    ];
+
     /// Keywords, which cannot be used as names.
     pub const KEYWORDS: &'static [&'static str] = &[
         "use",

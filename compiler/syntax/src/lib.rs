@@ -37,6 +37,7 @@ pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
         .filter(|t| t.1 == Token::Error)
         .map(|t| t.0)
         .collect();
+    let token_starts: Vec<usize> = tokens.iter().map(|t| t.0).collect();
 
     let mut recovered = Vec::new();
     let result = grammar::ModuleParser::new().parse(
@@ -55,7 +56,33 @@ pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
         }
     };
 
+    // A misplaced keyword that starts statements, as `equation` in `use std::equation`, is where
+    // recovery resumes: the parser starts a new statement there and fails again on the next token.
+    // That second error only repeats the first, so it is dropped.
+    let mut resumed_at: Option<usize> = None;
     for recovery in recovered {
+        let found_start = match &recovery.error {
+            ParseError::UnrecognizedToken {
+                token: (start, _, _),
+                ..
+            } => Some(*start),
+            _ => None,
+        };
+        if found_start.is_some() && found_start == resumed_at {
+            resumed_at = None;
+            continue;
+        }
+        resumed_at = match &recovery.error {
+            ParseError::UnrecognizedToken {
+                token: (start, token, _),
+                ..
+            } if Token::STATEMENT_KEYWORDS.contains(&token.text()) => token_starts
+                .iter()
+                .position(|s| s == start)
+                .and_then(|i| token_starts.get(i + 1))
+                .copied(),
+            _ => None,
+        };
         // The lexer already reported its bad tokens; a second "unexpected token" there adds nothing.
         if let ParseError::UnrecognizedToken {
             token: (start, Token::Error, _),
@@ -153,6 +180,13 @@ fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -
                 .len()
                 .saturating_sub(1);
             let end = (start + 1).min(text.len()).max(start);
+            let help = match ["}", ")", "]"]
+                .iter()
+                .find(|closer| expected.iter().any(|e| e.trim_matches('"') == **closer))
+            {
+                Some(closer) => format!("add the missing `{closer}`, or finish the statement"),
+                None => "finish the statement, or remove it".to_string(),
+            };
             let expected = describe_expected(&expected);
             Diagnostic::error(
                 Code::E0011,
@@ -160,7 +194,7 @@ fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -
                 Span::new(file, start, end),
                 "the file ends here",
             )
-            .with_help("finish the statement, or remove it")
+            .with_help(help)
         }
         ParseError::InvalidToken { location } => Diagnostic::error(
             Code::E0001,
@@ -227,11 +261,17 @@ fn describe_expected(expected: &[String]) -> String {
 
 fn help_for(found: &Token, expected: &str) -> String {
     match found {
-        Token::Ident(name) if Token::KEYWORDS.contains(&name.as_str()) => {
-            format!("`{name}` is a keyword")
-        }
+        _ if expected.contains("identifier") && Token::KEYWORDS.contains(&found.text()) => format!(
+            "`{}` is a keyword and cannot be used as a name; choose another name",
+            found.text()
+        ),
         Token::Assign if expected.contains("`==`") => {
-            "use `==` to compare; `=` only defines".to_string()
+            "use `==` to compare, because `=` only defines".to_string()
+        }
+        Token::RParen | Token::RBracket | Token::RBrace
+            if !expected.contains(&format!("`{}`", found.text())) =>
+        {
+            format!("remove this `{}`, which closes nothing", found.text())
         }
         _ if expected.contains("a statement") => {
             "a statement starts with a keyword such as `grid`, `field`, `equation` or `solve`"
