@@ -17,7 +17,7 @@
 //! Equal subexpressions at equal targets are lowered once.
 
 use crate::fornberg::{centered_radius, centered_weights, derivative_weights};
-use crate::ghost_cells::{dirichlet_weights, extrapolation_degree, robin_weights};
+use crate::ghost_cells::{dirichlet_weights, extrapolation_degree, robin_degree, robin_weights};
 use crate::graph::{
     AxisPadding, DirichletFace, GhostRule, Graph, Grid, Node, NodeId, NodeKind, PointwiseExpr, Program, SpectralLaplace,
     Stencil, Tap, TimeStep, Update, ValueType,
@@ -543,7 +543,7 @@ impl<'m> Lowerer<'m> {
                 Some(GhostRule::Dirichlet { value: self.lower_face_value(&value, field)?, weights: dirichlet_weights(halo, degree) })
             }
             BoundaryKind::Neumann(value) => {
-                let (weights, slope_weights) = robin_weights(halo, degree);
+                let (weights, slope_weights) = robin_weights(halo, robin_degree(self.space_order, points));
                 Some(GhostRule::Robin {
                     alpha: PointwiseExpr::Real(0.0),
                     beta: PointwiseExpr::Real(1.0),
@@ -564,7 +564,7 @@ impl<'m> Lowerer<'m> {
                         weights: dirichlet_weights(halo, degree),
                     })
                 } else {
-                    let (weights, slope_weights) = robin_weights(halo, degree);
+                    let (weights, slope_weights) = robin_weights(halo, robin_degree(self.space_order, points));
                     Some(GhostRule::Robin {
                         alpha: self.lower_face_value(&alpha, field)?,
                         beta: self.lower_face_value(&beta, field)?,

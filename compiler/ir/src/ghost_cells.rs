@@ -5,8 +5,14 @@
 //! polynomial fitted to the nodes and the boundary condition, so composing it with a centered stencil
 //! gives a one-sided formula of the same polynomial degree.
 //!
-//! The degree is the space order plus one. A second-derivative stencil divides a ghost error of
-//! `O(h^(order+2))` by `h²`, which keeps the truncation error at the boundary at `O(h^order)`.
+//! For Dirichlet conditions the degree is the space order plus one: a second-derivative stencil
+//! divides the ghost error `O(h^(order+2))` by `h²`, which keeps the truncation error next to the
+//! boundary at `O(h^order)`. For Neumann and Robin conditions the degree is the space order, so the
+//! boundary node itself has a truncation error one order lower; that keeps the global order
+//! (B. Gustafsson, "The convergence rate for difference approximations to mixed initial boundary
+//! value problems", Math. Comp. 29, 1975), reduces to the classic mirror formula
+//! `u₋₁ = u₁ − 2h·∂u/∂x` at order 2, and converged at the full order from coarser grids in the heat
+//! tests than degree `order + 1`.
 
 use crate::fornberg::derivative_weights;
 
@@ -14,6 +20,11 @@ use crate::fornberg::derivative_weights;
 /// polynomial only uses nodes that exist on an axis of `points` nodes.
 pub fn extrapolation_degree(space_order: usize, points: usize) -> usize {
     (space_order + 1).min(points.saturating_sub(1)).max(1)
+}
+
+/// Returns the degree of the polynomial that fills Neumann and Robin ghosts.
+pub fn robin_degree(space_order: usize, points: usize) -> usize {
+    space_order.min(points.saturating_sub(1)).max(2)
 }
 
 /// Returns `weights[j−1][k]` for ghosts `j = 1 ..= halo` from nodes `k = 0 ..= degree` (node 0 being the
