@@ -88,10 +88,20 @@ impl Checker<'_> {
         owner: &str,
         example: &str,
     ) {
+        // A misspelled clause in the same statement is most likely the missing one.
+        let misspelled = self.diagnostics.iter().any(|d| {
+            d.code == Code::E0110
+                && d.span().file == span.file
+                && span.start <= d.span().start
+                && d.span().end <= span.end
+        });
+        if misspelled {
+            return;
+        }
         self.error(
             Diagnostic::error(
                 Code::E0112,
-                format!("{owner} needs a `{name}` clause"),
+                format!("{owner} needs the `{name}` clause"),
                 span,
                 format!("no `{name}` here"),
             )

@@ -389,7 +389,24 @@ impl Checker<'_> {
             let axes = self.axis_list(axes, false);
             let complex = self.value_type(ty.as_ref());
             let channels = match channels {
-                Some(expr) => self.const_integer(expr, 1),
+                Some(expr) => match self.const_integer(expr, 0) {
+                    Some(0) => {
+                        self.error(
+                            Diagnostic::error(
+                                Code::E0122,
+                                format!("field `{}` has no channels", name.name),
+                                expr.span,
+                                "zero channels",
+                            )
+                            .with_help(format!(
+                                "give at least one channel, or drop the brackets: `field {}(...)`",
+                                name.name
+                            )),
+                        );
+                        None
+                    }
+                    count => count,
+                },
                 None => Some(1),
             };
             let (Some((axes, _)), Some(complex), Some(channels)) = (axes, complex, channels) else {

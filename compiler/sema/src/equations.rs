@@ -124,7 +124,9 @@ impl Checker<'_> {
             };
             let mut ids = Vec::new();
             for equation in equations {
-                if let Some(lowered) = self.lower_equation(&name.name, equation) {
+                let lowered = self.lower_equation(&name.name, equation);
+                self.conditions_incomplete |= lowered.is_none();
+                if let Some(lowered) = lowered {
                     let key = (lowered.field, lowered.channel);
                     let whole = (lowered.field, None);
                     let clash = evolved
@@ -387,7 +389,7 @@ impl Checker<'_> {
                 }
                 if *c != channels && *c != 1 {
                     self.error(
-                        Diagnostic::error(Code::E0201, format!("{c} channels for a field of {channels}"), span, format!("{c} channels"))
+                        Diagnostic::error(Code::E0201, format!("term has {c} channels but field `{}` has {channels}", f.name), span, format!("{c} channels"))
                             .with_label(f.span, format!("`{}` has {channels} channel{}", f.name, if channels == 1 { "" } else { "s" }))
                             .with_help("match the channel count, e.g. with a convolution kernel of the right output size"),
                     );
@@ -429,7 +431,7 @@ impl Checker<'_> {
         };
         if fields.len() != 1 {
             self.error(
-                Diagnostic::error(Code::E0212, "cannot tell the unknown of this steady equation", equation.lhs.span, format!("mentions {} fields", fields.len()))
+                Diagnostic::error(Code::E0212, "cannot tell the unknown of this steady equation", equation.lhs.span, if fields.is_empty() { "no field here".to_string() } else { format!("{} fields here", fields.len()) })
                     .with_help("a steady equation such as `laplace(u) = f` has exactly one field on its left; time-dependent ones start with `dt(u)`"),
             );
             return None;
@@ -459,7 +461,9 @@ impl Checker<'_> {
             else {
                 continue;
             };
+            let before = self.model.boundaries.len();
             self.lower_boundary(field, condition, sides, item.span);
+            self.conditions_incomplete |= self.model.boundaries.len() == before;
         }
         self.mark_periodic_axes();
     }
@@ -780,6 +784,17 @@ impl Checker<'_> {
     }
 
     pub(crate) fn lower_initials(&mut self, module: &ast::Module) {
+        // Every initial statement that lowers adds one condition, so a shortfall means one failed.
+        let statements = module
+            .items
+            .iter()
+            .filter(|item| matches!(item.kind, ItemKind::Initial { .. }))
+            .count();
+        self.lower_initial_statements(module);
+        self.conditions_incomplete |= self.model.initials.len() != statements;
+    }
+
+    fn lower_initial_statements(&mut self, module: &ast::Module) {
         for item in &module.items {
             let ItemKind::Initial { target, value } = &item.kind else {
                 continue;

@@ -715,14 +715,19 @@ impl Checker<'_> {
     pub(crate) fn const_integer(&mut self, expr: &ast::Expr, min: usize) -> Option<usize> {
         let value = self.const_real(expr)?;
         if value.fract() != 0.0 || value < min as f64 || value > 1e12 {
+            let expected = if min == 0 {
+                "a whole number".to_string()
+            } else {
+                format!("a whole number of at least {min}")
+            };
             self.error(
                 Diagnostic::error(
                     Code::E0131,
-                    "expected a whole number",
+                    format!("expected {expected}"),
                     expr.span,
                     format!("this is {value}"),
                 )
-                .with_help(format!("use a whole number of at least {min}")),
+                .with_help(format!("use {expected}")),
             );
             return None;
         }

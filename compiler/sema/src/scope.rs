@@ -111,6 +111,9 @@ pub(crate) struct Checker<'s> {
     /// True when a statement of the file failed to parse. The check for missing conditions is skipped
     /// then, since the missing condition may sit in that statement.
     pub has_unparsed_items: bool,
+    /// True when an equation, boundary or initial statement did not lower, after an error in it or
+    /// in a declaration it uses. The check for missing conditions is skipped then.
+    pub conditions_incomplete: bool,
 }
 
 impl<'s> Checker<'s> {
@@ -132,6 +135,7 @@ impl<'s> Checker<'s> {
             used_builtins: Default::default(),
             module_stack: Vec::new(),
             has_unparsed_items: false,
+            conditions_incomplete: false,
         }
     }
 
@@ -201,18 +205,16 @@ impl<'s> Checker<'s> {
         self.lower_params(module);
         self.lower_data(module);
         self.lower_consts();
-        let errors_before_equations = self.error_count();
         self.lower_equations(module);
         self.lower_boundaries(module);
         self.lower_initials(module);
-        let conditions_lowered = self.error_count() == errors_before_equations;
         self.lower_readouts();
         self.lower_tasks(module);
         self.lower_expects(module);
 
         // A statement that failed to parse or to check may hold the missing condition or the missing
         // use, so the whole-model checks run only when nothing they depend on failed.
-        if !self.has_unparsed_items && conditions_lowered {
+        if !self.has_unparsed_items && !self.conditions_incomplete {
             self.check_conditions_complete();
         }
         if self.error_count() == 0 {

@@ -15,16 +15,24 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 
+/// Returns the edit distance between `a` and `b`, where an edit inserts, deletes or replaces one
+/// character or swaps two neighbours (the optimal string alignment distance).
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    let mut before_previous: Vec<usize> = Vec::new();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
+    for (i, ca) in a.iter().enumerate() {
         let mut current = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+            let substitution = previous[j] + usize::from(ca != cb);
+            let mut best = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+            if i > 0 && j > 0 && *ca == b[j - 1] && a[i - 1] == *cb {
+                best = best.min(before_previous[j - 1] + 1);
+            }
+            current.push(best);
         }
-        previous = current;
+        before_previous = std::mem::replace(&mut previous, current);
     }
     previous[b.len()]
 }
@@ -39,5 +47,6 @@ mod tests {
         assert_eq!(closest("zzz", ["laplace", "diff"]), None);
         assert_eq!(closest("u", ["t", "pi"]), None);
         assert_eq!(closest("nuu", ["nu"]), Some("nu"));
+        assert_eq!(closest("adma", ["adam", "sgd"]), Some("adam"));
     }
 }

@@ -53,9 +53,9 @@ impl Checker<'_> {
             else {
                 continue;
             };
-            let Some(equation_ids) = self.task_equations(equations) else {
-                continue;
-            };
+            // The clauses are checked even when an equation failed, so their errors show up now and
+            // not after the equation is fixed; the task itself is kept only if everything checked.
+            let (equation_ids, equations_ok) = self.task_equations(equations);
             let task = match kind {
                 TaskKind::Solve => self
                     .lower_solve(equation_ids, clauses, item.span)
@@ -64,13 +64,15 @@ impl Checker<'_> {
                     .lower_train(equation_ids, clauses, item.span)
                     .map(Task::Train),
             };
-            if let Some(task) = task {
+            if let (Some(task), true) = (task, equations_ok) {
                 self.model.tasks.push(task);
             }
         }
     }
 
-    fn task_equations(&mut self, names: &[ast::Ident]) -> Option<Vec<EquationId>> {
+    /// Resolves the equations a task names. The flag is false if one of them is unknown or did not
+    /// lower; the list then holds the others.
+    fn task_equations(&mut self, names: &[ast::Ident]) -> (Vec<EquationId>, bool) {
         let mut ids = Vec::new();
         let mut ok = true;
         for name in names {
@@ -115,7 +117,7 @@ impl Checker<'_> {
                 }
             }
         }
-        ok.then_some(ids)
+        (ids, ok)
     }
 
     fn scheme(&mut self, expr: &ast::Expr) -> Option<SchemeChoice> {
@@ -171,7 +173,11 @@ impl Checker<'_> {
             self.error(
                 Diagnostic::error(
                     Code::E0242,
-                    format!("`{}` needs either `dt` or `steps`", name.name),
+                    if dt.is_some() {
+                        format!("`{}` takes `dt` or `steps`, not both", name.name)
+                    } else {
+                        format!("`{}` needs `dt` or `steps`", name.name)
+                    },
                     expr.span,
                     if dt.is_some() {
                         "both given"
@@ -238,7 +244,12 @@ impl Checker<'_> {
         default_until: Option<f64>,
     ) -> Option<Discretization> {
         let Some(using) = found.get("using") else {
-            self.missing_clause(span, "using", "this task", "`using euler(dt = 1e-4)`");
+            let owner = if default_until.is_some() {
+                "`train`"
+            } else {
+                "`solve`"
+            };
+            self.missing_clause(span, "using", owner, "`using euler(dt = 1e-4)`");
             return None;
         };
         let choice = self.single(using).cloned().and_then(|e| self.scheme(&e));
@@ -309,7 +320,7 @@ impl Checker<'_> {
                             Code::E0242,
                             "the end time must be positive",
                             value.span,
-                            format!("{until}"),
+                            format!("{until} is not positive"),
                         )
                         .with_help("integrate from t = 0 to a positive time"),
                     );
@@ -319,7 +330,7 @@ impl Checker<'_> {
             }
             (None, Some(default)) => default,
             (None, None) => {
-                self.missing_clause(span, "until", "a time-dependent solve", "`until 0.1`");
+                self.missing_clause(span, "until", "a time-dependent `solve`", "`until 0.1`");
                 return None;
             }
         };
@@ -349,7 +360,7 @@ impl Checker<'_> {
             let problem = match (&choice.scheme, order) {
                 (Scheme::Steady { .. }, 0) | (Scheme::Leapfrog, 2) => None,
                 (Scheme::Steady { .. }, _) => {
-                    Some("`steady` solves equations without a time derivative".to_string())
+                    Some("`steady` solves only equations without a time derivative, so choose a time scheme such as `rk4`".to_string())
                 }
                 (_, 0) => Some(format!(
                     "`{name}` integrates in time, but this equation is steady; use `steady`"
@@ -500,7 +511,10 @@ impl Checker<'_> {
                             self.error(
                                 Diagnostic::error(
                                     Code::E0260,
-                                    "unknown metric",
+                                    format!(
+                                        "unknown metric `{}`",
+                                        self.sources.snippet(value.span)
+                                    ),
                                     value.span,
                                     "not a metric",
                                 )

@@ -261,6 +261,14 @@ fn describe_expected(expected: &[String]) -> String {
 
 fn help_for(found: &Token, expected: &str) -> String {
     match found {
+        // Where an expression could start, a statement keyword means the statement before it is
+        // unfinished; where only a name fits, the keyword was meant as one.
+        _ if expected.contains("number") && Token::STATEMENT_KEYWORDS.contains(&found.text()) => {
+            format!(
+                "the statement before `{}` is unfinished: complete it",
+                found.text()
+            )
+        }
         _ if expected.contains("identifier") && Token::KEYWORDS.contains(&found.text()) => format!(
             "`{}` is a keyword and cannot be used as a name; choose another name",
             found.text()
