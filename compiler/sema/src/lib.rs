@@ -47,6 +47,9 @@ pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
     /// The syntax tree of the checked file, for tools such as the language server.
     pub module: npdec_syntax::ast::Module,
+    /// The model as far as checking got: with errors, declarations that failed are missing. Editors
+    /// use it to describe names in files that do not check yet.
+    pub partial: Model,
 }
 
 impl Checked {
@@ -68,12 +71,14 @@ pub fn check(sources: &mut SourceMap, file: FileId, options: &CheckOptions) -> C
         (a.span().file, a.span().start, a.code).cmp(&(b.span().file, b.span().start, b.code))
     });
     diagnostics.dedup();
+    let partial = model.clone();
     let model = if diagnostics.iter().any(Diagnostic::is_error) {
         None
     } else {
         Some(model)
     };
     Checked {
+        partial,
         model,
         diagnostics,
         module,

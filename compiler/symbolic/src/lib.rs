@@ -13,6 +13,7 @@
 //! - real fields have real right-hand sides;
 //! - derivatives only name axes of the operand's fields.
 
+mod display;
 pub mod expr;
 pub mod model;
 
