@@ -1,0 +1,17 @@
+//! Training building blocks for npdec that do not depend on the IR: data sets and mini-batches,
+//! losses and metrics, optimizers, binomial checkpointing of the reverse sweep, checkpoint files
+//! and training reports.
+//!
+//! A training loop built on this crate reads a model's data source with
+//! [`data::load_data_source`], draws each epoch's order from a [`data::ShuffleRng`], steps a
+//! [`optim::StepOptimizer`] (or runs [`optim::minimize`] for L-BFGS, or
+//! [`optim::fit_linear_readout`] for a closed-form readout), reverses its time steps with
+//! [`revolve::reverse_with_checkpoints`], saves [`checkpoint::Checkpoint`]s after each epoch and
+//! reports with [`report::EpochProgress`] and the plots in [`report`].
+
+pub mod checkpoint;
+pub mod data;
+pub mod loss;
+pub mod optim;
+pub mod report;
+pub mod revolve;
