@@ -22,41 +22,69 @@ pub type NodeValues<T> = Vec<Option<Value<T>>>;
 impl<'g, T: Real> Evaluator<'g, T> {
     pub fn new(graph: &'g Graph, roots: &[NodeId]) -> Self {
         let order = graph.evaluation_order(roots);
-        let bound = graph.node_ids().iter().map(|id| id.index() + 1).max().unwrap_or(0);
+        let bound = graph
+            .node_ids()
+            .iter()
+            .map(|id| id.index() + 1)
+            .max()
+            .unwrap_or(0);
         let mut params = vec![None; bound];
         for id in &order {
             if let NodeKind::Param { param } = &graph.node(*id).kind {
-                params[id.index()] = Some(parameter_values(graph, *param, &graph.node(*id).value, id.index() as u64));
+                params[id.index()] = Some(parameter_values(
+                    graph,
+                    *param,
+                    &graph.node(*id).value,
+                    id.index() as u64,
+                ));
             }
         }
-        Evaluator { graph, order, params }
+        Evaluator {
+            graph,
+            order,
+            params,
+        }
     }
 
     /// Evaluates every needed node for the given field states (indexed by field id) and time.
     pub fn evaluate(&self, states: &[Option<Value<T>>], time: T) -> NodeValues<T> {
         let mut values: NodeValues<T> = vec![None; self.params.len()];
         for id in &self.order {
-            let inputs: Vec<&Value<T>> = self.graph.inputs(*id).iter().filter_map(|i| values[i.index()].as_ref()).collect();
+            let inputs: Vec<&Value<T>> = self
+                .graph
+                .inputs(*id)
+                .iter()
+                .filter_map(|i| values[i.index()].as_ref())
+                .collect();
             let value = self.node(*id, &inputs, states, time);
             values[id.index()] = value;
         }
         values
     }
 
-    fn node(&self, id: NodeId, inputs: &[&Value<T>], states: &[Option<Value<T>>], time: T) -> Option<Value<T>> {
+    fn node(
+        &self,
+        id: NodeId,
+        inputs: &[&Value<T>],
+        states: &[Option<Value<T>>],
+        time: T,
+    ) -> Option<Value<T>> {
         let graph = self.graph;
         let node = graph.node(id);
         let shape = value_shape(graph, &node.value);
         Some(match &node.kind {
             NodeKind::State { field } => states.get(field.0)?.clone()?,
             NodeKind::Param { .. } => self.params[id.index()].clone()?,
-            NodeKind::Boundary { field, axes } => pad_value(graph, &graph.field(*field).axes, axes, inputs[0], time),
+            NodeKind::Boundary { field, axes } => {
+                pad_value(graph, &graph.field(*field).axes, axes, inputs[0], time)
+            }
             NodeKind::Pointwise(expr) => {
                 let region = match &node.value.grid {
                     Grid::Points { axes, halo } => Some(Region::padded(graph, axes, halo)),
                     Grid::Scalar | Grid::Tensor { .. } => None,
                 };
-                evaluate_pointwise(graph, expr, inputs, region.as_ref(), time, &shape).converted(node.value.complex)
+                evaluate_pointwise(graph, expr, inputs, region.as_ref(), time, &shape)
+                    .converted(node.value.complex)
             }
             NodeKind::Stencil(stencil) => match inputs[0] {
                 Value::Real(a) => Value::Real(apply_taps(a, &stencil.taps, &shape)),
@@ -65,19 +93,52 @@ impl<'g, T: Real> Evaluator<'g, T> {
             NodeKind::DivGrad { axes, spacing } => {
                 let coefficient = broadcast_to(inputs[0].clone(), inputs[1].shape());
                 if coefficient.is_complex() || inputs[1].is_complex() {
-                    Value::Complex(div_grad(&coefficient.to_complex(), &inputs[1].to_complex(), axes, spacing, &shape))
+                    Value::Complex(div_grad(
+                        &coefficient.to_complex(),
+                        &inputs[1].to_complex(),
+                        axes,
+                        spacing,
+                        &shape,
+                    ))
                 } else {
-                    Value::Real(div_grad(&coefficient.real_part(), &inputs[1].real_part(), axes, spacing, &shape))
+                    Value::Real(div_grad(
+                        &coefficient.real_part(),
+                        &inputs[1].real_part(),
+                        axes,
+                        spacing,
+                        &shape,
+                    ))
                 }
             }
-            NodeKind::Upwind { position, backward, forward, .. } => {
+            NodeKind::Upwind {
+                position,
+                backward,
+                forward,
+                ..
+            } => {
                 let velocity = broadcast_to(inputs[0].clone(), &shape);
                 let sign = velocity.real_part();
                 let complex = node.value.complex;
                 if complex {
-                    Value::Complex(upwind(&velocity.to_complex(), &sign, &inputs[1].to_complex(), *position, backward, forward, &shape))
+                    Value::Complex(upwind(
+                        &velocity.to_complex(),
+                        &sign,
+                        &inputs[1].to_complex(),
+                        *position,
+                        backward,
+                        forward,
+                        &shape,
+                    ))
                 } else {
-                    Value::Real(upwind(&velocity.real_part(), &sign, &inputs[1].real_part(), *position, backward, forward, &shape))
+                    Value::Real(upwind(
+                        &velocity.real_part(),
+                        &sign,
+                        &inputs[1].real_part(),
+                        *position,
+                        backward,
+                        forward,
+                        &shape,
+                    ))
                 }
             }
             NodeKind::Dense => {
@@ -89,14 +150,24 @@ impl<'g, T: Real> Evaluator<'g, T> {
             }
             NodeKind::Convolution { .. } => {
                 if node.value.complex {
-                    Value::Complex(convolution(&inputs[0].to_complex(), &inputs[1].to_complex(), &shape))
+                    Value::Complex(convolution(
+                        &inputs[0].to_complex(),
+                        &inputs[1].to_complex(),
+                        &shape,
+                    ))
                 } else {
-                    Value::Real(convolution(&inputs[0].real_part(), &inputs[1].real_part(), &shape))
+                    Value::Real(convolution(
+                        &inputs[0].real_part(),
+                        &inputs[1].real_part(),
+                        &shape,
+                    ))
                 }
             }
             NodeKind::Reduce(op) => {
                 let input_id = graph.inputs(id)[0];
-                let Grid::Points { axes, .. } = &graph.node(input_id).value.grid else { return None };
+                let Grid::Points { axes, .. } = &graph.node(input_id).value.grid else {
+                    return None;
+                };
                 reduce(graph, *op, axes, inputs[0], node.value.complex)
             }
             NodeKind::Initial { .. } => inputs[0].clone(),
@@ -127,7 +198,11 @@ pub fn field_shape(graph: &Graph, field: FieldId) -> Vec<usize> {
 }
 
 /// `out[i] = Σ w · input[i + shift + offset]`, where the shift centers the output inside the input.
-fn apply_taps<T: Real, E: Element<T>>(input: &ArrayD<E>, taps: &[Tap], shape: &[usize]) -> ArrayD<E> {
+fn apply_taps<T: Real, E: Element<T>>(
+    input: &ArrayD<E>,
+    taps: &[Tap],
+    shape: &[usize],
+) -> ArrayD<E> {
     let mut out = ArrayD::<E>::zeros(IxDyn(shape));
     for tap in taps {
         let weight = T::of(tap.weight);
@@ -140,37 +215,68 @@ fn apply_taps<T: Real, E: Element<T>>(input: &ArrayD<E>, taps: &[Tap], shape: &[
             let start = (shift as isize + tap.offset[i - 1] as isize) as usize;
             Slice::from(start..start + shape[i])
         });
-        Zip::from(&mut out).and(&window).for_each(|o, x| *o += x.scale(weight));
+        Zip::from(&mut out)
+            .and(&window)
+            .for_each(|o, x| *o += x.scale(weight));
     }
     out
 }
 
 /// Shifts a window of `shape` inside `input` by `offset` along axis position `p` (the window is
 /// centered otherwise).
-fn shifted<'a, E>(input: &'a ArrayD<E>, shape: &[usize], p: usize, offset: isize) -> ndarray::ArrayViewD<'a, E> {
+fn shifted<'a, E>(
+    input: &'a ArrayD<E>,
+    shape: &[usize],
+    p: usize,
+    offset: isize,
+) -> ndarray::ArrayViewD<'a, E> {
     input.slice_each_axis(|d| {
         let i = d.axis.index();
         if i == 0 {
             return Slice::from(..);
         }
-        let shift = ((input.shape()[i] - shape[i]) / 2) as isize + if i - 1 == p { offset } else { 0 };
+        let shift =
+            ((input.shape()[i] - shape[i]) / 2) as isize + if i - 1 == p { offset } else { 0 };
         Slice::from(shift as usize..shift as usize + shape[i])
     })
 }
 
-fn div_grad<T: Real, E: Element<T>>(coefficient: &ArrayD<E>, operand: &ArrayD<E>, axes: &[usize], spacing: &[f64], shape: &[usize]) -> ArrayD<E> {
+fn div_grad<T: Real, E: Element<T>>(
+    coefficient: &ArrayD<E>,
+    operand: &ArrayD<E>,
+    axes: &[usize],
+    spacing: &[f64],
+    shape: &[usize],
+) -> ArrayD<E> {
     let mut out = ArrayD::<E>::zeros(IxDyn(shape));
     let half = T::of(0.5);
     for (p, h) in axes.iter().zip(spacing) {
         let scale = T::of(1.0 / (h * h));
-        let (u_minus, u, u_plus) = (shifted(operand, shape, *p, -1), shifted(operand, shape, *p, 0), shifted(operand, shape, *p, 1));
-        let (c_minus, c, c_plus) =
-            (shifted(coefficient, shape, *p, -1), shifted(coefficient, shape, *p, 0), shifted(coefficient, shape, *p, 1));
+        let (u_minus, u, u_plus) = (
+            shifted(operand, shape, *p, -1),
+            shifted(operand, shape, *p, 0),
+            shifted(operand, shape, *p, 1),
+        );
+        let (c_minus, c, c_plus) = (
+            shifted(coefficient, shape, *p, -1),
+            shifted(coefficient, shape, *p, 0),
+            shifted(coefficient, shape, *p, 1),
+        );
         // (c_{i+1/2} (u_{i+1} − u_i) − c_{i−1/2} (u_i − u_{i−1})) / h², faces averaged from the nodes.
-        let flux_plus = Zip::from(&u).and(&u_plus).and(&c).and(&c_plus).map_collect(|u0, up, c0, cp| (*c0 + *cp).scale(half) * (*up - *u0));
-        let flux_minus =
-            Zip::from(&u_minus).and(&u).and(&c_minus).and(&c).map_collect(|um, u0, cm, c0| (*cm + *c0).scale(half) * (*u0 - *um));
-        Zip::from(&mut out).and(&flux_plus).and(&flux_minus).for_each(|o, fp, fm| *o += (*fp - *fm).scale(scale));
+        let flux_plus = Zip::from(&u)
+            .and(&u_plus)
+            .and(&c)
+            .and(&c_plus)
+            .map_collect(|u0, up, c0, cp| (*c0 + *cp).scale(half) * (*up - *u0));
+        let flux_minus = Zip::from(&u_minus)
+            .and(&u)
+            .and(&c_minus)
+            .and(&c)
+            .map_collect(|um, u0, cm, c0| (*cm + *c0).scale(half) * (*u0 - *um));
+        Zip::from(&mut out)
+            .and(&flux_plus)
+            .and(&flux_minus)
+            .for_each(|o, fp, fm| *o += (*fp - *fm).scale(scale));
     }
     out
 }
@@ -188,15 +294,22 @@ fn upwind<T: Real, E: Element<T>>(
         let mut out = ArrayD::<E>::zeros(IxDyn(shape));
         for (offset, weight) in taps {
             let window = shifted(operand, shape, p, *offset as isize);
-            Zip::from(&mut out).and(&window).for_each(|o, x| *o += x.scale(T::of(*weight)));
+            Zip::from(&mut out)
+                .and(&window)
+                .for_each(|o, x| *o += x.scale(T::of(*weight)));
         }
         out
     };
     let (back, front) = (one_sided(backward), one_sided(forward));
     let mut out = ArrayD::<E>::zeros(IxDyn(shape));
-    Zip::from(&mut out).and(velocity).and(sign).and(&back).and(&front).for_each(|o, v, s, b, f| {
-        *o = *v * if *s >= T::zero() { *b } else { *f };
-    });
+    Zip::from(&mut out)
+        .and(velocity)
+        .and(sign)
+        .and(&back)
+        .and(&front)
+        .for_each(|o, v, s, b, f| {
+            *o = *v * if *s >= T::zero() { *b } else { *f };
+        });
     out
 }
 
@@ -216,7 +329,11 @@ fn dense<T: Real, E: Element<T>>(matrix: &ArrayD<E>, operand: &ArrayD<E>) -> Arr
     out
 }
 
-fn convolution<T: Real, E: Element<T>>(kernel: &ArrayD<E>, operand: &ArrayD<E>, shape: &[usize]) -> ArrayD<E> {
+fn convolution<T: Real, E: Element<T>>(
+    kernel: &ArrayD<E>,
+    operand: &ArrayD<E>,
+    shape: &[usize],
+) -> ArrayD<E> {
     let (outputs, inputs) = (kernel.shape()[0], kernel.shape()[1]);
     let mut out = ArrayD::<E>::zeros(IxDyn(shape));
     let spatial: Vec<usize> = kernel.shape()[2..].to_vec();
@@ -240,7 +357,9 @@ fn convolution<T: Real, E: Element<T>>(kernel: &ArrayD<E>, operand: &ArrayD<E>, 
                     let a = d.axis.index();
                     Slice::from(offset[a]..offset[a] + shape[a + 1])
                 });
-                Zip::from(&mut target).and(&window).for_each(|t, x| *t += weight * *x);
+                Zip::from(&mut target)
+                    .and(&window)
+                    .for_each(|t, x| *t += weight * *x);
             }
         }
     }
@@ -259,14 +378,32 @@ fn quadrature_weight(graph: &Graph, axis: npdec_symbolic::AxisId, i: usize) -> f
     }
 }
 
-fn reduce<T: Real>(graph: &Graph, op: ReduceOp, axes: &[npdec_symbolic::AxisId], input: &Value<T>, complex: bool) -> Value<T> {
+fn reduce<T: Real>(
+    graph: &Graph,
+    op: ReduceOp,
+    axes: &[npdec_symbolic::AxisId],
+    input: &Value<T>,
+    complex: bool,
+) -> Value<T> {
     let cell: f64 = axes.iter().map(|a| graph.axis(*a).spacing()).product();
     let count = input.shape().iter().product::<usize>().max(1);
     let scalar = |v: T| Value::Real(ArrayD::from_elem(IxDyn(&[1]), v));
     let real = input.real_part();
     match op {
-        ReduceOp::Max => scalar(real.iter().fold(T::neg_infinity(), |m, x| if x.is_nan() || m.is_nan() { T::nan() } else { m.max(*x) })),
-        ReduceOp::Min => scalar(real.iter().fold(T::infinity(), |m, x| if x.is_nan() || m.is_nan() { T::nan() } else { m.min(*x) })),
+        ReduceOp::Max => scalar(real.iter().fold(T::neg_infinity(), |m, x| {
+            if x.is_nan() || m.is_nan() {
+                T::nan()
+            } else {
+                m.max(*x)
+            }
+        })),
+        ReduceOp::Min => scalar(real.iter().fold(T::infinity(), |m, x| {
+            if x.is_nan() || m.is_nan() {
+                T::nan()
+            } else {
+                m.min(*x)
+            }
+        })),
         ReduceOp::Norm => {
             let squares = match input {
                 Value::Real(a) => a.iter().fold(T::zero(), |s, x| s + *x * *x),
@@ -279,15 +416,21 @@ fn reduce<T: Real>(graph: &Graph, op: ReduceOp, axes: &[npdec_symbolic::AxisId],
             let mut total = Complex::new(T::zero(), T::zero());
             for (index, value) in values.indexed_iter() {
                 let weight = match op {
-                    ReduceOp::Integral => {
-                        axes.iter().enumerate().map(|(p, a)| quadrature_weight(graph, *a, index[p + 1])).product::<f64>()
-                    }
-                    ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max | ReduceOp::Min | ReduceOp::Norm => 1.0,
+                    ReduceOp::Integral => axes
+                        .iter()
+                        .enumerate()
+                        .map(|(p, a)| quadrature_weight(graph, *a, index[p + 1]))
+                        .product::<f64>(),
+                    ReduceOp::Sum
+                    | ReduceOp::Mean
+                    | ReduceOp::Max
+                    | ReduceOp::Min
+                    | ReduceOp::Norm => 1.0,
                 };
                 total += value * T::of(weight);
             }
             if op == ReduceOp::Mean {
-                total = total / T::of(count as f64);
+                total /= T::of(count as f64);
             }
             if complex {
                 Value::Complex(ArrayD::from_elem(IxDyn(&[1]), total))
@@ -299,22 +442,34 @@ fn reduce<T: Real>(graph: &Graph, op: ReduceOp, axes: &[npdec_symbolic::AxisId],
 }
 
 /// Draws the values of a parameter from its initializer with a fixed seed, so runs repeat exactly.
-fn parameter_values<T: Real>(graph: &Graph, id: npdec_symbolic::ParamId, value: &ValueType, seed: u64) -> Value<T> {
+fn parameter_values<T: Real>(
+    graph: &Graph,
+    id: npdec_symbolic::ParamId,
+    value: &ValueType,
+    seed: u64,
+) -> Value<T> {
     let param = graph.param(id);
     let shape = value_shape(graph, value);
     let count: usize = shape.iter().product();
     let (fan_in, fan_out) = match param.dims.as_slice() {
-        [out, inp, rest @ ..] => (inp * rest.iter().product::<usize>(), out * rest.iter().product::<usize>()),
+        [out, inp, rest @ ..] => (
+            inp * rest.iter().product::<usize>(),
+            out * rest.iter().product::<usize>(),
+        ),
         [n] => (*n, *n),
         [] => (1, 1),
     };
-    let mut random = SplitMix64(seed ^ 0x9e37_79b9_7f4a_7c15 ^ (id.0 as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    let mut random = SplitMix64(
+        seed ^ 0x9e37_79b9_7f4a_7c15 ^ (id.0 as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+    );
     let values: Vec<T> = (0..count)
         .map(|_| {
             T::of(match &param.init {
                 Initializer::Zeros => 0.0,
                 Initializer::Ones => 1.0,
-                Initializer::Value(expr) => npdec_ir::simplify(expr).clone_constant().unwrap_or(0.0),
+                Initializer::Value(expr) => {
+                    npdec_ir::simplify(expr).clone_constant().unwrap_or(0.0)
+                }
                 Initializer::Normal { mean, std } => mean + std * random.normal(),
                 Initializer::Uniform { min, max } => min + (max - min) * random.uniform(),
                 Initializer::Glorot => {
@@ -325,7 +480,10 @@ fn parameter_values<T: Real>(graph: &Graph, id: npdec_symbolic::ParamId, value: 
             })
         })
         .collect();
-    Value::Real(ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape))))
+    Value::Real(
+        ArrayD::from_shape_vec(IxDyn(&shape), values)
+            .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape))),
+    )
 }
 
 trait ConstantValue {

@@ -8,6 +8,9 @@
 use crate::value::Real;
 use num_complex::Complex;
 
+/// A matrix-free linear operator: returns `A x` for `x`.
+pub type LinearOperator<'a, T> = dyn FnMut(&[Complex<T>]) -> Vec<Complex<T>> + 'a;
+
 /// The outcome of a linear solve.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KrylovOutcome {
@@ -18,17 +21,24 @@ pub struct KrylovOutcome {
 }
 
 fn dot<T: Real>(a: &[Complex<T>], b: &[Complex<T>]) -> Complex<T> {
-    a.iter().zip(b).fold(Complex::new(T::zero(), T::zero()), |s, (x, y)| s + x.conj() * y)
+    a.iter()
+        .zip(b)
+        .fold(Complex::new(T::zero(), T::zero()), |s, (x, y)| {
+            s + x.conj() * y
+        })
 }
 
 fn norm<T: Real>(a: &[Complex<T>]) -> f64 {
-    a.iter().map(|z| z.norm_sqr().to_f64_lossy()).sum::<f64>().sqrt()
+    a.iter()
+        .map(|z| z.norm_sqr().to_f64_lossy())
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Solves `A x = b` starting from `x`, stopping at relative residual `tolerance` or after
 /// `max_iterations` iterations.
 pub fn bicgstab<T: Real>(
-    apply: &mut dyn FnMut(&[Complex<T>]) -> Vec<Complex<T>>,
+    apply: &mut LinearOperator<'_, T>,
     b: &[Complex<T>],
     x: &mut [Complex<T>],
     tolerance: f64,
@@ -66,7 +76,11 @@ pub fn bicgstab<T: Real>(
         }
         let t = apply(&s);
         let tt = dot(&t, &t);
-        omega = if tt.norm() == T::zero() { zero } else { dot(&t, &s) / tt };
+        omega = if tt.norm() == T::zero() {
+            zero
+        } else {
+            dot(&t, &s) / tt
+        };
         for i in 0..x.len() {
             x[i] += alpha * p[i] + omega * s[i];
             r[i] = s[i] - omega * t[i];
@@ -76,5 +90,9 @@ pub fn bicgstab<T: Real>(
             break;
         }
     }
-    KrylovOutcome { iterations, relative_residual: residual, converged: residual <= tolerance }
+    KrylovOutcome {
+        iterations,
+        relative_residual: residual,
+        converged: residual <= tolerance,
+    }
 }

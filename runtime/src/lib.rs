@@ -20,6 +20,8 @@ pub mod spectral;
 pub mod stepping;
 pub mod value;
 
-pub use run::{run_model, ExpectResult, Precision, RunOptions, RunReport, StabilityPolicy, TaskMetrics};
+pub use run::{
+    run_model, ExpectResult, Precision, RunOptions, RunReport, StabilityPolicy, TaskMetrics,
+};
 pub use stepping::{SolveCounters, States, Stepper};
 pub use value::{Real, Value};

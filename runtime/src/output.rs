@@ -96,20 +96,37 @@ fn plot_field(path: &Path, values: &ArrayD<f64>) -> Result<(), Box<dyn std::erro
         plane = plane.index_axis(Axis(plane.ndim() - 1), middle).to_owned();
     }
     let finite = plane.iter().copied().filter(|v| v.is_finite());
-    let (low, high) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
-    let (low, high) = if low.is_finite() && high > low { (low, high) } else { (low.min(0.0) - 1.0, high.max(0.0) + 1.0) };
+    let (low, high) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
+    let (low, high) = if low.is_finite() && high > low {
+        (low, high)
+    } else {
+        (low.min(0.0) - 1.0, high.max(0.0) + 1.0)
+    };
     let root = BitMapBackend::new(path, (640, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     if plane.ndim() == 1 {
         let n = plane.len();
-        let mut chart = ChartBuilder::on(&root).margin(20).build_cartesian_2d(0.0..(n.max(2) - 1) as f64, low..high)?;
-        chart.draw_series(LineSeries::new(plane.iter().enumerate().map(|(i, v)| (i as f64, *v)), BLUE.stroke_width(2)))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(20)
+            .build_cartesian_2d(0.0..(n.max(2) - 1) as f64, low..high)?;
+        chart.draw_series(LineSeries::new(
+            plane.iter().enumerate().map(|(i, v)| (i as f64, *v)),
+            BLUE.stroke_width(2),
+        ))?;
     } else {
         let (rows, columns) = (plane.shape()[0], plane.shape()[1]);
-        let mut chart = ChartBuilder::on(&root).margin(20).build_cartesian_2d(0..rows, 0..columns)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(20)
+            .build_cartesian_2d(0..rows, 0..columns)?;
         chart.draw_series(plane.indexed_iter().map(|(index, v)| {
             let (i, j) = (index[0], index[1]);
-            let level = if v.is_finite() { (v - low) / (high - low) } else { 0.0 };
+            let level = if v.is_finite() {
+                (v - low) / (high - low)
+            } else {
+                0.0
+            };
             let color = RGBColor((255.0 * level) as u8, 64, (255.0 * (1.0 - level)) as u8);
             Rectangle::new([(i, j), (i + 1, j + 1)], color.filled())
         }))?;

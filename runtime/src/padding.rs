@@ -11,7 +11,13 @@ use npdec_ir::graph::{AxisPadding, DirichletFace, GhostRule, Graph, PointwiseExp
 use npdec_symbolic::{AxisId, Side};
 
 /// Returns the state padded with ghost layers.
-pub fn pad<T: Real, E: Element<T>>(graph: &Graph, axes: &[AxisId], paddings: &[AxisPadding], state: &ArrayD<E>, time: T) -> ArrayD<E> {
+pub fn pad<T: Real, E: Element<T>>(
+    graph: &Graph,
+    axes: &[AxisId],
+    paddings: &[AxisPadding],
+    state: &ArrayD<E>,
+    time: T,
+) -> ArrayD<E> {
     let halo: Vec<usize> = paddings.iter().map(|p| p.halo).collect();
     let points: Vec<usize> = axes.iter().map(|a| graph.axis(*a).points).collect();
     let mut shape = vec![state.shape()[0]];
@@ -47,8 +53,15 @@ pub fn pad<T: Real, E: Element<T>>(graph: &Graph, axes: &[AxisId], paddings: &[A
 }
 
 /// Writes Dirichlet values into the boundary nodes of a state without halo.
-pub fn impose_dirichlet<T: Real, E: Element<T>>(graph: &Graph, axes: &[AxisId], faces: &[DirichletFace], state: &mut ArrayD<E>, time: T) {
-    let faces: Vec<(usize, Side, &PointwiseExpr)> = faces.iter().map(|f| (f.axis, f.side, &f.value)).collect();
+pub fn impose_dirichlet<T: Real, E: Element<T>>(
+    graph: &Graph,
+    axes: &[AxisId],
+    faces: &[DirichletFace],
+    state: &mut ArrayD<E>,
+    time: T,
+) {
+    let faces: Vec<(usize, Side, &PointwiseExpr)> =
+        faces.iter().map(|f| (f.axis, f.side, &f.value)).collect();
     write_dirichlet(graph, axes, &vec![0; axes.len()], &faces, state, time);
 }
 
@@ -68,8 +81,12 @@ fn write_dirichlet<T: Real, E: Element<T>>(
         };
         let region = Region {
             axes: axes.to_vec(),
-            start: (0..axes.len()).map(|q| if q == *p { index as isize } else { 0 }).collect(),
-            len: (0..axes.len()).map(|q| if q == *p { 1 } else { points[q] }).collect(),
+            start: (0..axes.len())
+                .map(|q| if q == *p { index as isize } else { 0 })
+                .collect(),
+            len: (0..axes.len())
+                .map(|q| if q == *p { 1 } else { points[q] })
+                .collect(),
         };
         let mut view = out.slice_each_axis_mut(|d| {
             let i = d.axis.index();
@@ -83,7 +100,14 @@ fn write_dirichlet<T: Real, E: Element<T>>(
         });
         let mut shape = vec![1];
         shape.extend(&region.len);
-        let values = E::array_of(&evaluate_pointwise(graph, value, &[], Some(&region), time, &shape));
+        let values = E::array_of(&evaluate_pointwise(
+            graph,
+            value,
+            &[],
+            Some(&region),
+            time,
+            &shape,
+        ));
         if let Some(values) = values.broadcast(view.raw_dim()) {
             view.assign(&values);
         }
@@ -94,11 +118,22 @@ fn write_dirichlet<T: Real, E: Element<T>>(
 /// the fill of axis `p` covers on the other axes.
 fn lane_ranges(halo: &[usize], points: &[usize], p: usize) -> Vec<(usize, usize)> {
     (0..halo.len())
-        .map(|q| if q < p { (0, points[q] + 2 * halo[q]) } else { (halo[q], halo[q] + points[q]) })
+        .map(|q| {
+            if q < p {
+                (0, points[q] + 2 * halo[q])
+            } else {
+                (halo[q], halo[q] + points[q])
+            }
+        })
         .collect()
 }
 
-fn lane<'a, E>(array: &'a ArrayD<E>, ranges: &[(usize, usize)], p: usize, index: usize) -> ArrayViewD<'a, E> {
+fn lane<'a, E>(
+    array: &'a ArrayD<E>,
+    ranges: &[(usize, usize)],
+    p: usize,
+    index: usize,
+) -> ArrayViewD<'a, E> {
     array.slice_each_axis(|d| {
         let i = d.axis.index();
         if i == 0 {
@@ -111,7 +146,12 @@ fn lane<'a, E>(array: &'a ArrayD<E>, ranges: &[(usize, usize)], p: usize, index:
     })
 }
 
-fn lane_mut<'a, E>(array: &'a mut ArrayD<E>, ranges: &[(usize, usize)], p: usize, index: usize) -> ArrayViewMutD<'a, E> {
+fn lane_mut<'a, E>(
+    array: &'a mut ArrayD<E>,
+    ranges: &[(usize, usize)],
+    p: usize,
+    index: usize,
+) -> ArrayViewMutD<'a, E> {
     array.slice_each_axis_mut(|d| {
         let i = d.axis.index();
         if i == 0 {
@@ -166,36 +206,75 @@ fn fill_ghosts<T: Real, E: Element<T>>(
             }
             GhostRule::Dirichlet { weights, .. } => {
                 for (j, row) in weights.iter().enumerate() {
-                    let mut values = lane(out, &ranges, p, node(0)).to_owned().mapv(|x| x.scale(T::of(row[0])));
+                    let mut values = lane(out, &ranges, p, node(0))
+                        .to_owned()
+                        .mapv(|x| x.scale(T::of(row[0])));
                     for (k, w) in row.iter().enumerate().skip(1) {
-                        values.zip_mut_with(&lane(out, &ranges, p, node(k)), |v, x| *v += x.scale(T::of(*w)));
+                        values.zip_mut_with(&lane(out, &ranges, p, node(k)), |v, x| {
+                            *v += x.scale(T::of(*w))
+                        });
                     }
                     lane_mut(out, &ranges, p, ghost(j + 1)).assign(&values);
                 }
             }
-            GhostRule::Robin { alpha, beta, value, weights, slope_weights, spacing, .. } => {
+            GhostRule::Robin {
+                alpha,
+                beta,
+                value,
+                weights,
+                slope_weights,
+                spacing,
+                ..
+            } => {
                 let region = Region {
                     axes: axes.to_vec(),
-                    start: ranges.iter().enumerate().map(|(q, r)| if q == p { (n - 1) as isize * isize::from(side == Side::Max) } else { r.0 as isize - halo[q] as isize }).collect(),
-                    len: ranges.iter().enumerate().map(|(q, r)| if q == p { 1 } else { r.1 - r.0 }).collect(),
+                    start: ranges
+                        .iter()
+                        .enumerate()
+                        .map(|(q, r)| {
+                            if q == p {
+                                (n - 1) as isize * isize::from(side == Side::Max)
+                            } else {
+                                r.0 as isize - halo[q] as isize
+                            }
+                        })
+                        .collect(),
+                    len: ranges
+                        .iter()
+                        .enumerate()
+                        .map(|(q, r)| if q == p { 1 } else { r.1 - r.0 })
+                        .collect(),
                 };
                 let mut shape = vec![1];
                 shape.extend(&region.len);
-                let eval = |e: &PointwiseExpr| E::array_of(&evaluate_pointwise(graph, e, &[], Some(&region), time, &shape));
+                let eval = |e: &PointwiseExpr| {
+                    E::array_of(&evaluate_pointwise(
+                        graph,
+                        e,
+                        &[],
+                        Some(&region),
+                        time,
+                        &shape,
+                    ))
+                };
                 let (alpha, beta, value) = (eval(alpha), eval(beta), eval(value));
                 // The inward slope per node, s = −h (g − α u₀) / β.
                 let boundary = lane(out, &ranges, p, node(0)).to_owned();
                 let minus_h = T::of(-*spacing);
                 let mut slope = boundary.clone();
-                ndarray::Zip::from(&mut slope).and_broadcast(&alpha).and_broadcast(&beta).and_broadcast(&value).for_each(
-                    |s, a, b, g| {
+                ndarray::Zip::from(&mut slope)
+                    .and_broadcast(&alpha)
+                    .and_broadcast(&beta)
+                    .and_broadcast(&value)
+                    .for_each(|s, a, b, g| {
                         *s = ((*g - *a * *s) / *b).scale(minus_h);
-                    },
-                );
+                    });
                 for (j, row) in weights.iter().enumerate() {
                     let mut values = slope.mapv(|s| s.scale(T::of(slope_weights[j])));
                     for (k, w) in row.iter().enumerate() {
-                        values.zip_mut_with(&lane(out, &ranges, p, node(k)), |v, x| *v += x.scale(T::of(*w)));
+                        values.zip_mut_with(&lane(out, &ranges, p, node(k)), |v, x| {
+                            *v += x.scale(T::of(*w))
+                        });
                     }
                     lane_mut(out, &ranges, p, ghost(j + 1)).assign(&values);
                 }
@@ -205,7 +284,13 @@ fn fill_ghosts<T: Real, E: Element<T>>(
 }
 
 /// Returns the padded state of a field as a value of the field's kind.
-pub fn pad_value<T: Real>(graph: &Graph, axes: &[AxisId], paddings: &[AxisPadding], state: &Value<T>, time: T) -> Value<T> {
+pub fn pad_value<T: Real>(
+    graph: &Graph,
+    axes: &[AxisId],
+    paddings: &[AxisPadding],
+    state: &Value<T>,
+    time: T,
+) -> Value<T> {
     match state {
         Value::Real(a) => Value::Real(pad(graph, axes, paddings, a, time)),
         Value::Complex(a) => Value::Complex(pad(graph, axes, paddings, a, time)),

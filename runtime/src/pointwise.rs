@@ -22,7 +22,11 @@ impl Region {
         Region {
             axes: axes.to_vec(),
             start: halo.iter().map(|h| -(*h as isize)).collect(),
-            len: axes.iter().zip(halo).map(|(a, h)| graph.axis(*a).points + 2 * h).collect(),
+            len: axes
+                .iter()
+                .zip(halo)
+                .map(|(a, h)| graph.axis(*a).points + 2 * h)
+                .collect(),
         }
     }
 
@@ -33,8 +37,11 @@ impl Region {
         let spacing = axis.spacing();
         let mut shape = vec![1; self.axes.len() + 1];
         shape[p + 1] = self.len[p];
-        let values: Vec<T> = (0..self.len[p]).map(|i| T::of(origin + (self.start[p] + i as isize) as f64 * spacing)).collect();
-        ArrayD::from_shape_vec(IxDyn(&shape), values).unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)))
+        let values: Vec<T> = (0..self.len[p])
+            .map(|i| T::of(origin + (self.start[p] + i as isize) as f64 * spacing))
+            .collect();
+        ArrayD::from_shape_vec(IxDyn(&shape), values)
+            .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)))
     }
 }
 
@@ -48,7 +55,13 @@ pub fn evaluate_pointwise<T: Real>(
     time: T,
     shape: &[usize],
 ) -> Value<T> {
-    let context = Context { graph, inputs, region, time, rank: shape.len() };
+    let context = Context {
+        graph,
+        inputs,
+        region,
+        time,
+        rank: shape.len(),
+    };
     let value = context.eval(expr);
     broadcast_to(value, shape)
 }
@@ -59,12 +72,16 @@ pub fn broadcast_to<T: Real>(value: Value<T>, shape: &[usize]) -> Value<T> {
         return value;
     }
     match value {
-        Value::Real(a) => Value::Real(expand(&a, shape.len()).broadcast(IxDyn(shape)).map_or_else(|| ArrayD::from_elem(IxDyn(shape), T::nan()), |v| v.to_owned())),
-        Value::Complex(a) => Value::Complex(
-            expand(&a, shape.len())
-                .broadcast(IxDyn(shape))
-                .map_or_else(|| ArrayD::from_elem(IxDyn(shape), Complex::new(T::nan(), T::nan())), |v| v.to_owned()),
-        ),
+        Value::Real(a) => Value::Real(expand(&a, shape.len()).broadcast(IxDyn(shape)).map_or_else(
+            || ArrayD::from_elem(IxDyn(shape), T::nan()),
+            |v| v.to_owned(),
+        )),
+        Value::Complex(a) => {
+            Value::Complex(expand(&a, shape.len()).broadcast(IxDyn(shape)).map_or_else(
+                || ArrayD::from_elem(IxDyn(shape), Complex::new(T::nan(), T::nan())),
+                |v| v.to_owned(),
+            ))
+        }
     }
 }
 
@@ -74,7 +91,10 @@ fn expand<A: Clone>(array: &ArrayD<A>, rank: usize) -> ArrayD<A> {
     while shape.len() < rank {
         shape.push(1);
     }
-    array.clone().into_shape_with_order(IxDyn(&shape)).unwrap_or_else(|_| array.clone())
+    array
+        .clone()
+        .into_shape_with_order(IxDyn(&shape))
+        .unwrap_or_else(|_| array.clone())
 }
 
 struct Context<'a, T: Real> {
@@ -96,8 +116,12 @@ impl<T: Real> Context<'_, T> {
                 let value = self.inputs[*index];
                 let selected = match (channel, value) {
                     (None, v) => v.clone(),
-                    (Some(c), Value::Real(a)) => Value::Real(a.index_axis(Axis(0), *c).insert_axis(Axis(0)).to_owned()),
-                    (Some(c), Value::Complex(a)) => Value::Complex(a.index_axis(Axis(0), *c).insert_axis(Axis(0)).to_owned()),
+                    (Some(c), Value::Real(a)) => {
+                        Value::Real(a.index_axis(Axis(0), *c).insert_axis(Axis(0)).to_owned())
+                    }
+                    (Some(c), Value::Complex(a)) => {
+                        Value::Complex(a.index_axis(Axis(0), *c).insert_axis(Axis(0)).to_owned())
+                    }
                 };
                 match selected {
                     Value::Real(a) => Value::Real(expand(&a, self.rank)),
@@ -105,7 +129,10 @@ impl<T: Real> Context<'_, T> {
                 }
             }
             PointwiseExpr::Real(v) => scalar(T::of(*v)),
-            PointwiseExpr::Complex(re, im) => Value::Complex(ArrayD::from_elem(IxDyn(&[1]), Complex::new(T::of(*re), T::of(*im)))),
+            PointwiseExpr::Complex(re, im) => Value::Complex(ArrayD::from_elem(
+                IxDyn(&[1]),
+                Complex::new(T::of(*re), T::of(*im)),
+            )),
             PointwiseExpr::Coordinate(axis) => match self.region {
                 Some(region) => match region.axes.iter().position(|a| a == axis) {
                     Some(p) => Value::Real(region.coordinates(self.graph, p)),
@@ -121,7 +148,13 @@ impl<T: Real> Context<'_, T> {
             PointwiseExpr::Binary(op, a, b) => binary(*op, self.eval(a), self.eval(b)),
             PointwiseExpr::Compare(op, a, b) => {
                 let (a, b) = (self.eval(a).real_part(), self.eval(b).real_part());
-                Value::Real(zip_real(&a, &b, |x, y| if compare(*op, x.to_f64_lossy(), y.to_f64_lossy()) { T::one() } else { T::zero() }))
+                Value::Real(zip_real(&a, &b, |x, y| {
+                    if compare(*op, x.to_f64_lossy(), y.to_f64_lossy()) {
+                        T::one()
+                    } else {
+                        T::zero()
+                    }
+                }))
             }
             PointwiseExpr::Call(function, args) => {
                 let values: Vec<Value<T>> = args.iter().map(|a| self.eval(a)).collect();
@@ -139,13 +172,20 @@ fn zip_real<T: Real>(a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> T) -> Arr
 fn zip_with<A: Copy, B: Copy, C>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> C) -> ArrayD<C> {
     let rank = a.ndim().max(b.ndim());
     let (a, b) = (expand(a, rank), expand(b, rank));
-    let shape: Vec<usize> = a.shape().iter().zip(b.shape()).map(|(x, y)| if *x == 1 { *y } else { *x }).collect();
+    let shape: Vec<usize> = a
+        .shape()
+        .iter()
+        .zip(b.shape())
+        .map(|(x, y)| if *x == 1 { *y } else { *x })
+        .collect();
     match (a.broadcast(IxDyn(&shape)), b.broadcast(IxDyn(&shape))) {
         (Some(a), Some(b)) => Zip::from(&a).and(&b).map_collect(|x, y| f(*x, *y)),
         // A verified graph never combines incompatible shapes; pair with the first element then.
         _ => match b.first() {
             Some(first) => a.mapv(|x| f(x, *first)),
-            None => ArrayD::from_shape_simple_fn(IxDyn(&[0]), || unreachable!("an empty array has no elements")),
+            None => ArrayD::from_shape_simple_fn(IxDyn(&[0]), || {
+                unreachable!("an empty array has no elements")
+            }),
         },
     }
 }
@@ -154,7 +194,11 @@ fn binary<T: Real>(op: BinaryOp, a: Value<T>, b: Value<T>) -> Value<T> {
     match (&a, &b) {
         (Value::Real(x), Value::Real(y)) => {
             let integer_power = match (op, y.len()) {
-                (BinaryOp::Pow, 1) => y.iter().next().copied().filter(|p| p.fract() == T::zero() && p.abs() < T::of(64.0)),
+                (BinaryOp::Pow, 1) => y
+                    .iter()
+                    .next()
+                    .copied()
+                    .filter(|p| p.fract() == T::zero() && p.abs() < T::of(64.0)),
                 _ => None,
             };
             if let Some(power) = integer_power {
@@ -176,7 +220,9 @@ fn binary<T: Real>(op: BinaryOp, a: Value<T>, b: Value<T>) -> Value<T> {
                 BinaryOp::Sub => x - y,
                 BinaryOp::Mul => x * y,
                 BinaryOp::Div => x / y,
-                BinaryOp::Pow if y.im == T::zero() && y.re.fract() == T::zero() => x.powi(y.re.to_i32().unwrap_or(1)),
+                BinaryOp::Pow if y.im == T::zero() && y.re.fract() == T::zero() => {
+                    x.powi(y.re.to_i32().unwrap_or(1))
+                }
                 BinaryOp::Pow => x.powc(y),
             }))
         }
@@ -184,7 +230,9 @@ fn binary<T: Real>(op: BinaryOp, a: Value<T>, b: Value<T>) -> Value<T> {
 }
 
 fn call<T: Real>(function: Function, mut values: Vec<Value<T>>) -> Value<T> {
-    let Some(first) = values.first().cloned() else { return scalar(T::nan()) };
+    let Some(first) = values.first().cloned() else {
+        return scalar(T::nan());
+    };
     let one = T::one();
     let real = |f: &dyn Fn(T) -> T| Value::Real(first.real_part().mapv(f));
     match (function, &first) {
@@ -197,9 +245,19 @@ fn call<T: Real>(function: Function, mut values: Vec<Value<T>>) -> Value<T> {
         (Function::Conj, Value::Complex(a)) => Value::Complex(a.mapv(|z| z.conj())),
         (Function::Relu, _) => real(&|x| x.max(T::zero())),
         (Function::Max | Function::Min, _) => {
-            let second = if values.len() > 1 { values.swap_remove(1).real_part() } else { first.real_part() };
+            let second = if values.len() > 1 {
+                values.swap_remove(1).real_part()
+            } else {
+                first.real_part()
+            };
             let is_max = function == Function::Max;
-            Value::Real(zip_real(&first.real_part(), &second, |x, y| if is_max { x.max(y) } else { x.min(y) }))
+            Value::Real(zip_real(&first.real_part(), &second, |x, y| {
+                if is_max {
+                    x.max(y)
+                } else {
+                    x.min(y)
+                }
+            }))
         }
         (Function::Tanh, Value::Real(a)) => Value::Real(a.mapv(|x| x.tanh())),
         (Function::Sigmoid, Value::Real(a)) => Value::Real(a.mapv(|x| one / (one + (-x).exp()))),
@@ -209,7 +267,9 @@ fn call<T: Real>(function: Function, mut values: Vec<Value<T>>) -> Value<T> {
         (Function::Cos, Value::Real(a)) => Value::Real(a.mapv(|x| x.cos())),
         (Function::Sqrt, Value::Real(a)) => Value::Real(a.mapv(|x| x.sqrt())),
         (Function::Tanh, Value::Complex(a)) => Value::Complex(a.mapv(|z| z.tanh())),
-        (Function::Sigmoid, Value::Complex(a)) => Value::Complex(a.mapv(|z| (Complex::new(one, T::zero()) + (-z).exp()).inv())),
+        (Function::Sigmoid, Value::Complex(a)) => {
+            Value::Complex(a.mapv(|z| (Complex::new(one, T::zero()) + (-z).exp()).inv()))
+        }
         (Function::Exp, Value::Complex(a)) => Value::Complex(a.mapv(|z| z.exp())),
         (Function::Log, Value::Complex(a)) => Value::Complex(a.mapv(|z| z.ln())),
         (Function::Sin, Value::Complex(a)) => Value::Complex(a.mapv(|z| z.sin())),
@@ -218,7 +278,9 @@ fn call<T: Real>(function: Function, mut values: Vec<Value<T>>) -> Value<T> {
         (Function::Softmax, _) => {
             // The softmax runs over the channel axis; subtracting the maximum avoids overflow.
             let a = first.real_part();
-            let max = a.fold_axis(Axis(0), T::neg_infinity(), |m, x| m.max(*x)).insert_axis(Axis(0));
+            let max = a
+                .fold_axis(Axis(0), T::neg_infinity(), |m, x| m.max(*x))
+                .insert_axis(Axis(0));
             let exp = zip_real(&a, &max, |x, m| (x - m).exp());
             let sum = exp.sum_axis(Axis(0)).insert_axis(Axis(0));
             Value::Real(zip_real(&exp, &sum, |e, s| e / s))

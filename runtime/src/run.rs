@@ -118,18 +118,28 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             return Err(vec![internal_error(*span, &text)]);
         }
         let task_started = Instant::now();
-        let Some(mut stepper) = Stepper::<T>::new(graph) else { continue };
+        let Some(mut stepper) = Stepper::<T>::new(graph) else {
+            continue;
+        };
         let step = stepper.time_step().clone();
 
         // Stability of explicit schemes, with coefficients frozen at the initial state.
         let (initial, _) = stepper.initial_states();
         let values = stepper.evaluate_all(&initial, T::zero());
-        let lookup = |id: npdec_ir::NodeId| -> Option<Vec<Complex64>> { values.get(id.index())?.as_ref().map(Value::to_complex64) };
+        let lookup = |id: npdec_ir::NodeId| -> Option<Vec<Complex64>> {
+            values.get(id.index())?.as_ref().map(Value::to_complex64)
+        };
         let limit = analyze_stability(graph, &lookup);
         let max_stable_dt = limit.as_ref().and_then(|l| l.max_stable_dt);
         if let Some(max_dt) = max_stable_dt {
             if step.dt > max_dt * (1.0 + 1e-9) {
-                let diagnostic = stability_diagnostic(step.scheme.name(), step.dt, max_dt, *span, options.stability);
+                let diagnostic = stability_diagnostic(
+                    step.scheme.name(),
+                    step.dt,
+                    max_dt,
+                    *span,
+                    options.stability,
+                );
                 match options.stability {
                     StabilityPolicy::Strict => return Err(vec![diagnostic]),
                     StabilityPolicy::Warn => warnings.push(diagnostic),
@@ -137,11 +147,20 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             }
         }
 
-        let prefix = if program.solves.len() > 1 { format!("solve{index}_") } else { String::new() };
+        let prefix = if program.solves.len() > 1 {
+            format!("solve{index}_")
+        } else {
+            String::new()
+        };
         let states = stepper.run(&mut |n, t, states: &States<T>| {
             for (field, value) in states.iter().enumerate() {
                 if let Some(value) = value {
-                    snapshots.push(Snapshot { name: format!("{prefix}{}_{n:06}", model.fields[field].name), step: n, time: t, value: value.clone() });
+                    snapshots.push(Snapshot {
+                        name: format!("{prefix}{}_{n:06}", model.fields[field].name),
+                        step: n,
+                        time: t,
+                        value: value.clone(),
+                    });
                 }
             }
         });
@@ -150,11 +169,17 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             warnings.push(
                 Diagnostic::warning(
                     Code::E0242,
-                    format!("{} linear solves stopped before their tolerance", counters.unconverged_solves),
+                    format!(
+                        "{} linear solves stopped before their tolerance",
+                        counters.unconverged_solves
+                    ),
                     *span,
                     "the iterative solver did not converge",
                 )
-                .with_note(format!("worst relative residual {:.3e}", counters.worst_relative_residual))
+                .with_note(format!(
+                    "worst relative residual {:.3e}",
+                    counters.worst_relative_residual
+                ))
                 .with_help("use a smaller step, or more iterations for a steady solve"),
             );
         }
@@ -181,11 +206,22 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
     let final_fields = final_states
         .iter()
         .enumerate()
-        .filter_map(|(f, v)| v.as_ref().map(|v| (model.fields[f].name.clone(), v.real_part().iter().map(|x| x.to_f64_lossy()).collect())))
+        .filter_map(|(f, v)| {
+            v.as_ref().map(|v| {
+                (
+                    model.fields[f].name.clone(),
+                    v.real_part().iter().map(|x| x.to_f64_lossy()).collect(),
+                )
+            })
+        })
         .collect();
     let mut report = RunReport {
         model: model.name.clone(),
-        precision: if T::NAME == "f32" { Precision::F32 } else { Precision::F64 },
+        precision: if T::NAME == "f32" {
+            Precision::F32
+        } else {
+            Precision::F64
+        },
         expects,
         tasks,
         warnings,
@@ -204,29 +240,52 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
     Ok(report)
 }
 
-fn evaluate_expects<T: Real>(graph: &npdec_ir::Graph, states: &States<T>, time: f64) -> Vec<ExpectResult> {
+fn evaluate_expects<T: Real>(
+    graph: &npdec_ir::Graph,
+    states: &States<T>,
+    time: f64,
+) -> Vec<ExpectResult> {
     let sinks = graph.find(|k| matches!(k, NodeKind::Expect { .. }));
     let roots: Vec<npdec_ir::NodeId> = sinks.iter().flat_map(|s| graph.inputs(*s)).collect();
     let evaluator = Evaluator::<T>::new(graph, &roots);
     let values = evaluator.evaluate(states, T::of(time));
     let number = |id: npdec_ir::NodeId| -> f64 {
-        values[id.index()].as_ref().and_then(|v| v.real_part().iter().next().map(|x| x.to_f64_lossy())).unwrap_or(f64::NAN)
+        values[id.index()]
+            .as_ref()
+            .and_then(|v| v.real_part().iter().next().map(|x| x.to_f64_lossy()))
+            .unwrap_or(f64::NAN)
     };
     let mut results: Vec<(usize, ExpectResult)> = sinks
         .iter()
         .filter_map(|sink| {
-            let NodeKind::Expect { index, op, text } = &graph.node(*sink).kind else { return None };
+            let NodeKind::Expect { index, op, text } = &graph.node(*sink).kind else {
+                return None;
+            };
             let inputs = graph.inputs(*sink);
             let (value, bound) = (number(inputs[0]), number(inputs[1]));
             let passed = compare(*op, value, bound);
-            Some((*index, ExpectResult { text: text.clone(), value, bound, passed }))
+            Some((
+                *index,
+                ExpectResult {
+                    text: text.clone(),
+                    value,
+                    bound,
+                    passed,
+                },
+            ))
         })
         .collect();
     results.sort_by_key(|(index, _)| *index);
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-fn stability_diagnostic(scheme: &str, dt: f64, max_dt: f64, span: Span, policy: StabilityPolicy) -> Diagnostic {
+fn stability_diagnostic(
+    scheme: &str,
+    dt: f64,
+    max_dt: f64,
+    span: Span,
+    policy: StabilityPolicy,
+) -> Diagnostic {
     let message = if max_dt == 0.0 {
         format!("scheme `{scheme}` is unstable for this equation at any step")
     } else {
@@ -234,9 +293,12 @@ fn stability_diagnostic(scheme: &str, dt: f64, max_dt: f64, span: Span, policy: 
     };
     let label = "explicit step above the stability limit";
     let help = if max_dt == 0.0 {
-        "use `rk4`, an upwind discretization or an implicit scheme such as `crank_nicolson`".to_string()
+        "use `rk4`, an upwind discretization or an implicit scheme such as `crank_nicolson`"
+            .to_string()
     } else {
-        format!("use dt <= {max_dt:.4e}, more steps, or an implicit scheme such as `crank_nicolson`")
+        format!(
+            "use dt <= {max_dt:.4e}, more steps, or an implicit scheme such as `crank_nicolson`"
+        )
     };
     // NOTE: the catalogue has no warning code for this yet, so both severities use E0242.
     let diagnostic = match policy {
@@ -247,13 +309,23 @@ fn stability_diagnostic(scheme: &str, dt: f64, max_dt: f64, span: Span, policy: 
 }
 
 fn internal_error(span: Span, problems: &[String]) -> Diagnostic {
-    Diagnostic::error(Code::E0241, "internal error: the discretized graph is invalid", span, "while discretizing this solve")
-        .with_note(problems.join("; "))
-        .with_help("report this model to the npdec developers")
+    Diagnostic::error(
+        Code::E0241,
+        "internal error: the discretized graph is invalid",
+        span,
+        "while discretizing this solve",
+    )
+    .with_note(problems.join("; "))
+    .with_help("report this model to the npdec developers")
 }
 
 fn output_error(span: Span, dir: &std::path::Path, message: &str) -> Diagnostic {
-    Diagnostic::error(Code::E0251, format!("failed to write results to `{}`", dir.display()), span, "while writing the results of this solve")
-        .with_note(message.to_string())
-        .with_help("choose a writable output directory with `--out DIR`")
+    Diagnostic::error(
+        Code::E0251,
+        format!("failed to write results to `{}`", dir.display()),
+        span,
+        "while writing the results of this solve",
+    )
+    .with_note(message.to_string())
+    .with_help("choose a writable output directory with `--out DIR`")
 }

@@ -11,13 +11,26 @@ pub fn fft_spatial<T: Real>(array: &mut ArrayD<Complex<T>>, inverse: bool) {
     let mut planner = FftPlanner::<T>::new();
     for axis in 1..array.ndim() {
         let n = array.shape()[axis];
-        let fft = if inverse { planner.plan_fft_inverse(n) } else { planner.plan_fft_forward(n) };
-        let scale = if inverse { T::one() / T::of(n as f64) } else { T::one() };
+        let fft = if inverse {
+            planner.plan_fft_inverse(n)
+        } else {
+            planner.plan_fft_forward(n)
+        };
+        let scale = if inverse {
+            T::one() / T::of(n as f64)
+        } else {
+            T::one()
+        };
         let mut buffer = vec![Complex::new(T::zero(), T::zero()); n];
         for mut lane in array.lanes_mut(Axis(axis)) {
-            buffer.iter_mut().zip(lane.iter()).for_each(|(b, x)| *b = *x);
+            buffer
+                .iter_mut()
+                .zip(lane.iter())
+                .for_each(|(b, x)| *b = *x);
             fft.process(&mut buffer);
-            lane.iter_mut().zip(&buffer).for_each(|(x, b)| *x = *b * scale);
+            lane.iter_mut()
+                .zip(&buffer)
+                .for_each(|(x, b)| *x = *b * scale);
         }
     }
 }
@@ -27,7 +40,11 @@ pub fn fft_spatial<T: Real>(array: &mut ArrayD<Complex<T>>, inverse: bool) {
 pub fn wave_numbers(n: usize, length: f64) -> Vec<f64> {
     (0..n)
         .map(|m| {
-            let signed = if m <= n / 2 { m as f64 } else { m as f64 - n as f64 };
+            let signed = if m <= n / 2 {
+                m as f64
+            } else {
+                m as f64 - n as f64
+            };
             2.0 * std::f64::consts::PI * signed / length
         })
         .collect()

@@ -55,7 +55,11 @@ impl<'g, T: Real> Stepper<'g, T> {
         let rhs_nodes = graph.inputs(step_id);
         let mut initial_nodes = Vec::new();
         for id in graph.find(|k| matches!(k, NodeKind::Initial { .. })) {
-            if let NodeKind::Initial { field, time_derivative } = graph.node(id).kind {
+            if let NodeKind::Initial {
+                field,
+                time_derivative,
+            } = graph.node(id).kind
+            {
                 initial_nodes.push((field, time_derivative, graph.inputs(id)[0]));
             }
         }
@@ -97,8 +101,11 @@ impl<'g, T: Real> Stepper<'g, T> {
         let mut rates: States<T> = vec![None; self.graph.fields.len()];
         for (field, derivative, node) in &self.initial_nodes {
             let shape = field_shape(self.graph, *field);
-            let Some(value) = values[node.index()].clone() else { continue };
-            let value = crate::pointwise::broadcast_to(value, &shape).converted(self.complex_field(*field));
+            let Some(value) = values[node.index()].clone() else {
+                continue;
+            };
+            let value =
+                crate::pointwise::broadcast_to(value, &shape).converted(self.complex_field(*field));
             if *derivative == 0 {
                 states[field.0] = Some(value);
             } else {
@@ -117,11 +124,20 @@ impl<'g, T: Real> Stepper<'g, T> {
     /// Returns the right-hand side per evolved field, with zeros for channels without an equation.
     fn rates(&self, states: &States<T>, time: T) -> Vec<Value<T>> {
         let values = self.rhs.evaluate(states, time);
-        let mut rates: Vec<Value<T>> =
-            self.evolved.iter().map(|f| Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f))).collect();
+        let mut rates: Vec<Value<T>> = self
+            .evolved
+            .iter()
+            .map(|f| Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f)))
+            .collect();
         for (update, node) in self.step.updates.iter().zip(&self.rhs_nodes) {
-            let Some(value) = values[node.index()].clone() else { continue };
-            let slot = self.evolved.iter().position(|f| *f == update.field).unwrap_or(0);
+            let Some(value) = values[node.index()].clone() else {
+                continue;
+            };
+            let slot = self
+                .evolved
+                .iter()
+                .position(|f| *f == update.field)
+                .unwrap_or(0);
             let complex = self.complex_field(update.field);
             let value = value.converted(complex);
             rates[slot] = match (update.channel, rates[slot].clone(), value) {
@@ -136,11 +152,13 @@ impl<'g, T: Real> Stepper<'g, T> {
                     Value::Complex(r)
                 }
                 (Some(c), Value::Real(mut r), Value::Real(v)) => {
-                    r.index_axis_mut(Axis(0), c).assign(&v.index_axis(Axis(0), 0));
+                    r.index_axis_mut(Axis(0), c)
+                        .assign(&v.index_axis(Axis(0), 0));
                     Value::Real(r)
                 }
                 (Some(c), Value::Complex(mut r), Value::Complex(v)) => {
-                    r.index_axis_mut(Axis(0), c).assign(&v.index_axis(Axis(0), 0));
+                    r.index_axis_mut(Axis(0), c)
+                        .assign(&v.index_axis(Axis(0), 0));
                     Value::Complex(r)
                 }
                 (_, r, _) => r,
@@ -156,8 +174,12 @@ impl<'g, T: Real> Stepper<'g, T> {
             }
             let axes = &self.graph.field(update.field).axes;
             match &mut states[update.field.0] {
-                Some(Value::Real(a)) => impose_dirichlet(self.graph, axes, &update.dirichlet, a, time),
-                Some(Value::Complex(a)) => impose_dirichlet(self.graph, axes, &update.dirichlet, a, time),
+                Some(Value::Real(a)) => {
+                    impose_dirichlet(self.graph, axes, &update.dirichlet, a, time)
+                }
+                Some(Value::Complex(a)) => {
+                    impose_dirichlet(self.graph, axes, &update.dirichlet, a, time)
+                }
                 None => {}
             }
         }
@@ -174,7 +196,10 @@ impl<'g, T: Real> Stepper<'g, T> {
                     let faces: Vec<_> = update
                         .dirichlet
                         .iter()
-                        .map(|f| npdec_ir::graph::DirichletFace { value: npdec_ir::graph::PointwiseExpr::Real(1.0), ..f.clone() })
+                        .map(|f| npdec_ir::graph::DirichletFace {
+                            value: npdec_ir::graph::PointwiseExpr::Real(1.0),
+                            ..f.clone()
+                        })
                         .collect();
                     impose_dirichlet(self.graph, axes, &faces, &mut mask, T::zero());
                 }
@@ -184,7 +209,13 @@ impl<'g, T: Real> Stepper<'g, T> {
     }
 
     fn order(&self, field: FieldId) -> u8 {
-        self.step.updates.iter().filter(|u| u.field == field).map(|u| u.time_order).max().unwrap_or(1)
+        self.step
+            .updates
+            .iter()
+            .filter(|u| u.field == field)
+            .map(|u| u.time_order)
+            .max()
+            .unwrap_or(1)
     }
 
     /// Runs the whole solve from the initial state, calling `snapshot(step, time, states)` every
@@ -195,7 +226,10 @@ impl<'g, T: Real> Stepper<'g, T> {
         let steps = self.step.steps;
         let every = self.step.every;
         match self.step.scheme.clone() {
-            Scheme::Steady { tolerance, max_iterations } => {
+            Scheme::Steady {
+                tolerance,
+                max_iterations,
+            } => {
                 self.steady(&mut states, tolerance, max_iterations);
                 self.counters.final_time = 0.0;
                 snapshot(0, 0.0, &states);
@@ -225,10 +259,14 @@ impl<'g, T: Real> Stepper<'g, T> {
                     let rates = self.rates(&states, T::of(t));
                     let mut next = states.clone();
                     for (slot, field) in self.evolved.iter().enumerate() {
-                        let (Some(u), Some(u_old)) = (&states[field.0], &previous[field.0]) else { continue };
+                        let (Some(u), Some(u_old)) = (&states[field.0], &previous[field.0]) else {
+                            continue;
+                        };
                         next[field.0] = Some(if self.order(*field) == 2 {
                             // u⁺ = 2u − u⁻ + dt² F(u)
-                            u.plus_scaled(T::one(), u).plus_scaled(-T::one(), u_old).plus_scaled(T::of(dt * dt), &rates[slot])
+                            u.plus_scaled(T::one(), u)
+                                .plus_scaled(-T::one(), u_old)
+                                .plus_scaled(T::of(dt * dt), &rates[slot])
                         } else {
                             // u⁺ = u⁻ + 2 dt F(u)
                             u_old.plus_scaled(T::of(2.0 * dt), &rates[slot])
@@ -240,7 +278,11 @@ impl<'g, T: Real> Stepper<'g, T> {
                 }
             }
             Scheme::CrankNicolson | Scheme::BackwardEuler => {
-                let theta = if self.step.scheme == Scheme::CrankNicolson { 0.5 } else { 1.0 };
+                let theta = if self.step.scheme == Scheme::CrankNicolson {
+                    0.5
+                } else {
+                    1.0
+                };
                 for n in 0..steps {
                     self.theta_step(&mut states, theta, n as f64 * dt, dt);
                     self.after_step(n + 1, every, steps, snapshot, &states);
@@ -258,8 +300,15 @@ impl<'g, T: Real> Stepper<'g, T> {
         states
     }
 
-    fn after_step(&self, n: usize, every: Option<usize>, steps: usize, snapshot: &mut dyn FnMut(usize, f64, &States<T>), states: &States<T>) {
-        let due = every.is_some_and(|e| e > 0 && n % e == 0);
+    fn after_step(
+        &self,
+        n: usize,
+        every: Option<usize>,
+        steps: usize,
+        snapshot: &mut dyn FnMut(usize, f64, &States<T>),
+        states: &States<T>,
+    ) {
+        let due = every.is_some_and(|e| e > 0 && n.is_multiple_of(e));
         if due || n == steps {
             snapshot(n, n as f64 * self.step.dt, states);
         }
@@ -268,10 +317,21 @@ impl<'g, T: Real> Stepper<'g, T> {
     /// One explicit Euler or RK4 step; second-order fields advance as the system `u′ = v, v′ = F(u)`.
     fn explicit_step(&self, states: &mut States<T>, velocities: &mut States<T>, t: f64, dt: f64) {
         // The augmented state: evolved fields, then the velocities of second-order fields.
-        let second: Vec<FieldId> = self.evolved.iter().copied().filter(|f| self.order(*f) == 2).collect();
-        let mut y: Vec<Value<T>> = self.evolved.iter().filter_map(|f| states[f.0].clone()).collect();
+        let second: Vec<FieldId> = self
+            .evolved
+            .iter()
+            .copied()
+            .filter(|f| self.order(*f) == 2)
+            .collect();
+        let mut y: Vec<Value<T>> = self
+            .evolved
+            .iter()
+            .filter_map(|f| states[f.0].clone())
+            .collect();
         y.extend(second.iter().map(|f| {
-            velocities[f.0].clone().unwrap_or_else(|| Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f)))
+            velocities[f.0].clone().unwrap_or_else(|| {
+                Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f))
+            })
         }));
         if y.len() != self.evolved.len() + second.len() {
             return;
@@ -297,7 +357,10 @@ impl<'g, T: Real> Stepper<'g, T> {
             d
         };
         let combine = |y: &[Value<T>], factor: f64, d: &[Value<T>]| -> Vec<Value<T>> {
-            y.iter().zip(d).map(|(a, b)| a.plus_scaled(T::of(factor), b)).collect()
+            y.iter()
+                .zip(d)
+                .map(|(a, b)| a.plus_scaled(T::of(factor), b))
+                .collect()
         };
         let next = if self.step.scheme == Scheme::Euler {
             let k1 = derivative(&y, t);
@@ -322,7 +385,10 @@ impl<'g, T: Real> Stepper<'g, T> {
     }
 
     fn flatten(&self, values: &[Value<T>]) -> Vec<Complex<T>> {
-        values.iter().flat_map(|v| v.to_complex().into_iter()).collect()
+        values
+            .iter()
+            .flat_map(|v| v.to_complex().into_iter())
+            .collect()
     }
 
     fn unflatten(&self, flat: &[Complex<T>]) -> Vec<Value<T>> {
@@ -332,8 +398,9 @@ impl<'g, T: Real> Stepper<'g, T> {
             .map(|field| {
                 let shape = field_shape(self.graph, *field);
                 let count: usize = shape.iter().product();
-                let array = ArrayD::from_shape_vec(IxDyn(&shape), flat[offset..offset + count].to_vec())
-                    .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)));
+                let array =
+                    ArrayD::from_shape_vec(IxDyn(&shape), flat[offset..offset + count].to_vec())
+                        .unwrap_or_else(|_| ArrayD::zeros(IxDyn(&shape)));
                 offset += count;
                 Value::Complex(array).converted(self.complex_field(*field))
             })
@@ -358,7 +425,10 @@ impl<'g, T: Real> Stepper<'g, T> {
 
     fn record(&mut self, outcome: &KrylovOutcome) {
         self.counters.linear_iterations += outcome.iterations;
-        self.counters.worst_relative_residual = self.counters.worst_relative_residual.max(outcome.relative_residual);
+        self.counters.worst_relative_residual = self
+            .counters
+            .worst_relative_residual
+            .max(outcome.relative_residual);
         if !outcome.converged {
             self.counters.unconverged_solves += 1;
         }
@@ -370,9 +440,16 @@ impl<'g, T: Real> Stepper<'g, T> {
         let t_next = T::of(t + dt);
         let masks = self.dirichlet_masks();
         let mask: Vec<T> = masks.iter().flat_map(|m| m.iter().copied()).collect();
-        let current: Vec<Value<T>> = self.evolved.iter().filter_map(|f| states[f.0].clone()).collect();
-        let zeros: Vec<Value<T>> =
-            self.evolved.iter().map(|f| Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f))).collect();
+        let current: Vec<Value<T>> = self
+            .evolved
+            .iter()
+            .filter_map(|f| states[f.0].clone())
+            .collect();
+        let zeros: Vec<Value<T>> = self
+            .evolved
+            .iter()
+            .map(|f| Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f)))
+            .collect();
         let affine = self.flatten(&self.rates(&self.with_evolved(states, &zeros), t_next));
         let explicit = self.flatten(&self.rates(states, T::of(t)));
         let u = self.flatten(&current);
@@ -380,20 +457,44 @@ impl<'g, T: Real> Stepper<'g, T> {
         // The target of the Dirichlet rows: the current state with the new boundary values imposed.
         let mut boundary_states = states.clone();
         self.impose(&mut boundary_states, t_next);
-        let boundary: Vec<Value<T>> = self.evolved.iter().filter_map(|f| boundary_states[f.0].clone()).collect();
+        let boundary: Vec<Value<T>> = self
+            .evolved
+            .iter()
+            .filter_map(|f| boundary_states[f.0].clone())
+            .collect();
         let boundary = self.flatten(&boundary);
 
         let (a, b) = (T::of(theta * dt), T::of((1.0 - theta) * dt));
         let rhs: Vec<Complex<T>> = (0..u.len())
-            .map(|i| if mask[i] > T::zero() { boundary[i] } else { u[i] + explicit[i] * b + affine[i] * a })
+            .map(|i| {
+                if mask[i] > T::zero() {
+                    boundary[i]
+                } else {
+                    u[i] + explicit[i] * b + affine[i] * a
+                }
+            })
             .collect();
         let mut apply = |w: &[Complex<T>]| -> Vec<Complex<T>> {
             let values = self.unflatten(w);
             let fw = self.flatten(&self.rates(&self.with_evolved(states, &values), t_next));
-            (0..w.len()).map(|i| if mask[i] > T::zero() { w[i] } else { w[i] - (fw[i] - affine[i]) * a }).collect()
+            (0..w.len())
+                .map(|i| {
+                    if mask[i] > T::zero() {
+                        w[i]
+                    } else {
+                        w[i] - (fw[i] - affine[i]) * a
+                    }
+                })
+                .collect()
         };
         let mut x = boundary.clone();
-        let outcome = bicgstab(&mut apply, &rhs, &mut x, self.linear_tolerance(), IMPLICIT_MAX_ITERATIONS);
+        let outcome = bicgstab(
+            &mut apply,
+            &rhs,
+            &mut x,
+            self.linear_tolerance(),
+            IMPLICIT_MAX_ITERATIONS,
+        );
         self.record(&outcome);
         let next = self.unflatten(&x);
         for (slot, field) in self.evolved.iter().enumerate() {
@@ -408,18 +509,45 @@ impl<'g, T: Real> Stepper<'g, T> {
         let time = T::zero();
         let masks = self.dirichlet_masks();
         let mask: Vec<T> = masks.iter().flat_map(|m| m.iter().copied()).collect();
-        let zeros: Vec<Value<T>> =
-            self.evolved.iter().map(|f| Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f))).collect();
+        let zeros: Vec<Value<T>> = self
+            .evolved
+            .iter()
+            .map(|f| Value::zeros(&field_shape(self.graph, *f), self.complex_field(*f)))
+            .collect();
         let affine = self.flatten(&self.rates(&self.with_evolved(states, &zeros), time));
-        let start: Vec<Value<T>> = self.evolved.iter().filter_map(|f| states[f.0].clone()).collect();
+        let start: Vec<Value<T>> = self
+            .evolved
+            .iter()
+            .filter_map(|f| states[f.0].clone())
+            .collect();
         let mut x = self.flatten(&start);
-        let rhs: Vec<Complex<T>> = (0..x.len()).map(|i| if mask[i] > T::zero() { x[i] } else { -affine[i] }).collect();
+        let rhs: Vec<Complex<T>> = (0..x.len())
+            .map(|i| {
+                if mask[i] > T::zero() {
+                    x[i]
+                } else {
+                    -affine[i]
+                }
+            })
+            .collect();
         let mut apply = |w: &[Complex<T>]| -> Vec<Complex<T>> {
             let values = self.unflatten(w);
             let fw = self.flatten(&self.rates(&self.with_evolved(states, &values), time));
-            (0..w.len()).map(|i| if mask[i] > T::zero() { w[i] } else { fw[i] - affine[i] }).collect()
+            (0..w.len())
+                .map(|i| {
+                    if mask[i] > T::zero() {
+                        w[i]
+                    } else {
+                        fw[i] - affine[i]
+                    }
+                })
+                .collect()
         };
-        let tolerance = tolerance.max(if std::mem::size_of::<T>() == 4 { IMPLICIT_TOLERANCE_F32 } else { 0.0 });
+        let tolerance = tolerance.max(if std::mem::size_of::<T>() == 4 {
+            IMPLICIT_TOLERANCE_F32
+        } else {
+            0.0
+        });
         let outcome = bicgstab(&mut apply, &rhs, &mut x, tolerance, max_iterations);
         self.record(&outcome);
         let solution = self.unflatten(&x);
@@ -434,20 +562,29 @@ impl<'g, T: Real> Stepper<'g, T> {
         self.spectral_half_step(states, dt / 2.0);
         let rates = self.rhs.evaluate(states, T::of(t + dt / 2.0));
         for (update, node) in self.step.updates.iter().zip(&self.rhs_nodes) {
-            let Some(rate) = rates[node.index()].as_ref() else { continue };
-            let Some(state) = states[update.field.0].as_ref() else { continue };
+            let Some(rate) = rates[node.index()].as_ref() else {
+                continue;
+            };
+            let Some(state) = states[update.field.0].as_ref() else {
+                continue;
+            };
             let mut u = state.to_complex();
             let factor = crate::pointwise::broadcast_to(rate.clone(), u.shape()).to_complex();
-            u.zip_mut_with(&factor, |x, a| *x = *x * (*a * T::of(dt)).exp());
-            states[update.field.0] = Some(Value::Complex(u).converted(self.complex_field(update.field)));
+            u.zip_mut_with(&factor, |x, a| *x *= (*a * T::of(dt)).exp());
+            states[update.field.0] =
+                Some(Value::Complex(u).converted(self.complex_field(update.field)));
         }
         self.spectral_half_step(states, dt / 2.0);
     }
 
     fn spectral_half_step(&self, states: &mut States<T>, dt: f64) {
         for update in &self.step.updates {
-            let Some(c) = update.spectral_laplace else { continue };
-            let Some(state) = states[update.field.0].as_ref() else { continue };
+            let Some(c) = update.spectral_laplace else {
+                continue;
+            };
+            let Some(state) = states[update.field.0].as_ref() else {
+                continue;
+            };
             let axes = &self.graph.field(update.field).axes;
             let mut u = state.to_complex();
             fft_spatial(&mut u, false);
@@ -464,12 +601,17 @@ impl<'g, T: Real> Stepper<'g, T> {
                 .collect();
             let coefficient = Complex::new(c.re, c.im) * dt;
             for (index, x) in u.indexed_iter_mut() {
-                let k2: f64 = numbers.iter().enumerate().map(|(p, k)| k[index[p + 1]] * k[index[p + 1]]).sum();
+                let k2: f64 = numbers
+                    .iter()
+                    .enumerate()
+                    .map(|(p, k)| k[index[p + 1]] * k[index[p + 1]])
+                    .sum();
                 let factor = (coefficient * -k2).exp();
-                *x = *x * Complex::new(T::of(factor.re), T::of(factor.im));
+                *x *= Complex::new(T::of(factor.re), T::of(factor.im));
             }
             fft_spatial(&mut u, true);
-            states[update.field.0] = Some(Value::Complex(u).converted(self.complex_field(update.field)));
+            states[update.field.0] =
+                Some(Value::Complex(u).converted(self.complex_field(update.field)));
         }
     }
 }

@@ -9,7 +9,17 @@ use std::path::Path;
 
 /// A floating-point type the interpreter computes in: `f32` or `f64`.
 pub trait Real:
-    Float + FloatConst + FromPrimitive + NumAssign + rustfft::FftNum + Default + Debug + std::fmt::Display + Send + Sync + 'static
+    Float
+    + FloatConst
+    + FromPrimitive
+    + NumAssign
+    + rustfft::FftNum
+    + Default
+    + Debug
+    + std::fmt::Display
+    + Send
+    + Sync
+    + 'static
 {
     /// The name used in `summary.json`.
     const NAME: &'static str;
@@ -100,14 +110,26 @@ impl<T: Real> Value<T> {
     /// Returns the entries as complex doubles, flattened in logical order.
     pub fn to_complex64(&self) -> Vec<num_complex::Complex64> {
         match self {
-            Value::Real(a) => a.iter().map(|x| num_complex::Complex64::new(x.to_f64_lossy(), 0.0)).collect(),
-            Value::Complex(a) => a.iter().map(|z| num_complex::Complex64::new(z.re.to_f64_lossy(), z.im.to_f64_lossy())).collect(),
+            Value::Real(a) => a
+                .iter()
+                .map(|x| num_complex::Complex64::new(x.to_f64_lossy(), 0.0))
+                .collect(),
+            Value::Complex(a) => a
+                .iter()
+                .map(|z| num_complex::Complex64::new(z.re.to_f64_lossy(), z.im.to_f64_lossy()))
+                .collect(),
         }
     }
 
     /// Returns the largest absolute value, NaN if any entry is NaN.
     pub fn max_abs(&self) -> T {
-        let fold = |m: T, x: T| if x.is_nan() || m.is_nan() { T::nan() } else { m.max(x) };
+        let fold = |m: T, x: T| {
+            if x.is_nan() || m.is_nan() {
+                T::nan()
+            } else {
+                m.max(x)
+            }
+        };
         match self {
             Value::Real(a) => a.iter().fold(T::zero(), |m, x| fold(m, x.abs())),
             Value::Complex(a) => a.iter().fold(T::zero(), |m, z| fold(m, z.norm())),

@@ -19,14 +19,14 @@
 use crate::fornberg::{centered_radius, centered_weights, derivative_weights};
 use crate::ghost_cells::{dirichlet_weights, extrapolation_degree, robin_degree, robin_weights};
 use crate::graph::{
-    AxisPadding, DirichletFace, GhostRule, Graph, Grid, Node, NodeId, NodeKind, PointwiseExpr, Program, SpectralLaplace,
-    Stencil, Tap, TimeStep, Update, ValueType,
+    AxisPadding, DirichletFace, GhostRule, Graph, Grid, Node, NodeId, NodeKind, PointwiseExpr,
+    Program, SpectralLaplace, Stencil, Tap, TimeStep, Update, ValueType,
 };
 use crate::simplify::{constant_value, simplify};
 use npdec_diagnostics::{Code, Diagnostic, Span};
 use npdec_symbolic::{
-    AxisId, BinaryOp, BoundaryKind, Expr, FieldId, Function, Initializer, Model, ReduceOp, Scheme, Side, SolveTask,
-    Task, UnaryOp,
+    AxisId, BinaryOp, BoundaryKind, Expr, FieldId, Function, Initializer, Model, ReduceOp, Scheme,
+    Side, SolveTask, Task, UnaryOp,
 };
 use std::collections::HashMap;
 
@@ -78,17 +78,24 @@ pub fn discretize_solve(model: &Model, task: &SolveTask) -> Result<Graph, Vec<Di
             format!("invalid space order {}", discretization.space_order),
             task.span,
             "space order not supported",
-            format!("use one of the centered orders {}", npdec_diagnostics::one_of(&["2", "4", "6", "8"])),
+            format!(
+                "use one of the centered orders {}",
+                npdec_diagnostics::one_of(&["2", "4", "6", "8"])
+            ),
         );
         return Err(lowerer.diagnostics);
     }
     let steady = matches!(discretization.scheme, Scheme::Steady { .. });
     if !steady
-        && (!(discretization.dt.is_finite() && discretization.dt > 0.0) || discretization.steps == 0)
+        && (!(discretization.dt.is_finite() && discretization.dt > 0.0)
+            || discretization.steps == 0)
     {
         lowerer.error(
             Code::E0242,
-            format!("invalid time stepping: dt = {}, steps = {}", discretization.dt, discretization.steps),
+            format!(
+                "invalid time stepping: dt = {}, steps = {}",
+                discretization.dt, discretization.steps
+            ),
             task.span,
             "the step must be positive and finite, with at least one step",
             "give `dt` or `steps` so that `until / dt` is a positive number of steps",
@@ -103,7 +110,12 @@ pub fn discretize_solve(model: &Model, task: &SolveTask) -> Result<Graph, Vec<Di
         lowerer.span = equation.span;
         let field = model.field(equation.field);
         let target = Target::grid(field.axes.clone());
-        if !scheme_fits(&mut lowerer, &discretization.scheme, equation, &task.equations) {
+        if !scheme_fits(
+            &mut lowerer,
+            &discretization.scheme,
+            equation,
+            &task.equations,
+        ) {
             continue;
         }
         let (rhs, spectral_laplace) = if discretization.scheme == Scheme::SplitStep {
@@ -114,8 +126,14 @@ pub fn discretize_solve(model: &Model, task: &SolveTask) -> Result<Graph, Vec<Di
         } else {
             (simplify(&equation.rhs()), None)
         };
-        let Some(node) = lowerer.lower(&rhs, &target) else { continue };
-        let expected_channels = if equation.channel.is_some() { 1 } else { field.channels };
+        let Some(node) = lowerer.lower(&rhs, &target) else {
+            continue;
+        };
+        let expected_channels = if equation.channel.is_some() {
+            1
+        } else {
+            field.channels
+        };
         let channels = lowerer.graph.node(node).value.channels;
         if channels != 1 && channels != expected_channels {
             lowerer.error(
@@ -140,7 +158,10 @@ pub fn discretize_solve(model: &Model, task: &SolveTask) -> Result<Graph, Vec<Di
     // Every field the right-hand sides read needs a start value, and second-order fields a start rate.
     lowerer.span = task.span;
     let mut fields: Vec<FieldId> = updates.iter().map(|u| u.field).collect();
-    for id in lowerer.graph.find(|kind| matches!(kind, NodeKind::State { .. })) {
+    for id in lowerer
+        .graph
+        .find(|kind| matches!(kind, NodeKind::State { .. }))
+    {
         if let NodeKind::State { field } = lowerer.graph.node(id).kind {
             fields.push(field);
         }
@@ -148,7 +169,11 @@ pub fn discretize_solve(model: &Model, task: &SolveTask) -> Result<Graph, Vec<Di
     fields.sort();
     fields.dedup();
     for field in fields {
-        let time_order = updates.iter().filter(|u| u.field == field).map(|u| u.time_order).max();
+        let time_order = updates
+            .iter()
+            .filter(|u| u.field == field)
+            .map(|u| u.time_order)
+            .max();
         lowerer.add_initial(field, 0, time_order == Some(0));
         if time_order == Some(2) {
             lowerer.add_initial(field, 1, false);
@@ -167,7 +192,13 @@ pub fn discretize_solve(model: &Model, task: &SolveTask) -> Result<Graph, Vec<Di
         every: task.every,
         updates,
     };
-    lowerer.graph.add_node(Node { kind: NodeKind::TimeStep(step), value }, &rhs_nodes);
+    lowerer.graph.add_node(
+        Node {
+            kind: NodeKind::TimeStep(step),
+            value,
+        },
+        &rhs_nodes,
+    );
     Ok(lowerer.graph)
 }
 
@@ -187,13 +218,26 @@ pub fn discretize_expects(model: &Model) -> Result<Graph, Vec<Diagnostic>> {
             continue;
         };
         let scalar = Target::scalar();
-        let (Some(left), Some(right)) = (lowerer.lower(&simplify(lhs), &scalar), lowerer.lower(&simplify(rhs), &scalar))
-        else {
+        let (Some(left), Some(right)) = (
+            lowerer.lower(&simplify(lhs), &scalar),
+            lowerer.lower(&simplify(rhs), &scalar),
+        ) else {
             continue;
         };
-        let value = ValueType { grid: Grid::Scalar, channels: 1, complex: false };
+        let value = ValueType {
+            grid: Grid::Scalar,
+            channels: 1,
+            complex: false,
+        };
         lowerer.graph.add_node(
-            Node { kind: NodeKind::Expect { index, op: *op, text: expect.text.clone() }, value },
+            Node {
+                kind: NodeKind::Expect {
+                    index,
+                    op: *op,
+                    text: expect.text.clone(),
+                },
+                value,
+            },
             &[left, right],
         );
     }
@@ -213,7 +257,10 @@ struct Target {
 
 impl Target {
     fn scalar() -> Self {
-        Target { axes: Vec::new(), halo: Vec::new() }
+        Target {
+            axes: Vec::new(),
+            halo: Vec::new(),
+        }
     }
 
     fn grid(axes: Vec<AxisId>) -> Self {
@@ -230,16 +277,26 @@ impl Target {
     }
 
     fn widened(&self, extra: &[usize]) -> Target {
-        Target { axes: self.axes.clone(), halo: self.halo.iter().zip(extra).map(|(h, e)| h + e).collect() }
+        Target {
+            axes: self.axes.clone(),
+            halo: self.halo.iter().zip(extra).map(|(h, e)| h + e).collect(),
+        }
     }
 
     fn value(&self, channels: usize, complex: bool) -> ValueType {
         let grid = if self.is_scalar() {
             Grid::Scalar
         } else {
-            Grid::Points { axes: self.axes.clone(), halo: self.halo.clone() }
+            Grid::Points {
+                axes: self.axes.clone(),
+                halo: self.halo.clone(),
+            }
         };
-        ValueType { grid, channels, complex }
+        ValueType {
+            grid,
+            channels,
+            complex,
+        }
     }
 }
 
@@ -255,19 +312,43 @@ struct Lowerer<'m> {
 
 impl<'m> Lowerer<'m> {
     fn new(model: &'m Model, name: String, space_order: usize, span: Span) -> Self {
-        let graph = Graph::new(name, model.axes.clone(), model.fields.clone(), model.params.clone());
-        Lowerer { model, graph, space_order, memo: HashMap::new(), diagnostics: Vec::new(), span }
+        let graph = Graph::new(
+            name,
+            model.axes.clone(),
+            model.fields.clone(),
+            model.params.clone(),
+        );
+        Lowerer {
+            model,
+            graph,
+            space_order,
+            memo: HashMap::new(),
+            diagnostics: Vec::new(),
+            span,
+        }
     }
 
-    fn error(&mut self, code: Code, message: impl Into<String>, span: Span, label: impl Into<String>, help: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::error(code, message, span, label).with_help(help));
+    fn error(
+        &mut self,
+        code: Code,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diagnostics
+            .push(Diagnostic::error(code, message, span, label).with_help(help));
     }
 
     fn add(&mut self, kind: NodeKind, value: ValueType, inputs: &[NodeId]) -> NodeId {
         self.graph.add_node(Node { kind, value }, inputs)
     }
 
-    fn memoized(&mut self, key: String, build: impl FnOnce(&mut Self) -> Option<NodeId>) -> Option<NodeId> {
+    fn memoized(
+        &mut self,
+        key: String,
+        build: impl FnOnce(&mut Self) -> Option<NodeId>,
+    ) -> Option<NodeId> {
         if let Some(id) = self.memo.get(&key) {
             return Some(*id);
         }
@@ -302,10 +383,17 @@ impl<'m> Lowerer<'m> {
             | Expr::Compare(..) => {
                 let mut inputs = Vec::new();
                 let pointwise = this.lower_pointwise(expr, target, &mut inputs)?;
-                let types: Vec<ValueType> = inputs.iter().map(|i| this.graph.node(*i).value.clone()).collect();
+                let types: Vec<ValueType> = inputs
+                    .iter()
+                    .map(|i| this.graph.node(*i).value.clone())
+                    .collect();
                 let channels = this.pointwise_channels(&pointwise, &types)?;
                 let complex = pointwise_is_complex(&pointwise, &types);
-                Some(this.add(NodeKind::Pointwise(pointwise), target.value(channels, complex), &inputs))
+                Some(this.add(
+                    NodeKind::Pointwise(pointwise),
+                    target.value(channels, complex),
+                    &inputs,
+                ))
             }
         })
     }
@@ -315,7 +403,11 @@ impl<'m> Lowerer<'m> {
         let mut channels = 1;
         let mut mismatch = None;
         expr.walk(&mut |e| {
-            if let PointwiseExpr::Input { index, channel: None } = e {
+            if let PointwiseExpr::Input {
+                index,
+                channel: None,
+            } = e
+            {
                 let c = types[*index].channels;
                 if c != 1 && channels != 1 && c != channels {
                     mismatch = Some((channels, c));
@@ -336,7 +428,12 @@ impl<'m> Lowerer<'m> {
         Some(channels)
     }
 
-    fn lower_pointwise(&mut self, expr: &Expr, target: &Target, inputs: &mut Vec<NodeId>) -> Option<PointwiseExpr> {
+    fn lower_pointwise(
+        &mut self,
+        expr: &Expr,
+        target: &Target,
+        inputs: &mut Vec<NodeId>,
+    ) -> Option<PointwiseExpr> {
         Some(match expr {
             Expr::Real(v) => PointwiseExpr::Real(*v),
             Expr::Complex(re, im) => PointwiseExpr::Complex(*re, *im),
@@ -363,7 +460,10 @@ impl<'m> Lowerer<'m> {
                 if *channel >= self.model.field(*field).channels {
                     self.error(
                         Code::E0122,
-                        format!("channel {channel} of a field with {} channels", self.model.field(*field).channels),
+                        format!(
+                            "channel {channel} of a field with {} channels",
+                            self.model.field(*field).channels
+                        ),
                         self.span,
                         "channel out of range",
                         "use a channel index below the channel count",
@@ -384,7 +484,9 @@ impl<'m> Lowerer<'m> {
                 );
                 return None;
             }
-            Expr::Unary(op, a) => PointwiseExpr::Unary(*op, Box::new(self.lower_pointwise(a, target, inputs)?)),
+            Expr::Unary(op, a) => {
+                PointwiseExpr::Unary(*op, Box::new(self.lower_pointwise(a, target, inputs)?))
+            }
             Expr::Binary(op, a, b) => {
                 let a = self.lower_pointwise(a, target, inputs)?;
                 let b = self.lower_pointwise(b, target, inputs)?;
@@ -416,12 +518,20 @@ impl<'m> Lowerer<'m> {
     }
 
     /// Inlines a parameter with a value expression, or reads a parameter node.
-    fn lower_param(&mut self, id: npdec_symbolic::ParamId, target: &Target, inputs: &mut Vec<NodeId>) -> Option<PointwiseExpr> {
+    fn lower_param(
+        &mut self,
+        id: npdec_symbolic::ParamId,
+        target: &Target,
+        inputs: &mut Vec<NodeId>,
+    ) -> Option<PointwiseExpr> {
         let param = self.model.param(id);
         if !param.dims.is_empty() {
             self.error(
                 Code::E0207,
-                format!("tensor parameter `{}` used as a pointwise value", param.name),
+                format!(
+                    "tensor parameter `{}` used as a pointwise value",
+                    param.name
+                ),
                 self.span,
                 "a tensor has no value at a grid point",
                 "use the tensor in `conv(...)` or a matrix product",
@@ -432,11 +542,17 @@ impl<'m> Lowerer<'m> {
             Initializer::Value(value) => self.lower_pointwise(&simplify(value), target, inputs),
             Initializer::Zeros => Some(PointwiseExpr::Real(0.0)),
             Initializer::Ones => Some(PointwiseExpr::Real(1.0)),
-            Initializer::Normal { .. } | Initializer::Uniform { .. } | Initializer::Glorot | Initializer::He => {
+            Initializer::Normal { .. }
+            | Initializer::Uniform { .. }
+            | Initializer::Glorot
+            | Initializer::He => {
                 if param.axes != target.axes && !param.axes.is_empty() {
                     self.error(
                         Code::E0202,
-                        format!("random parameter `{}` is not on the grid of this equation", param.name),
+                        format!(
+                            "random parameter `{}` is not on the grid of this equation",
+                            param.name
+                        ),
                         self.span,
                         "grid mismatch",
                         "declare the parameter on the same axes as the field",
@@ -446,11 +562,20 @@ impl<'m> Lowerer<'m> {
                 let grid = if param.axes.is_empty() {
                     Grid::Scalar
                 } else {
-                    Grid::Points { axes: param.axes.clone(), halo: target.halo.clone() }
+                    Grid::Points {
+                        axes: param.axes.clone(),
+                        halo: target.halo.clone(),
+                    }
                 };
-                let value = ValueType { grid, channels: 1, complex: param.complex };
+                let value = ValueType {
+                    grid,
+                    channels: 1,
+                    complex: param.complex,
+                };
                 let key = format!("param {}@{:?}", id.0, target.halo);
-                let node = self.memoized(key, |this| Some(this.add(NodeKind::Param { param: id }, value, &[])))?;
+                let node = self.memoized(key, |this| {
+                    Some(this.add(NodeKind::Param { param: id }, value, &[]))
+                })?;
                 Some(input_leaf(inputs, node, None))
             }
         }
@@ -461,9 +586,15 @@ impl<'m> Lowerer<'m> {
         let declaration = self.model.field(field);
         if target.axes != declaration.axes {
             let message = if target.is_scalar() {
-                format!("field `{}` used where a number is expected", declaration.name)
+                format!(
+                    "field `{}` used where a number is expected",
+                    declaration.name
+                )
             } else {
-                format!("field `{}` is not on the grid of this expression", declaration.name)
+                format!(
+                    "field `{}` is not on the grid of this expression",
+                    declaration.name
+                )
             };
             let help = if target.is_scalar() {
                 "reduce the field to a number with `max`, `min`, `sum`, `mean`, `norm` or `integral`"
@@ -474,7 +605,10 @@ impl<'m> Lowerer<'m> {
             return None;
         }
         let value = ValueType {
-            grid: Grid::Points { axes: declaration.axes.clone(), halo: vec![0; declaration.axes.len()] },
+            grid: Grid::Points {
+                axes: declaration.axes.clone(),
+                halo: vec![0; declaration.axes.len()],
+            },
             channels: declaration.channels,
             complex: declaration.complex,
         };
@@ -487,7 +621,13 @@ impl<'m> Lowerer<'m> {
         let key = format!("boundary {}@{:?}", field.0, target.halo);
         self.memoized(key, |this| {
             let axes = this.paddings(field, &target.halo)?;
-            let value = ValueType { grid: Grid::Points { axes: target.axes.clone(), halo: target.halo.clone() }, ..value };
+            let value = ValueType {
+                grid: Grid::Points {
+                    axes: target.axes.clone(),
+                    halo: target.halo.clone(),
+                },
+                ..value
+            };
             Some(this.add(NodeKind::Boundary { field, axes }, value, &[state]))
         })
     }
@@ -498,12 +638,22 @@ impl<'m> Lowerer<'m> {
         for (position, axis) in axes.iter().enumerate() {
             let min = self.ghost_rule(field, *axis, Side::Min, halo[position])?;
             let max = self.ghost_rule(field, *axis, Side::Max, halo[position])?;
-            paddings.push(AxisPadding { halo: halo[position], min, max });
+            paddings.push(AxisPadding {
+                halo: halo[position],
+                min,
+                max,
+            });
         }
         Some(paddings)
     }
 
-    fn ghost_rule(&mut self, field: FieldId, axis: AxisId, side: Side, halo: usize) -> Option<GhostRule> {
+    fn ghost_rule(
+        &mut self,
+        field: FieldId,
+        axis: AxisId,
+        side: Side,
+        halo: usize,
+    ) -> Option<GhostRule> {
         let declaration = self.model.axis(axis);
         let points = declaration.points;
         if declaration.periodic {
@@ -528,7 +678,10 @@ impl<'m> Lowerer<'m> {
             let field_name = &self.model.field(field).name;
             self.error(
                 Code::E0221,
-                format!("field `{field_name}` has no boundary condition on the {side:?} side of `{}`", declaration.name),
+                format!(
+                    "field `{field_name}` has no boundary condition on the {side:?} side of `{}`",
+                    declaration.name
+                ),
                 self.span,
                 "a derivative here reads values outside the grid",
                 format!("add `boundary {field_name} = ... on {}`", declaration.name),
@@ -539,11 +692,13 @@ impl<'m> Lowerer<'m> {
         let kind = condition.kind.clone();
         let saved = std::mem::replace(&mut self.span, span);
         let rule = match kind {
-            BoundaryKind::Dirichlet(value) => {
-                Some(GhostRule::Dirichlet { value: self.lower_face_value(&value, field)?, weights: dirichlet_weights(halo, degree) })
-            }
+            BoundaryKind::Dirichlet(value) => Some(GhostRule::Dirichlet {
+                value: self.lower_face_value(&value, field)?,
+                weights: dirichlet_weights(halo, degree),
+            }),
             BoundaryKind::Neumann(value) => {
-                let (weights, slope_weights) = robin_weights(halo, robin_degree(self.space_order, points));
+                let (weights, slope_weights) =
+                    robin_weights(halo, robin_degree(self.space_order, points));
                 Some(GhostRule::Robin {
                     alpha: PointwiseExpr::Real(0.0),
                     beta: PointwiseExpr::Real(1.0),
@@ -564,7 +719,8 @@ impl<'m> Lowerer<'m> {
                         weights: dirichlet_weights(halo, degree),
                     })
                 } else {
-                    let (weights, slope_weights) = robin_weights(halo, robin_degree(self.space_order, points));
+                    let (weights, slope_weights) =
+                        robin_weights(halo, robin_degree(self.space_order, points));
                     Some(GhostRule::Robin {
                         alpha: self.lower_face_value(&alpha, field)?,
                         beta: self.lower_face_value(&beta, field)?,
@@ -579,7 +735,10 @@ impl<'m> Lowerer<'m> {
             BoundaryKind::Periodic => {
                 self.error(
                     Code::E0225,
-                    format!("periodic condition on axis `{}`, which is not periodic", declaration.name),
+                    format!(
+                        "periodic condition on axis `{}`, which is not periodic",
+                        declaration.name
+                    ),
                     span,
                     "periodic on one side only",
                     "declare the condition periodic on both sides of the axis",
@@ -615,8 +774,14 @@ impl<'m> Lowerer<'m> {
         for (position, axis) in axes.iter().enumerate() {
             for side in [Side::Min, Side::Max] {
                 let halo = 0;
-                if let Some(GhostRule::Dirichlet { value, .. }) = self.ghost_rule(field, *axis, side, halo) {
-                    faces.push(DirichletFace { axis: position, side, value });
+                if let Some(GhostRule::Dirichlet { value, .. }) =
+                    self.ghost_rule(field, *axis, side, halo)
+                {
+                    faces.push(DirichletFace {
+                        axis: position,
+                        side,
+                        value,
+                    });
                 }
             }
         }
@@ -640,14 +805,28 @@ impl<'m> Lowerer<'m> {
                     format!("field `{name}` has no initial condition for {what}"),
                     self.span,
                     "the solve needs a start value",
-                    format!("add `initial {} = ...`", if time_derivative == 0 { name } else { format!("dt({name})") }),
+                    format!(
+                        "add `initial {} = ...`",
+                        if time_derivative == 0 {
+                            name
+                        } else {
+                            format!("dt({name})")
+                        }
+                    ),
                 );
                 return;
             }
         };
         if let Some(node) = self.lower(&value, &target) {
             let value = self.graph.node(node).value.clone();
-            self.add(NodeKind::Initial { field, time_derivative }, value, &[node]);
+            self.add(
+                NodeKind::Initial {
+                    field,
+                    time_derivative,
+                },
+                value,
+                &[node],
+            );
         }
     }
 
@@ -673,21 +852,39 @@ impl<'m> Lowerer<'m> {
                 let inner = self.lower(operand, &target.widened(&radius))?;
                 Some(self.add_stencil("laplace".to_string(), taps, radius, inner))
             }
-            Expr::DivGrad { coefficient, operand } => {
+            Expr::DivGrad {
+                coefficient,
+                operand,
+            } => {
                 let positions = self.operator_axes(operand, target)?;
                 let mut extra = vec![0; target.axes.len()];
                 positions.iter().for_each(|p| extra[*p] = 1);
                 let widened = target.widened(&extra);
                 let coefficient = self.lower(coefficient, &widened)?;
                 let operand = self.lower(operand, &widened)?;
-                let spacing = positions.iter().map(|p| self.model.axis(target.axes[*p]).spacing()).collect();
+                let spacing = positions
+                    .iter()
+                    .map(|p| self.model.axis(target.axes[*p]).spacing())
+                    .collect();
                 let value = self.graph.node(operand).value.clone();
                 let complex = value.complex || self.graph.node(coefficient).value.complex;
                 let channels = value.channels;
-                Some(self.add(NodeKind::DivGrad { axes: positions, spacing }, target.value(channels, complex), &[coefficient, operand]))
+                Some(self.add(
+                    NodeKind::DivGrad {
+                        axes: positions,
+                        spacing,
+                    },
+                    target.value(channels, complex),
+                    &[coefficient, operand],
+                ))
             }
-            Expr::Upwind { velocity, operand, axis, order } => {
-                let Some(position) = self.require_axis(*axis, target) else { return None };
+            Expr::Upwind {
+                velocity,
+                operand,
+                axis,
+                order,
+            } => {
+                let position = self.require_axis(*axis, target)?;
                 if !(1..=2).contains(order) {
                     self.error(
                         Code::E0230,
@@ -707,8 +904,11 @@ impl<'m> Lowerer<'m> {
                     .zip(-n..=0)
                     .map(|(w, o)| (o, w / spacing))
                     .collect();
-                let forward =
-                    derivative_weights(0.0, &forward_nodes, 1).into_iter().zip(0..=n).map(|(w, o)| (o, w / spacing)).collect();
+                let forward = derivative_weights(0.0, &forward_nodes, 1)
+                    .into_iter()
+                    .zip(0..=n)
+                    .map(|(w, o)| (o, w / spacing))
+                    .collect();
                 let velocity = self.lower(velocity, target)?;
                 let mut extra = vec![0; target.axes.len()];
                 extra[position] = *order as usize;
@@ -716,12 +916,19 @@ impl<'m> Lowerer<'m> {
                 let value = self.graph.node(operand).value.clone();
                 let complex = value.complex || self.graph.node(velocity).value.complex;
                 Some(self.add(
-                    NodeKind::Upwind { position, order: *order, backward, forward },
+                    NodeKind::Upwind {
+                        position,
+                        order: *order,
+                        backward,
+                        forward,
+                    },
                     target.value(value.channels, complex),
                     &[velocity, operand],
                 ))
             }
-            Expr::Convolution { kernel, operand } => self.lower_convolution(*kernel, operand, target),
+            Expr::Convolution { kernel, operand } => {
+                self.lower_convolution(*kernel, operand, target)
+            }
             Expr::MatMul { matrix, operand } => self.lower_matmul(matrix, operand, target),
             Expr::Reduce(op, operand) => {
                 let axes = self.expression_axes(operand)?;
@@ -738,28 +945,47 @@ impl<'m> Lowerer<'m> {
                 let operand = self.lower(operand, &Target::grid(axes))?;
                 let complex = self.graph.node(operand).value.complex
                     && matches!(op, ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Integral);
-                let value = ValueType { grid: Grid::Scalar, channels: 1, complex };
+                let value = ValueType {
+                    grid: Grid::Scalar,
+                    channels: 1,
+                    complex,
+                };
                 let node = self.add(NodeKind::Reduce(*op), value, &[operand]);
                 if target.is_scalar() {
                     Some(node)
                 } else {
                     // A reduction inside a grid expression broadcasts; the pointwise node does that.
                     let value = target.value(1, complex);
-                    Some(self.add(NodeKind::Pointwise(PointwiseExpr::Input { index: 0, channel: None }), value, &[node]))
+                    Some(self.add(
+                        NodeKind::Pointwise(PointwiseExpr::Input {
+                            index: 0,
+                            channel: None,
+                        }),
+                        value,
+                        &[node],
+                    ))
                 }
             }
             _ => unreachable!("lower_operator is only called on spatial operators and reductions"),
         }
     }
 
-    fn lower_derivative(&mut self, operand: &Expr, axes: &[AxisId], target: &Target) -> Option<NodeId> {
+    fn lower_derivative(
+        &mut self,
+        operand: &Expr,
+        axes: &[AxisId],
+        target: &Target,
+    ) -> Option<NodeId> {
         let mut counts = vec![0usize; target.axes.len()];
         for axis in axes {
             let position = self.require_axis(*axis, target)?;
             counts[position] += 1;
         }
         // The tensor product of one-dimensional centered formulas, one per differentiated axis.
-        let mut taps = vec![Tap { offset: vec![0; target.axes.len()], weight: 1.0 }];
+        let mut taps = vec![Tap {
+            offset: vec![0; target.axes.len()],
+            weight: 1.0,
+        }];
         let mut radius = vec![0; target.axes.len()];
         let mut label = String::from("d");
         for (position, count) in counts.iter().enumerate() {
@@ -768,7 +994,11 @@ impl<'m> Lowerer<'m> {
             }
             let axis = target.axes[position];
             let name = &self.model.axis(axis).name;
-            label.push_str(&if *count == 1 { format!("/d{name}") } else { format!("/d{name}{count}") });
+            label.push_str(&if *count == 1 {
+                format!("/d{name}")
+            } else {
+                format!("/d{name}{count}")
+            });
             let stencil = self.axis_stencil(axis, *count);
             let r = stencil.len() / 2;
             radius[position] = r;
@@ -780,7 +1010,10 @@ impl<'m> Lowerer<'m> {
                     }
                     let mut offset = tap.offset.clone();
                     offset[position] = i as i32 - r as i32;
-                    product.push(Tap { offset, weight: tap.weight * weight });
+                    product.push(Tap {
+                        offset,
+                        weight: tap.weight * weight,
+                    });
                 }
             }
             taps = product;
@@ -793,18 +1026,44 @@ impl<'m> Lowerer<'m> {
     fn axis_stencil(&self, axis: AxisId, derivative: usize) -> Vec<f64> {
         let spacing = self.model.axis(axis).spacing();
         let scale = spacing.powi(derivative as i32);
-        debug_assert_eq!(centered_weights(derivative, self.space_order).len(), 2 * centered_radius(derivative, self.space_order) + 1);
-        centered_weights(derivative, self.space_order).into_iter().map(|w| w / scale).collect()
+        debug_assert_eq!(
+            centered_weights(derivative, self.space_order).len(),
+            2 * centered_radius(derivative, self.space_order) + 1
+        );
+        centered_weights(derivative, self.space_order)
+            .into_iter()
+            .map(|w| w / scale)
+            .collect()
     }
 
-    fn add_stencil(&mut self, label: String, taps: Vec<Tap>, radius: Vec<usize>, input: NodeId) -> NodeId {
+    fn add_stencil(
+        &mut self,
+        label: String,
+        taps: Vec<Tap>,
+        radius: Vec<usize>,
+        input: NodeId,
+    ) -> NodeId {
         let input_value = self.graph.node(input).value.clone();
         let Grid::Points { axes, halo } = &input_value.grid else {
             unreachable!("stencil operands are lowered for a grid target")
         };
         let halo = halo.iter().zip(&radius).map(|(h, r)| h - r).collect();
-        let value = ValueType { grid: Grid::Points { axes: axes.clone(), halo }, ..input_value };
-        self.add(NodeKind::Stencil(Stencil { label, taps, radius }), value, &[input])
+        let value = ValueType {
+            grid: Grid::Points {
+                axes: axes.clone(),
+                halo,
+            },
+            ..input_value
+        };
+        self.add(
+            NodeKind::Stencil(Stencil {
+                label,
+                taps,
+                radius,
+            }),
+            value,
+            &[input],
+        )
     }
 
     fn require_axis(&mut self, axis: AxisId, target: &Target) -> Option<usize> {
@@ -835,7 +1094,11 @@ impl<'m> Lowerer<'m> {
             return None;
         }
         let axes = self.expression_axes(operand)?;
-        let axes = if axes.is_empty() { target.axes.clone() } else { axes };
+        let axes = if axes.is_empty() {
+            target.axes.clone()
+        } else {
+            axes
+        };
         axes.iter().map(|a| self.require_axis(*a, target)).collect()
     }
 
@@ -847,7 +1110,9 @@ impl<'m> Lowerer<'m> {
         expr.walk(&mut |e| {
             let axes = match e {
                 Expr::Field(f) | Expr::Channel(f, _) => Some(self.model.field(*f).axes.clone()),
-                Expr::Param(p) if !self.model.param(*p).axes.is_empty() => Some(self.model.param(*p).axes.clone()),
+                Expr::Param(p) if !self.model.param(*p).axes.is_empty() => {
+                    Some(self.model.param(*p).axes.clone())
+                }
                 Expr::Coordinate(a) => {
                     coordinates.push(*a);
                     None
@@ -856,7 +1121,11 @@ impl<'m> Lowerer<'m> {
             };
             if let Some(axes) = axes {
                 match &field_axes {
-                    Some(existing) if *existing != axes && !axes.iter().all(|a| existing.contains(a)) => mismatch = true,
+                    Some(existing)
+                        if *existing != axes && !axes.iter().all(|a| existing.contains(a)) =>
+                    {
+                        mismatch = true
+                    }
                     Some(_) => {}
                     None => field_axes = Some(axes),
                 }
@@ -879,7 +1148,12 @@ impl<'m> Lowerer<'m> {
         }))
     }
 
-    fn lower_convolution(&mut self, kernel: npdec_symbolic::ParamId, operand: &Expr, target: &Target) -> Option<NodeId> {
+    fn lower_convolution(
+        &mut self,
+        kernel: npdec_symbolic::ParamId,
+        operand: &Expr,
+        target: &Target,
+    ) -> Option<NodeId> {
         let param = self.model.param(kernel);
         let dims = param.dims.clone();
         let rank = target.axes.len();
@@ -889,7 +1163,10 @@ impl<'m> Lowerer<'m> {
                 format!("kernel `{}` has shape {:?}", param.name, dims),
                 self.span,
                 "convolution kernel shape mismatch",
-                format!("declare the kernel as [out, in{}] with odd sizes", ", k".repeat(rank)),
+                format!(
+                    "declare the kernel as [out, in{}] with odd sizes",
+                    ", k".repeat(rank)
+                ),
             );
             return None;
         }
@@ -899,18 +1176,30 @@ impl<'m> Lowerer<'m> {
         if operand_value.channels != dims[1] {
             self.error(
                 Code::E0204,
-                format!("kernel expects {} input channels, the operand has {}", dims[1], operand_value.channels),
+                format!(
+                    "kernel expects {} input channels, the operand has {}",
+                    dims[1], operand_value.channels
+                ),
                 self.span,
                 "convolution kernel shape mismatch",
                 "make the kernel's second dimension the operand's channel count",
             );
             return None;
         }
-        let kernel_value = ValueType { grid: Grid::Tensor { dims: dims.clone() }, channels: 1, complex: param.complex };
-        let kernel_node =
-            self.memoized(format!("param {}", kernel.0), |this| Some(this.add(NodeKind::Param { param: kernel }, kernel_value, &[])))?;
+        let kernel_value = ValueType {
+            grid: Grid::Tensor { dims: dims.clone() },
+            channels: 1,
+            complex: param.complex,
+        };
+        let kernel_node = self.memoized(format!("param {}", kernel.0), |this| {
+            Some(this.add(NodeKind::Param { param: kernel }, kernel_value, &[]))
+        })?;
         let complex = operand_value.complex || param.complex;
-        Some(self.add(NodeKind::Convolution { kernel }, target.value(dims[0], complex), &[kernel_node, operand]))
+        Some(self.add(
+            NodeKind::Convolution { kernel },
+            target.value(dims[0], complex),
+            &[kernel_node, operand],
+        ))
     }
 
     fn lower_matmul(&mut self, matrix: &Expr, operand: &Expr, target: &Target) -> Option<NodeId> {
@@ -927,7 +1216,8 @@ impl<'m> Lowerer<'m> {
         let param = self.model.param(*id);
         let points = target.axes.first().map(|a| self.model.axis(*a).points);
         let square = param.dims.len() == 2 && param.dims[0] == param.dims[1];
-        if target.axes.len() != 1 || !square || Some(param.dims[1]) != points || target.halo[0] != 0 {
+        if target.axes.len() != 1 || !square || Some(param.dims[1]) != points || target.halo[0] != 0
+        {
             self.error(
                 Code::E0203,
                 format!("matrix `{}` of shape {:?} does not fit the operand", param.name, param.dims),
@@ -940,13 +1230,22 @@ impl<'m> Lowerer<'m> {
         let dims = param.dims.clone();
         let complex_matrix = param.complex;
         let operand = self.lower(operand, target)?;
-        let matrix_value = ValueType { grid: Grid::Tensor { dims }, channels: 1, complex: complex_matrix };
+        let matrix_value = ValueType {
+            grid: Grid::Tensor { dims },
+            channels: 1,
+            complex: complex_matrix,
+        };
         let id = *id;
-        let matrix_node =
-            self.memoized(format!("param {}", id.0), |this| Some(this.add(NodeKind::Param { param: id }, matrix_value, &[])))?;
+        let matrix_node = self.memoized(format!("param {}", id.0), |this| {
+            Some(this.add(NodeKind::Param { param: id }, matrix_value, &[]))
+        })?;
         let value = self.graph.node(operand).value.clone();
         let complex = value.complex || complex_matrix;
-        Some(self.add(NodeKind::Dense, target.value(value.channels, complex), &[matrix_node, operand]))
+        Some(self.add(
+            NodeKind::Dense,
+            target.value(value.channels, complex),
+            &[matrix_node, operand],
+        ))
     }
 }
 
@@ -970,12 +1269,22 @@ fn add_tap(taps: &mut Vec<Tap>, offset: Vec<i32>, weight: f64) {
 pub fn pointwise_is_complex(expr: &PointwiseExpr, inputs: &[ValueType]) -> bool {
     match expr {
         PointwiseExpr::Input { index, .. } => inputs[*index].complex,
-        PointwiseExpr::Real(_) | PointwiseExpr::Coordinate(_) | PointwiseExpr::Time | PointwiseExpr::Compare(..) => false,
+        PointwiseExpr::Real(_)
+        | PointwiseExpr::Coordinate(_)
+        | PointwiseExpr::Time
+        | PointwiseExpr::Compare(..) => false,
         PointwiseExpr::Complex(..) => true,
         PointwiseExpr::Unary(_, a) => pointwise_is_complex(a, inputs),
-        PointwiseExpr::Binary(_, a, b) => pointwise_is_complex(a, inputs) || pointwise_is_complex(b, inputs),
+        PointwiseExpr::Binary(_, a, b) => {
+            pointwise_is_complex(a, inputs) || pointwise_is_complex(b, inputs)
+        }
         PointwiseExpr::Call(function, args) => match function {
-            Function::Abs | Function::Re | Function::Im | Function::Relu | Function::Max | Function::Min => false,
+            Function::Abs
+            | Function::Re
+            | Function::Im
+            | Function::Relu
+            | Function::Max
+            | Function::Min => false,
             Function::Tanh
             | Function::Sigmoid
             | Function::Exp
@@ -1009,18 +1318,46 @@ fn scheme_fits(
         };
         let help = match order {
             0 => "solve steady equations with `scheme steady`".to_string(),
-            1 => format!("use {}", npdec_diagnostics::one_of(&["euler", "rk4", "leapfrog", "crank_nicolson", "backward_euler", "split_step"])),
-            _ => format!("use {}", npdec_diagnostics::one_of(&["leapfrog", "rk4", "euler"])),
+            1 => format!(
+                "use {}",
+                npdec_diagnostics::one_of(&[
+                    "euler",
+                    "rk4",
+                    "leapfrog",
+                    "crank_nicolson",
+                    "backward_euler",
+                    "split_step"
+                ])
+            ),
+            _ => format!(
+                "use {}",
+                npdec_diagnostics::one_of(&["leapfrog", "rk4", "euler"])
+            ),
         };
-        lowerer.error(Code::E0241, format!("scheme `{}` does not fit {what}", scheme.name()), equation.span, "scheme does not fit", help);
+        lowerer.error(
+            Code::E0241,
+            format!("scheme `{}` does not fit {what}", scheme.name()),
+            equation.span,
+            "scheme does not fit",
+            help,
+        );
         return false;
     }
-    if matches!(scheme, Scheme::CrankNicolson | Scheme::BackwardEuler | Scheme::Steady { .. }) {
-        let fields: Vec<FieldId> = task_equations.iter().map(|e| lowerer.model.equation(*e).field).collect();
+    if matches!(
+        scheme,
+        Scheme::CrankNicolson | Scheme::BackwardEuler | Scheme::Steady { .. }
+    ) {
+        let fields: Vec<FieldId> = task_equations
+            .iter()
+            .map(|e| lowerer.model.equation(*e).field)
+            .collect();
         if field_degree(&equation.rhs(), &fields).is_none_or(|d| d > 1) {
             lowerer.error(
                 Code::E0241,
-                format!("scheme `{}` needs an equation that is linear in its fields", scheme.name()),
+                format!(
+                    "scheme `{}` needs an equation that is linear in its fields",
+                    scheme.name()
+                ),
                 equation.span,
                 "this right-hand side is nonlinear in the unknown",
                 "use an explicit scheme such as `rk4` for nonlinear equations",
@@ -1037,9 +1374,13 @@ pub fn field_degree(expr: &Expr, fields: &[FieldId]) -> Option<u32> {
     let degree = |e: &Expr| field_degree(e, fields);
     match expr {
         Expr::Field(f) | Expr::Channel(f, _) => Some(u32::from(fields.contains(f))),
-        Expr::Real(_) | Expr::Complex(..) | Expr::Coordinate(_) | Expr::Time | Expr::Param(_) | Expr::Input(_) | Expr::Label(_) => {
-            Some(0)
-        }
+        Expr::Real(_)
+        | Expr::Complex(..)
+        | Expr::Coordinate(_)
+        | Expr::Time
+        | Expr::Param(_)
+        | Expr::Input(_)
+        | Expr::Label(_) => Some(0),
         Expr::Unary(UnaryOp::Neg, a) => degree(a),
         Expr::Binary(op, a, b) => {
             let (da, db) = (degree(a)?, degree(b)?);
@@ -1056,16 +1397,24 @@ pub fn field_degree(expr: &Expr, fields: &[FieldId]) -> Option<u32> {
             }
         }
         Expr::Call(..) | Expr::Compare(..) => {
-            let reads_unknown = expr.any(|e| matches!(e, Expr::Field(f) | Expr::Channel(f, _) if fields.contains(f)));
+            let reads_unknown = expr
+                .any(|e| matches!(e, Expr::Field(f) | Expr::Channel(f, _) if fields.contains(f)));
             if reads_unknown {
                 None
             } else {
                 Some(0)
             }
         }
-        Expr::Derivative { operand, .. } | Expr::Laplace(operand) | Expr::Convolution { operand, .. } => degree(operand),
-        Expr::DivGrad { coefficient, operand } => Some(degree(coefficient)? + degree(operand)?),
-        Expr::Upwind { velocity, operand, .. } => match degree(velocity)? {
+        Expr::Derivative { operand, .. }
+        | Expr::Laplace(operand)
+        | Expr::Convolution { operand, .. } => degree(operand),
+        Expr::DivGrad {
+            coefficient,
+            operand,
+        } => Some(degree(coefficient)? + degree(operand)?),
+        Expr::Upwind {
+            velocity, operand, ..
+        } => match degree(velocity)? {
             0 => degree(operand),
             _ => None,
         },
@@ -1080,10 +1429,17 @@ pub fn field_degree(expr: &Expr, fields: &[FieldId]) -> Option<u32> {
 
 /// Splits an equation for split-step Fourier into the rate `a` of its pointwise part `a·u` and the
 /// constant coefficient of its Laplacian.
-fn split_equation(lowerer: &mut Lowerer, equation: &npdec_symbolic::Equation) -> Option<(Expr, Option<SpectralLaplace>)> {
+fn split_equation(
+    lowerer: &mut Lowerer,
+    equation: &npdec_symbolic::Equation,
+) -> Option<(Expr, Option<SpectralLaplace>)> {
     let field = equation.field;
     let declaration = lowerer.model.field(field);
-    if let Some(axis) = declaration.axes.iter().find(|a| !lowerer.model.axis(**a).periodic) {
+    if let Some(axis) = declaration
+        .axes
+        .iter()
+        .find(|a| !lowerer.model.axis(**a).periodic)
+    {
         let name = lowerer.model.axis(*axis).name.clone();
         lowerer.error(
             Code::E0241,
@@ -1103,7 +1459,19 @@ fn split_equation(lowerer: &mut Lowerer, equation: &npdec_symbolic::Equation) ->
             continue;
         }
         match factor_out_field(&term, field) {
-            Some(a) if !a.any(|e| matches!(e, Expr::Derivative { .. } | Expr::Laplace(_) | Expr::DivGrad { .. } | Expr::Upwind { .. } | Expr::Convolution { .. } | Expr::MatMul { .. })) => {
+            Some(a)
+                if !a.any(|e| {
+                    matches!(
+                        e,
+                        Expr::Derivative { .. }
+                            | Expr::Laplace(_)
+                            | Expr::DivGrad { .. }
+                            | Expr::Upwind { .. }
+                            | Expr::Convolution { .. }
+                            | Expr::MatMul { .. }
+                    )
+                }) =>
+            {
                 rate = Some(match rate {
                     Some(sum) => Expr::binary(BinaryOp::Add, sum, a),
                     None => a,
@@ -1121,12 +1489,19 @@ fn split_equation(lowerer: &mut Lowerer, equation: &npdec_symbolic::Equation) ->
             }
         }
     }
-    let spectral = SpectralLaplace { re: laplace.0, im: laplace.1 };
+    let spectral = SpectralLaplace {
+        re: laplace.0,
+        im: laplace.1,
+    };
     Some((simplify(&rate.unwrap_or(Expr::Real(0.0))), Some(spectral)))
 }
 
 fn term_span(equation: &npdec_symbolic::Equation, term: &Expr) -> Span {
-    equation.terms.iter().find(|t| simplify(&t.expr) == *term).map_or(equation.span, |t| t.span)
+    equation
+        .terms
+        .iter()
+        .find(|t| simplify(&t.expr) == *term)
+        .map_or(equation.span, |t| t.span)
 }
 
 /// Matches `c * laplace(u)`, `laplace(u) * c`, `laplace(u) / c`, `-(…)` and `laplace(u)` with a constant `c`.
@@ -1141,7 +1516,10 @@ fn laplace_coefficient(term: &Expr, field: FieldId) -> Option<(f64, f64)> {
                 _ => return None,
             };
             let (re, im) = laplace_coefficient(rest, field)?;
-            Some((constant.0 * re - constant.1 * im, constant.0 * im + constant.1 * re))
+            Some((
+                constant.0 * re - constant.1 * im,
+                constant.0 * im + constant.1 * re,
+            ))
         }
         Expr::Binary(BinaryOp::Div, a, b) => {
             let (cr, ci) = constant_value(b)?;
@@ -1157,14 +1535,23 @@ fn laplace_coefficient(term: &Expr, field: FieldId) -> Option<(f64, f64)> {
 fn factor_out_field(term: &Expr, field: FieldId) -> Option<Expr> {
     match term {
         Expr::Field(f) if *f == field => Some(Expr::Real(1.0)),
-        Expr::Unary(UnaryOp::Neg, a) => Some(Expr::Unary(UnaryOp::Neg, Box::new(factor_out_field(a, field)?))),
+        Expr::Unary(UnaryOp::Neg, a) => Some(Expr::Unary(
+            UnaryOp::Neg,
+            Box::new(factor_out_field(a, field)?),
+        )),
         Expr::Binary(BinaryOp::Mul, a, b) => match factor_out_field(b, field) {
             Some(rest) => Some(simplify(&Expr::binary(BinaryOp::Mul, (**a).clone(), rest))),
-            None => Some(simplify(&Expr::binary(BinaryOp::Mul, factor_out_field(a, field)?, (**b).clone()))),
+            None => Some(simplify(&Expr::binary(
+                BinaryOp::Mul,
+                factor_out_field(a, field)?,
+                (**b).clone(),
+            ))),
         },
-        Expr::Binary(BinaryOp::Div, a, b) => {
-            Some(simplify(&Expr::binary(BinaryOp::Div, factor_out_field(a, field)?, (**b).clone())))
-        }
+        Expr::Binary(BinaryOp::Div, a, b) => Some(simplify(&Expr::binary(
+            BinaryOp::Div,
+            factor_out_field(a, field)?,
+            (**b).clone(),
+        ))),
         _ => None,
     }
 }

@@ -17,20 +17,36 @@ pub fn dump_graph(graph: &Graph) -> String {
             AxisKind::Index => "index".to_string(),
         };
         let periodic = if axis.periodic { " periodic" } else { "" };
-        let _ = writeln!(out, "axis {} {kind} points {}{periodic}", axis.name, axis.points);
+        let _ = writeln!(
+            out,
+            "axis {} {kind} points {}{periodic}",
+            axis.name, axis.points
+        );
     }
     for id in graph.node_ids() {
         let node = graph.node(id);
-        let inputs: Vec<String> = graph.inputs(id).iter().map(|i| format!("%{}", i.index())).collect();
+        let inputs: Vec<String> = graph
+            .inputs(id)
+            .iter()
+            .map(|i| format!("%{}", i.index()))
+            .collect();
         let details = details(graph, &node.kind);
-        let _ = writeln!(out, "%{} = {}{} ({}) : {}", id.index(), node.kind.name(), details, inputs.join(", "), value_type(graph, &node.value));
+        let _ = writeln!(
+            out,
+            "%{} = {}{} ({}) : {}",
+            id.index(),
+            node.kind.name(),
+            details,
+            inputs.join(", "),
+            value_type(graph, &node.value)
+        );
     }
     out
 }
 
 fn number(value: f64) -> String {
-    if value == value.trunc() && value.abs() < 1e6 {
-        format!("{value}")
+    if value == 0.0 {
+        "0".to_string()
     } else {
         format!("{value:.6e}")
     }
@@ -40,7 +56,11 @@ fn value_type(graph: &Graph, value: &ValueType) -> String {
     let grid = match &value.grid {
         Grid::Scalar => "scalar".to_string(),
         Grid::Points { axes, halo } => {
-            let parts: Vec<String> = axes.iter().zip(halo).map(|(a, h)| format!("{}+{h}", graph.axis(*a).name)).collect();
+            let parts: Vec<String> = axes
+                .iter()
+                .zip(halo)
+                .map(|(a, h)| format!("{}+{h}", graph.axis(*a).name))
+                .collect();
             format!("[{}]", parts.join(", "))
         }
         Grid::Tensor { dims } => format!("tensor{dims:?}"),
@@ -62,22 +82,42 @@ fn details(graph: &Graph, kind: &NodeKind) -> String {
             let rules: Vec<String> = axes
                 .iter()
                 .zip(&f.axes)
-                .map(|(p, a)| format!("{}: {} | {}", graph.axis(*a).name, ghost_rule(graph, &p.min), ghost_rule(graph, &p.max)))
+                .map(|(p, a)| {
+                    format!(
+                        "{}: {} | {}",
+                        graph.axis(*a).name,
+                        ghost_rule(graph, &p.min),
+                        ghost_rule(graph, &p.max)
+                    )
+                })
                 .collect();
             format!(" {} {{{}}}", f.name, rules.join("; "))
         }
         NodeKind::Pointwise(expr) => format!(" {}", pointwise(graph, expr)),
         NodeKind::Stencil(stencil) => {
-            let taps: Vec<String> = stencil.taps.iter().map(|t| format!("{:?}: {}", t.offset, number(t.weight))).collect();
+            let taps: Vec<String> = stencil
+                .taps
+                .iter()
+                .map(|t| format!("{:?}: {}", t.offset, number(t.weight)))
+                .collect();
             format!(" {} {{{}}}", stencil.label, taps.join(", "))
         }
         NodeKind::DivGrad { axes, .. } => format!(" axes {axes:?}"),
-        NodeKind::Upwind { position, order, .. } => format!(" axis {position} order {order}"),
+        NodeKind::Upwind {
+            position, order, ..
+        } => format!(" axis {position} order {order}"),
         NodeKind::Dense => String::new(),
         NodeKind::Convolution { kernel } => format!(" {}", graph.param(*kernel).name),
         NodeKind::Reduce(op) => format!(" {op:?}").to_lowercase(),
-        NodeKind::Initial { field, time_derivative } => {
-            format!(" {}{}", graph.field(*field).name, if *time_derivative == 1 { "'" } else { "" })
+        NodeKind::Initial {
+            field,
+            time_derivative,
+        } => {
+            format!(
+                " {}{}",
+                graph.field(*field).name,
+                if *time_derivative == 1 { "'" } else { "" }
+            )
         }
         NodeKind::TimeStep(step) => {
             let updates: Vec<String> = step
@@ -86,11 +126,23 @@ fn details(graph: &Graph, kind: &NodeKind) -> String {
                 .map(|u| {
                     let name = &graph.field(u.field).name;
                     let channel = u.channel.map_or(String::new(), |c| format!("[{c}]"));
-                    let spectral = u.spectral_laplace.map_or(String::new(), |s| format!(" spectral {}+{}i", number(s.re), number(s.im)));
-                    format!("{name}{channel} order {} dirichlet {}{spectral}", u.time_order, u.dirichlet.len())
+                    let spectral = u.spectral_laplace.map_or(String::new(), |s| {
+                        format!(" spectral {}+{}i", number(s.re), number(s.im))
+                    });
+                    format!(
+                        "{name}{channel} order {} dirichlet {}{spectral}",
+                        u.time_order,
+                        u.dirichlet.len()
+                    )
                 })
                 .collect();
-            format!(" {} dt {} steps {} {{{}}}", step.scheme.name(), number(step.dt), step.steps, updates.join("; "))
+            format!(
+                " {} dt {} steps {} {{{}}}",
+                step.scheme.name(),
+                number(step.dt),
+                step.steps,
+                updates.join("; ")
+            )
         }
         NodeKind::Expect { index, op, .. } => format!(" {index} {}", compare_symbol(*op)),
     }
@@ -100,15 +152,33 @@ fn ghost_rule(graph: &Graph, rule: &GhostRule) -> String {
     match rule {
         GhostRule::Unconstrained => "none".to_string(),
         GhostRule::Periodic => "periodic".to_string(),
-        GhostRule::Dirichlet { value, weights } => {
-            format!("dirichlet {} degree {}", pointwise(graph, value), weights.first().map_or(0, |w| w.len().saturating_sub(1)))
-        }
-        GhostRule::Robin { alpha, beta, value, neumann: true, .. } => {
+        GhostRule::Dirichlet { value, weights } => match weights.first() {
+            Some(row) => format!(
+                "dirichlet {} degree {}",
+                pointwise(graph, value),
+                row.len().saturating_sub(1)
+            ),
+            None => format!("dirichlet {}", pointwise(graph, value)),
+        },
+        GhostRule::Robin {
+            alpha,
+            beta,
+            value,
+            neumann: true,
+            ..
+        } => {
             let _ = (alpha, beta);
             format!("neumann {}", pointwise(graph, value))
         }
-        GhostRule::Robin { alpha, beta, value, .. } => {
-            format!("robin {} {} {}", pointwise(graph, alpha), pointwise(graph, beta), pointwise(graph, value))
+        GhostRule::Robin {
+            alpha, beta, value, ..
+        } => {
+            format!(
+                "robin {} {} {}",
+                pointwise(graph, alpha),
+                pointwise(graph, beta),
+                pointwise(graph, value)
+            )
         }
     }
 }
@@ -127,8 +197,14 @@ fn compare_symbol(op: CompareOp) -> &'static str {
 /// Returns a pointwise expression in prefix-free infix form with full parentheses.
 pub fn pointwise(graph: &Graph, expr: &PointwiseExpr) -> String {
     match expr {
-        PointwiseExpr::Input { index, channel: None } => format!("in{index}"),
-        PointwiseExpr::Input { index, channel: Some(c) } => format!("in{index}[{c}]"),
+        PointwiseExpr::Input {
+            index,
+            channel: None,
+        } => format!("in{index}"),
+        PointwiseExpr::Input {
+            index,
+            channel: Some(c),
+        } => format!("in{index}[{c}]"),
         PointwiseExpr::Real(v) => number(*v),
         PointwiseExpr::Complex(re, im) => format!("({}+{}i)", number(*re), number(*im)),
         PointwiseExpr::Coordinate(axis) => graph.axis(*axis).name.clone(),
@@ -144,7 +220,12 @@ pub fn pointwise(graph: &Graph, expr: &PointwiseExpr) -> String {
             };
             format!("({} {symbol} {})", pointwise(graph, a), pointwise(graph, b))
         }
-        PointwiseExpr::Compare(op, a, b) => format!("({} {} {})", pointwise(graph, a), compare_symbol(*op), pointwise(graph, b)),
+        PointwiseExpr::Compare(op, a, b) => format!(
+            "({} {} {})",
+            pointwise(graph, a),
+            compare_symbol(*op),
+            pointwise(graph, b)
+        ),
         PointwiseExpr::Call(function, args) => {
             let args: Vec<String> = args.iter().map(|a| pointwise(graph, a)).collect();
             format!("{}({})", function.name(), args.join(", "))

@@ -59,7 +59,7 @@ pub fn derivative_weights(z: f64, nodes: &[f64], derivative: usize) -> Vec<f64> 
 /// Returns the radius of the centered formula for the `derivative`-th derivative with accuracy
 /// `order` (even): `⌊(derivative + 1) / 2⌋ − 1 + order / 2`.
 pub fn centered_radius(derivative: usize, order: usize) -> usize {
-    (derivative + 1) / 2 - 1 + order / 2
+    derivative.div_ceil(2) - 1 + order / 2
 }
 
 /// Returns the centered weights at offsets `−r ..= r` for unit spacing.
@@ -93,14 +93,26 @@ mod tests {
 
     #[test]
     fn first_derivative_order_eight() {
-        let expected =
-            [1.0 / 280.0, -4.0 / 105.0, 1.0 / 5.0, -4.0 / 5.0, 0.0, 4.0 / 5.0, -1.0 / 5.0, 4.0 / 105.0, -1.0 / 280.0];
+        let expected = [
+            1.0 / 280.0,
+            -4.0 / 105.0,
+            1.0 / 5.0,
+            -4.0 / 5.0,
+            0.0,
+            4.0 / 5.0,
+            -1.0 / 5.0,
+            4.0 / 105.0,
+            -1.0 / 280.0,
+        ];
         assert_close(&centered_weights(1, 8), &expected);
     }
 
     #[test]
     fn second_order_upwind_first_derivative() {
-        assert_close(&derivative_weights(0.0, &[-2.0, -1.0, 0.0], 1), &[0.5, -2.0, 1.5]);
+        assert_close(
+            &derivative_weights(0.0, &[-2.0, -1.0, 0.0], 1),
+            &[0.5, -2.0, 1.5],
+        );
     }
 
     #[test]

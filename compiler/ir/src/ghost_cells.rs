@@ -31,7 +31,9 @@ pub fn robin_degree(space_order: usize, points: usize) -> usize {
 /// boundary node, which holds the Dirichlet value).
 pub fn dirichlet_weights(halo: usize, degree: usize) -> Vec<Vec<f64>> {
     let nodes: Vec<f64> = (0..=degree).map(|k| k as f64).collect();
-    (1..=halo).map(|j| derivative_weights(-(j as f64), &nodes, 0)).collect()
+    (1..=halo)
+        .map(|j| derivative_weights(-(j as f64), &nodes, 0))
+        .collect()
 }
 
 /// Returns `(weights, slope_weights)` for the polynomial `P` of the given degree with `P(k) = node_k`
@@ -55,7 +57,8 @@ pub fn robin_weights(halo: usize, degree: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
     for j in 1..=halo {
         let x = -(j as f64);
         let powers: Vec<f64> = (0..size).map(|m| x.powi(m as i32)).collect();
-        let value_of = |column: usize| -> f64 { (0..size).map(|m| powers[m] * inverse[m][column]).sum() };
+        let value_of =
+            |column: usize| -> f64 { (0..size).map(|m| powers[m] * inverse[m][column]).sum() };
         weights.push((0..degree).map(value_of).collect());
         slope_weights.push(value_of(degree));
     }
@@ -65,9 +68,17 @@ pub fn robin_weights(halo: usize, degree: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
 /// Inverts a small nonsingular matrix by Gauss–Jordan elimination with partial pivoting.
 fn invert(mut matrix: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
     let n = matrix.len();
-    let mut inverse: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect();
+    let mut inverse: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
     for column in 0..n {
-        let pivot = (column..n).max_by(|a, b| matrix[*a][column].abs().total_cmp(&matrix[*b][column].abs())).unwrap_or(column);
+        let pivot = (column..n)
+            .max_by(|a, b| {
+                matrix[*a][column]
+                    .abs()
+                    .total_cmp(&matrix[*b][column].abs())
+            })
+            .unwrap_or(column);
         matrix.swap(column, pivot);
         inverse.swap(column, pivot);
         let scale = matrix[column][column];
@@ -112,9 +123,16 @@ mod tests {
         let p = |x: f64| 2.0 - 0.7 * x + 0.3 * x * x + 0.05 * x.powi(3);
         let slope = -0.7;
         for j in 0..2 {
-            let ghost: f64 =
-                weights[j].iter().enumerate().map(|(k, w)| w * p(k as f64)).sum::<f64>() + slope_weights[j] * slope;
-            assert!((ghost - p(-(j as f64) - 1.0)).abs() < 1e-10, "ghost {j}: {ghost}");
+            let ghost: f64 = weights[j]
+                .iter()
+                .enumerate()
+                .map(|(k, w)| w * p(k as f64))
+                .sum::<f64>()
+                + slope_weights[j] * slope;
+            assert!(
+                (ghost - p(-(j as f64) - 1.0)).abs() < 1e-10,
+                "ghost {j}: {ghost}"
+            );
         }
     }
 
@@ -124,7 +142,12 @@ mod tests {
         // u₋₁ = u₁ − 2s holds for quadratics.
         let (weights, slope_weights) = robin_weights(1, 3);
         let p = |x: f64| 1.0 + 0.5 * x + 2.0 * x * x;
-        let ghost: f64 = weights[0].iter().enumerate().map(|(k, w)| w * p(k as f64)).sum::<f64>() + slope_weights[0] * 0.5;
+        let ghost: f64 = weights[0]
+            .iter()
+            .enumerate()
+            .map(|(k, w)| w * p(k as f64))
+            .sum::<f64>()
+            + slope_weights[0] * 0.5;
         assert!((ghost - (p(1.0) - 2.0 * 0.5)).abs() < 1e-12);
     }
 }

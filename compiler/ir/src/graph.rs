@@ -50,7 +50,8 @@
 //! - [`NodeKind::Expect`]: a sink comparing two scalars after the solves.
 
 use npdec_symbolic::{
-    Axis, AxisId, BinaryOp, CompareOp, Field, FieldId, Function, Param, ParamId, ReduceOp, Scheme, Side, UnaryOp,
+    Axis, AxisId, BinaryOp, CompareOp, Field, FieldId, Function, Param, ParamId, ReduceOp, Scheme,
+    Side, UnaryOp,
 };
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, NodeIndexable};
@@ -75,9 +76,14 @@ pub struct Operand(pub usize);
 pub enum Grid {
     Scalar,
     /// Grid points of the listed axes, widened by `halo[i]` ghost layers on both sides of `axes[i]`.
-    Points { axes: Vec<AxisId>, halo: Vec<usize> },
+    Points {
+        axes: Vec<AxisId>,
+        halo: Vec<usize>,
+    },
     /// A parameter tensor without axes.
-    Tensor { dims: Vec<usize> },
+    Tensor {
+        dims: Vec<usize>,
+    },
 }
 
 /// The type of a node's value.
@@ -92,7 +98,10 @@ pub struct ValueType {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PointwiseExpr {
     /// Input `index`, or one channel of it.
-    Input { index: usize, channel: Option<usize> },
+    Input {
+        index: usize,
+        channel: Option<usize>,
+    },
     Real(f64),
     Complex(f64, f64),
     /// The coordinate along an axis of the node's grid, extended linearly into the halo.
@@ -163,7 +172,10 @@ pub enum GhostRule {
     /// `u = value`. The boundary node is set to `value`; ghost `j` (1-based, counted outward) is
     /// `Σ_k weights[j−1][k] · node_k`, the polynomial through the boundary node and the next interior
     /// nodes, extrapolated.
-    Dirichlet { value: PointwiseExpr, weights: Vec<Vec<f64>> },
+    Dirichlet {
+        value: PointwiseExpr,
+        weights: Vec<Vec<f64>>,
+    },
     /// `alpha·u + beta·∂u/∂n = value` (Neumann is `alpha = 0, beta = 1`). Ghost `j` is
     /// `Σ_k weights[j−1][k] · node_k + slope_weights[j−1] · s` with the inward slope per node
     /// `s = −spacing · (value − alpha · node_0) / beta`: the polynomial through the nodes that also has
@@ -230,22 +242,46 @@ pub struct TimeStep {
 /// What a node computes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeKind {
-    State { field: FieldId },
-    Param { param: ParamId },
-    Boundary { field: FieldId, axes: Vec<AxisPadding> },
+    State {
+        field: FieldId,
+    },
+    Param {
+        param: ParamId,
+    },
+    Boundary {
+        field: FieldId,
+        axes: Vec<AxisPadding>,
+    },
     Pointwise(PointwiseExpr),
     Stencil(Stencil),
     /// Positions of the grid axes the divergence runs over, and their spacings.
-    DivGrad { axes: Vec<usize>, spacing: Vec<f64> },
+    DivGrad {
+        axes: Vec<usize>,
+        spacing: Vec<f64>,
+    },
     /// `position` is the axis position in the grid; the taps are one-dimensional offsets and weights
     /// for a non-negative (`backward`) and a negative (`forward`) velocity.
-    Upwind { position: usize, order: u8, backward: Vec<(i32, f64)>, forward: Vec<(i32, f64)> },
+    Upwind {
+        position: usize,
+        order: u8,
+        backward: Vec<(i32, f64)>,
+        forward: Vec<(i32, f64)>,
+    },
     Dense,
-    Convolution { kernel: ParamId },
+    Convolution {
+        kernel: ParamId,
+    },
     Reduce(ReduceOp),
-    Initial { field: FieldId, time_derivative: u8 },
+    Initial {
+        field: FieldId,
+        time_derivative: u8,
+    },
     TimeStep(TimeStep),
-    Expect { index: usize, op: CompareOp, text: String },
+    Expect {
+        index: usize,
+        op: CompareOp,
+        text: String,
+    },
 }
 
 impl NodeKind {
@@ -287,8 +323,19 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn new(name: impl Into<String>, axes: Vec<Axis>, fields: Vec<Field>, params: Vec<Param>) -> Self {
-        Graph { name: name.into(), axes, fields, params, graph: StableDiGraph::new() }
+    pub fn new(
+        name: impl Into<String>,
+        axes: Vec<Axis>,
+        fields: Vec<Field>,
+        params: Vec<Param>,
+    ) -> Self {
+        Graph {
+            name: name.into(),
+            axes,
+            fields,
+            params,
+            graph: StableDiGraph::new(),
+        }
     }
 
     /// Adds a node whose inputs are `inputs`, in operand order.
@@ -323,28 +370,39 @@ impl Graph {
 
     /// Returns the inputs of a node in operand order.
     pub fn inputs(&self, id: NodeId) -> Vec<NodeId> {
-        let mut edges: Vec<(Operand, NodeId)> =
-            self.graph.edges_directed(id.0, Direction::Incoming).map(|e| (*e.weight(), NodeId(e.source()))).collect();
+        let mut edges: Vec<(Operand, NodeId)> = self
+            .graph
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| (*e.weight(), NodeId(e.source())))
+            .collect();
         edges.sort();
         edges.into_iter().map(|(_, node)| node).collect()
     }
 
     /// Returns the operand positions of a node's incoming edges, sorted.
     pub fn operand_positions(&self, id: NodeId) -> Vec<usize> {
-        let mut positions: Vec<usize> =
-            self.graph.edges_directed(id.0, Direction::Incoming).map(|e| e.weight().0).collect();
+        let mut positions: Vec<usize> = self
+            .graph
+            .edges_directed(id.0, Direction::Incoming)
+            .map(|e| e.weight().0)
+            .collect();
         positions.sort_unstable();
         positions
     }
 
     /// Returns the nodes that use this node's value.
     pub fn users(&self, id: NodeId) -> Vec<NodeId> {
-        self.graph.neighbors_directed(id.0, Direction::Outgoing).map(NodeId).collect()
+        self.graph
+            .neighbors_directed(id.0, Direction::Outgoing)
+            .map(NodeId)
+            .collect()
     }
 
     /// Returns all nodes in a topological order, or the id of a node on a cycle.
     pub fn topological_order(&self) -> Result<Vec<NodeId>, NodeId> {
-        petgraph::algo::toposort(&self.graph, None).map(|order| order.into_iter().map(NodeId).collect()).map_err(|c| NodeId(c.node_id()))
+        petgraph::algo::toposort(&self.graph, None)
+            .map(|order| order.into_iter().map(NodeId).collect())
+            .map_err(|c| NodeId(c.node_id()))
     }
 
     /// Returns `roots` and every node they depend on, in a topological order.
@@ -356,12 +414,19 @@ impl Graph {
                 stack.extend(self.inputs(id));
             }
         }
-        self.topological_order().unwrap_or_default().into_iter().filter(|id| needed[id.index()]).collect()
+        self.topological_order()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|id| needed[id.index()])
+            .collect()
     }
 
     /// Returns the nodes whose kind satisfies `predicate`, in insertion order.
     pub fn find(&self, predicate: impl Fn(&NodeKind) -> bool) -> Vec<NodeId> {
-        self.node_ids().into_iter().filter(|id| predicate(&self.node(*id).kind)).collect()
+        self.node_ids()
+            .into_iter()
+            .filter(|id| predicate(&self.node(*id).kind))
+            .collect()
     }
 
     /// Returns the time step sink, if the graph has one.
@@ -389,7 +454,10 @@ impl Graph {
 
     /// Returns the number of points of a grid value along each of its axes, halo included.
     pub fn padded_extent(&self, axes: &[AxisId], halo: &[usize]) -> Vec<usize> {
-        axes.iter().zip(halo).map(|(a, h)| self.axis(*a).points + 2 * h).collect()
+        axes.iter()
+            .zip(halo)
+            .map(|(a, h)| self.axis(*a).points + 2 * h)
+            .collect()
     }
 }
 

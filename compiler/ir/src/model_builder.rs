@@ -25,11 +25,22 @@ pub struct ModelBuilder {
 
 impl ModelBuilder {
     pub fn new(name: &str) -> Self {
-        ModelBuilder { model: Model { name: name.to_string(), ..Model::default() } }
+        ModelBuilder {
+            model: Model {
+                name: name.to_string(),
+                ..Model::default()
+            },
+        }
     }
 
     fn axis(&mut self, name: &str, kind: AxisKind, points: usize, periodic: bool) -> AxisId {
-        self.model.axes.push(Axis { name: name.to_string(), kind, points, periodic, span: Span::default() });
+        self.model.axes.push(Axis {
+            name: name.to_string(),
+            kind,
+            points,
+            periodic,
+            span: Span::default(),
+        });
         AxisId(self.model.axes.len() - 1)
     }
 
@@ -48,8 +59,20 @@ impl ModelBuilder {
         self.field_with(name, axes, 1, false)
     }
 
-    pub fn field_with(&mut self, name: &str, axes: &[AxisId], channels: usize, complex: bool) -> FieldId {
-        self.model.fields.push(Field { name: name.to_string(), axes: axes.to_vec(), channels, complex, span: Span::default() });
+    pub fn field_with(
+        &mut self,
+        name: &str,
+        axes: &[AxisId],
+        channels: usize,
+        complex: bool,
+    ) -> FieldId {
+        self.model.fields.push(Field {
+            name: name.to_string(),
+            axes: axes.to_vec(),
+            channels,
+            complex,
+            span: Span::default(),
+        });
         let id = FieldId(self.model.fields.len() - 1);
         for axis in axes {
             if self.model.axis(*axis).periodic {
@@ -65,7 +88,13 @@ impl ModelBuilder {
         self.param_with(name, axes, Vec::new(), Initializer::Value(value))
     }
 
-    pub fn param_with(&mut self, name: &str, axes: &[AxisId], dims: Vec<usize>, init: Initializer) -> ParamId {
+    pub fn param_with(
+        &mut self,
+        name: &str,
+        axes: &[AxisId],
+        dims: Vec<usize>,
+        init: Initializer,
+    ) -> ParamId {
         self.model.params.push(Param {
             name: name.to_string(),
             axes: axes.to_vec(),
@@ -81,15 +110,36 @@ impl ModelBuilder {
 
     /// Adds `∂ᵏu/∂tᵏ = Σ terms` (or `Σ terms = 0` for `time_order` 0).
     pub fn equation(&mut self, field: FieldId, time_order: u8, terms: Vec<Expr>) -> EquationId {
-        let terms = terms.into_iter().map(|expr| Term { expr, span: Span::default() }).collect();
+        let terms = terms
+            .into_iter()
+            .map(|expr| Term {
+                expr,
+                span: Span::default(),
+            })
+            .collect();
         let name = format!("eq{}", self.model.equations.len());
-        self.model.equations.push(Equation { name, field, channel: None, time_order, terms, span: Span::default() });
+        self.model.equations.push(Equation {
+            name,
+            field,
+            channel: None,
+            time_order,
+            terms,
+            span: Span::default(),
+        });
         EquationId(self.model.equations.len() - 1)
     }
 
     pub fn boundary(&mut self, field: FieldId, axis: AxisId, side: Side, kind: BoundaryKind) {
-        self.model.boundaries.retain(|b| !(b.field == field && b.axis == axis && b.side == side));
-        self.model.boundaries.push(BoundaryCondition { field, axis, side, kind, span: Span::default() });
+        self.model
+            .boundaries
+            .retain(|b| !(b.field == field && b.axis == axis && b.side == side));
+        self.model.boundaries.push(BoundaryCondition {
+            field,
+            axis,
+            side,
+            kind,
+            span: Span::default(),
+        });
     }
 
     /// Sets `u = value` on both sides of every non-periodic axis of the field.
@@ -104,11 +154,23 @@ impl ModelBuilder {
     }
 
     pub fn initial(&mut self, field: FieldId, time_derivative: u8, value: Expr) {
-        self.model.initials.push(InitialCondition { field, time_derivative, value, span: Span::default() });
+        self.model.initials.push(InitialCondition {
+            field,
+            time_derivative,
+            value,
+            span: Span::default(),
+        });
     }
 
     /// Adds a solve task with `steps` steps of `dt` (for a steady scheme both are ignored).
-    pub fn solve(&mut self, equations: &[EquationId], scheme: Scheme, dt: f64, steps: usize, space_order: u8) {
+    pub fn solve(
+        &mut self,
+        equations: &[EquationId],
+        scheme: Scheme,
+        dt: f64,
+        steps: usize,
+        space_order: u8,
+    ) {
         let steady = matches!(scheme, Scheme::Steady { .. });
         let discretization = Discretization {
             scheme,
@@ -133,7 +195,11 @@ impl ModelBuilder {
     }
 
     pub fn expect(&mut self, text: &str, expr: Expr) {
-        self.model.expects.push(Expect { text: text.to_string(), expr, span: Span::default() });
+        self.model.expects.push(Expect {
+            text: text.to_string(),
+            expr,
+            span: Span::default(),
+        });
     }
 
     pub fn model(&self) -> &Model {
@@ -223,15 +289,26 @@ pub mod expr {
 
     /// `∂ⁿa/∂axes…`, one entry per differentiation.
     pub fn derivative(a: Expr, axes: &[AxisId]) -> Expr {
-        Expr::Derivative { operand: Box::new(a), axes: axes.to_vec() }
+        Expr::Derivative {
+            operand: Box::new(a),
+            axes: axes.to_vec(),
+        }
     }
 
     pub fn div_grad(coefficient: Expr, operand: Expr) -> Expr {
-        Expr::DivGrad { coefficient: Box::new(coefficient), operand: Box::new(operand) }
+        Expr::DivGrad {
+            coefficient: Box::new(coefficient),
+            operand: Box::new(operand),
+        }
     }
 
     pub fn upwind(velocity: Expr, operand: Expr, axis: AxisId, order: u8) -> Expr {
-        Expr::Upwind { velocity: Box::new(velocity), operand: Box::new(operand), axis, order }
+        Expr::Upwind {
+            velocity: Box::new(velocity),
+            operand: Box::new(operand),
+            axis,
+            order,
+        }
     }
 
     pub fn reduce(op: ReduceOp, a: Expr) -> Expr {

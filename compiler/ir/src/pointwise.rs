@@ -12,7 +12,12 @@ use num_complex::Complex64;
 ///
 /// Functions that need an ordering (`relu`, `max`, `min`, comparisons) use real parts; `softmax` over
 /// a single channel is 1.
-pub fn evaluate_at(expr: &PointwiseExpr, inputs: &[Complex64], coordinate: &dyn Fn(AxisId) -> f64, time: f64) -> Complex64 {
+pub fn evaluate_at(
+    expr: &PointwiseExpr,
+    inputs: &[Complex64],
+    coordinate: &dyn Fn(AxisId) -> f64,
+    time: f64,
+) -> Complex64 {
     let eval = |e: &PointwiseExpr| evaluate_at(e, inputs, coordinate, time);
     match expr {
         PointwiseExpr::Input { index, .. } => inputs[*index],
@@ -28,7 +33,9 @@ pub fn evaluate_at(expr: &PointwiseExpr, inputs: &[Complex64], coordinate: &dyn 
                 BinaryOp::Sub => a - b,
                 BinaryOp::Mul => a * b,
                 BinaryOp::Div => a / b,
-                BinaryOp::Pow if b.im == 0.0 && b.re.fract() == 0.0 && b.re.abs() < 64.0 => a.powi(b.re as i32),
+                BinaryOp::Pow if b.im == 0.0 && b.re.fract() == 0.0 && b.re.abs() < 64.0 => {
+                    a.powi(b.re as i32)
+                }
                 BinaryOp::Pow => a.powc(b),
             }
         }
@@ -52,8 +59,12 @@ pub fn evaluate_at(expr: &PointwiseExpr, inputs: &[Complex64], coordinate: &dyn 
                 Function::Conj => x.conj(),
                 Function::Re => Complex64::new(x.re, 0.0),
                 Function::Im => Complex64::new(x.im, 0.0),
-                Function::Max => Complex64::new(x.re.max(values.get(1).map_or(x.re, |y| y.re)), 0.0),
-                Function::Min => Complex64::new(x.re.min(values.get(1).map_or(x.re, |y| y.re)), 0.0),
+                Function::Max => {
+                    Complex64::new(x.re.max(values.get(1).map_or(x.re, |y| y.re)), 0.0)
+                }
+                Function::Min => {
+                    Complex64::new(x.re.min(values.get(1).map_or(x.re, |y| y.re)), 0.0)
+                }
                 Function::Softmax => Complex64::new(1.0, 0.0),
             }
         }
@@ -88,10 +99,18 @@ pub fn differentiate(expr: &PointwiseExpr, input: usize) -> PointwiseExpr {
         P::Binary(op, a, b) => match op {
             BinaryOp::Add => bin(BinaryOp::Add, d(a), d(b)),
             BinaryOp::Sub => bin(BinaryOp::Sub, d(a), d(b)),
-            BinaryOp::Mul => bin(BinaryOp::Add, bin(BinaryOp::Mul, d(a), (**b).clone()), bin(BinaryOp::Mul, (**a).clone(), d(b))),
+            BinaryOp::Mul => bin(
+                BinaryOp::Add,
+                bin(BinaryOp::Mul, d(a), (**b).clone()),
+                bin(BinaryOp::Mul, (**a).clone(), d(b)),
+            ),
             BinaryOp::Div => bin(
                 BinaryOp::Div,
-                bin(BinaryOp::Sub, bin(BinaryOp::Mul, d(a), (**b).clone()), bin(BinaryOp::Mul, (**a).clone(), d(b))),
+                bin(
+                    BinaryOp::Sub,
+                    bin(BinaryOp::Mul, d(a), (**b).clone()),
+                    bin(BinaryOp::Mul, (**a).clone(), d(b)),
+                ),
                 bin(BinaryOp::Mul, (**b).clone(), (**b).clone()),
             ),
             // d(a^b) = b a^(b−1) a′ + a^b ln(a) b′.
@@ -99,30 +118,66 @@ pub fn differentiate(expr: &PointwiseExpr, input: usize) -> PointwiseExpr {
                 BinaryOp::Add,
                 bin(
                     BinaryOp::Mul,
-                    bin(BinaryOp::Mul, (**b).clone(), bin(BinaryOp::Pow, (**a).clone(), bin(BinaryOp::Sub, (**b).clone(), real(1.0)))),
+                    bin(
+                        BinaryOp::Mul,
+                        (**b).clone(),
+                        bin(
+                            BinaryOp::Pow,
+                            (**a).clone(),
+                            bin(BinaryOp::Sub, (**b).clone(), real(1.0)),
+                        ),
+                    ),
                     d(a),
                 ),
-                bin(BinaryOp::Mul, bin(BinaryOp::Mul, expr.clone(), call(Function::Log, a)), d(b)),
+                bin(
+                    BinaryOp::Mul,
+                    bin(BinaryOp::Mul, expr.clone(), call(Function::Log, a)),
+                    d(b),
+                ),
             ),
         },
         P::Call(function, args) => {
-            let Some(a) = args.first() else { return real(0.0) };
+            let Some(a) = args.first() else {
+                return real(0.0);
+            };
             let slope = match function {
-                Function::Tanh => bin(BinaryOp::Sub, real(1.0), bin(BinaryOp::Mul, expr.clone(), expr.clone())),
-                Function::Sigmoid => bin(BinaryOp::Mul, expr.clone(), bin(BinaryOp::Sub, real(1.0), expr.clone())),
+                Function::Tanh => bin(
+                    BinaryOp::Sub,
+                    real(1.0),
+                    bin(BinaryOp::Mul, expr.clone(), expr.clone()),
+                ),
+                Function::Sigmoid => bin(
+                    BinaryOp::Mul,
+                    expr.clone(),
+                    bin(BinaryOp::Sub, real(1.0), expr.clone()),
+                ),
                 Function::Exp => expr.clone(),
                 Function::Log => bin(BinaryOp::Div, real(1.0), a.clone()),
                 Function::Sin => call(Function::Cos, a),
                 Function::Cos => P::Unary(UnaryOp::Neg, Box::new(call(Function::Sin, a))),
                 Function::Sqrt => bin(BinaryOp::Div, real(0.5), expr.clone()),
-                Function::Relu => P::Compare(CompareOp::Greater, Box::new(a.clone()), Box::new(real(0.0))),
-                Function::Abs | Function::Conj | Function::Re | Function::Im | Function::Softmax => real(1.0),
+                Function::Relu => {
+                    P::Compare(CompareOp::Greater, Box::new(a.clone()), Box::new(real(0.0)))
+                }
+                Function::Abs
+                | Function::Conj
+                | Function::Re
+                | Function::Im
+                | Function::Softmax => real(1.0),
                 Function::Max | Function::Min => {
                     let b = args.get(1).cloned().unwrap_or(real(0.0));
-                    let op = if *function == Function::Max { CompareOp::GreaterEqual } else { CompareOp::LessEqual };
+                    let op = if *function == Function::Max {
+                        CompareOp::GreaterEqual
+                    } else {
+                        CompareOp::LessEqual
+                    };
                     let first = P::Compare(op, Box::new(a.clone()), Box::new(b.clone()));
                     let second = bin(BinaryOp::Sub, real(1.0), first.clone());
-                    return bin(BinaryOp::Add, bin(BinaryOp::Mul, first, d(a)), bin(BinaryOp::Mul, second, d(&b)));
+                    return bin(
+                        BinaryOp::Add,
+                        bin(BinaryOp::Mul, first, d(a)),
+                        bin(BinaryOp::Mul, second, d(&b)),
+                    );
                 }
             };
             bin(BinaryOp::Mul, slope, d(a))
@@ -135,7 +190,10 @@ mod tests {
     use super::*;
 
     fn input() -> PointwiseExpr {
-        PointwiseExpr::Input { index: 0, channel: None }
+        PointwiseExpr::Input {
+            index: 0,
+            channel: None,
+        }
     }
 
     #[test]
@@ -144,7 +202,11 @@ mod tests {
         let expr = PointwiseExpr::Binary(
             BinaryOp::Mul,
             Box::new(input()),
-            Box::new(PointwiseExpr::Binary(BinaryOp::Sub, Box::new(PointwiseExpr::Real(1.0)), Box::new(input()))),
+            Box::new(PointwiseExpr::Binary(
+                BinaryOp::Sub,
+                Box::new(PointwiseExpr::Real(1.0)),
+                Box::new(input()),
+            )),
         );
         let slope = differentiate(&expr, 0);
         let value = evaluate_at(&slope, &[Complex64::new(0.25, 0.0)], &|_| 0.0, 0.0);
@@ -154,7 +216,12 @@ mod tests {
     #[test]
     fn derivative_of_tanh() {
         let expr = PointwiseExpr::Call(Function::Tanh, vec![input()]);
-        let value = evaluate_at(&differentiate(&expr, 0), &[Complex64::new(0.3, 0.0)], &|_| 0.0, 0.0);
+        let value = evaluate_at(
+            &differentiate(&expr, 0),
+            &[Complex64::new(0.3, 0.0)],
+            &|_| 0.0,
+            0.0,
+        );
         assert!((value.re - (1.0 - 0.3f64.tanh().powi(2))).abs() < 1e-14);
     }
 }

@@ -35,7 +35,10 @@ pub fn simplify(expr: &Expr) -> Expr {
             if is_constant(&operand) && !axes.is_empty() {
                 Expr::Real(0.0)
             } else {
-                Expr::Derivative { operand: Box::new(operand), axes: axes.clone() }
+                Expr::Derivative {
+                    operand: Box::new(operand),
+                    axes: axes.clone(),
+                }
             }
         }
         Expr::Laplace(a) => {
@@ -46,20 +49,38 @@ pub fn simplify(expr: &Expr) -> Expr {
                 Expr::Laplace(Box::new(a))
             }
         }
-        Expr::DivGrad { coefficient, operand } => {
-            Expr::DivGrad { coefficient: Box::new(simplify(coefficient)), operand: Box::new(simplify(operand)) }
-        }
-        Expr::Upwind { velocity, operand, axis, order } => {
+        Expr::DivGrad {
+            coefficient,
+            operand,
+        } => Expr::DivGrad {
+            coefficient: Box::new(simplify(coefficient)),
+            operand: Box::new(simplify(operand)),
+        },
+        Expr::Upwind {
+            velocity,
+            operand,
+            axis,
+            order,
+        } => {
             let velocity = simplify(velocity);
             if velocity == Expr::Real(0.0) {
                 return Expr::Real(0.0);
             }
-            Expr::Upwind { velocity: Box::new(velocity), operand: Box::new(simplify(operand)), axis: *axis, order: *order }
+            Expr::Upwind {
+                velocity: Box::new(velocity),
+                operand: Box::new(simplify(operand)),
+                axis: *axis,
+                order: *order,
+            }
         }
-        Expr::Convolution { kernel, operand } => Expr::Convolution { kernel: *kernel, operand: Box::new(simplify(operand)) },
-        Expr::MatMul { matrix, operand } => {
-            Expr::MatMul { matrix: Box::new(simplify(matrix)), operand: Box::new(simplify(operand)) }
-        }
+        Expr::Convolution { kernel, operand } => Expr::Convolution {
+            kernel: *kernel,
+            operand: Box::new(simplify(operand)),
+        },
+        Expr::MatMul { matrix, operand } => Expr::MatMul {
+            matrix: Box::new(simplify(matrix)),
+            operand: Box::new(simplify(operand)),
+        },
         Expr::Reduce(op, a) => Expr::Reduce(*op, Box::new(simplify(a))),
     }
 }
@@ -133,7 +154,9 @@ fn fold_binary(op: BinaryOp, (ar, ai): (f64, f64), (br, bi): (f64, f64)) -> Opti
             }
             Some(((ar * br + ai * bi) / norm, (ai * br - ar * bi) / norm))
         }
-        BinaryOp::Pow if ai == 0.0 && bi == 0.0 && (ar >= 0.0 || br.fract() == 0.0) => Some((ar.powf(br), 0.0)),
+        BinaryOp::Pow if ai == 0.0 && bi == 0.0 && (ar >= 0.0 || br.fract() == 0.0) => {
+            Some((ar.powf(br), 0.0))
+        }
         BinaryOp::Pow => None,
     }
 }
@@ -153,7 +176,9 @@ fn simplify_call(function: Function, args: Vec<Expr>) -> Expr {
             Function::Sqrt if x >= 0.0 => Some(x.sqrt()),
             Function::Conj | Function::Re => Some(x),
             Function::Im => Some(0.0),
-            Function::Log | Function::Sqrt | Function::Max | Function::Min | Function::Softmax => None,
+            Function::Log | Function::Sqrt | Function::Max | Function::Min | Function::Softmax => {
+                None
+            }
         };
         if let Some(value) = folded {
             return Expr::Real(value);
@@ -196,7 +221,10 @@ mod tests {
 
     #[test]
     fn folds_constants() {
-        let e = mul(add(Expr::Real(2.0), Expr::Real(3.0)), Expr::Call(Function::Cos, vec![Expr::Real(0.0)]));
+        let e = mul(
+            add(Expr::Real(2.0), Expr::Real(3.0)),
+            Expr::Call(Function::Cos, vec![Expr::Real(0.0)]),
+        );
         assert_eq!(simplify(&e), Expr::Real(5.0));
     }
 
@@ -223,7 +251,10 @@ mod tests {
     #[test]
     fn double_negation_cancels() {
         let u = Expr::Field(FieldId(0));
-        let e = Expr::Unary(UnaryOp::Neg, Box::new(Expr::Unary(UnaryOp::Neg, Box::new(u.clone()))));
+        let e = Expr::Unary(
+            UnaryOp::Neg,
+            Box::new(Expr::Unary(UnaryOp::Neg, Box::new(u.clone()))),
+        );
         assert_eq!(simplify(&e), u);
     }
 

@@ -42,14 +42,23 @@ pub struct StabilityLimit {
 ///
 /// `values` returns the flattened value of a node at the state the coefficients are frozen at (for
 /// example the initial state), or `None` when the node was not evaluated.
-pub fn analyze_stability(graph: &Graph, values: &dyn Fn(NodeId) -> Option<Vec<Complex64>>) -> Option<StabilityLimit> {
+pub fn analyze_stability(
+    graph: &Graph,
+    values: &dyn Fn(NodeId) -> Option<Vec<Complex64>>,
+) -> Option<StabilityLimit> {
     let (step_id, step) = graph.time_step()?;
     let inputs = graph.inputs(step_id);
     let mut max_dt: Option<f64> = None;
     let mut radius: f64 = 0.0;
     for (update, rhs) in step.updates.iter().zip(inputs) {
         let samples = wave_numbers(graph.field(update.field).axes.len());
-        let mut analysis = SymbolAnalysis { graph, values, update, samples: &samples, memo: Default::default() };
+        let mut analysis = SymbolAnalysis {
+            graph,
+            values,
+            update,
+            samples: &samples,
+            memo: Default::default(),
+        };
         let symbol = analysis.symbol(rhs);
         let reaction = symbol[0];
         let lambdas: Vec<Complex64> = symbol.iter().map(|l| l - reaction).collect();
@@ -60,17 +69,29 @@ pub fn analyze_stability(graph: &Graph, values: &dyn Fn(NodeId) -> Option<Vec<Co
             (a, b) => a.or(b),
         };
     }
-    Some(StabilityLimit { max_stable_dt: max_dt, spectral_radius: radius })
+    Some(StabilityLimit {
+        max_stable_dt: max_dt,
+        spectral_radius: radius,
+    })
 }
 
 /// Returns wave-number vectors with θ = 0 first, then a tensor grid over `[−π, π]` per axis.
 fn wave_numbers(rank: usize) -> Vec<Vec<f64>> {
     let per_axis = if rank <= 2 { 17 } else { 9 };
-    let values: Vec<f64> = (0..per_axis).map(|i| -PI + 2.0 * PI * i as f64 / (per_axis - 1) as f64).collect();
+    let values: Vec<f64> = (0..per_axis)
+        .map(|i| -PI + 2.0 * PI * i as f64 / (per_axis - 1) as f64)
+        .collect();
     let mut samples = vec![vec![0.0; rank]];
     let mut grid: Vec<Vec<f64>> = vec![Vec::new()];
     for _ in 0..rank {
-        grid = grid.into_iter().flat_map(|prefix| values.iter().map(move |v| [prefix.clone(), vec![*v]].concat())).collect();
+        grid = grid
+            .into_iter()
+            .flat_map(|prefix| {
+                values
+                    .iter()
+                    .map(move |v| [prefix.clone(), vec![*v]].concat())
+            })
+            .collect();
     }
     samples.extend(grid);
     samples
@@ -122,7 +143,10 @@ impl SymbolAnalysis<'_> {
                         continue;
                     }
                     let slope = self.largest_slope(id, expr, index, &inputs);
-                    total.iter_mut().zip(&symbol).for_each(|(t, s)| *t += slope * s);
+                    total
+                        .iter_mut()
+                        .zip(&symbol)
+                        .for_each(|(t, s)| *t += slope * s);
                 }
                 total
             }
@@ -136,7 +160,12 @@ impl SymbolAnalysis<'_> {
                             .taps
                             .iter()
                             .map(|tap| {
-                                let phase: f64 = tap.offset.iter().zip(theta).map(|(o, t)| f64::from(*o) * t).sum();
+                                let phase: f64 = tap
+                                    .offset
+                                    .iter()
+                                    .zip(theta)
+                                    .map(|(o, t)| f64::from(*o) * t)
+                                    .sum();
                                 Complex64::from_polar(tap.weight, phase)
                             })
                             .sum();
@@ -151,20 +180,30 @@ impl SymbolAnalysis<'_> {
                     .iter()
                     .zip(input)
                     .map(|(theta, s)| {
-                        let laplace: f64 = axes.iter().zip(spacing).map(|(p, h)| (2.0 * theta[*p].cos() - 2.0) / (h * h)).sum();
+                        let laplace: f64 = axes
+                            .iter()
+                            .zip(spacing)
+                            .map(|(p, h)| (2.0 * theta[*p].cos() - 2.0) / (h * h))
+                            .sum();
                         coefficient * laplace * s
                     })
                     .collect()
             }
-            NodeKind::Upwind { position, backward, .. } => {
+            NodeKind::Upwind {
+                position, backward, ..
+            } => {
                 let velocity = self.largest_magnitude(inputs[0]);
                 let input = self.symbol(inputs[1]);
                 self.samples
                     .iter()
                     .zip(input)
                     .map(|(theta, s)| {
-                        let value: Complex64 =
-                            backward.iter().map(|(o, w)| Complex64::from_polar(*w, f64::from(*o) * theta[*position])).sum();
+                        let value: Complex64 = backward
+                            .iter()
+                            .map(|(o, w)| {
+                                Complex64::from_polar(*w, f64::from(*o) * theta[*position])
+                            })
+                            .sum();
                         velocity * value * s
                     })
                     .collect()
@@ -178,10 +217,18 @@ impl SymbolAnalysis<'_> {
     }
 
     /// Returns the value of `∂expr/∂input` with the largest magnitude over sampled points.
-    fn largest_slope(&self, id: NodeId, expr: &PointwiseExpr, index: usize, inputs: &[NodeId]) -> Complex64 {
+    fn largest_slope(
+        &self,
+        id: NodeId,
+        expr: &PointwiseExpr,
+        index: usize,
+        inputs: &[NodeId],
+    ) -> Complex64 {
         let slope = differentiate(expr, index);
-        let input_values: Vec<Vec<Complex64>> =
-            inputs.iter().map(|i| (self.values)(*i).unwrap_or_else(|| vec![Complex64::new(0.0, 0.0)])).collect();
+        let input_values: Vec<Vec<Complex64>> = inputs
+            .iter()
+            .map(|i| (self.values)(*i).unwrap_or_else(|| vec![Complex64::new(0.0, 0.0)]))
+            .collect();
         let points = match &self.graph.node(id).value.grid {
             Grid::Points { .. } => input_values.iter().map(Vec::len).max().unwrap_or(1),
             Grid::Scalar | Grid::Tensor { .. } => 1,
@@ -189,7 +236,9 @@ impl SymbolAnalysis<'_> {
         let stride = points.div_ceil(MAX_COEFFICIENT_SAMPLES).max(1);
         let uses_coordinates = {
             let mut found = false;
-            slope.walk(&mut |e| found |= matches!(e, PointwiseExpr::Coordinate(_) | PointwiseExpr::Time));
+            slope.walk(&mut |e| {
+                found |= matches!(e, PointwiseExpr::Coordinate(_) | PointwiseExpr::Time)
+            });
             found
         };
         let mut best = Complex64::new(0.0, 0.0);
@@ -217,18 +266,34 @@ fn scheme_limit(scheme: &Scheme, time_order: u8, lambdas: &[Complex64]) -> Optio
     if largest == 0.0 {
         return match scheme {
             Scheme::Euler | Scheme::Rk4 | Scheme::Leapfrog => Some(f64::INFINITY),
-            Scheme::CrankNicolson | Scheme::BackwardEuler | Scheme::SplitStep | Scheme::Steady { .. } => None,
+            Scheme::CrankNicolson
+            | Scheme::BackwardEuler
+            | Scheme::SplitStep
+            | Scheme::Steady { .. } => None,
         };
     }
     let significant = |l: &&Complex64| l.norm() > 1e-12 * largest;
     match scheme {
-        Scheme::CrankNicolson | Scheme::BackwardEuler | Scheme::SplitStep | Scheme::Steady { .. } => None,
+        Scheme::CrankNicolson
+        | Scheme::BackwardEuler
+        | Scheme::SplitStep
+        | Scheme::Steady { .. } => None,
         Scheme::Leapfrog if time_order == 2 => {
-            let oscillatory = lambdas.iter().filter(significant).all(|l| l.re <= 1e-9 * largest && l.im.abs() <= 1e-9 * largest);
-            Some(if oscillatory { 2.0 / largest.sqrt() } else { 0.0 })
+            let oscillatory = lambdas
+                .iter()
+                .filter(significant)
+                .all(|l| l.re <= 1e-9 * largest && l.im.abs() <= 1e-9 * largest);
+            Some(if oscillatory {
+                2.0 / largest.sqrt()
+            } else {
+                0.0
+            })
         }
         Scheme::Leapfrog => {
-            let imaginary = lambdas.iter().filter(significant).all(|l| l.re.abs() <= 1e-9 * largest);
+            let imaginary = lambdas
+                .iter()
+                .filter(significant)
+                .all(|l| l.re.abs() <= 1e-9 * largest);
             Some(if imaginary { 1.0 / largest } else { 0.0 })
         }
         Scheme::Euler | Scheme::Rk4 => {
@@ -238,11 +303,18 @@ fn scheme_limit(scheme: &Scheme, time_order: u8, lambdas: &[Complex64]) -> Optio
                 |z| (1.0 + z + z * z / 2.0 + z * z * z / 6.0 + z * z * z * z / 24.0).norm()
             };
             let mus: Vec<Complex64> = if time_order == 2 {
-                lambdas.iter().filter(significant).flat_map(|l| [l.sqrt(), -l.sqrt()]).collect()
+                lambdas
+                    .iter()
+                    .filter(significant)
+                    .flat_map(|l| [l.sqrt(), -l.sqrt()])
+                    .collect()
             } else {
                 lambdas.iter().filter(significant).copied().collect()
             };
-            let limit = mus.iter().map(|mu| largest_stable_ray(*mu, stability)).fold(f64::INFINITY, f64::min);
+            let limit = mus
+                .iter()
+                .map(|mu| largest_stable_ray(*mu, stability))
+                .fold(f64::INFINITY, f64::min);
             Some(limit)
         }
     }
@@ -280,7 +352,9 @@ mod tests {
 
     #[test]
     fn euler_diffusion_limit() {
-        let lambdas: Vec<Complex64> = (0..=16).map(|i| Complex64::new(-4.0 * (PI * i as f64 / 32.0).sin().powi(2), 0.0)).collect();
+        let lambdas: Vec<Complex64> = (0..=16)
+            .map(|i| Complex64::new(-4.0 * (PI * i as f64 / 32.0).sin().powi(2), 0.0))
+            .collect();
         let limit = scheme_limit(&Scheme::Euler, 1, &lambdas).unwrap();
         assert!((limit - 0.5).abs() < 1e-6, "{limit}");
     }

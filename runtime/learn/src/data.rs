@@ -427,19 +427,20 @@ pub fn read_csv(path: &Path, label_column: LabelColumn) -> Result<Dataset, DataE
             "rows have a single column: expected features and a label",
         ));
     }
-    let label_index =
-        match label_column {
-            LabelColumn::First => 0,
-            LabelColumn::Last => columns - 1,
-            LabelColumn::Index(index) if index < columns => index,
-            LabelColumn::Index(index) => return Err(DataError::in_file(
+    let label_index = match label_column {
+        LabelColumn::First => 0,
+        LabelColumn::Last => columns - 1,
+        LabelColumn::Index(index) if index < columns => index,
+        LabelColumn::Index(index) => {
+            return Err(DataError::in_file(
                 path,
                 format!(
                     "label column {index} is out of range: rows have {columns} columns (0 to {})",
                     columns - 1
                 ),
-            )),
-        };
+            ))
+        }
+    };
 
     let samples = rows.len();
     let features = columns - 1;

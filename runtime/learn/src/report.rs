@@ -305,8 +305,10 @@ pub fn plot_confusion_matrix(path: &Path, matrix: &ConfusionMatrix) -> Result<()
     let fail = draw_error(path);
     register_font().map_err(&fail)?;
     let classes = matrix.classes;
-    if classes == 0 {
-        return Err(fail("the confusion matrix has no classes".to_string()));
+    if classes < 2 {
+        return Err(fail(format!(
+            "the confusion matrix has {classes} classes: a plot needs at least 2"
+        )));
     }
     let side = (60 * classes as u32 + 140).clamp(400, 1600);
     let root = BitMapBackend::new(path, (side, side)).into_drawing_area();
@@ -322,7 +324,11 @@ pub fn plot_confusion_matrix(path: &Path, matrix: &ConfusionMatrix) -> Result<()
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..classes).into_segmented(), (0..classes).into_segmented())
+        // plotters treats an integer range as inclusive, so `0..classes − 1` has `classes` segments.
+        .build_cartesian_2d(
+            (0..classes - 1).into_segmented(),
+            (0..classes - 1).into_segmented(),
+        )
         .map_err(|e| fail(e.to_string()))?;
 
     // Row `true_class` is drawn at y = classes − 1 − true_class so that class 0 is on top.

@@ -54,8 +54,15 @@ fn mnist_split_counts_and_shapes() {
 
     let train_counts = data.train.class_counts().unwrap();
     let test_counts = data.test.class_counts().unwrap();
-    let total: Vec<usize> = train_counts.iter().zip(&test_counts).map(|(a, b)| a + b).collect();
-    assert_eq!(total, vec![1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]);
+    let total: Vec<usize> = train_counts
+        .iter()
+        .zip(&test_counts)
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(
+        total,
+        vec![1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    );
 }
 
 #[test]
@@ -171,8 +178,13 @@ fn idx_label_count_mismatch_is_an_error() {
 
 #[test]
 fn idx_missing_file_is_an_error() {
-    let message = read_idx(Path::new("/nonexistent/npdec/images.idx")).unwrap_err().to_string();
-    assert!(message.contains("/nonexistent/npdec/images.idx: cannot read"), "{message}");
+    let message = read_idx(Path::new("/nonexistent/npdec/images.idx"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("/nonexistent/npdec/images.idx: cannot read"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -220,7 +232,10 @@ fn csv_ragged_row_is_an_error() {
     let path = folder.join("ragged.csv");
     std::fs::write(&path, "1,2,3\n4,5\n").unwrap();
     let message = read_csv(&path, LabelColumn::Last).unwrap_err().to_string();
-    assert!(message.contains("line 2 has 2 fields, but line 1 has 3"), "{message}");
+    assert!(
+        message.contains("line 2 has 2 fields, but line 1 has 3"),
+        "{message}"
+    );
     assert!(message.contains("ragged.csv"), "{message}");
 }
 
@@ -230,7 +245,10 @@ fn csv_invalid_number_is_an_error() {
     let path = folder.join("bad.csv");
     std::fs::write(&path, "1,2,3\n4,x5,6\n").unwrap();
     let message = read_csv(&path, LabelColumn::Last).unwrap_err().to_string();
-    assert!(message.contains("line 2, column 2: invalid number `x5`"), "{message}");
+    assert!(
+        message.contains("line 2, column 2: invalid number `x5`"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -238,8 +256,13 @@ fn csv_label_index_out_of_range_is_an_error() {
     let folder = common::scratch_folder("csv-index");
     let path = folder.join("small.csv");
     std::fs::write(&path, "1,2,3\n").unwrap();
-    let message = read_csv(&path, LabelColumn::Index(3)).unwrap_err().to_string();
-    assert!(message.contains("label column 3 is out of range"), "{message}");
+    let message = read_csv(&path, LabelColumn::Index(3))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("label column 3 is out of range"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -256,8 +279,12 @@ fn npy_inputs_with_class_labels() {
     let folder = common::scratch_folder("npy-classes");
     let inputs = Array2::from_shape_fn((4, 3), |(i, j)| (i * 3 + j) as f32 * 0.5);
     let labels: Array1<i64> = array![0, 2, 1, 2];
-    inputs.write_npy(std::fs::File::create(folder.join("x.npy")).unwrap()).unwrap();
-    labels.write_npy(std::fs::File::create(folder.join("y.npy")).unwrap()).unwrap();
+    inputs
+        .write_npy(std::fs::File::create(folder.join("x.npy")).unwrap())
+        .unwrap();
+    labels
+        .write_npy(std::fs::File::create(folder.join("y.npy")).unwrap())
+        .unwrap();
     let data = read_npy_dataset(&folder.join("x.npy"), Some(&folder.join("y.npy"))).unwrap();
     assert_eq!(data.inputs[[3, 2]], 5.5);
     assert_eq!(data.sample_shape, vec![3]);
@@ -275,8 +302,12 @@ fn npy_images_with_real_targets() {
     let folder = common::scratch_folder("npy-targets");
     let images = ndarray::Array3::from_shape_fn((2, 2, 2), |(i, j, k)| (i + j + k) as u8);
     let targets: Array2<f64> = array![[0.5, 1.0], [1.5, -2.0]];
-    images.write_npy(std::fs::File::create(folder.join("x.npy")).unwrap()).unwrap();
-    targets.write_npy(std::fs::File::create(folder.join("t.npy")).unwrap()).unwrap();
+    images
+        .write_npy(std::fs::File::create(folder.join("x.npy")).unwrap())
+        .unwrap();
+    targets
+        .write_npy(std::fs::File::create(folder.join("t.npy")).unwrap())
+        .unwrap();
     let data = read_npy_dataset(&folder.join("x.npy"), Some(&folder.join("t.npy"))).unwrap();
     assert_eq!(data.sample_shape, vec![2, 2]);
     assert_eq!(data.inputs.row(1).to_vec(), vec![1.0, 2.0, 2.0, 3.0]);
@@ -288,8 +319,12 @@ fn npy_label_count_mismatch_is_an_error() {
     let folder = common::scratch_folder("npy-mismatch");
     let inputs: Array2<f64> = Array2::zeros((3, 2));
     let labels: Array1<u8> = array![0, 1];
-    inputs.write_npy(std::fs::File::create(folder.join("x.npy")).unwrap()).unwrap();
-    labels.write_npy(std::fs::File::create(folder.join("y.npy")).unwrap()).unwrap();
+    inputs
+        .write_npy(std::fs::File::create(folder.join("x.npy")).unwrap())
+        .unwrap();
+    labels
+        .write_npy(std::fs::File::create(folder.join("y.npy")).unwrap())
+        .unwrap();
     let message = read_npy_dataset(&folder.join("x.npy"), Some(&folder.join("y.npy")))
         .unwrap_err()
         .to_string();
@@ -321,9 +356,15 @@ fn split_fraction_and_bad_splits() {
     assert_eq!((train.len(), test.len()), (10, 0));
 
     let message = data.split(Some(Split::Count(11))).unwrap_err().to_string();
-    assert!(message.contains("11 training samples requested"), "{message}");
+    assert!(
+        message.contains("11 training samples requested"),
+        "{message}"
+    );
     for fraction in [0.0, 1.5, f64::NAN] {
-        assert!(data.split(Some(Split::Fraction(fraction))).is_err(), "{fraction}");
+        assert!(
+            data.split(Some(Split::Fraction(fraction))).is_err(),
+            "{fraction}"
+        );
     }
 }
 
@@ -338,7 +379,11 @@ fn standardizer_fits_training_statistics() {
         assert!(mean.abs() < 1e-15, "mean {mean}");
     }
     assert!((standardized.column(0).std(0.0) - 1.0).abs() < 1e-15);
-    assert_eq!(standardized.column(1).to_vec(), vec![0.0; 3], "a constant feature maps to 0");
+    assert_eq!(
+        standardized.column(1).to_vec(),
+        vec![0.0; 3],
+        "a constant feature maps to 0"
+    );
 
     let mut wrong = Array2::zeros((1, 2));
     assert!(scaler.apply(&mut wrong).is_err());
@@ -378,7 +423,10 @@ fn shuffle_permutations_are_uniform() {
     }
     assert_eq!(counts.len(), 6);
     for (permutation, count) in counts {
-        assert!((850..=1150).contains(&count), "{permutation:?} drawn {count} times");
+        assert!(
+            (850..=1150).contains(&count),
+            "{permutation:?} drawn {count} times"
+        );
     }
 }
 

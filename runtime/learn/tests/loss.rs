@@ -59,7 +59,10 @@ fn mse_shape_mismatch_is_an_error() {
     let a = Array2::<f64>::zeros((2, 3));
     let b = Array2::<f64>::zeros((3, 2));
     let message = mse(a.view(), b.view()).unwrap_err().to_string();
-    assert!(message.contains("[2, 3]") && message.contains("[3, 2]"), "{message}");
+    assert!(
+        message.contains("[2, 3]") && message.contains("[3, 2]"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -97,8 +100,13 @@ fn cross_entropy_is_stable_for_large_scores() {
 #[test]
 fn cross_entropy_bad_labels_are_errors() {
     let scores = Array2::<f64>::zeros((2, 3));
-    let message = softmax_cross_entropy(scores.view(), &[0, 3]).unwrap_err().to_string();
-    assert!(message.contains("label 3 of sample 1 is out of range for 3 classes"), "{message}");
+    let message = softmax_cross_entropy(scores.view(), &[0, 3])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("label 3 of sample 1 is out of range for 3 classes"),
+        "{message}"
+    );
     assert!(softmax_cross_entropy(scores.view(), &[0]).is_err());
 }
 
@@ -123,24 +131,34 @@ fn accuracy_and_predictions() {
 #[test]
 fn confusion_matrix_counts() {
     let mut matrix = ConfusionMatrix::new(3);
-    matrix.add_predictions(&[0, 1, 1, 2, 2, 2], &[0, 1, 2, 2, 2, 0]).unwrap();
+    matrix
+        .add_predictions(&[0, 1, 1, 2, 2, 2], &[0, 1, 2, 2, 2, 0])
+        .unwrap();
     assert_eq!(matrix.count(0, 0), 1);
     assert_eq!(matrix.count(2, 1), 1);
     assert_eq!(matrix.count(2, 2), 2);
     assert_eq!(matrix.count(0, 2), 1);
     assert_eq!(matrix.total(), 6);
     assert!((matrix.accuracy() - 4.0 / 6.0).abs() < 1e-15);
-    assert_eq!(matrix.recall_per_class(), vec![Some(0.5), Some(1.0), Some(2.0 / 3.0)]);
+    assert_eq!(
+        matrix.recall_per_class(),
+        vec![Some(0.5), Some(1.0), Some(2.0 / 3.0)]
+    );
 
     let scores = array![[0.0, 1.0, 0.0]];
     matrix.add_scores(scores.view(), &[1]).unwrap();
     assert_eq!(matrix.count(1, 1), 2);
     assert!(matrix.add_predictions(&[3], &[0]).is_err());
-    assert!(matrix.add_scores(Array2::zeros((1, 2)).view(), &[0]).is_err());
+    assert!(matrix
+        .add_scores(Array2::zeros((1, 2)).view(), &[0])
+        .is_err());
 }
 
 #[test]
 fn one_hot_rows() {
-    assert_eq!(one_hot(&[2, 0], 3).unwrap(), array![[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]);
+    assert_eq!(
+        one_hot(&[2, 0], 3).unwrap(),
+        array![[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    );
     assert!(one_hot(&[3], 3).is_err());
 }

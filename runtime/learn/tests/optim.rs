@@ -36,7 +36,9 @@ fn rosenbrock(x: &[f64], gradient: &mut [f64]) -> f64 {
 }
 
 fn distance_to(x: &[f64], target: &[f64]) -> f64 {
-    x.iter().zip(target).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+    x.iter()
+        .zip(target)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
 }
 
 #[test]
@@ -82,8 +84,14 @@ fn adam_bias_correction_by_hand() {
     let mut adam = Adam::new(lr, beta1, beta2, eps).unwrap();
     let mut x = vec![1.0, 1.0];
     adam.step(&mut x, &[1e-3, -50.0]).unwrap();
-    assert!((x[0] - (1.0 - lr * 1e-3 / (1e-3 + eps))).abs() < 1e-15, "{x:?}");
-    assert!((x[1] - (1.0 + lr * 50.0 / (50.0 + eps))).abs() < 1e-15, "{x:?}");
+    assert!(
+        (x[0] - (1.0 - lr * 1e-3 / (1e-3 + eps))).abs() < 1e-15,
+        "{x:?}"
+    );
+    assert!(
+        (x[1] - (1.0 + lr * 50.0 / (50.0 + eps))).abs() < 1e-15,
+        "{x:?}"
+    );
 
     // Second step with gradient 2 after gradient 1, computed from Algorithm 1 by hand:
     // m = 0.9·0.1 + 0.1·2 = 0.29, v = 0.999·0.001 + 0.001·4 = 0.004999,
@@ -110,14 +118,21 @@ fn adam_rejects_bad_settings_and_lengths() {
 
     let mut adam = Adam::new(0.1, 0.9, 0.999, 1e-8).unwrap();
     let message = adam.step(&mut [0.0; 2], &[0.0; 3]).unwrap_err().to_string();
-    assert!(message.contains("2 parameters but a gradient of length 3"), "{message}");
+    assert!(
+        message.contains("2 parameters but a gradient of length 3"),
+        "{message}"
+    );
     adam.step(&mut [0.0; 2], &[1.0; 2]).unwrap();
     assert!(adam.step(&mut [0.0; 3], &[1.0; 3]).is_err());
 }
 
 #[test]
 fn step_optimizer_from_model_settings() {
-    let sgd = StepOptimizer::from_model(&Optimizer::Sgd { lr: 0.1, momentum: 0.9 }).unwrap();
+    let sgd = StepOptimizer::from_model(&Optimizer::Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+    })
+    .unwrap();
     assert!(matches!(sgd, StepOptimizer::Sgd(_)));
     let adam = StepOptimizer::from_model(&Optimizer::Adam {
         lr: 1e-3,
@@ -146,7 +161,11 @@ fn lbfgs_solves_quadratic() {
     };
     let result = minimize(quadratic, vec![5.0, -3.0, 2.0], &options).unwrap();
     assert_eq!(result.termination, Termination::Converged);
-    assert!(distance_to(&result.x, &[0.0, 1.0, 2.0]) < 1e-12, "{:?}", result.x);
+    assert!(
+        distance_to(&result.x, &[0.0, 1.0, 2.0]) < 1e-12,
+        "{:?}",
+        result.x
+    );
     assert!(result.iterations < 20, "{} iterations", result.iterations);
 }
 
@@ -160,7 +179,9 @@ fn lbfgs_solves_rosenbrock_to_1e8() {
     assert_eq!(result.termination, Termination::Converged, "{result:?}");
     assert!(distance_to(&result.x, &[1.0, 1.0]) < 1e-8, "{result:?}");
 
-    let start: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { -1.2 } else { 1.0 }).collect();
+    let start: Vec<f64> = (0..10)
+        .map(|i| if i % 2 == 0 { -1.2 } else { 1.0 })
+        .collect();
     let result = minimize(rosenbrock, start, &options).unwrap();
     assert_eq!(result.termination, Termination::Converged, "{result:?}");
     assert!(distance_to(&result.x, &[1.0; 10]) < 1e-8, "{result:?}");
@@ -180,8 +201,14 @@ fn lbfgs_steps_satisfy_strong_wolfe() {
         let slope0: f64 = step.iter().zip(&gradient0).map(|(s, g)| s * g).sum();
         let slope: f64 = step.iter().zip(&state.gradient).map(|(s, g)| s * g).sum();
         assert!(slope0 < 0.0, "not a descent step");
-        assert!(state.value <= value0 + options.c1 * slope0, "sufficient decrease fails");
-        assert!(slope.abs() <= options.c2 * slope0.abs() * (1.0 + 1e-12), "curvature fails");
+        assert!(
+            state.value <= value0 + options.c1 * slope0,
+            "sufficient decrease fails"
+        );
+        assert!(
+            slope.abs() <= options.c2 * slope0.abs() * (1.0 + 1e-12),
+            "curvature fails"
+        );
     }
 }
 
@@ -211,7 +238,10 @@ fn lbfgs_rejects_non_finite_start_and_bad_options() {
     let message = minimize(|_, _| f64::NAN, vec![0.0], &LbfgsOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(message.contains("not finite at the starting point"), "{message}");
+    assert!(
+        message.contains("not finite at the starting point"),
+        "{message}"
+    );
     let bad = LbfgsOptions {
         c1: 0.95,
         ..LbfgsOptions::default()
@@ -244,7 +274,9 @@ fn readout_recovers_known_matrix() {
     let readout = array![[1.0, -2.0, 0.5, 3.0], [0.0, 1.5, -1.0, 2.0]];
     let targets = readout.dot(&hidden);
     let fitted = fit_linear_readout(hidden.view(), targets.view(), 0.0).unwrap();
-    let error = (&fitted - &readout).iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    let error = (&fitted - &readout)
+        .iter()
+        .fold(0.0f64, |m, e| m.max(e.abs()));
     assert!(error < 1e-12, "error {error}");
 }
 
@@ -252,12 +284,18 @@ fn readout_recovers_known_matrix() {
 fn readout_rank_deficient_gives_minimum_norm() {
     // The third hidden row repeats the first, so only w₀ + w₂ is determined; the minimum-norm
     // solution splits it evenly.
-    let hidden = array![[1.0, 2.0, 3.0, 4.0], [1.0, -1.0, 1.0, -1.0], [1.0, 2.0, 3.0, 4.0]];
+    let hidden = array![
+        [1.0, 2.0, 3.0, 4.0],
+        [1.0, -1.0, 1.0, -1.0],
+        [1.0, 2.0, 3.0, 4.0]
+    ];
     let truth = array![[2.0, 1.0, 0.0]];
     let targets = truth.dot(&hidden);
     let fitted = fit_linear_readout(hidden.view(), targets.view(), 0.0).unwrap();
     let expected = array![[1.0, 1.0, 1.0]];
-    let error = (&fitted - &expected).iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    let error = (&fitted - &expected)
+        .iter()
+        .fold(0.0f64, |m, e| m.max(e.abs()));
     assert!(error < 1e-12, "fitted {fitted}");
 }
 
@@ -269,9 +307,14 @@ fn readout_ridge_matches_normal_equations() {
     let ridge = 0.5;
     // H Hᵀ + λ I = [[2.5, 1], [1, 2.5]], Y Hᵀ = [4, 5].
     let determinant = 2.5 * 2.5 - 1.0;
-    let expected = array![[(4.0 * 2.5 - 5.0) / determinant, (5.0 * 2.5 - 4.0) / determinant]];
+    let expected = array![[
+        (4.0 * 2.5 - 5.0) / determinant,
+        (5.0 * 2.5 - 4.0) / determinant
+    ]];
     let fitted = fit_linear_readout(hidden.view(), targets.view(), ridge).unwrap();
-    let error = (&fitted - &expected).iter().fold(0.0f64, |m, e| m.max(e.abs()));
+    let error = (&fitted - &expected)
+        .iter()
+        .fold(0.0f64, |m, e| m.max(e.abs()));
     assert!(error < 1e-14, "fitted {fitted}, expected {expected}");
 }
 
