@@ -1,8 +1,8 @@
 //! Ghost-cell padding of field states by their boundary conditions, and Dirichlet imposition.
 //!
-//! Follows the rules of [`npdec_ir::graph::GhostRule`]: Dirichlet values are written into the boundary
-//! nodes first, then ghost layers are filled axis by axis, each axis over the padded range of the
-//! axes before it and the interior range of the axes after it.
+//! Follows the rules of [`npdec_ir::graph::GhostRule`]. Dirichlet values are written into the
+//! boundary nodes first. Then ghost layers are filled axis by axis, each axis over the padded range of
+//! the axes before it and the interior range of the axes after it.
 
 use crate::pointwise::{evaluate_pointwise, Region};
 use crate::value::{Element, Real, Value};

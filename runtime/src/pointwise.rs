@@ -17,7 +17,7 @@ pub struct Region {
 }
 
 impl Region {
-    /// The block of a grid value with the given halo.
+    /// Returns the block of a grid value with the given halo.
     pub fn padded(graph: &Graph, axes: &[AxisId], halo: &[usize]) -> Self {
         Region {
             axes: axes.to_vec(),

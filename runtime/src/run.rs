@@ -23,7 +23,7 @@ pub enum Precision {
     F64,
 }
 
-/// What to do when a step exceeds the stability limit of an explicit scheme.
+/// The response to a step above the stability limit of an explicit scheme.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StabilityPolicy {
     /// Report a warning and run.
@@ -36,7 +36,7 @@ pub enum StabilityPolicy {
 /// Options of [`run_model`].
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// Where to write snapshots, the plot and `summary.json`; `None` writes nothing.
+    /// The directory for snapshots, plots and `summary.json`. `None` writes nothing.
     pub out_dir: Option<PathBuf>,
     pub precision: Precision,
     pub stability: StabilityPolicy,

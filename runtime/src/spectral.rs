@@ -5,8 +5,8 @@ use ndarray::{ArrayD, Axis};
 use num_complex::Complex;
 use rustfft::FftPlanner;
 
-/// Transforms every spatial axis (all axes but the channel axis 0) in place; the inverse is
-/// normalized so that a forward and an inverse transform return the input.
+/// Transforms every spatial axis (all axes but the channel axis 0) in place. The inverse is
+/// normalized, so a forward and an inverse transform return the input.
 pub fn fft_spatial<T: Real>(array: &mut ArrayD<Complex<T>>, inverse: bool) {
     let mut planner = FftPlanner::<T>::new();
     for axis in 1..array.ndim() {

@@ -314,7 +314,8 @@ impl<'g, T: Real> Stepper<'g, T> {
         }
     }
 
-    /// One explicit Euler or RK4 step; second-order fields advance as the system `u′ = v, v′ = F(u)`.
+    /// Advances one explicit Euler or RK4 step. Second-order fields advance as the system
+    /// `u′ = v, v′ = F(u)`.
     fn explicit_step(&self, states: &mut States<T>, velocities: &mut States<T>, t: f64, dt: f64) {
         // The augmented state: evolved fields, then the velocities of second-order fields.
         let second: Vec<FieldId> = self
@@ -434,7 +435,7 @@ impl<'g, T: Real> Stepper<'g, T> {
         }
     }
 
-    /// One θ-method step: `u⁺ − θ dt F(u⁺, t + dt) = u + (1 − θ) dt F(u, t)`, with `F` affine so that
+    /// Advances one θ-method step: `u⁺ − θ dt F(u⁺, t + dt) = u + (1 − θ) dt F(u, t)`, with `F` affine so that
     /// `F(w) − F(0)` applies its linear part. Dirichlet rows become `u⁺ = g(t + dt)`.
     fn theta_step(&mut self, states: &mut States<T>, theta: f64, t: f64, dt: f64) {
         let t_next = T::of(t + dt);
@@ -556,7 +557,7 @@ impl<'g, T: Real> Stepper<'g, T> {
         }
     }
 
-    /// One Strang step: half a step of `c ∇²u` in Fourier space, a full step of `u′ = a u` as the
+    /// Advances one Strang step: half a step of `c ∇²u` in Fourier space, a full step of `u′ = a u` as the
     /// exact phase factor `exp(dt · a)` with `a` frozen at the half step, and another half step.
     fn split_step(&self, states: &mut States<T>, t: f64, dt: f64) {
         self.spectral_half_step(states, dt / 2.0);

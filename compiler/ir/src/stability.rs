@@ -25,7 +25,7 @@ use npdec_symbolic::Scheme;
 use num_complex::Complex64;
 use std::f64::consts::PI;
 
-/// The most points at which a coefficient is sampled for its largest magnitude.
+/// The maximum number of points sampled to find a coefficient's largest magnitude.
 pub const MAX_COEFFICIENT_SAMPLES: usize = 4096;
 
 /// The result of [`analyze_stability`].
