@@ -38,6 +38,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = check::Format::Human)]
         format: check::Format,
     },
+    /// Run the language server on standard input and output, for editors.
+    #[command(
+        after_help = "Example (Neovim):\n  vim.lsp.start({ name = 'npdec', cmd = { 'npdec', 'lsp' } })"
+    )]
+    Lsp,
     /// Print the documented explanation of a diagnostic code.
     #[command(after_help = "Example:\n  npdec explain E0221")]
     Explain {
@@ -52,6 +57,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format, cli.quiet),
         Command::Explain { code } => explain::run(&code),
+        Command::Lsp => npdec_lsp::run_stdio()
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| format!("language server failed: {e}")),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,260 @@
+//! Protocol-level tests: a client talks to the server over an in-memory connection.
+
+use lsp_server::{Connection, Message, Notification, Request, RequestId, Response};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const URI: &str = "file:///tmp/npdec-lsp-test/model.npde";
+
+const BROKEN: &str = "grid x in [0, 1] points 11\nfield u(x)\nconst nu = 0.1\nequation heat: dt(u) = nu * lapalce(u)\nboundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve heat using euler(dt = 1e-3) until 0.1\n";
+
+struct Client {
+    connection: Connection,
+    next_id: i32,
+    server: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Client {
+    fn start() -> Self {
+        let (server_side, client_side) = Connection::memory();
+        let server = std::thread::spawn(move || {
+            npdec_lsp::serve(server_side).expect("the server runs until exit")
+        });
+        let mut client = Client {
+            connection: client_side,
+            next_id: 1,
+            server: Some(server),
+        };
+        let response = client.request("initialize", json!({ "capabilities": {} }));
+        assert!(response["capabilities"]["hoverProvider"]
+            .as_bool()
+            .unwrap_or(false));
+        client.notify("initialized", json!({}));
+        client
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = RequestId::from(self.next_id);
+        self.next_id += 1;
+        self.connection
+            .sender
+            .send(Message::Request(Request::new(
+                id.clone(),
+                method.to_string(),
+                params,
+            )))
+            .expect("send");
+        loop {
+            match self
+                .connection
+                .receiver
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a response arrives")
+            {
+                Message::Response(Response {
+                    id: got,
+                    response_result,
+                }) if got == id => {
+                    return response_result
+                        .unwrap_or_else(|error| panic!("{method} failed: {error:?}"));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    fn request_error(&mut self, method: &str, params: Value) -> lsp_server::ResponseError {
+        let id = RequestId::from(self.next_id);
+        self.next_id += 1;
+        self.connection
+            .sender
+            .send(Message::Request(Request::new(
+                id.clone(),
+                method.to_string(),
+                params,
+            )))
+            .expect("send");
+        loop {
+            if let Message::Response(Response {
+                id: got,
+                response_result: Err(error),
+            }) = self
+                .connection
+                .receiver
+                .recv_timeout(Duration::from_secs(20))
+                .expect("a response arrives")
+            {
+                if got == id {
+                    return error;
+                }
+            }
+        }
+    }
+
+    fn notify(&self, method: &str, params: Value) {
+        self.connection
+            .sender
+            .send(Message::Notification(Notification::new(
+                method.to_string(),
+                params,
+            )))
+            .expect("send");
+    }
+
+    fn diagnostics(&self) -> Vec<Value> {
+        loop {
+            if let Message::Notification(n) = self
+                .connection
+                .receiver
+                .recv_timeout(Duration::from_secs(20))
+                .expect("diagnostics arrive")
+            {
+                if n.method == "textDocument/publishDiagnostics" {
+                    return n.params["diagnostics"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                }
+            }
+        }
+    }
+
+    fn open(&self, text: &str) -> Vec<Value> {
+        self.notify("textDocument/didOpen", json!({ "textDocument": { "uri": URI, "languageId": "npde", "version": 1, "text": text } }));
+        self.diagnostics()
+    }
+
+    fn stop(mut self) {
+        self.request("shutdown", Value::Null);
+        self.notify("exit", Value::Null);
+        self.server
+            .take()
+            .expect("started")
+            .join()
+            .expect("the server thread ends cleanly");
+    }
+}
+
+fn position(line: u32, character: u32) -> Value {
+    json!({ "textDocument": { "uri": URI }, "position": { "line": line, "character": character } })
+}
+
+#[test]
+fn diagnostics_published_on_open_and_change() {
+    let client = Client::start();
+    let diagnostics = client.open(BROKEN);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    let diagnostic = &diagnostics[0];
+    assert_eq!(diagnostic["code"], "E0104");
+    assert_eq!(diagnostic["severity"], 1);
+    assert_eq!(
+        diagnostic["range"]["start"],
+        json!({ "line": 3, "character": 28 })
+    );
+    assert!(diagnostic["message"]
+        .as_str()
+        .unwrap()
+        .contains("help: did you mean `laplace`?"));
+
+    let fixed = BROKEN.replace("lapalce", "laplace");
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": URI, "version": 2 }, "contentChanges": [{ "text": fixed }] }),
+    );
+    assert!(client.diagnostics().is_empty());
+    client.stop();
+}
+
+#[test]
+fn hover_describes_fields_equations_and_builtins() {
+    let mut client = Client::start();
+    client.open(&BROKEN.replace("lapalce", "laplace"));
+    let field = client.request("textDocument/hover", position(1, 6));
+    let text = field["contents"]["value"].as_str().expect("markdown hover");
+    assert!(text.contains("field u on x (11 points), real"), "{text}");
+
+    let equation = client.request("textDocument/hover", position(3, 10));
+    let text = equation["contents"]["value"].as_str().unwrap();
+    assert!(text.contains("dt(u) = 0.1 * laplace(u)"), "{text}");
+
+    let builtin = client.request("textDocument/hover", position(3, 31));
+    assert!(builtin["contents"]["value"]
+        .as_str()
+        .unwrap()
+        .contains("the Laplacian"));
+
+    let nothing = client.request("textDocument/hover", position(0, 1));
+    assert!(nothing.is_null());
+    client.stop();
+}
+
+#[test]
+fn definition_completion_and_symbols() {
+    let mut client = Client::start();
+    client.open(BROKEN);
+    let definition = client.request("textDocument/definition", position(3, 25));
+    assert_eq!(
+        definition["range"]["start"],
+        json!({ "line": 2, "character": 6 })
+    );
+    assert_eq!(definition["uri"], URI);
+
+    let completions = client.request("textDocument/completion", position(3, 30));
+    let labels: Vec<&str> = completions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    for expected in ["laplace", "equation", "nu", "softplus", "heat"] {
+        assert!(labels.contains(&expected), "missing completion {expected}");
+    }
+
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": URI } }),
+    );
+    let names: Vec<&str> = symbols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "x",
+            "u",
+            "nu",
+            "heat",
+            "boundary u",
+            "initial u",
+            "solve heat"
+        ]
+    );
+    client.stop();
+}
+
+#[test]
+fn half_typed_input_never_breaks_the_server() {
+    let mut client = Client::start();
+    let mut text = String::new();
+    for (version, c) in BROKEN.chars().enumerate() {
+        text.push(c);
+        if version % 7 != 0 {
+            continue;
+        }
+        client.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": URI, "version": version }, "contentChanges": [{ "text": text }] }),
+        );
+        client.diagnostics();
+        let hover = client.request("textDocument/hover", position(0, 2));
+        assert!(hover.is_null() || hover["contents"].is_object());
+    }
+    let error = client.request_error("textDocument/hover", json!({ "textDocument": { "uri": "file:///not/open.npde" }, "position": { "line": 0, "character": 0 } }));
+    assert!(error.message.contains("not open"));
+    let error = client.request_error("npdec/unknown", json!({}));
+    assert!(error.message.contains("not supported"));
+    client.stop();
+}
