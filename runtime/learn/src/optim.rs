@@ -276,7 +276,7 @@ impl LbfgsOptions {
                 "invalid L-BFGS history 0: expected at least 1".into(),
             ));
         }
-        if !(self.gradient_tolerance >= 0.0) {
+        if self.gradient_tolerance.is_nan() || self.gradient_tolerance < 0.0 {
             return Err(error(format!(
                 "invalid L-BFGS gradient tolerance {}: expected a non-negative number",
                 self.gradient_tolerance
@@ -414,12 +414,11 @@ impl Lbfgs {
             let gamma = dot(s, y) / dot(y, y);
             q.iter_mut().for_each(|qj| *qj *= gamma);
         }
-        for i in 0..pairs {
-            let (s, y) = (&self.steps[i], &self.gradient_changes[i]);
+        for ((s, y), alpha) in self.steps.iter().zip(&self.gradient_changes).zip(&alphas) {
             let rho = 1.0 / dot(y, s);
             let beta = rho * dot(y, &q);
             for (qj, sj) in q.iter_mut().zip(s) {
-                *qj += (alphas[i] - beta) * sj;
+                *qj += (alpha - beta) * sj;
             }
         }
         q.iter_mut().for_each(|qj| *qj = -*qj);
@@ -442,7 +441,9 @@ impl Lbfgs {
         for attempt in 0..2 {
             let mut direction = self.search_direction();
             let mut slope = dot(&direction, &self.gradient);
-            if !(slope < 0.0) || attempt == 1 {
+            // A NaN slope fails `slope < 0.0` too, and falls back to the steepest descent.
+            let descent = slope < 0.0;
+            if !descent || attempt == 1 {
                 self.steps.clear();
                 self.gradient_changes.clear();
                 direction = self.gradient.iter().map(|g| -g).collect();
@@ -618,7 +619,7 @@ fn interpolate(low: &Trial, high: &Trial) -> f64 {
     }
     let d1 = low.slope + high.slope - 3.0 * (low.value - high.value) / (a - b);
     let discriminant = d1 * d1 - low.slope * high.slope;
-    if !(discriminant >= 0.0) {
+    if discriminant.is_nan() || discriminant < 0.0 {
         return midpoint;
     }
     let d2 = (b - a).signum() * discriminant.sqrt();

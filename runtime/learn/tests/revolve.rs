@@ -59,11 +59,12 @@ impl Drop for CountedState {
 #[test]
 fn closed_form_matches_brute_force() {
     let table = brute_force_table(80, 8);
+    let optimum = |l: usize, s: usize| table[l][s];
     for l in 1..=80 {
         for s in 1..=8 {
             assert_eq!(
                 minimal_forward_steps(l, s),
-                Some(table[l][s] as u128),
+                Some(optimum(l, s) as u128),
                 "{l} steps, {s} snapshots"
             );
         }
@@ -102,6 +103,7 @@ fn schedule_reverses_each_step_once_in_order() {
 #[test]
 fn forward_steps_equal_binomial_optimum() {
     let table = brute_force_table(100, 6);
+    let optimum = |l: usize, s: usize| table[l][s];
     for steps in 1..=100 {
         for snapshots in 1..=6 {
             let stats = reverse_with_checkpoints(
@@ -113,7 +115,8 @@ fn forward_steps_equal_binomial_optimum() {
             )
             .unwrap();
             assert_eq!(
-                stats.forward_steps, table[steps][snapshots],
+                stats.forward_steps,
+                optimum(steps, snapshots),
                 "{steps} steps, {snapshots} snapshots"
             );
         }
