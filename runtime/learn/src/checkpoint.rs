@@ -11,7 +11,7 @@
 //! | `H` | header: UTF-8 JSON, described below |
 //! | rest | payload: every array's values as little-endian IEEE 754 f64, one array after another |
 //!
-//! The header holds `format` (`"npdec-checkpoint"`), `version` (1), `epoch`, `rng` (the
+//! The header contains `format` (`"npdec-checkpoint"`), `version` (1), `epoch`, `rng` (the
 //! [`RngState`] or null), `metadata` (any JSON the caller stores, e.g. the metrics history),
 //! `optimizer` (its kind and scalar settings, e.g. `{"kind": "adam", "learning_rate": …,
 //! "step_count": …}`), `arrays` (for each array its `name`, `shape` and `offset` in values from
@@ -91,7 +91,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Checks that the checkpoint holds exactly the expected parameters, by name and shape, in
+    /// Checks that the checkpoint contains exactly the expected parameters, by name and shape, in
     /// any order.
     pub fn check_parameters(&self, expected: &[(&str, &[usize])]) -> Result<(), String> {
         for (name, shape) in expected {
@@ -461,8 +461,8 @@ fn temporary_path(path: &Path) -> Result<PathBuf, String> {
 }
 
 /// Writes `bytes` to `path` through a temporary file. `crash_after` stops the write after that
-/// many bytes and returns an error without cleaning up, as a process killed mid-write would;
-/// tests use it to check that the previous file survives.
+/// many bytes and returns an error without cleaning up, as a process killed mid-write would.
+/// Tests use it to check that the previous file survives.
 fn write_atomically(
     path: &Path,
     bytes: &[u8],

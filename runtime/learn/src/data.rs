@@ -1,7 +1,8 @@
 //! Data sets for training: IDX, CSV and NPY readers, the fixed train/test split, feature
 //! standardization, deterministic shuffling from a seed and mini-batch iteration.
 //!
-//! Every reader returns errors as values that name the file, so a bad data file never panics.
+//! Every reader returns errors as values that name the file, so a bad data file gives an error
+//! instead of a panic.
 //! Files whose first two bytes are the gzip magic `1f 8b` are decompressed first, whatever their
 //! extension.
 
@@ -50,7 +51,7 @@ impl fmt::Display for DataError {
 
 impl std::error::Error for DataError {}
 
-/// What a model is trained to predict for each sample.
+/// The training targets: a class or real values per sample.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
     /// One class index per sample, each below `classes`.
@@ -150,7 +151,9 @@ impl Dataset {
     pub fn class_counts(&self) -> Option<Vec<usize>> {
         match &self.targets {
             Targets::Classes { labels, classes } => {
-                let mut counts = vec![0; *classes];
+                // A hand-built `Targets` may hold a label at or above `classes`: count it too.
+                let largest = labels.iter().max().map_or(0, |&l| l + 1);
+                let mut counts = vec![0; (*classes).max(largest)];
                 for &label in labels {
                     counts[label] += 1;
                 }
@@ -218,9 +221,9 @@ pub struct IdxArray {
 
 /// Reads an IDX file, gzipped or not.
 ///
-/// The format (LeCun et al., as MNIST is distributed): two zero bytes, a type byte (0x08 u8,
-/// 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64), the number of dimensions, each dimension as a
-/// big-endian u32, then the values, big-endian. The file must hold exactly the values that its
+/// The format is the one MNIST is distributed in (LeCun et al.). It starts with two zero bytes, a
+/// type byte (0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64) and the number of
+/// dimensions. Each dimension follows as a big-endian u32, then the values, big-endian. The file must hold exactly the values that its
 /// dimensions announce.
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     let bytes = read_maybe_gzipped(path)?;
@@ -234,6 +237,7 @@ fn parse_idx(bytes: &[u8]) -> Result<IdxArray, String> {
             bytes.len()
         ));
     }
+
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(format!(
@@ -256,6 +260,7 @@ fn parse_idx(bytes: &[u8]) -> Result<IdxArray, String> {
             ))
         }
     };
+
     let rank = bytes[3] as usize;
     let header_len = 4 + 4 * rank;
     if bytes.len() < header_len {
@@ -270,6 +275,7 @@ fn parse_idx(bytes: &[u8]) -> Result<IdxArray, String> {
             u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize
         })
         .collect();
+
     let count = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -289,6 +295,7 @@ fn parse_idx(bytes: &[u8]) -> Result<IdxArray, String> {
             bytes.len()
         ));
     }
+
     let values = bytes[header_len..]
         .chunks_exact(element_size)
         .map(decode)
@@ -677,8 +684,8 @@ pub struct Batch {
     pub targets: Targets,
 }
 
-/// Iterates over consecutive mini-batches of a data set in a given sample order; the last batch
-/// is smaller when the batch size does not divide the number of samples.
+/// An iterator over consecutive mini-batches of a data set in a given sample order. The last
+/// batch is smaller when the batch size does not divide the number of samples.
 pub struct MiniBatches<'a> {
     dataset: &'a Dataset,
     order: Vec<usize>,

@@ -3,10 +3,10 @@
 //! and training reports.
 //!
 //! A training loop built on this crate reads a model's data source with
-//! [`data::load_data_source`], draws each epoch's order from a [`data::ShuffleRng`], steps a
-//! [`optim::StepOptimizer`] (or runs [`optim::minimize`] for L-BFGS, or
-//! [`optim::fit_linear_readout`] for a closed-form readout), reverses its time steps with
-//! [`revolve::reverse_with_checkpoints`], saves [`checkpoint::Checkpoint`]s after each epoch and
+//! [`data::load_data_source`] and draws each epoch's order from a [`data::ShuffleRng`]. It steps
+//! a [`optim::StepOptimizer`], or runs [`optim::minimize`] for L-BFGS, or
+//! [`optim::fit_linear_readout`] for a closed-form readout. It reverses its time steps with
+//! [`revolve::reverse_with_checkpoints`], saves a [`checkpoint::Checkpoint`] after each epoch and
 //! reports with [`report::EpochProgress`] and the plots in [`report`].
 
 pub mod checkpoint;

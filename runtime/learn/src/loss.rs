@@ -120,8 +120,8 @@ fn check_labels(what: &str, scores: ArrayView2<f64>, labels: &[usize]) -> Result
     Ok(())
 }
 
-/// The L2 penalty `(weight / 2) Σ θ²` over all given parameter values; its gradient is
-/// `weight · θ`, which [`add_l2_gradient`] adds.
+/// Computes the L2 penalty `(weight / 2) Σ θ²` over all given parameter values. Its gradient,
+/// `weight · θ`, is added by [`add_l2_gradient`].
 pub fn l2_penalty(weight: f64, parameters: &[f64]) -> f64 {
     0.5 * weight * parameters.iter().map(|p| p * p).sum::<f64>()
 }
@@ -145,9 +145,9 @@ pub fn add_l2_gradient(
     Ok(())
 }
 
-/// Returns the class with the highest score in each row; ties go to the lowest class, and a row
-/// containing NaN predicts the first NaN's class so that a diverged model is never scored as
-/// right by accident.
+/// Returns the class with the highest score in each row. Ties go to the lowest class. A row
+/// containing NaN predicts the class of its first NaN, so that a diverged model is not scored
+/// by the order of its NaN comparisons.
 pub fn predicted_classes(scores: ArrayView2<f64>) -> Vec<usize> {
     scores
         .rows()

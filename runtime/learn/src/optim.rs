@@ -5,11 +5,13 @@
 //! arrays in a fixed order. Every optimizer state derives `Serialize`/`Deserialize`, and
 //! [`crate::checkpoint`] stores it exactly.
 //!
-//! Sources: Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and momentum
-//! in deep learning" (ICML 2013) for momentum; Kingma & Ba, "Adam: a method for stochastic
-//! optimization" (ICLR 2015), Algorithm 1; Nocedal & Wright, "Numerical Optimization" (2nd ed.,
-//! 2006), Algorithm 7.4 (two-loop recursion), Algorithms 3.5 and 3.6 (line search and zoom) and
-//! equation 3.59 (cubic interpolation).
+//! Sources:
+//! - momentum: Sutskever, Martens, Dahl & Hinton, "On the importance of initialization and
+//!   momentum in deep learning" (ICML 2013);
+//! - Adam: Kingma & Ba, "Adam: a method for stochastic optimization" (ICLR 2015), Algorithm 1;
+//! - L-BFGS: Nocedal & Wright, "Numerical Optimization" (2nd ed., 2006), Algorithm 7.4
+//!   (two-loop recursion), Algorithms 3.5 and 3.6 (line search and zoom) and equation 3.59
+//!   (cubic interpolation).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -292,7 +294,7 @@ impl LbfgsOptions {
     }
 }
 
-/// Why [`minimize`] stopped.
+/// The reason [`minimize`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Termination {
     /// The gradient fell below the tolerance.
@@ -607,8 +609,8 @@ impl Lbfgs {
 }
 
 /// Returns the minimizer of the cubic through the values and slopes at both ends (Nocedal &
-/// Wright, equation 3.59), kept at least a tenth of the bracket away from either end; bisects
-/// when the cubic has no usable minimizer or an end is not finite.
+/// Wright, equation 3.59), kept at least a tenth of the bracket away from either end. Falls back
+/// to the midpoint when the cubic has no usable minimizer or an end is not finite.
 fn interpolate(low: &Trial, high: &Trial) -> f64 {
     let (a, b) = (low.alpha, high.alpha);
     let (lo, hi) = (a.min(b), a.max(b));
@@ -666,8 +668,9 @@ where
 /// ones to `H` to fit a bias.
 ///
 /// Method: the singular value decomposition `H = U Σ Wᵀ` from nalgebra (Golub–Kahan
-/// bidiagonalization), then `V = (Y W) diag(σ / (σ² + λ)) Uᵀ`. This never forms `H Hᵀ`, so it
-/// does not square the condition number. With `λ = 0`, singular values at most
+/// bidiagonalization), then `V = (Y W) diag(σ / (σ² + λ)) Uᵀ`. With more samples than features,
+/// a Householder QR factorization of `Hᵀ` first shrinks the matrix to features × features.
+/// Neither step forms `H Hᵀ`, so the condition number is not squared. With `λ = 0`, singular values at most
 /// `max(features, samples) · ε · σ_max` count as zero, which gives the minimum-norm solution when
 /// `H` is rank-deficient.
 pub fn fit_linear_readout(
@@ -698,9 +701,29 @@ pub fn fit_linear_readout(
         ));
     }
 
-    let matrix = nalgebra::DMatrix::from_fn(features, samples, |i, j| hidden[[i, j]]);
+    let outputs = targets.nrows();
+    let y = nalgebra::DMatrix::from_fn(outputs, samples, |i, j| targets[[i, j]]);
+
+    // Reduce to a square problem when there are more samples than features: with the thin QR
+    // factorization Hᵀ = Q R, H = Rᵀ Qᵀ has the singular values of R, and Y H⁺ = (Y Q) (Rᵀ)⁺
+    // (also with the ridge, because H Hᵀ = Rᵀ R). The SVD then works on a features × features
+    // matrix instead of features × samples.
+    let (reduced, projected_targets) = if samples > features {
+        let transposed = nalgebra::DMatrix::from_fn(samples, features, |i, j| hidden[[j, i]]);
+        let qr = transposed.qr();
+        let mut rotated = y.transpose();
+        qr.q_tr_mul(&mut rotated);
+        let projected = rotated.rows(0, features).transpose();
+        (qr.unpack_r().transpose(), projected)
+    } else {
+        (
+            nalgebra::DMatrix::from_fn(features, samples, |i, j| hidden[[i, j]]),
+            y,
+        )
+    };
+
     let svd =
-        nalgebra::linalg::SVD::try_new(matrix, true, true, f64::EPSILON, 0).ok_or_else(|| {
+        nalgebra::linalg::SVD::try_new(reduced, true, true, f64::EPSILON, 0).ok_or_else(|| {
             error("readout fit: the singular value decomposition did not converge".into())
         })?;
     let u = svd.u.as_ref().expect("U was requested");
@@ -723,14 +746,12 @@ pub fn fit_linear_readout(
         })
         .collect();
 
-    // V = ((Y W) diag(factors)) Uᵀ, computed with Y as an nalgebra matrix.
-    let outputs = targets.nrows();
-    let y = nalgebra::DMatrix::from_fn(outputs, samples, |i, j| targets[[i, j]]);
-    let mut projected = y * w_transposed.transpose();
+    // V = ((Y W) diag(factors)) Uᵀ.
+    let mut scaled = projected_targets * w_transposed.transpose();
     for (k, factor) in factors.iter().enumerate() {
-        projected.column_mut(k).scale_mut(*factor);
+        scaled.column_mut(k).scale_mut(*factor);
     }
-    let readout = projected * u.transpose();
+    let readout = scaled * u.transpose();
     Ok(Array2::from_shape_fn((outputs, features), |(i, j)| {
         readout[(i, j)]
     }))

@@ -4,7 +4,7 @@
 //! temporal and spatial complexity in reverse automatic differentiation", 1992).
 //!
 //! Terms: step `i` maps state `i` to state `i + 1`, for `i` in `0..steps`. Reversing step `i` (the
-//! adjoint of step `i`) needs state `i`. A snapshot slot stores one state, and slot 0 always holds
+//! adjoint of step `i`) needs state `i`. A snapshot slot stores one state, and slot 0 always contains
 //! state 0. Besides the slots there is one working state that forward steps advance in place.
 //!
 //! With `s` slots, the minimal number of forward steps to reverse `l` steps is
@@ -27,7 +27,7 @@ pub enum Action {
     FirstTurn { step: usize },
     /// Reverse step `step` from the working state, which is state `step`.
     YouTurn { step: usize },
-    /// Copy `slot`, which holds state `step`, into the working state.
+    /// Copy `slot`, which contains state `step`, into the working state.
     Restore { slot: usize, step: usize },
 }
 
@@ -71,7 +71,7 @@ pub fn minimal_forward_steps(steps: usize, snapshots: usize) -> Option<u128> {
     Some(r * l - beta * r / (s + 1))
 }
 
-/// The cost `j + t(l − j, s − 1) + t(j, s)` of splitting a range of `l` steps after `j` steps.
+/// Computes the cost `j + t(l − j, s − 1) + t(j, s)` of splitting a range of `l` steps after `j` steps.
 fn split_cost(l: usize, j: usize, s: usize) -> u128 {
     let tail = minimal_forward_steps(l - j, s - 1).unwrap_or(u128::MAX / 4);
     let head = minimal_forward_steps(j, s).expect("s ≥ 1");
@@ -217,7 +217,7 @@ pub fn snapshots_for_memory(
     Ok(fitting.min(steps.max(1)))
 }
 
-/// What a reversal cost.
+/// The work and memory a reversal used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReverseStats {
     /// Forward steps run by `Advance` actions.

@@ -15,7 +15,7 @@ fn bits(values: &[f64]) -> Vec<u64> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
-/// A noisy linear regression problem: 64 samples, 5 features, 2 outputs.
+/// Builds a noisy linear regression problem: 64 samples, 5 features, 2 outputs.
 fn regression_data() -> Dataset {
     let mut rng = ShuffleRng::from_seed(11);
     let inputs = Array2::from_shape_fn((64, 5), |_| rng.uniform() - 0.5);

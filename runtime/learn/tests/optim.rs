@@ -300,6 +300,19 @@ fn readout_rank_deficient_gives_minimum_norm() {
 }
 
 #[test]
+fn readout_with_fewer_samples_than_features() {
+    // With 3 features and 2 samples the fit interpolates: V = Y (HᵀH)⁻¹ Hᵀ = [0, 1, 1] by hand.
+    let hidden = array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
+    let targets = array![[1.0, 2.0]];
+    let fitted = fit_linear_readout(hidden.view(), targets.view(), 0.0).unwrap();
+    let expected = array![[0.0, 1.0, 1.0]];
+    let error = (&fitted - &expected)
+        .iter()
+        .fold(0.0f64, |m, e| m.max(e.abs()));
+    assert!(error < 1e-14, "fitted {fitted}");
+}
+
+#[test]
 fn readout_ridge_matches_normal_equations() {
     // V = Y Hᵀ (H Hᵀ + λ I)⁻¹, solved here by hand for a 2 × 3 hidden matrix.
     let hidden = array![[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]];

@@ -8,7 +8,7 @@ use npdec_learn::revolve::{
     snapshots_for_memory, Action, ReverseError,
 };
 
-/// The minimal number of forward steps by exhaustive dynamic programming over every first split,
+/// Computes the minimal number of forward steps by exhaustive dynamic programming over every first split,
 /// independent of the closed form: `F(1, s) = 0`, `F(l, 0) = ∞` for `l > 1`, and
 /// `F(l, s) = min_j j + F(l − j, s − 1) + F(j, s)`.
 fn brute_force_table(max_steps: usize, max_snapshots: usize) -> Vec<Vec<u64>> {
