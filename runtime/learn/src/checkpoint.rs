@@ -11,13 +11,15 @@
 //! | `H` | header: UTF-8 JSON, described below |
 //! | rest | payload: every array's values as little-endian IEEE 754 f64, one array after another |
 //!
-//! The header contains `format` (`"npdec-checkpoint"`), `version` (1), `epoch`, `rng` (the
-//! [`RngState`] or null), `metadata` (any JSON the caller stores, e.g. the metrics history),
-//! `optimizer` (its kind and scalar settings, e.g. `{"kind": "adam", "learning_rate": …,
-//! "step_count": …}`), `arrays` (for each array its `name`, `shape` and `offset` in values from
-//! the payload start; parameter arrays are named `parameter/NAME`, optimizer arrays
-//! `optimizer/NAME`), `payload_bytes` and `payload_crc32` (CRC-32 of the payload, IEEE
-//! polynomial).
+//! The header is a JSON object with these fields:
+//! - `format`: `"npdec-checkpoint"`, and `version`: 1;
+//! - `epoch`, `rng` (the [`RngState`] or null) and `metadata` (any JSON the caller stores, such
+//!   as the metrics history);
+//! - `optimizer`: its kind and scalar settings, e.g. `{"kind": "adam", "learning_rate": …,
+//!   "step_count": …}`;
+//! - `arrays`: the `name`, `shape` and `offset` (in values from the payload start) of each array.
+//!   Parameter arrays are named `parameter/NAME` and optimizer vectors `optimizer/NAME`;
+//! - `payload_bytes` and `payload_crc32` (CRC-32 of the payload, IEEE polynomial).
 //!
 //! Arrays travel in binary so that every value, NaN included, survives exactly. Scalars in the
 //! header are exact too, because serde_json is built with `float_roundtrip`.

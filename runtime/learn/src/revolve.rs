@@ -9,7 +9,7 @@
 //!
 //! With `s` slots, the minimal number of forward steps to reverse `l` steps is
 //! `t(l, s) = r·l − C(s + r, s + 1)`, where `r` is the unique integer with
-//! `C(s + r − 1, s) < l ≤ C(s + r, s)`; each step is recomputed at most `r` times. The schedule
+//! `C(s + r − 1, s) < l ≤ C(s + r, s)`. No step runs forward more than `r` times. The schedule
 //! splits the range at the point that minimizes `j + t(l − j, s − 1) + t(j, s)`: advance `j`
 //! steps, store that state, reverse the tail with one slot fewer, then reverse the head. That
 //! function of `j` is convex, so a binary search finds the split.

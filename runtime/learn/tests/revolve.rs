@@ -124,6 +124,37 @@ fn forward_steps_equal_binomial_optimum() {
 }
 
 #[test]
+fn no_step_runs_forward_more_than_r_times() {
+    for steps in 2..=120 {
+        for snapshots in 1..=6 {
+            // r is the smallest integer with C(s + r, s) ≥ l.
+            let (mut r, mut binomial) = (0u64, 1u64);
+            while binomial < steps as u64 {
+                r += 1;
+                binomial = binomial * (snapshots as u64 + r) / r;
+            }
+            let mut runs = vec![0u64; steps];
+            reverse_with_checkpoints(
+                (),
+                steps,
+                snapshots,
+                |i, _| {
+                    runs[i] += 1;
+                    Ok::<(), ()>(())
+                },
+                |_, _| Ok(()),
+            )
+            .unwrap();
+            let most = runs.iter().copied().max().unwrap();
+            assert!(
+                most <= r,
+                "{steps} steps, {snapshots} snapshots: a step ran {most} times, r = {r}"
+            );
+        }
+    }
+}
+
+#[test]
 fn live_states_never_exceed_snapshots_plus_working() {
     for (steps, snapshots) in [(1, 1), (10, 1), (10, 3), (50, 4), (200, 8), (64, 64)] {
         let alive = Rc::new(Cell::new(0));
