@@ -5,6 +5,7 @@
 
 mod check;
 mod explain;
+mod run;
 mod terminal;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,23 @@ enum Command {
         #[arg(long, value_enum, default_value_t = check::Format::Human)]
         format: check::Format,
     },
+    /// Run a model's tasks, evaluate its expectations and write the results.
+    #[command(
+        after_help = "Examples:\n  npdec run examples/heat1d.npde\n  npdec run examples/wave2d.npde --out results/wave --precision f32"
+    )]
+    Run {
+        /// The model file.
+        file: PathBuf,
+        /// Output folder [default: out/<model name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Refuse a time step above the stability limit of an explicit scheme instead of warning.
+        #[arg(long)]
+        strict: bool,
+        /// Floating-point precision of the computation.
+        #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
+        precision: PrecisionArg,
+    },
     /// Run the language server on standard input and output, for editors.
     #[command(
         after_help = "Example (Neovim):\n  vim.lsp.start({ name = 'npdec', cmd = { 'npdec', 'lsp' } })"
@@ -51,12 +69,33 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PrecisionArg {
+    F32,
+    F64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     terminal::init_logging(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format, cli.quiet),
         Command::Explain { code } => explain::run(&code),
+        Command::Run {
+            file,
+            out,
+            strict,
+            precision,
+        } => run::run(&run::RunArgs {
+            file,
+            out,
+            strict,
+            precision: match precision {
+                PrecisionArg::F32 => npdec_runtime::Precision::F32,
+                PrecisionArg::F64 => npdec_runtime::Precision::F64,
+            },
+            quiet: cli.quiet,
+        }),
         Command::Lsp => npdec_lsp::run_stdio()
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| format!("language server failed: {e}")),

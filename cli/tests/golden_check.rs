@@ -132,7 +132,10 @@ fn every_code_has_an_invalid_program() {
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", golden.display()));
         // Each rendered diagnostic starts with its code in brackets, as in `[E0100] Error: ...`.
         for line in text.lines() {
-            if let Some(code) = line.strip_prefix('[').and_then(|rest| rest.split(']').next()) {
+            if let Some(code) = line
+                .strip_prefix('[')
+                .and_then(|rest| rest.split(']').next())
+            {
                 found.insert(code.to_string());
             }
         }

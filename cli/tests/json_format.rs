@@ -6,7 +6,9 @@ use std::process::Command;
 
 #[test]
 fn json_output_has_editor_fields() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
     let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
         .args([
             "check",

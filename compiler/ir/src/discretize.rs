@@ -1452,8 +1452,15 @@ fn split_equation(
     }
     let mut laplace = (0.0, 0.0);
     let mut rate: Option<Expr> = None;
-    for term in &equation.terms {
-        let term = simplify(&term.expr);
+    // A library function such as `1i * (0.5 * laplace(u) - V * u)` is one term of the equation;
+    // distributing products over sums exposes its Laplacian and pointwise parts.
+    let expanded: Vec<Expr> = equation
+        .terms
+        .iter()
+        .flat_map(|t| expand_products(&simplify(&t.expr)))
+        .collect();
+    for term in expanded {
+        let term = simplify(&term);
         if let Some((re, im)) = laplace_coefficient(&term, field) {
             laplace = (laplace.0 + re, laplace.1 + im);
             continue;
@@ -1494,6 +1501,45 @@ fn split_equation(
         im: laplace.1,
     };
     Some((simplify(&rate.unwrap_or(Expr::Real(0.0))), Some(spectral)))
+}
+
+/// Rewrites an expression as a list of summands by distributing products and quotients over sums:
+/// `c * (a - b)` becomes `[c * a, -(c * b)]`. Only `+`, `-`, `*` and `/` by a non-sum are expanded.
+fn expand_products(expr: &Expr) -> Vec<Expr> {
+    let negate = |terms: Vec<Expr>| {
+        terms
+            .into_iter()
+            .map(|t| Expr::Unary(UnaryOp::Neg, Box::new(t)))
+            .collect::<Vec<_>>()
+    };
+    match expr {
+        Expr::Binary(BinaryOp::Add, a, b) => {
+            let mut terms = expand_products(a);
+            terms.extend(expand_products(b));
+            terms
+        }
+        Expr::Binary(BinaryOp::Sub, a, b) => {
+            let mut terms = expand_products(a);
+            terms.extend(negate(expand_products(b)));
+            terms
+        }
+        Expr::Unary(UnaryOp::Neg, a) => negate(expand_products(a)),
+        Expr::Binary(BinaryOp::Mul, a, b) => {
+            let (left, right) = (expand_products(a), expand_products(b));
+            let mut terms = Vec::with_capacity(left.len() * right.len());
+            for x in &left {
+                for y in &right {
+                    terms.push(Expr::binary(BinaryOp::Mul, x.clone(), y.clone()));
+                }
+            }
+            terms
+        }
+        Expr::Binary(BinaryOp::Div, a, b) => expand_products(a)
+            .into_iter()
+            .map(|x| Expr::binary(BinaryOp::Div, x, (**b).clone()))
+            .collect(),
+        other => vec![other.clone()],
+    }
 }
 
 fn term_span(equation: &npdec_symbolic::Equation, term: &Expr) -> Span {

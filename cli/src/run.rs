@@ -1,0 +1,100 @@
+//! `npdec run`: check a model, run its tasks, evaluate its expectations and write the results.
+
+use crate::terminal;
+use npdec_diagnostics::{render, Diagnostic, RenderOptions, SourceMap};
+use npdec_runtime::{run_model, Precision, RunOptions, StabilityPolicy};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Options of `npdec run` that the command line sets.
+pub struct RunArgs {
+    pub file: PathBuf,
+    pub out: Option<PathBuf>,
+    pub strict: bool,
+    pub precision: Precision,
+    pub quiet: bool,
+}
+
+pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
+    let (sources, checked) = npdec_sema::check_path(&args.file)
+        .map_err(|e| format!("cannot read `{}`: {e}", args.file.display()))?;
+    print_diagnostics(&checked.diagnostics, &sources, args.quiet);
+    let Some(model) = checked.model else {
+        let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+        terminal::print_error(&format!(
+            "`{}` has {errors} error{}; nothing was run",
+            args.file.display(),
+            if errors == 1 { "" } else { "s" }
+        ));
+        return Ok(ExitCode::from(1));
+    };
+
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join(&model.name));
+    let options = RunOptions {
+        out_dir: Some(out_dir.clone()),
+        precision: args.precision,
+        stability: if args.strict {
+            StabilityPolicy::Strict
+        } else {
+            StabilityPolicy::Warn
+        },
+    };
+    let report = match run_model(&model, &options) {
+        Ok(report) => report,
+        Err(diagnostics) => {
+            print_diagnostics(&diagnostics, &sources, false);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print_diagnostics(&report.warnings, &sources, args.quiet);
+
+    for task in &report.tasks {
+        if !args.quiet {
+            eprintln!(
+                "solved with {} in {} steps of dt = {:e} to t = {} ({:.2} s)",
+                task.scheme, task.steps, task.dt, task.final_time, task.wall_time_seconds
+            );
+        }
+    }
+    for expect in &report.expects {
+        let verdict = if expect.passed { "passed" } else { "FAILED" };
+        if !args.quiet || !expect.passed {
+            eprintln!(
+                "expect {}: {verdict} (value {:e})",
+                expect.text, expect.value
+            );
+        }
+    }
+    if !args.quiet {
+        eprintln!(
+            "wrote {} files to {}",
+            report.outputs.len(),
+            out_dir.display()
+        );
+    }
+    if report.all_passed() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let failed = report.expects.iter().filter(|e| !e.passed).count();
+        terminal::print_error(&format!(
+            "{failed} expectation{} failed",
+            if failed == 1 { "" } else { "s" }
+        ));
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic], sources: &SourceMap, quiet: bool) {
+    let options = RenderOptions {
+        color: terminal::stderr_color(),
+    };
+    for diagnostic in diagnostics {
+        if quiet && !diagnostic.is_error() {
+            continue;
+        }
+        eprint!("{}", render(diagnostic, sources, options));
+    }
+}

@@ -1,0 +1,76 @@
+//! `docs/diagnostics.md`: every code has a section whose example program reports that code.
+
+use npdec_diagnostics::{Code, SourceMap};
+use npdec_sema::CheckOptions;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+const CATALOGUE: &str = include_str!("../../docs/diagnostics.md");
+
+/// Returns the body of the first ```npde block after `marker` in `section`.
+fn npde_block_after<'a>(section: &'a str, marker: &str) -> Option<&'a str> {
+    let after_marker = &section[section.find(marker)? + marker.len()..];
+    let body = &after_marker[after_marker.find("```npde\n")? + "```npde\n".len()..];
+    Some(&body[..body.find("```")?])
+}
+
+#[test]
+fn every_code_has_a_section() {
+    for code in Code::ALL {
+        let heading = format!("\n## {}: {}\n", code.as_str(), code.summary());
+        assert!(
+            CATALOGUE.contains(&heading),
+            "docs/diagnostics.md has no heading `{}`",
+            heading.trim()
+        );
+        let section = code.explanation().expect("the section exists").text;
+        assert!(section.contains("**Example**"), "{code}: no **Example**");
+        assert!(section.contains("**Fix**"), "{code}: no **Fix**");
+        assert!(
+            npde_block_after(section, "**Fix**").is_some(),
+            "{code}: the fix has no ```npde block"
+        );
+    }
+}
+
+#[test]
+fn every_section_is_a_known_code() {
+    for line in CATALOGUE.lines().filter(|l| l.starts_with("## ")) {
+        let code = line[3..].split(':').next().unwrap_or_default();
+        assert!(
+            code.parse::<Code>().is_ok(),
+            "docs/diagnostics.md documents `{code}`, which is not in Code::ALL"
+        );
+    }
+}
+
+#[test]
+fn every_example_reports_its_code() {
+    // Examples name data files as if they sat in `examples/`, next to `examples/data`.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .join("examples");
+    let options = CheckOptions {
+        base_dir: Some(examples),
+    };
+    let mut failures = Vec::new();
+    for code in Code::ALL {
+        let section = code.explanation().expect("the section exists").text;
+        let Some(program) = npde_block_after(section, "**Example**") else {
+            failures.push(format!("{code}: the example has no ```npde block"));
+            continue;
+        };
+        let mut sources = SourceMap::new();
+        let file = sources.add(format!("{code}.npde"), program);
+        let checked = npdec_sema::check(&mut sources, file, &options);
+        let reported: BTreeSet<Code> = checked.diagnostics.iter().map(|d| d.code).collect();
+        if reported != BTreeSet::from([*code]) {
+            failures.push(format!(
+                "{code}: the example reports {:?}, expected only {code}",
+                reported.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,97 @@
+//! `npdec run` on every solve example: exit 0, every expectation passed, and the promised files.
+
+use std::path::Path;
+use std::process::Command;
+
+const SOLVE_EXAMPLES: &[&str] = &[
+    "heat1d",
+    "heat2d",
+    "advection1d",
+    "burgers1d",
+    "fisher_kpp",
+    "gray_scott",
+    "schrodinger1d",
+    "paraxial_beam",
+    "wave2d",
+    "helmholtz2d",
+];
+
+#[test]
+fn every_solve_example_passes_its_expectations() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let out_root = std::env::temp_dir().join(format!("npdec-run-examples-{}", std::process::id()));
+    for name in SOLVE_EXAMPLES {
+        let model = root.join("examples").join(format!("{name}.npde"));
+        let out = out_root.join(name);
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .args([
+                "run",
+                model.to_str().expect("utf-8 path"),
+                "--out",
+                out.to_str().expect("utf-8 path"),
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("npdec runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{name} failed:\n{stderr}");
+
+        let summary: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("summary.json")).expect("summary.json is written"),
+        )
+        .expect("valid JSON");
+        assert_eq!(summary["model"], *name);
+        let expects = summary["expects"].as_array().expect("expects is a list");
+        assert!(!expects.is_empty(), "{name} has no expectations");
+        for expect in expects {
+            assert_eq!(expect["passed"], true, "{name}: {expect}");
+            assert!(expect["text"].is_string() && expect["value"].is_number());
+        }
+        assert!(summary["metrics"].is_object());
+        let files: Vec<String> = std::fs::read_dir(&out)
+            .expect("output folder")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            files.iter().any(|f| f.ends_with(".npy")),
+            "{name}: no snapshot in {files:?}"
+        );
+        assert!(
+            files.iter().any(|f| f.ends_with(".png")),
+            "{name}: no plot in {files:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out_root);
+}
+
+#[test]
+fn failed_expectation_exits_with_one() {
+    let folder = std::env::temp_dir().join(format!("npdec-run-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).expect("temporary folder");
+    let model = folder.join("strict.npde");
+    std::fs::write(
+        &model,
+        "grid x in [0, 1] points 21\nfield u(x)\nequation heat: dt(u) = laplace(u)\nboundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve heat using rk4(dt = 1e-4) until 0.01\nexpect max(u) < 0.5\n",
+    )
+    .expect("write model");
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "--out",
+            folder.join("out").to_str().unwrap(),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("npdec runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("expect max(u) < 0.5: FAILED"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("out/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["expects"][0]["passed"], false);
+    let _ = std::fs::remove_dir_all(&folder);
+}
