@@ -377,6 +377,7 @@ impl<'m> Lowerer<'m> {
             | Expr::Param(_)
             | Expr::Input(_)
             | Expr::Label(_)
+            | Expr::Sequence(_)
             | Expr::Unary(..)
             | Expr::Binary(..)
             | Expr::Call(..)
@@ -474,7 +475,7 @@ impl<'m> Lowerer<'m> {
                 input_leaf(inputs, node, Some(*channel))
             }
             Expr::Param(param) => return self.lower_param(*param, target, inputs),
-            Expr::Input(_) | Expr::Label(_) => {
+            Expr::Input(_) | Expr::Label(_) | Expr::Sequence(_) => {
                 self.error(
                     Code::E0207,
                     "data input used in a solve",
@@ -1380,7 +1381,8 @@ pub fn field_degree(expr: &Expr, fields: &[FieldId]) -> Option<u32> {
         | Expr::Time
         | Expr::Param(_)
         | Expr::Input(_)
-        | Expr::Label(_) => Some(0),
+        | Expr::Label(_)
+        | Expr::Sequence(_) => Some(0),
         Expr::Unary(UnaryOp::Neg, a) => degree(a),
         Expr::Binary(op, a, b) => {
             let (da, db) = (degree(a)?, degree(b)?);

@@ -25,7 +25,8 @@ pub fn simplify(expr: &Expr) -> Expr {
         | Expr::Channel(..)
         | Expr::Param(_)
         | Expr::Input(_)
-        | Expr::Label(_) => expr.clone(),
+        | Expr::Label(_)
+        | Expr::Sequence(_) => expr.clone(),
         Expr::Unary(UnaryOp::Neg, a) => simplify_negation(simplify(a)),
         Expr::Binary(op, a, b) => simplify_binary(*op, simplify(a), simplify(b)),
         Expr::Call(function, args) => simplify_call(*function, args.iter().map(simplify).collect()),

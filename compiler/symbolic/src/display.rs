@@ -22,6 +22,7 @@ impl Model {
             Expr::Param(param) => (self.param(*param).name.clone(), 5),
             Expr::Input(data) => (format!("{}.input", self.data[data.0].name), 5),
             Expr::Label(data) => (format!("{}.label", self.data[data.0].name), 5),
+            Expr::Sequence(data) => (format!("{}.sequence", self.data[data.0].name), 5),
             Expr::Unary(UnaryOp::Neg, a) => (format!("-{}", self.format(a, 4)), 3),
             Expr::Binary(op, a, b) => {
                 let (symbol, precedence, right_extra) = match op {

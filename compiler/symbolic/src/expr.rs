@@ -111,6 +111,10 @@ pub enum Expr {
     Input(DataId),
     /// The label of the current sample (training only).
     Label(DataId),
+    /// The current sample read as a sequence, one slice per time step: a sample of shape
+    /// `[rows, features…]` gives row `n` at step `n` (training only; the rows of an image feed a
+    /// recurrent network).
+    Sequence(DataId),
     Unary(UnaryOp, Box<Expr>),
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     Call(Function, Vec<Expr>),
@@ -163,7 +167,8 @@ impl Expr {
             | Expr::Channel(..)
             | Expr::Param(_)
             | Expr::Input(_)
-            | Expr::Label(_) => {}
+            | Expr::Label(_)
+            | Expr::Sequence(_) => {}
             Expr::Unary(_, a) | Expr::Laplace(a) | Expr::Reduce(_, a) => a.walk(visit),
             Expr::Derivative { operand, .. } | Expr::Convolution { operand, .. } => {
                 operand.walk(visit)
