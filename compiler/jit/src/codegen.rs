@@ -1,0 +1,724 @@
+//! Cranelift code generation of box kernels: loop nests that evaluate [`Kexpr`]s over a box of grid
+//! points and store the results.
+//!
+//! Every kernel has the C signature
+//! `void kernel(void *const *buffers, double time, int64_t start, int64_t end)`: `buffers` holds the
+//! base pointer of every buffer of the plan, and `start..end` is the range of the outermost axis, so
+//! callers split a sweep across threads by rows. The innermost axis runs on F32X4/F64X2 lanes where
+//! the expression allows it, with a scalar loop for the remainder. Loads of a kernel whose output is
+//! a different buffer are marked read-only: the plan never lets a sweep read the buffer it writes,
+//! and the flag lets Cranelift move loads across stores.
+//!
+//! The same generator serves the JIT (`cranelift-jit`) and object files (`cranelift-object`), through
+//! the [`Module`] trait.
+
+use crate::kexpr::{Arithmetic, Intrinsic, Kexpr, MathFunction};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, InstBuilder, MemFlagsData, Signature, Type, Value,
+};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{FuncId, Linkage, Module};
+use npdec_symbolic::CompareOp;
+use std::collections::{BTreeSet, HashMap};
+
+/// The floating-point type of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    pub fn scalar(self) -> Type {
+        match self {
+            Precision::F32 => types::F32,
+            Precision::F64 => types::F64,
+        }
+    }
+
+    pub fn vector(self) -> Type {
+        match self {
+            Precision::F32 => types::F32X4,
+            Precision::F64 => types::F64X2,
+        }
+    }
+
+    /// Returns the number of lanes of a 128-bit vector.
+    pub fn lanes(self) -> i64 {
+        match self {
+            Precision::F32 => 4,
+            Precision::F64 => 2,
+        }
+    }
+
+    /// Returns the size of one element in bytes.
+    pub fn bytes(self) -> i64 {
+        match self {
+            Precision::F32 => 4,
+            Precision::F64 => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "float",
+            Precision::F64 => "double",
+        }
+    }
+}
+
+/// The layout of one buffer: `channels` planes of a row-major array with the given extents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferLayout {
+    pub channels: usize,
+    pub extents: Vec<usize>,
+}
+
+impl BufferLayout {
+    /// Returns the number of elements.
+    pub fn len(&self) -> usize {
+        self.channels * self.extents.iter().product::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the distance in elements between channels and between neighbours along each axis.
+    pub fn strides(&self) -> (i64, Vec<i64>) {
+        let mut strides = vec![1i64; self.extents.len()];
+        for a in (0..self.extents.len().saturating_sub(1)).rev() {
+            strides[a] = strides[a + 1] * self.extents[a + 1] as i64;
+        }
+        let plane: i64 = self.extents.iter().map(|e| *e as i64).product();
+        (plane, strides)
+    }
+}
+
+/// One kernel: for every point `i` of `region` and every `(channel, expr)`, store `expr(i)` into
+/// `output[channel, i + output_shift]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelSpec {
+    pub name: String,
+    pub output: usize,
+    pub output_shift: Vec<isize>,
+    /// Per axis of the kernel frame, the half-open range of indices. The range of axis 0 is the
+    /// default for the `start..end` arguments.
+    pub region: Vec<(isize, isize)>,
+    pub channels: Vec<(usize, Kexpr)>,
+    /// True when the kernel never reads the buffer it writes.
+    pub readonly_inputs: bool,
+}
+
+impl KernelSpec {
+    pub fn rank(&self) -> usize {
+        self.region.len()
+    }
+
+    /// Returns the number of points times channels the kernel writes.
+    pub fn work(&self) -> usize {
+        let points: usize = self
+            .region
+            .iter()
+            .map(|(lo, hi)| (hi - lo).max(0) as usize)
+            .product();
+        points * self.channels.len()
+    }
+}
+
+/// Options of code generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodegenOptions {
+    /// Use 128-bit vectors in the innermost loop where the expression allows it.
+    pub simd: bool,
+}
+
+impl Default for CodegenOptions {
+    fn default() -> Self {
+        CodegenOptions { simd: true }
+    }
+}
+
+/// Returns the signature every kernel has.
+pub fn kernel_signature<M: Module>(module: &M) -> Signature {
+    let pointer = module.target_config().pointer_type();
+    let mut signature = module.make_signature();
+    signature.params.push(AbiParam::new(pointer));
+    signature.params.push(AbiParam::new(types::F64));
+    signature.params.push(AbiParam::new(types::I64));
+    signature.params.push(AbiParam::new(types::I64));
+    signature
+}
+
+/// Returns the math functions a set of expressions calls.
+pub fn math_functions<'a>(exprs: impl IntoIterator<Item = &'a Kexpr>) -> BTreeSet<MathFunction> {
+    let mut functions = BTreeSet::new();
+    for expr in exprs {
+        expr.walk(&mut |e| {
+            if let Kexpr::Call(f, _) = e {
+                functions.insert(*f);
+            }
+        });
+    }
+    functions
+}
+
+/// Declares and defines one kernel in `module`.
+pub fn define_kernel<M: Module>(
+    module: &mut M,
+    context: &mut Context,
+    builder_context: &mut FunctionBuilderContext,
+    spec: &KernelSpec,
+    layouts: &[BufferLayout],
+    precision: Precision,
+    options: CodegenOptions,
+) -> Result<FuncId, String> {
+    let signature = kernel_signature(module);
+    let id = module
+        .declare_function(&spec.name, Linkage::Export, &signature)
+        .map_err(|e| e.to_string())?;
+
+    // Import the math functions before building, so the builder only borrows the function.
+    let mut imports = HashMap::new();
+    for function in math_functions(spec.channels.iter().map(|(_, e)| e)) {
+        let mut call_signature = module.make_signature();
+        for _ in 0..function.arity() {
+            call_signature
+                .params
+                .push(AbiParam::new(precision.scalar()));
+        }
+        call_signature
+            .returns
+            .push(AbiParam::new(precision.scalar()));
+        let name = function.symbol(precision == Precision::F32);
+        let import = module
+            .declare_function(name, Linkage::Import, &call_signature)
+            .map_err(|e| e.to_string())?;
+        imports.insert(function, import);
+    }
+
+    let frontend_config = module.isa().frontend_config();
+    context.func.signature = signature;
+    context.func.name = cranelift_codegen::ir::UserFuncName::user(0, id.as_u32());
+    {
+        let mut builder = FunctionBuilder::new(&mut context.func, builder_context);
+        let mut function_refs = HashMap::new();
+        for (function, import) in &imports {
+            function_refs.insert(
+                *function,
+                module.declare_func_in_func(*import, builder.func),
+            );
+        }
+        let mut emitter = Emitter::new(
+            &mut builder,
+            spec,
+            layouts,
+            precision,
+            options,
+            function_refs,
+        )?;
+        emitter.body()?;
+        builder.seal_all_blocks();
+        builder.finalize(frontend_config);
+    }
+    module
+        .define_function(id, context)
+        .map_err(|e| format!("{e:?}"))?;
+    module.clear_context(context);
+    Ok(id)
+}
+
+/// Whether an expression is evaluated on one element or on a vector of lanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Lanes {
+    One,
+    Vector,
+}
+
+struct Emitter<'a, 'b> {
+    builder: &'a mut FunctionBuilder<'b>,
+    spec: &'a KernelSpec,
+    layouts: &'a [BufferLayout],
+    precision: Precision,
+    options: CodegenOptions,
+    functions: HashMap<MathFunction, cranelift_codegen::ir::FuncRef>,
+    /// Base pointers of the buffers, loaded in the entry block.
+    bases: HashMap<usize, Value>,
+    /// Loop-invariant values hoisted into the entry block, by lanes: constants, uniforms, time.
+    constants: HashMap<(u64, Lanes), Value>,
+    uniforms: HashMap<(usize, usize, Lanes), Value>,
+    time: HashMap<Lanes, Value>,
+    /// Loop indices of the current point, one per enclosing axis.
+    indices: Vec<Value>,
+    /// Row pointers of `(buffer, channel)` at the current row, for offset 0 along every axis.
+    rows: HashMap<(usize, usize), Value>,
+    /// The byte offset of the innermost index.
+    column_bytes: Option<Value>,
+    load_flags: MemFlagsData,
+    store_flags: MemFlagsData,
+    start: Value,
+    end: Value,
+}
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    fn new(
+        builder: &'a mut FunctionBuilder<'b>,
+        spec: &'a KernelSpec,
+        layouts: &'a [BufferLayout],
+        precision: Precision,
+        options: CodegenOptions,
+        functions: HashMap<MathFunction, cranelift_codegen::ir::FuncRef>,
+    ) -> Result<Self, String> {
+        let mut load = MemFlagsData::new().with_notrap();
+        if spec.readonly_inputs {
+            load = load.with_readonly();
+        }
+        let load_flags = load;
+        let store_flags = MemFlagsData::new().with_notrap();
+        let entry = builder.create_block();
+        builder.append_block_params_for_function_params(entry);
+        builder.switch_to_block(entry);
+        let params = builder.block_params(entry).to_vec();
+        let [buffers, time, start, end] = params[..] else {
+            return Err("kernel signature has four parameters".into());
+        };
+        let mut emitter = Emitter {
+            builder,
+            spec,
+            layouts,
+            precision,
+            options,
+            functions,
+            bases: HashMap::new(),
+            constants: HashMap::new(),
+            uniforms: HashMap::new(),
+            time: HashMap::new(),
+            indices: Vec::new(),
+            rows: HashMap::new(),
+            column_bytes: None,
+            load_flags,
+            store_flags,
+            start,
+            end,
+        };
+        emitter.hoist(buffers, time)?;
+        Ok(emitter)
+    }
+
+    fn vectorized(&self) -> bool {
+        let rank = self.spec.rank();
+        self.options.simd
+            && rank > 0
+            && self
+                .spec
+                .channels
+                .iter()
+                .all(|(_, e)| e.vectorizable(rank - 1))
+    }
+
+    /// Loads base pointers and evaluates every loop-invariant leaf in the entry block.
+    fn hoist(&mut self, buffers: Value, time: Value) -> Result<(), String> {
+        let mut used = BTreeSet::new();
+        used.insert(self.spec.output);
+        let mut constants = BTreeSet::new();
+        let mut uniforms = BTreeSet::new();
+        let mut uses_time = false;
+        for (_, expr) in &self.spec.channels {
+            expr.walk(&mut |e| match e {
+                Kexpr::Load { buffer, .. } => {
+                    used.insert(*buffer);
+                }
+                Kexpr::Uniform { buffer, index } => {
+                    used.insert(*buffer);
+                    uniforms.insert((*buffer, *index));
+                }
+                Kexpr::Const(c) => {
+                    constants.insert(c.to_bits());
+                }
+                Kexpr::Time => uses_time = true,
+                Kexpr::Coordinate { .. }
+                | Kexpr::Unary(..)
+                | Kexpr::Binary(..)
+                | Kexpr::Call(..)
+                | Kexpr::Select { .. } => {}
+            });
+        }
+        let pointer = types::I64;
+        let plain = MemFlagsData::new().with_notrap().with_readonly();
+        for buffer in used {
+            if buffer >= self.layouts.len() {
+                return Err(format!(
+                    "kernel `{}` reads buffer {buffer}, which does not exist",
+                    self.spec.name
+                ));
+            }
+            let offset = i32::try_from(buffer * 8).map_err(|_| "too many buffers".to_string())?;
+            let base = self.builder.ins().load(pointer, plain, buffers, offset);
+            self.bases.insert(buffer, base);
+        }
+        let vector = self.vectorized();
+        let lanes: &[Lanes] = if vector {
+            &[Lanes::One, Lanes::Vector]
+        } else {
+            &[Lanes::One]
+        };
+        for bits in constants {
+            let scalar = self.scalar_constant(f64::from_bits(bits));
+            for l in lanes {
+                let value = self.widen(scalar, *l);
+                self.constants.insert((bits, *l), value);
+            }
+        }
+        for (buffer, index) in uniforms {
+            let offset = i32::try_from(index as i64 * self.precision.bytes())
+                .map_err(|_| "tensor too large".to_string())?;
+            let scalar = self.builder.ins().load(
+                self.precision.scalar(),
+                self.load_flags,
+                self.bases[&buffer],
+                offset,
+            );
+            for l in lanes {
+                let value = self.widen(scalar, *l);
+                self.uniforms.insert((buffer, index, *l), value);
+            }
+        }
+        if uses_time {
+            let scalar = self.to_precision(time);
+            for l in lanes {
+                let value = self.widen(scalar, *l);
+                self.time.insert(*l, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn scalar_constant(&mut self, value: f64) -> Value {
+        match self.precision {
+            Precision::F32 => self.builder.ins().f32const(value as f32),
+            Precision::F64 => self.builder.ins().f64const(value),
+        }
+    }
+
+    fn to_precision(&mut self, value: Value) -> Value {
+        match self.precision {
+            Precision::F32 => self.builder.ins().fdemote(types::F32, value),
+            Precision::F64 => value,
+        }
+    }
+
+    fn widen(&mut self, scalar: Value, lanes: Lanes) -> Value {
+        match lanes {
+            Lanes::One => scalar,
+            Lanes::Vector => self.builder.ins().splat(self.precision.vector(), scalar),
+        }
+    }
+
+    fn iconst(&mut self, value: i64) -> Value {
+        self.builder.ins().iconst(types::I64, value)
+    }
+
+    fn body(&mut self) -> Result<(), String> {
+        let channels = self.spec.channels.clone();
+        for (channel, expr) in &channels {
+            if self.spec.rank() == 0 {
+                self.rows.clear();
+                self.point(*channel, expr, Lanes::One)?;
+            } else {
+                self.axis(0, *channel, expr)?;
+            }
+        }
+        self.builder.ins().return_(&[]);
+        Ok(())
+    }
+
+    /// Emits the loop over axis `a` and everything inside it.
+    fn axis(&mut self, a: usize, channel: usize, expr: &Kexpr) -> Result<(), String> {
+        let rank = self.spec.rank();
+        let (lo, hi) = if a == 0 {
+            (self.start, self.end)
+        } else {
+            let (lo, hi) = self.spec.region[a];
+            (self.iconst(lo as i64), self.iconst(hi as i64))
+        };
+        if a + 1 == rank {
+            return self.innermost(lo, hi, channel, expr);
+        }
+        let header = self.builder.create_block();
+        let body = self.builder.create_block();
+        let exit = self.builder.create_block();
+        let index = self.builder.append_block_param(header, types::I64);
+        self.builder.ins().jump(header, &[BlockArg::Value(lo)]);
+        self.builder.switch_to_block(header);
+        let more = self.builder.ins().icmp(IntCC::SignedLessThan, index, hi);
+        self.builder.ins().brif(more, body, &[], exit, &[]);
+        self.builder.switch_to_block(body);
+        self.indices.push(index);
+        self.axis(a + 1, channel, expr)?;
+        self.indices.pop();
+        let one = self.iconst(1);
+        let next = self.builder.ins().iadd(index, one);
+        self.builder.ins().jump(header, &[BlockArg::Value(next)]);
+        self.builder.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Computes the row pointer of `(buffer, channel)` for the current outer indices.
+    fn row(&mut self, buffer: usize, channel: usize) -> Value {
+        if let Some(row) = self.rows.get(&(buffer, channel)) {
+            return *row;
+        }
+        let (plane, strides) = self.layouts[buffer].strides();
+        let rank = self.spec.rank();
+        let mut elements = self.iconst(channel as i64 * plane);
+        for a in 0..rank.saturating_sub(1) {
+            let index = self.indices[a];
+            let stride = self.iconst(strides[a]);
+            let term = self.builder.ins().imul(index, stride);
+            elements = self.builder.ins().iadd(elements, term);
+        }
+        let size = self.iconst(self.precision.bytes());
+        let bytes = self.builder.ins().imul(elements, size);
+        let row = self.builder.ins().iadd(self.bases[&buffer], bytes);
+        self.rows.insert((buffer, channel), row);
+        row
+    }
+
+    /// Returns the constant byte displacement of `offset` in `buffer`.
+    fn displacement(&self, buffer: usize, offset: &[isize]) -> Result<i32, String> {
+        let (_, strides) = self.layouts[buffer].strides();
+        let elements: i64 = offset
+            .iter()
+            .zip(&strides)
+            .map(|(o, s)| *o as i64 * s)
+            .sum();
+        i32::try_from(elements * self.precision.bytes())
+            .map_err(|_| format!("offset {offset:?} too large for a load"))
+    }
+
+    /// Emits the innermost loop: vector lanes while a whole vector fits, then single elements.
+    fn innermost(
+        &mut self,
+        lo: Value,
+        hi: Value,
+        channel: usize,
+        expr: &Kexpr,
+    ) -> Result<(), String> {
+        self.rows.clear();
+        let vector = self.vectorized();
+        let scalar_header = self.builder.create_block();
+        let scalar_body = self.builder.create_block();
+        let exit = self.builder.create_block();
+        let scalar_index = self.builder.append_block_param(scalar_header, types::I64);
+
+        // The row pointers only depend on the outer indices: compute them before the loops.
+        let mut buffers = BTreeSet::new();
+        expr.walk(&mut |e| {
+            if let Kexpr::Load {
+                buffer, channel, ..
+            } = e
+            {
+                buffers.insert((*buffer, *channel));
+            }
+        });
+        buffers.insert((self.spec.output, channel));
+        for (buffer, c) in buffers {
+            self.row(buffer, c);
+        }
+
+        if vector {
+            let vector_header = self.builder.create_block();
+            let vector_body = self.builder.create_block();
+            let vector_index = self.builder.append_block_param(vector_header, types::I64);
+            self.builder
+                .ins()
+                .jump(vector_header, &[BlockArg::Value(lo)]);
+            self.builder.switch_to_block(vector_header);
+            let lanes = self.iconst(self.precision.lanes());
+            let last = self.builder.ins().iadd(vector_index, lanes);
+            let fits = self
+                .builder
+                .ins()
+                .icmp(IntCC::SignedLessThanOrEqual, last, hi);
+            self.builder.ins().brif(
+                fits,
+                vector_body,
+                &[],
+                scalar_header,
+                &[BlockArg::Value(vector_index)],
+            );
+            self.builder.switch_to_block(vector_body);
+            self.indices.push(vector_index);
+            self.column(vector_index);
+            self.point(channel, expr, Lanes::Vector)?;
+            self.indices.pop();
+            self.builder
+                .ins()
+                .jump(vector_header, &[BlockArg::Value(last)]);
+        } else {
+            self.builder
+                .ins()
+                .jump(scalar_header, &[BlockArg::Value(lo)]);
+        }
+
+        self.builder.switch_to_block(scalar_header);
+        let more = self
+            .builder
+            .ins()
+            .icmp(IntCC::SignedLessThan, scalar_index, hi);
+        self.builder.ins().brif(more, scalar_body, &[], exit, &[]);
+        self.builder.switch_to_block(scalar_body);
+        self.indices.push(scalar_index);
+        self.column(scalar_index);
+        self.point(channel, expr, Lanes::One)?;
+        self.indices.pop();
+        let one = self.iconst(1);
+        let next = self.builder.ins().iadd(scalar_index, one);
+        self.builder
+            .ins()
+            .jump(scalar_header, &[BlockArg::Value(next)]);
+        self.builder.switch_to_block(exit);
+        Ok(())
+    }
+
+    fn column(&mut self, index: Value) {
+        let size = self.iconst(self.precision.bytes());
+        self.column_bytes = Some(self.builder.ins().imul(index, size));
+    }
+
+    /// Evaluates the expression at the current point and stores it.
+    fn point(&mut self, channel: usize, expr: &Kexpr, lanes: Lanes) -> Result<(), String> {
+        let value = self.emit(expr, lanes)?;
+        let output = self.spec.output;
+        let displacement = self.displacement(output, &self.spec.output_shift)?;
+        let address = self.address(output, channel);
+        self.builder
+            .ins()
+            .store(self.store_flags, value, address, displacement);
+        Ok(())
+    }
+
+    /// Returns the address of `(buffer, channel)` at the current point, before the displacement.
+    fn address(&mut self, buffer: usize, channel: usize) -> Value {
+        if self.spec.rank() == 0 {
+            let (plane, _) = self.layouts[buffer].strides();
+            let bytes = self.iconst(channel as i64 * plane * self.precision.bytes());
+            return self.builder.ins().iadd(self.bases[&buffer], bytes);
+        }
+        let row = self.row(buffer, channel);
+        match self.column_bytes {
+            Some(column) => self.builder.ins().iadd(row, column),
+            None => row,
+        }
+    }
+
+    fn ty(&self, lanes: Lanes) -> Type {
+        match lanes {
+            Lanes::One => self.precision.scalar(),
+            Lanes::Vector => self.precision.vector(),
+        }
+    }
+
+    fn emit(&mut self, expr: &Kexpr, lanes: Lanes) -> Result<Value, String> {
+        Ok(match expr {
+            Kexpr::Load {
+                buffer,
+                channel,
+                offset,
+            } => {
+                let displacement = self.displacement(*buffer, offset)?;
+                let address = self.address(*buffer, *channel);
+                let ty = self.ty(lanes);
+                self.builder
+                    .ins()
+                    .load(ty, self.load_flags, address, displacement)
+            }
+            Kexpr::Uniform { buffer, index } => self.uniforms[&(*buffer, *index, lanes)],
+            Kexpr::Const(c) => self.constants[&(c.to_bits(), lanes)],
+            Kexpr::Time => self.time[&lanes],
+            Kexpr::Coordinate {
+                axis,
+                origin,
+                spacing,
+                shift,
+            } => {
+                let index = self.indices[*axis];
+                let shift = self.iconst(*shift as i64);
+                let shifted = self.builder.ins().iadd(index, shift);
+                let position = self.builder.ins().fcvt_from_sint(types::F64, shifted);
+                let spacing = self.builder.ins().f64const(*spacing);
+                let origin = self.builder.ins().f64const(*origin);
+                let scaled = self.builder.ins().fmul(position, spacing);
+                let coordinate = self.builder.ins().fadd(origin, scaled);
+                let value = self.to_precision(coordinate);
+                self.widen(value, lanes)
+            }
+            Kexpr::Unary(op, a) => {
+                let a = self.emit(a, lanes)?;
+                match op {
+                    Intrinsic::Neg => self.builder.ins().fneg(a),
+                    Intrinsic::Abs => self.builder.ins().fabs(a),
+                    Intrinsic::Sqrt => self.builder.ins().sqrt(a),
+                }
+            }
+            Kexpr::Binary(op, a, b) => {
+                let a = self.emit(a, lanes)?;
+                let b = self.emit(b, lanes)?;
+                match op {
+                    Arithmetic::Add => self.builder.ins().fadd(a, b),
+                    Arithmetic::Sub => self.builder.ins().fsub(a, b),
+                    Arithmetic::Mul => self.builder.ins().fmul(a, b),
+                    Arithmetic::Div => self.builder.ins().fdiv(a, b),
+                    Arithmetic::Min => self.builder.ins().fmin(a, b),
+                    Arithmetic::Max => self.builder.ins().fmax(a, b),
+                }
+            }
+            Kexpr::Call(function, args) => {
+                if lanes == Lanes::Vector {
+                    return Err("a call cannot run on vector lanes".into());
+                }
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(self.emit(a, lanes)?);
+                }
+                let Some(callee) = self.functions.get(function).copied() else {
+                    return Err(format!("math function {function:?} was not imported"));
+                };
+                let call = self.builder.ins().call(callee, &values);
+                self.builder.inst_results(call)[0]
+            }
+            Kexpr::Select {
+                op,
+                left,
+                right,
+                then,
+                otherwise,
+            } => {
+                if lanes == Lanes::Vector {
+                    return Err("a select cannot run on vector lanes".into());
+                }
+                let left = self.emit(left, lanes)?;
+                let right = self.emit(right, lanes)?;
+                let then = self.emit(then, lanes)?;
+                let otherwise = self.emit(otherwise, lanes)?;
+                let condition = self.builder.ins().fcmp(float_condition(*op), left, right);
+                self.builder.ins().select(condition, then, otherwise)
+            }
+        })
+    }
+}
+
+/// Returns the ordered comparison matching Rust's operators on floats (false for NaN operands,
+/// except `!=`, which is true).
+fn float_condition(op: CompareOp) -> FloatCC {
+    match op {
+        CompareOp::Less => FloatCC::LessThan,
+        CompareOp::LessEqual => FloatCC::LessThanOrEqual,
+        CompareOp::Greater => FloatCC::GreaterThan,
+        CompareOp::GreaterEqual => FloatCC::GreaterThanOrEqual,
+        CompareOp::Equal => FloatCC::Equal,
+        CompareOp::NotEqual => FloatCC::NotEqual,
+    }
+}

@@ -1,0 +1,572 @@
+//! JIT compilation of a [`Plan`] and its execution: buffers, kernel calls split across threads,
+//! reductions and matrix products.
+
+use crate::codegen::{define_kernel, math_functions, CodegenOptions, Precision};
+use crate::kexpr::MathFunction;
+use crate::plan::{Instant, Op, Plan};
+use crate::Unsupported;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::Module;
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, Slice};
+use npdec_ir::graph::{Graph, NodeId};
+use npdec_runtime::evaluate::Evaluator;
+use npdec_runtime::{Real, Value};
+use npdec_symbolic::{AxisId, AxisKind, ReduceOp};
+use std::time::{Duration, Instant as Clock};
+
+/// Kernels smaller than this many points run on the calling thread: below it, waking the pool
+/// costs more than the sweep.
+pub const PARALLEL_MIN_POINTS: usize = 1 << 15;
+
+/// Cranelift's optimization level for kernels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OptLevel {
+    /// No mid-end optimization. On memory-bound sweeps this was as fast as `Speed` or faster, and
+    /// it compiles sooner.
+    #[default]
+    None,
+    Speed,
+}
+
+/// Options of JIT compilation and execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitOptions {
+    /// Worker threads for sweeps; 1 runs everything on the calling thread.
+    pub threads: usize,
+    /// Use F32X4/F64X2 lanes in the innermost loops.
+    pub simd: bool,
+    pub opt_level: OptLevel,
+}
+
+impl Default for JitOptions {
+    fn default() -> Self {
+        JitOptions {
+            threads: 1,
+            simd: true,
+            opt_level: OptLevel::None,
+        }
+    }
+}
+
+/// A floating-point type the JIT generates code for: `f32` or `f64`.
+pub trait JitFloat: Real {
+    const PRECISION: Precision;
+
+    /// `c = a · b` for row-major strided matrices, by the `matrixmultiply` crate.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        a_strides: (isize, isize),
+        b: &[Self],
+        b_strides: (isize, isize),
+        c: &mut [Self],
+        c_strides: (isize, isize),
+    );
+}
+
+impl JitFloat for f32 {
+    const PRECISION: Precision = Precision::F32;
+
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        a_strides: (isize, isize),
+        b: &[f32],
+        b_strides: (isize, isize),
+        c: &mut [f32],
+        c_strides: (isize, isize),
+    ) {
+        // SAFETY: the callers pass slices whose lengths cover every strided index of the matrices.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                a_strides.0,
+                a_strides.1,
+                b.as_ptr(),
+                b_strides.0,
+                b_strides.1,
+                0.0,
+                c.as_mut_ptr(),
+                c_strides.0,
+                c_strides.1,
+            )
+        }
+    }
+}
+
+impl JitFloat for f64 {
+    const PRECISION: Precision = Precision::F64;
+
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f64],
+        a_strides: (isize, isize),
+        b: &[f64],
+        b_strides: (isize, isize),
+        c: &mut [f64],
+        c_strides: (isize, isize),
+    ) {
+        // SAFETY: the callers pass slices whose lengths cover every strided index of the matrices.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                a_strides.0,
+                a_strides.1,
+                b.as_ptr(),
+                b_strides.0,
+                b_strides.1,
+                0.0,
+                c.as_mut_ptr(),
+                c_strides.0,
+                c_strides.1,
+            )
+        }
+    }
+}
+
+extern "C" fn tanh_f64(x: f64) -> f64 {
+    x.tanh()
+}
+extern "C" fn exp_f64(x: f64) -> f64 {
+    x.exp()
+}
+extern "C" fn log_f64(x: f64) -> f64 {
+    x.ln()
+}
+extern "C" fn sin_f64(x: f64) -> f64 {
+    x.sin()
+}
+extern "C" fn cos_f64(x: f64) -> f64 {
+    x.cos()
+}
+extern "C" fn pow_f64(x: f64, y: f64) -> f64 {
+    x.powf(y)
+}
+extern "C" fn tanh_f32(x: f32) -> f32 {
+    x.tanh()
+}
+extern "C" fn exp_f32(x: f32) -> f32 {
+    x.exp()
+}
+extern "C" fn log_f32(x: f32) -> f32 {
+    x.ln()
+}
+extern "C" fn sin_f32(x: f32) -> f32 {
+    x.sin()
+}
+extern "C" fn cos_f32(x: f32) -> f32 {
+    x.cos()
+}
+extern "C" fn pow_f32(x: f32, y: f32) -> f32 {
+    x.powf(y)
+}
+
+/// Returns the Rust implementation registered for a math function, the same `std` function the
+/// interpreter calls, so results agree bit for bit.
+pub fn registered_math(function: MathFunction, precision: Precision) -> Option<*const u8> {
+    let address = match (function, precision) {
+        (MathFunction::Tanh, Precision::F64) => tanh_f64 as *const u8,
+        (MathFunction::Exp, Precision::F64) => exp_f64 as *const u8,
+        (MathFunction::Log, Precision::F64) => log_f64 as *const u8,
+        (MathFunction::Sin, Precision::F64) => sin_f64 as *const u8,
+        (MathFunction::Cos, Precision::F64) => cos_f64 as *const u8,
+        (MathFunction::Pow, Precision::F64) => pow_f64 as *const u8,
+        (MathFunction::Tanh, Precision::F32) => tanh_f32 as *const u8,
+        (MathFunction::Exp, Precision::F32) => exp_f32 as *const u8,
+        (MathFunction::Log, Precision::F32) => log_f32 as *const u8,
+        (MathFunction::Sin, Precision::F32) => sin_f32 as *const u8,
+        (MathFunction::Cos, Precision::F32) => cos_f32 as *const u8,
+        (MathFunction::Pow, Precision::F32) => pow_f32 as *const u8,
+    };
+    Some(address)
+}
+
+/// Returns Cranelift's shared settings for kernels.
+pub fn flag_builder(opt_level: OptLevel, position_independent: bool) -> settings::Builder {
+    let mut flags = settings::builder();
+    let level = match opt_level {
+        OptLevel::None => "none",
+        OptLevel::Speed => "speed",
+    };
+    // These names and values are Cranelift's own settings, so setting them cannot fail.
+    flags
+        .set("opt_level", level)
+        .expect("opt_level is a Cranelift setting");
+    flags
+        .set(
+            "is_pic",
+            if position_independent {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .expect("is_pic is a Cranelift setting");
+    flags
+        .set("use_colocated_libcalls", "false")
+        .expect("use_colocated_libcalls is a Cranelift setting");
+    flags
+}
+
+type KernelFn = unsafe extern "C" fn(*const *mut u8, f64, i64, i64);
+
+/// Buffer base pointers handed to kernels on other threads.
+#[derive(Clone, Copy)]
+struct Pointers(*const *mut u8);
+
+// SAFETY: kernels running in parallel write disjoint row ranges of their output buffer and only
+// read buffers that no kernel writes at the same time.
+unsafe impl Send for Pointers {}
+unsafe impl Sync for Pointers {}
+
+/// A plan compiled to native code, with its buffers.
+pub struct CompiledPlan<T: JitFloat> {
+    /// Keeps the kernels' code alive.
+    _module: JITModule,
+    kernels: Vec<KernelFn>,
+    pub plan: Plan,
+    pub buffers: Vec<Vec<T>>,
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+    /// The time spent generating and finalizing the kernels.
+    pub compile_time: Duration,
+}
+
+impl<T: JitFloat> CompiledPlan<T> {
+    /// Generates the kernels of a plan and allocates its buffers; parameter buffers get the
+    /// interpreter's initial values.
+    pub fn new(graph: &Graph, plan: Plan, options: &JitOptions) -> Result<Self, Unsupported> {
+        let started = Clock::now();
+        let root = plan
+            .roots
+            .first()
+            .map(|(id, _)| *id)
+            .or_else(|| plan.params.first().map(|(id, _)| *id));
+        let failure = |reason: String| Unsupported {
+            node: root.unwrap_or(NodeId(petgraph::stable_graph::NodeIndex::new(0))),
+            kind: "kernel",
+            reason,
+        };
+        let precision = T::PRECISION;
+
+        // An unknown symbol panics at finalize, so check every imported function first.
+        let mut builder = jit_builder(options.opt_level).map_err(failure)?;
+        for function in math_functions(
+            plan.kernels
+                .iter()
+                .flat_map(|k| k.channels.iter().map(|(_, e)| e)),
+        ) {
+            let address = registered_math(function, precision).ok_or_else(|| {
+                failure(format!("no implementation of {function:?} is registered"))
+            })?;
+            builder.symbol(function.symbol(precision == Precision::F32), address);
+        }
+        let mut module = JITModule::new(builder);
+        let mut context = module.make_context();
+        let mut builder_context = FunctionBuilderContext::new();
+        let codegen = CodegenOptions { simd: options.simd };
+        let mut ids = Vec::with_capacity(plan.kernels.len());
+        for spec in &plan.kernels {
+            ids.push(
+                define_kernel(
+                    &mut module,
+                    &mut context,
+                    &mut builder_context,
+                    spec,
+                    &plan.layouts,
+                    precision,
+                    codegen,
+                )
+                .map_err(failure)?,
+            );
+        }
+        module
+            .finalize_definitions()
+            .map_err(|e| failure(e.to_string()))?;
+        let kernels = ids
+            .into_iter()
+            .map(|id| {
+                let code = module.get_finalized_function(id);
+                // SAFETY: every kernel was defined with the signature of `KernelFn`.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }
+            })
+            .collect();
+        let compile_time = started.elapsed();
+
+        let mut buffers: Vec<Vec<T>> = plan
+            .layouts
+            .iter()
+            .map(|l| vec![T::zero(); l.len()])
+            .collect();
+        for (node, buffer) in &plan.params {
+            let values = Evaluator::<T>::new(graph, &[*node]).evaluate(&[], T::zero());
+            if let Some(Some(Value::Real(array))) = values.get(node.index()) {
+                buffers[*buffer] = array.iter().copied().collect();
+            }
+        }
+        let pool = if options.threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(options.threads)
+                    .build()
+                    .map_err(|e| failure(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(CompiledPlan {
+            _module: module,
+            kernels,
+            plan,
+            buffers,
+            pool,
+            threads: options.threads.max(1),
+            compile_time,
+        })
+    }
+
+    fn pointers(&mut self) -> Vec<*mut u8> {
+        self.buffers
+            .iter_mut()
+            .map(|b| b.as_mut_ptr().cast::<u8>())
+            .collect()
+    }
+
+    /// Runs every operation, with `now` and `next` as the times of the two instants.
+    pub fn run(&mut self, states: &[Option<Value<T>>], now: f64, next: f64) {
+        for index in 0..self.plan.ops.len() {
+            match self.plan.ops[index].clone() {
+                Op::CopyState { field, view } => {
+                    if let Some(Some(state)) = states.get(field.0) {
+                        let layout = self.plan.layouts[view.buffer].clone();
+                        let mut shape = vec![layout.channels];
+                        shape.extend(&layout.extents);
+                        let buffer = &mut self.buffers[view.buffer];
+                        if let Ok(mut target) = ArrayViewMutD::from_shape(IxDyn(&shape), buffer) {
+                            let mut window = target.slice_each_axis_mut(|d| {
+                                let i = d.axis.index();
+                                if i == 0 {
+                                    Slice::from(..)
+                                } else {
+                                    let start = view.shift[i - 1] as usize;
+                                    Slice::from(start..start + state.shape()[i])
+                                }
+                            });
+                            window.assign(&state.real_part());
+                        }
+                    }
+                }
+                Op::Kernel { kernel, instant } => {
+                    let time = match instant {
+                        Instant::Now => now,
+                        Instant::Next => next,
+                    };
+                    self.call(kernel, time);
+                }
+                Op::Reduce {
+                    op,
+                    input,
+                    output,
+                    weights,
+                    cell,
+                } => {
+                    let value = reduce(
+                        &weights,
+                        cell,
+                        op,
+                        &self.buffers[input],
+                        self.plan.layouts[input].channels,
+                    );
+                    self.buffers[output][0] = value;
+                }
+                Op::Dense {
+                    matrix,
+                    operand,
+                    output,
+                    rows,
+                    channels,
+                } => {
+                    let (m, o) = (
+                        std::mem::take(&mut self.buffers[matrix]),
+                        std::mem::take(&mut self.buffers[operand]),
+                    );
+                    let columns = rows;
+                    T::gemm(
+                        channels,
+                        columns,
+                        rows,
+                        &o,
+                        (columns as isize, 1),
+                        &m,
+                        (1, columns as isize),
+                        &mut self.buffers[output],
+                        (rows as isize, 1),
+                    );
+                    self.buffers[matrix] = m;
+                    self.buffers[operand] = o;
+                }
+            }
+        }
+    }
+
+    /// Calls one kernel over its whole region, split by rows across the pool when it is large.
+    fn call(&mut self, kernel: usize, time: f64) {
+        let spec = &self.plan.kernels[kernel];
+        let (lo, hi) = spec
+            .region
+            .first()
+            .map_or((0, 0), |(lo, hi)| (*lo as i64, *hi as i64));
+        let parallel = spec.work() >= PARALLEL_MIN_POINTS && spec.readonly_inputs;
+        let function = self.kernels[kernel];
+        let pointers = self.pointers();
+        let shared = Pointers(pointers.as_ptr());
+        match (&self.pool, parallel) {
+            (Some(pool), true) => {
+                let chunks = self.threads as i64;
+                let rows = hi - lo;
+                pool.scope(|scope| {
+                    for c in 0..chunks {
+                        let start = lo + rows * c / chunks;
+                        let end = lo + rows * (c + 1) / chunks;
+                        scope.spawn(move |_| {
+                            let shared = shared;
+                            // SAFETY: the pointers stay valid while `pointers` lives, which spans
+                            // the scope, and the chunks write disjoint rows.
+                            unsafe { function(shared.0, time, start, end) }
+                        });
+                    }
+                });
+            }
+            _ => {
+                // SAFETY: the buffers match the layouts the kernel was generated for.
+                unsafe { function(shared.0, time, lo, hi) }
+            }
+        }
+    }
+
+    /// Returns the value of a grid or scalar view as an array of the node's shape.
+    pub fn read(&self, buffer: usize, shift: &[isize], shape: &[usize]) -> ArrayD<T> {
+        let layout = &self.plan.layouts[buffer];
+        let mut full = vec![layout.channels];
+        full.extend(&layout.extents);
+        let Ok(array) = ArrayViewD::from_shape(IxDyn(&full), &self.buffers[buffer]) else {
+            return ArrayD::from_elem(IxDyn(shape), T::nan());
+        };
+        array
+            .slice_each_axis(|d| {
+                let i = d.axis.index();
+                if i == 0 {
+                    Slice::from(..)
+                } else {
+                    let start = shift[i - 1] as usize;
+                    Slice::from(start..start + shape[i])
+                }
+            })
+            .to_owned()
+    }
+}
+
+/// Returns a JIT builder for the host with the registered settings.
+fn jit_builder(opt_level: OptLevel) -> Result<JITBuilder, String> {
+    let isa_builder = cranelift_native::builder()
+        .map_err(|e| format!("the host machine is not supported: {e}"))?;
+    let isa = isa_builder
+        .finish(settings::Flags::new(flag_builder(opt_level, false)))
+        .map_err(|e| e.to_string())?;
+    Ok(JITBuilder::with_isa(
+        isa,
+        cranelift_module::default_libcall_names(),
+    ))
+}
+
+/// Returns the trapezoidal quadrature weights of one axis, spacing included, as the interpreter
+/// computes them.
+pub fn quadrature_weights(graph: &Graph, axis: AxisId) -> Vec<f64> {
+    let declaration = graph.axis(axis);
+    let interval = matches!(declaration.kind, AxisKind::Interval { .. });
+    (0..declaration.points)
+        .map(|i| {
+            let end = i == 0 || i + 1 == declaration.points;
+            if end && interval && !declaration.periodic {
+                0.5 * declaration.spacing()
+            } else {
+                declaration.spacing()
+            }
+        })
+        .collect()
+}
+
+/// Reduces a halo-0 buffer with the interpreter's summation order and NaN rules. `weights` holds
+/// the quadrature weights of each axis.
+fn reduce<T: JitFloat>(
+    weights: &[Vec<f64>],
+    cell: f64,
+    op: ReduceOp,
+    values: &[T],
+    channels: usize,
+) -> T {
+    let count = values.len().max(1);
+    match op {
+        ReduceOp::Max => values.iter().fold(T::neg_infinity(), |m, x| {
+            if x.is_nan() || m.is_nan() {
+                T::nan()
+            } else {
+                m.max(*x)
+            }
+        }),
+        ReduceOp::Min => values.iter().fold(T::infinity(), |m, x| {
+            if x.is_nan() || m.is_nan() {
+                T::nan()
+            } else {
+                m.min(*x)
+            }
+        }),
+        ReduceOp::Norm => {
+            let squares = values.iter().fold(T::zero(), |s, x| s + *x * *x);
+            (squares * T::of(cell)).sqrt()
+        }
+        ReduceOp::Sum | ReduceOp::Mean => {
+            let total = values.iter().fold(T::zero(), |s, x| s + *x * T::one());
+            if op == ReduceOp::Mean {
+                total / T::of(count as f64)
+            } else {
+                total
+            }
+        }
+        ReduceOp::Integral => {
+            let plane = values.len() / channels.max(1);
+            let mut total = T::zero();
+            for (flat, x) in values.iter().enumerate() {
+                let mut rest = flat % plane.max(1);
+                let mut weight = 1.0;
+                let mut factors = vec![1.0; weights.len()];
+                for (a, w) in weights.iter().enumerate().rev() {
+                    factors[a] = w[rest % w.len()];
+                    rest /= w.len();
+                }
+                for f in &factors {
+                    weight *= f;
+                }
+                total += *x * T::of(weight);
+            }
+            total
+        }
+    }
+}
