@@ -38,10 +38,8 @@ fn explain_rejects_unknown_code() {
     let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
-    assert!(
-        stderr.contains("`E9999` is not a diagnostic code"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`E9999`"), "{stderr}");
+    assert!(stderr.contains("diagnostic code"), "{stderr}");
 }
 
 #[test]
@@ -50,9 +48,7 @@ fn explain_rejects_malformed_code() {
     let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
-    assert!(
-        stderr.contains("`bogus` is not a diagnostic code"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`bogus`"), "{stderr}");
+    assert!(stderr.contains("diagnostic code"), "{stderr}");
     assert!(stderr.contains("E0100"), "{stderr}");
 }

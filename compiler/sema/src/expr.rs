@@ -1607,7 +1607,10 @@ impl Checker<'_> {
                                 arg_name.span,
                                 format!("not a parameter of `{name}`"),
                             )
-                            .with_help(format!("the parameters of `{name}` are {}", one_of(&names))),
+                            .with_help(format!(
+                                "the parameters of `{name}` are {}",
+                                one_of(&names)
+                            )),
                         );
                         ok = false;
                         continue;

@@ -143,7 +143,9 @@ impl Checker<'_> {
                             "not found in this module",
                         );
                         let elsewhere = STDLIB_MODULES.iter().find_map(|(other, _, source)| {
-                            source.contains(&format!("fn {}(", name.name)).then_some(*other)
+                            source
+                                .contains(&format!("fn {}(", name.name))
+                                .then_some(*other)
                         });
                         diagnostic = match (
                             elsewhere,

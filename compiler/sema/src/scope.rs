@@ -309,7 +309,8 @@ impl<'s> Checker<'s> {
         for item in &module.items {
             if let ItemKind::Error = item.kind {
                 for name in self.names_in_unparsed(item.span) {
-                    if self.lookup(&name.name).is_none() && !BUILTINS.contains(&name.name.as_str()) {
+                    if self.lookup(&name.name).is_none() && !BUILTINS.contains(&name.name.as_str())
+                    {
                         self.declare(&name, DeclKind::Unparsed, false);
                     }
                 }
@@ -321,12 +322,21 @@ impl<'s> Checker<'s> {
     /// `field u x` or `x` and `y` in `grid (x, y) in [0, 1] point 11`.
     fn names_in_unparsed(&self, span: Span) -> Vec<Ident> {
         use npdec_syntax::lexer::Token;
-        let text = self.sources.get(span.file).text.get(span.range()).unwrap_or("");
+        let text = self
+            .sources
+            .get(span.file)
+            .text
+            .get(span.range())
+            .unwrap_or("");
         let tokens = npdec_syntax::lexer::tokenize(span.file, text, &mut Vec::new());
         let ident = |index: usize| match tokens.get(index) {
             Some((start, Token::Ident(name), end)) => Some(Ident {
                 name: name.clone(),
-                span: Span::new(span.file, span.start as usize + start, span.start as usize + end),
+                span: Span::new(
+                    span.file,
+                    span.start as usize + start,
+                    span.start as usize + end,
+                ),
             }),
             _ => None,
         };
@@ -344,8 +354,11 @@ impl<'s> Checker<'s> {
                 .step_by(2)
                 .map_while(|i| {
                     let name = ident(i)?;
-                    matches!(tokens.get(i + 1), Some((_, Token::Comma | Token::RParen, _)))
-                        .then_some(name)
+                    matches!(
+                        tokens.get(i + 1),
+                        Some((_, Token::Comma | Token::RParen, _))
+                    )
+                    .then_some(name)
                 })
                 .collect(),
             Some(Token::Grid) => ident(1).into_iter().collect(),

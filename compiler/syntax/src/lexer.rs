@@ -286,6 +286,25 @@ pub fn tokenize(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> 
             }
             Ok(token) => token,
             Err(()) => {
+                // A run of unknown characters, such as a Markdown fence, gets one diagnostic.
+                let previous_unknown = tokens
+                    .last()
+                    .is_some_and(|t: &Spanned| t.1 == Token::Error && t.2 == range.start)
+                    && diagnostics.last().is_some_and(|d: &Diagnostic| {
+                        d.code == Code::E0001 && d.span().end as usize == range.start
+                    });
+                if previous_unknown {
+                    let run_start = tokens.last().map_or(range.start, |t| t.0);
+                    let run = &text[run_start..range.end];
+                    if let (Some(token), Some(diagnostic)) =
+                        (tokens.last_mut(), diagnostics.last_mut())
+                    {
+                        token.2 = range.end;
+                        diagnostic.labels[0].span = Span::new(file, run_start, range.end);
+                        diagnostic.message = format!("unknown characters `{}`", run.escape_debug());
+                    }
+                    continue;
+                }
                 let bad = &text[range.clone()];
                 let help = match bad {
                     "∂" => "write a time derivative as `dt(u)` and a space derivative as `diff(u, x)`".to_string(),

@@ -136,20 +136,36 @@ fn check_complexity(file: FileId, tokens: &[lexer::Spanned]) -> Option<Diagnosti
         match token {
             Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
             Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
-            Token::Plus | Token::Minus | Token::Star | Token::Slash | Token::Caret | Token::At => operators += 1,
-            t if Token::KEYWORDS.contains(&t.text()) && !matches!(t, Token::On | Token::Learnable | Token::Fixed) => operators = 0,
+            Token::Plus | Token::Minus | Token::Star | Token::Slash | Token::Caret | Token::At => {
+                operators += 1
+            }
+            t if Token::KEYWORDS.contains(&t.text())
+                && !matches!(t, Token::On | Token::Learnable | Token::Fixed) =>
+            {
+                operators = 0
+            }
             _ => {}
         }
         if depth > MAX_NESTING {
             return Some(
-                Diagnostic::error(Code::E0012, format!("brackets nested more than {MAX_NESTING} deep"), span, "too deep")
-                    .with_help("split the expression with `const` or `fn` declarations"),
+                Diagnostic::error(
+                    Code::E0012,
+                    format!("brackets nested more than {MAX_NESTING} deep"),
+                    span,
+                    "too deep",
+                )
+                .with_help("split the expression with `const` or `fn` declarations"),
             );
         }
         if operators > MAX_OPERATORS_PER_STATEMENT {
             return Some(
-                Diagnostic::error(Code::E0012, format!("more than {MAX_OPERATORS_PER_STATEMENT} operators in one statement"), span, "statement too long")
-                    .with_help("split the expression with `const` or `fn` declarations"),
+                Diagnostic::error(
+                    Code::E0012,
+                    format!("more than {MAX_OPERATORS_PER_STATEMENT} operators in one statement"),
+                    span,
+                    "statement too long",
+                )
+                .with_help("split the expression with `const` or `fn` declarations"),
             );
         }
     }
@@ -261,8 +277,8 @@ fn describe_expected(expected: &[String]) -> String {
 
 fn help_for(found: &Token, expected: &str) -> String {
     match found {
-        // Where an expression could start, a statement keyword means the statement before it is
-        // unfinished; where only a name fits, the keyword was meant as one.
+        // A statement keyword where an expression could start means the statement before it is
+        // unfinished. Where only a name fits, the keyword was meant as a name.
         _ if expected.contains("number") && Token::STATEMENT_KEYWORDS.contains(&found.text()) => {
             format!(
                 "the statement before `{}` is unfinished: complete it",
