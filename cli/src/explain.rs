@@ -1,15 +1,101 @@
-//! `npdec explain CODE`: the documented explanation of a diagnostic code.
+//! `npdec explain`: the documented explanation of a diagnostic code, or what a model becomes.
 
-use npdec_diagnostics::Code;
+use crate::terminal;
+use npdec_diagnostics::{render, Code, RenderOptions};
+use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(code: &str) -> Result<ExitCode, String> {
-    let parsed: Code = code.parse().map_err(|()| {
-        format!("`{code}` is not a diagnostic code; codes look like E0100 or W0001 (see docs/diagnostics.md)")
-    })?;
-    let explanation = parsed
-        .explanation()
-        .ok_or_else(|| format!("no explanation is documented for {parsed}"))?;
-    println!("{}", explanation.text);
+/// What to show about a model.
+pub struct ModelView {
+    /// Print the dataflow graph of each task.
+    pub dump_ir: bool,
+}
+
+pub fn run(target: &str, view: &ModelView) -> Result<ExitCode, String> {
+    if let Ok(code) = target.parse::<Code>() {
+        let explanation = code
+            .explanation()
+            .ok_or_else(|| format!("no explanation is documented for {code}"))?;
+        println!("{}", explanation.text);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = Path::new(target);
+    if !path.exists() {
+        return Err(format!(
+            "`{target}` is neither a diagnostic code (such as E0100 or W0001, see docs/diagnostics.md) nor a model file"
+        ));
+    }
+    explain_model(path, view)
+}
+
+fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
+    let (sources, checked) = npdec_sema::check_path(path)
+        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let options = RenderOptions {
+        color: terminal::stderr_color(),
+    };
+    for diagnostic in &checked.diagnostics {
+        eprint!("{}", render(diagnostic, &sources, options));
+    }
+    let Some(model) = checked.model else {
+        return Ok(ExitCode::from(1));
+    };
+
+    println!("model {}", model.name);
+    for field in &model.fields {
+        println!("  {}", model.describe_field(field));
+    }
+    for param in &model.params {
+        println!("  {}", model.describe_param(param));
+    }
+    println!("equations (normal form, one term per summand):");
+    for equation in &model.equations {
+        let target = match equation.channel {
+            Some(k) => format!("{}[{k}]", model.field(equation.field).name),
+            None => model.field(equation.field).name.clone(),
+        };
+        let terms: Vec<String> = equation
+            .terms
+            .iter()
+            .map(|t| model.display_expr(&t.expr))
+            .collect();
+        let line = sources
+            .get(equation.span.file)
+            .line_column(equation.span.start as usize)
+            .line;
+        match equation.time_order {
+            0 => println!(
+                "  {}: {} = 0    (steady in {target}; line {line})",
+                equation.name,
+                terms.join(" + ")
+            ),
+            1 => println!(
+                "  {}: dt({target}) = {}    (line {line})",
+                equation.name,
+                terms.join(" + ")
+            ),
+            _ => println!(
+                "  {}: dt2({target}) = {}    (line {line})",
+                equation.name,
+                terms.join(" + ")
+            ),
+        }
+    }
+
+    let program = match npdec_ir::discretize_model(&model) {
+        Ok(program) => program,
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprint!("{}", render(diagnostic, &sources, options));
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    for graph in &program.solves {
+        println!("task {}: {} nodes", graph.name, graph.node_count());
+        if view.dump_ir {
+            print!("{}", npdec_ir::dump_graph(graph));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,11 +61,17 @@ enum Command {
         after_help = "Example (Neovim):\n  vim.lsp.start({ name = 'npdec', cmd = { 'npdec', 'lsp' } })"
     )]
     Lsp,
-    /// Print the documented explanation of a diagnostic code.
-    #[command(after_help = "Example:\n  npdec explain E0221")]
+    /// Explain a diagnostic code, or show what a model becomes: its equations in normal form and
+    /// its discretized dataflow graph.
+    #[command(
+        after_help = "Examples:\n  npdec explain E0221\n  npdec explain examples/heat2d.npde --dump-ir"
+    )]
     Explain {
-        /// A diagnostic code such as E0100.
-        code: String,
+        /// A diagnostic code such as E0100, or a model file.
+        target: String,
+        /// Print the dataflow graph of each task.
+        #[arg(long)]
+        dump_ir: bool,
     },
 }
 
@@ -80,7 +86,9 @@ fn main() -> ExitCode {
     terminal::init_logging(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Check { files, format } => check::run(&files, format, cli.quiet),
-        Command::Explain { code } => explain::run(&code),
+        Command::Explain { target, dump_ir } => {
+            explain::run(&target, &explain::ModelView { dump_ir })
+        }
         Command::Run {
             file,
             out,
