@@ -16,6 +16,14 @@ pub enum Action {
     Forward(NodeId),
     /// A new node whose inputs are nodes of the old graph that come earlier.
     Replace(Node, Vec<NodeId>),
+    /// A new node whose inputs are fresh nodes, each with inputs from the old graph, added just
+    /// before it.
+    ReplaceWithFresh(Node, Vec<Operand>),
+}
+
+/// An input of a node built by [`Action::ReplaceWithFresh`]: a new node and its old-graph inputs.
+pub enum Operand {
+    Fresh(Node, Vec<NodeId>),
 }
 
 /// Returns the nodes in insertion order when that order is topological (as discretization builds
@@ -70,6 +78,12 @@ pub fn rebuild(graph: &Graph, mut decide: impl FnMut(&Graph, NodeId) -> Action) 
     let inputs_of = |id: NodeId, actions: &HashMap<NodeId, Action>| -> Vec<NodeId> {
         let raw = match &actions[&id] {
             Action::Replace(_, inputs) => inputs.clone(),
+            Action::ReplaceWithFresh(_, operands) => operands
+                .iter()
+                .flat_map(|o| match o {
+                    Operand::Fresh(_, inputs) => inputs.clone(),
+                })
+                .collect(),
             Action::Keep | Action::Forward(_) => graph.inputs(id),
         };
         raw.into_iter().map(|i| resolve(i, actions)).collect()
@@ -99,10 +113,28 @@ pub fn rebuild(graph: &Graph, mut decide: impl FnMut(&Graph, NodeId) -> Action) 
         if !live.contains_key(id) || matches!(actions[id], Action::Forward(_)) {
             continue;
         }
+        if let Action::ReplaceWithFresh(node, operands) = &actions[id] {
+            let mut inputs = Vec::new();
+            for operand in operands {
+                inputs.push(match operand {
+                    Operand::Fresh(fresh, fresh_inputs) => {
+                        let fresh_inputs: Vec<NodeId> = fresh_inputs
+                            .iter()
+                            .map(|i| mapped[&resolve(*i, &actions)])
+                            .collect();
+                        rebuilt.add_node(fresh.clone(), &fresh_inputs)
+                    }
+                });
+            }
+            mapped.insert(*id, rebuilt.add_node(node.clone(), &inputs));
+            continue;
+        }
         let inputs: Vec<NodeId> = inputs_of(*id, &actions).iter().map(|i| mapped[i]).collect();
         let node = match &actions[id] {
             Action::Replace(node, _) => node.clone(),
-            Action::Keep | Action::Forward(_) => graph.node(*id).clone(),
+            Action::Keep | Action::Forward(_) | Action::ReplaceWithFresh(..) => {
+                graph.node(*id).clone()
+            }
         };
         mapped.insert(*id, rebuilt.add_node(node, &inputs));
     }
