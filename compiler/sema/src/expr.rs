@@ -17,6 +17,10 @@ use npdec_syntax::ast::{self, ExprKind};
 use num_complex::Complex64;
 use std::collections::HashMap;
 
+/// The deepest chain of function calls inlined into one expression. Inlining recurses, so without a
+/// bound a long chain of functions would overflow the stack instead of getting a diagnostic.
+const MAX_INLINE_DEPTH: usize = 64;
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Shape {
     Scalar,
@@ -642,6 +646,8 @@ impl Checker<'_> {
         };
         let expr = if ident.name == "label" {
             Expr::Label(data)
+        } else if ident.name == "sequence" {
+            Expr::Sequence(data)
         } else {
             Expr::Input(data)
         };
@@ -653,13 +659,15 @@ impl Checker<'_> {
     }
 
     fn lower_member(&mut self, base: &ast::Expr, member: &ast::Ident, span: Span) -> Option<Typed> {
-        if let (Some(source), "input" | "label") = (base.as_name(), member.name.as_str()) {
+        if let (Some(source), "input" | "label" | "sequence") =
+            (base.as_name(), member.name.as_str())
+        {
             return self.data_reference(member, Some(source));
         }
         self.invalid_operand(
             span,
             "`.` is only used for sides and data",
-            "write `x.min` or `x.max` after `on` in a boundary condition, and `NAME.input` or `NAME.label` for data",
+            "write `x.min` or `x.max` after `on` in a boundary condition, and `NAME.input`, `NAME.label` or `NAME.sequence` for data",
         );
         None
     }
@@ -942,11 +950,16 @@ impl Checker<'_> {
             return None;
         }
         let (rows, columns) = (dims[0], dims[1]);
+        // A field on several axes or with several channels is flattened in array order (channels
+        // first, then the axes), as a dense layer reads a feature map.
         let operand_length = match &b.shape {
             Shape::Tensor(v) if v.len() == 1 => Some(v[0]),
-            Shape::Grid { axes, channels: 1 } if axes.len() == 1 => {
-                Some(self.model.axes[axes[0].0].points)
-            }
+            Shape::Grid { axes, channels } => Some(
+                axes.iter()
+                    .map(|a| self.model.axes[a.0].points)
+                    .product::<usize>()
+                    * channels,
+            ),
             Shape::Data => None,
             other => {
                 let description = self.describe_shape(other);
@@ -980,10 +993,12 @@ impl Checker<'_> {
         // A square product keeps a field on its axis; otherwise the result is a vector that stands for
         // any one-axis field of that many points.
         let shape = match &b.shape {
-            Shape::Grid { axes, .. } if rows == columns => Shape::Grid {
-                axes: axes.clone(),
-                channels: 1,
-            },
+            Shape::Grid { axes, channels: 1 } if axes.len() == 1 && rows == columns => {
+                Shape::Grid {
+                    axes: axes.clone(),
+                    channels: 1,
+                }
+            }
             _ => Shape::Tensor(vec![rows]),
         };
         let expr = Expr::MatMul {
@@ -1570,6 +1585,18 @@ impl Checker<'_> {
         place: Place,
     ) -> Option<Typed> {
         let name = &callee.name;
+        if self.call_stack.len() >= MAX_INLINE_DEPTH {
+            self.error(
+                Diagnostic::error(
+                    Code::E0108,
+                    format!("functions call each other more than {MAX_INLINE_DEPTH} deep"),
+                    span,
+                    "too deep",
+                )
+                .with_help("functions are inlined; write some of the nested calls out"),
+            );
+            return None;
+        }
         if self.call_stack.contains(name) {
             self.error(
                 Diagnostic::error(
