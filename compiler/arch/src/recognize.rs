@@ -90,7 +90,7 @@ fn architecture(
                 continue;
             }
             let mut found = Vec::new();
-            collect_layers(model, &term.expr, field, discretization, &mut found);
+            collect_layers(model, &term.expr, discretization, &mut found);
             sequence |= term.expr.any(|e| matches!(e, Expr::Sequence(_)));
             let term_params = learnable_params(model, &term.expr);
             used_params.extend(term_params.iter().copied());
@@ -219,7 +219,6 @@ fn is_minus_field(expr: &Expr, field: FieldId) -> bool {
 fn collect_layers(
     model: &Model,
     expr: &Expr,
-    field: FieldId,
     discretization: &Discretization,
     out: &mut Vec<(LayerKind, usize)>,
 ) {
@@ -229,7 +228,7 @@ fn collect_layers(
             args,
         ) => {
             for arg in args {
-                collect_layers(model, arg, field, discretization, out);
+                collect_layers(model, arg, discretization, out);
             }
             out.push((
                 LayerKind::Activation {
@@ -239,7 +238,7 @@ fn collect_layers(
             ));
         }
         Expr::Convolution { kernel, operand } => {
-            collect_layers(model, operand, field, discretization, out);
+            collect_layers(model, operand, discretization, out);
             let param = model.param(*kernel);
             let dims = &param.dims;
             let parameters = if param.learnable {
@@ -260,7 +259,7 @@ fn collect_layers(
             ));
         }
         Expr::MatMul { matrix, operand } => {
-            collect_layers(model, operand, field, discretization, out);
+            collect_layers(model, operand, discretization, out);
             if let Expr::Param(id) = matrix.as_ref() {
                 let param = model.param(*id);
                 let (rows, columns) = (param.dims[0], param.dims.get(1).copied().unwrap_or(1));
@@ -272,7 +271,7 @@ fn collect_layers(
         | Expr::Derivative { operand, .. }
         | Expr::DivGrad { operand, .. }
         | Expr::Upwind { operand, .. } => {
-            collect_layers(model, operand, field, discretization, out);
+            collect_layers(model, operand, discretization, out);
             let (operator, radius_per_axis) =
                 stencil_shape(model, expr, discretization.space_order as usize);
             let channels = operand_channels(model, operand);
@@ -289,16 +288,14 @@ fn collect_layers(
             ));
         }
         Expr::Sequence(_) => out.push((LayerKind::SequenceInput, 0)),
-        Expr::Unary(_, a) | Expr::Reduce(_, a) => {
-            collect_layers(model, a, field, discretization, out)
-        }
+        Expr::Unary(_, a) | Expr::Reduce(_, a) => collect_layers(model, a, discretization, out),
         Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => {
-            collect_layers(model, a, field, discretization, out);
-            collect_layers(model, b, field, discretization, out);
+            collect_layers(model, a, discretization, out);
+            collect_layers(model, b, discretization, out);
         }
         Expr::Call(_, args) => args
             .iter()
-            .for_each(|a| collect_layers(model, a, field, discretization, out)),
+            .for_each(|a| collect_layers(model, a, discretization, out)),
         Expr::Real(_)
         | Expr::Complex(..)
         | Expr::Coordinate(_)
