@@ -125,13 +125,7 @@ fn architecture(
     if readouts {
         for readout in &model.readouts {
             let mut found = Vec::new();
-            collect_layers(
-                model,
-                &readout.expr,
-                FieldId(usize::MAX),
-                discretization,
-                &mut found,
-            );
+            collect_layers(model, &readout.expr, discretization, &mut found);
             let params = learnable_params(model, &readout.expr);
             used_params.extend(params.iter().copied());
             let total: usize = params.iter().map(|p| param_size(model, *p)).sum();
