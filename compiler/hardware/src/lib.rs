@@ -5,6 +5,123 @@
 
 pub mod error;
 pub mod photonic;
+pub mod photonic_files;
 pub mod random;
+pub mod robustness;
+pub mod spice;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 pub use error::HardwareError;
+pub use photonic::{ClementsMesh, Mzi, PhotonicLayer, RebuildErrors};
+pub use photonic_files::PhotonicFiles;
+pub use robustness::{photonic_robustness, RobustnessOptions, RobustnessReport};
+pub use spice::{CrossbarOptions, CrossbarReport, SpiceLayerReport};
+
+/// Summary of [`emit_photonic`], also written as `photonic.json` in the output folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotonicReport {
+    pub layers: Vec<PhotonicLayerReport>,
+}
+
+/// Summary of one emitted photonic layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotonicLayerReport {
+    pub name: String,
+    /// Shape `(m, n)` of the weight matrix.
+    pub shape: (usize, usize),
+    /// Optical modes `max(m, n)`.
+    pub modes: usize,
+    /// MZIs in both meshes together, `N (N - 1)`.
+    pub mzis: usize,
+    /// Largest singular value, the gain after the optical circuit.
+    pub gain: f64,
+    pub rebuild_errors: RebuildErrors,
+    pub files: PhotonicFiles,
+}
+
+/// Checks that every layer name is a usable, unique file stem.
+pub(crate) fn check_layer_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), HardwareError> {
+    let mut seen = HashSet::new();
+    for name in names {
+        let valid = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            return Err(HardwareError::InvalidLayerName {
+                name: name.to_string(),
+            });
+        }
+        if !seen.insert(name) {
+            return Err(HardwareError::DuplicateLayerName {
+                name: name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Creates `directory` and its parents.
+pub(crate) fn create_output_folder(directory: &Path) -> Result<(), HardwareError> {
+    std::fs::create_dir_all(directory).map_err(|source| HardwareError::Io {
+        path: directory.to_path_buf(),
+        source,
+    })
+}
+
+/// Maps each named weight matrix onto two Clements meshes and attenuators, checks the rebuild,
+/// and writes `<name>.layout.json`, `<name>.netlist.json`, `<name>.gds`, `<name>.svg` and a
+/// summary `photonic.json` into `out` (created if missing).
+///
+/// No file is written unless every layer passes its rebuild check.
+pub fn emit_photonic(
+    weights: &[(String, Array2<f64>)],
+    out: &Path,
+) -> Result<PhotonicReport, HardwareError> {
+    check_layer_names(weights.iter().map(|(name, _)| name.as_str()))?;
+    let mut mapped = Vec::with_capacity(weights.len());
+    for (name, matrix) in weights {
+        let complex = photonic::complex_matrix_from_real(matrix);
+        mapped.push(photonic::map_weight_matrix(name, &complex)?);
+    }
+
+    create_output_folder(out)?;
+    let mut layers = Vec::with_capacity(mapped.len());
+    for (layer, rebuild_errors) in mapped {
+        let files = photonic_files::write_photonic_files(&layer, rebuild_errors, out)?;
+        layers.push(PhotonicLayerReport {
+            name: layer.name.clone(),
+            shape: (layer.rows, layer.columns),
+            modes: layer.modes,
+            mzis: layer.input_mesh.mzis.len() + layer.output_mesh.mzis.len(),
+            gain: layer.gain,
+            rebuild_errors,
+            files,
+        });
+    }
+    let report = PhotonicReport { layers };
+    write_json_file(&out.join("photonic.json"), &report)?;
+    Ok(report)
+}
+
+pub use spice::emit_spice;
+
+/// Writes `value` as pretty-printed JSON.
+pub(crate) fn write_json_file(path: &Path, value: &impl Serialize) -> Result<(), HardwareError> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| HardwareError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, text).map_err(|source| HardwareError::Io {
+        path: PathBuf::from(path),
+        source,
+    })
+}
