@@ -21,7 +21,10 @@ pub enum HardwareError {
     /// tolerance.
     NotUnitary { max_deviation: f64, tolerance: f64 },
     /// The singular value decomposition did not converge within its iteration budget.
-    SvdFailed { layer: String, max_iterations: usize },
+    SvdFailed {
+        layer: String,
+        max_iterations: usize,
+    },
     /// The matrix rebuilt from the emitted phases and attenuators differs from the input.
     RebuildMismatch {
         layer: String,

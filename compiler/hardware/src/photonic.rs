@@ -177,7 +177,7 @@ pub fn decompose_clements(unitary: &DMatrix<Complex64>) -> Result<ClementsMesh, 
         });
     }
     let max_deviation = unitarity_deviation(unitary);
-    if !(max_deviation <= UNITARY_TOLERANCE) {
+    if max_deviation.is_nan() || max_deviation > UNITARY_TOLERANCE {
         return Err(HardwareError::NotUnitary {
             max_deviation,
             tolerance: UNITARY_TOLERANCE,
@@ -254,7 +254,11 @@ pub fn decompose_clements(unitary: &DMatrix<Complex64>) -> Result<ClementsMesh, 
 impl ClementsMesh {
     /// Returns the number of MZI columns.
     pub fn columns(&self) -> usize {
-        self.mzis.iter().map(|mzi| mzi.column + 1).max().unwrap_or(0)
+        self.mzis
+            .iter()
+            .map(|mzi| mzi.column + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Rebuilds the unitary from the emitted phases: MZIs in column order, then the output phases.
@@ -448,7 +452,7 @@ pub fn map_weight_matrix(
         ("W", errors.weights, REBUILD_TOLERANCE * gain.max(1.0)),
     ];
     for (part, max_abs_error, tolerance) in checks {
-        if !(max_abs_error <= tolerance) {
+        if max_abs_error.is_nan() || max_abs_error > tolerance {
             return Err(HardwareError::RebuildMismatch {
                 layer: name.to_string(),
                 part,

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::HardwareError;
 use crate::photonic::{ClementsMesh, PhotonicLayer, RebuildErrors};
+use crate::write_json_file;
 
 /// Format name stored in every JSON layout.
 pub const LAYOUT_FORMAT: &str = "npdec-photonic-layout";
@@ -149,19 +150,11 @@ pub fn write_photonic_files(
         layer: layer.clone(),
         rebuild_errors,
     };
-    write_json(&files.layout, &layout)?;
-    write_json(&files.netlist, &sax_netlist(layer))?;
+    write_json_file(&files.layout, &layout)?;
+    write_json_file(&files.netlist, &sax_netlist(layer))?;
     write_gds(layer, &files.gds)?;
     write_text(&files.svg, &svg_drawing(layer))?;
     Ok(files)
-}
-
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), HardwareError> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| HardwareError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    write_text(path, &text)
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), HardwareError> {
@@ -185,13 +178,14 @@ pub fn sax_netlist(layer: &PhotonicLayer) -> Value {
 
     // The last output port on each mode, or None while the mode is still the circuit input.
     let mut last_output: Vec<Option<String>> = vec![None; layer.modes];
-    let mut attach = |mode: usize, input: String, output: String, ports: &mut Map<String, Value>| {
-        match last_output[mode].take() {
-            Some(previous) => connections.insert(previous, Value::String(input)),
-            None => ports.insert(format!("in{mode}"), Value::String(input)),
+    let mut attach =
+        |mode: usize, input: String, output: String, ports: &mut Map<String, Value>| {
+            match last_output[mode].take() {
+                Some(previous) => connections.insert(previous, Value::String(input)),
+                None => ports.insert(format!("in{mode}"), Value::String(input)),
+            };
+            last_output[mode] = Some(output);
         };
-        last_output[mode] = Some(output);
-    };
 
     for (prefix, elements) in slots(layer) {
         for element in elements {
@@ -202,8 +196,18 @@ pub fn sax_netlist(layer: &PhotonicLayer) -> Value {
                         name.clone(),
                         json!({"component": "mzi", "settings": {"theta": theta, "phi": phi}}),
                     );
-                    attach(row, format!("{name},in0"), format!("{name},out0"), &mut ports);
-                    attach(row + 1, format!("{name},in1"), format!("{name},out1"), &mut ports);
+                    attach(
+                        row,
+                        format!("{name},in0"),
+                        format!("{name},out0"),
+                        &mut ports,
+                    );
+                    attach(
+                        row + 1,
+                        format!("{name},in1"),
+                        format!("{name},out1"),
+                        &mut ports,
+                    );
                 }
                 Element::PhaseShifter { mode, phase } => {
                     let name = format!("{prefix}_m{mode}");
@@ -211,7 +215,12 @@ pub fn sax_netlist(layer: &PhotonicLayer) -> Value {
                         name.clone(),
                         json!({"component": "phase_shifter", "settings": {"phase": phase}}),
                     );
-                    attach(mode, format!("{name},in0"), format!("{name},out0"), &mut ports);
+                    attach(
+                        mode,
+                        format!("{name},in0"),
+                        format!("{name},out0"),
+                        &mut ports,
+                    );
                 }
                 Element::Attenuator { mode, transmission } => {
                     let name = format!("{prefix}_m{mode}");
@@ -219,7 +228,12 @@ pub fn sax_netlist(layer: &PhotonicLayer) -> Value {
                         name.clone(),
                         json!({"component": "attenuator", "settings": {"transmission": transmission}}),
                     );
-                    attach(mode, format!("{name},in0"), format!("{name},out0"), &mut ports);
+                    attach(
+                        mode,
+                        format!("{name},in0"),
+                        format!("{name},out0"),
+                        &mut ports,
+                    );
                 }
             }
         }
@@ -364,7 +378,8 @@ pub fn gds_library(layer: &PhotonicLayer) -> GdsLibrary {
         }
         for (mode, _) in covered.iter().enumerate().filter(|(_, &covered)| !covered) {
             let y = mode_y(layer, mode);
-            top.elems.push(waveguide(&[(x, y), (x + SLOT_LENGTH_NM, y)]));
+            top.elems
+                .push(waveguide(&[(x, y), (x + SLOT_LENGTH_NM, y)]));
         }
     }
 

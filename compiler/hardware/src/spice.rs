@@ -134,9 +134,10 @@ pub fn map_crossbar(
     } else {
         span
     };
-    let g_plus = weights.mapv(|w| (options.g_min + siemens_per_unit_weight * w.max(0.0)).min(options.g_max));
-    let g_minus =
-        weights.mapv(|w| (options.g_min + siemens_per_unit_weight * (-w).max(0.0)).min(options.g_max));
+    let g_plus =
+        weights.mapv(|w| (options.g_min + siemens_per_unit_weight * w.max(0.0)).min(options.g_max));
+    let g_minus = weights
+        .mapv(|w| (options.g_min + siemens_per_unit_weight * (-w).max(0.0)).min(options.g_max));
     Ok(Crossbar {
         name: name.to_string(),
         outputs,
@@ -198,12 +199,23 @@ impl Crossbar {
         let _ = writeln!(text, "* Conductance pairs: R = 1 / G, in ohms.");
         for i in 0..self.outputs {
             for j in 0..self.inputs {
-                let _ = writeln!(text, "RP_o{i}_i{j} in{j} outp{i} {:.17e}", 1.0 / self.g_plus[(i, j)]);
-                let _ = writeln!(text, "RN_o{i}_i{j} in{j} outn{i} {:.17e}", 1.0 / self.g_minus[(i, j)]);
+                let _ = writeln!(
+                    text,
+                    "RP_o{i}_i{j} in{j} outp{i} {:.17e}",
+                    1.0 / self.g_plus[(i, j)]
+                );
+                let _ = writeln!(
+                    text,
+                    "RN_o{i}_i{j} in{j} outn{i} {:.17e}",
+                    1.0 / self.g_minus[(i, j)]
+                );
             }
         }
 
-        let _ = writeln!(text, "* Ammeters: 0 V sources holding each column line at virtual ground.");
+        let _ = writeln!(
+            text,
+            "* Ammeters: 0 V sources holding each column line at virtual ground."
+        );
         for i in 0..self.outputs {
             let _ = writeln!(text, "VPOUT{i} outp{i} 0 DC 0");
             let _ = writeln!(text, "VNOUT{i} outn{i} 0 DC 0");

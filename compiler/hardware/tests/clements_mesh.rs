@@ -31,11 +31,18 @@ fn check_mesh_shape(mesh: &ClementsMesh, n: usize) {
     for mzi in &mesh.mzis {
         assert!(mzi.row + 1 < n, "MZI row {} out of range", mzi.row);
         assert_eq!(mzi.row % 2, mzi.column % 2, "rectangular parity of {mzi:?}");
-        assert!((0.0..TAU).contains(&mzi.theta), "theta {} not wrapped", mzi.theta);
+        assert!(
+            (0.0..TAU).contains(&mzi.theta),
+            "theta {} not wrapped",
+            mzi.theta
+        );
         assert!((0.0..TAU).contains(&mzi.phi), "phi {} not wrapped", mzi.phi);
     }
     for &phase in &mesh.output_phases {
-        assert!((0.0..TAU).contains(&phase), "output phase {phase} not wrapped");
+        assert!(
+            (0.0..TAU).contains(&phase),
+            "output phase {phase} not wrapped"
+        );
     }
     for column in 0..mesh.columns() {
         let mut rows: Vec<usize> = mesh
@@ -46,7 +53,10 @@ fn check_mesh_shape(mesh: &ClementsMesh, n: usize) {
             .collect();
         rows.sort_unstable();
         for pair in rows.windows(2) {
-            assert!(pair[1] >= pair[0] + 2, "overlapping MZIs in column {column}");
+            assert!(
+                pair[1] >= pair[0] + 2,
+                "overlapping MZIs in column {column}"
+            );
         }
     }
 }
@@ -60,7 +70,10 @@ fn haar_unitaries_rebuild_for_n_2_to_64() {
         for trial in 0..trials {
             let unitary = haar_unitary(n, 1000 * n as u64 + trial);
             let error = rebuild_error(&unitary);
-            assert!(error <= TOLERANCE, "N = {n}, trial {trial}: error {error:e}");
+            assert!(
+                error <= TOLERANCE,
+                "N = {n}, trial {trial}: error {error:e}"
+            );
             worst = worst.max(error);
         }
         report.push(format!("N={n}: {worst:.2e}"));
@@ -136,7 +149,10 @@ fn block_diagonal_unitaries_rebuild() {
             .view_mut((0, top), (bottom, bottom))
             .copy_from(&haar_unitary(bottom, 10));
         let error = rebuild_error(&swapped);
-        assert!(error <= TOLERANCE, "swapped blocks {top}+{bottom}: error {error:e}");
+        assert!(
+            error <= TOLERANCE,
+            "swapped blocks {top}+{bottom}: error {error:e}"
+        );
     }
 }
 

@@ -11,13 +11,17 @@ use common::real_gaussian;
 use nalgebra::DMatrix;
 use ndarray::Array2;
 use npdec_hardware::photonic::{max_abs_difference, mzi_transfer_matrix, REBUILD_TOLERANCE};
-use npdec_hardware::photonic_files::{PhotonicLayout, ATTENUATOR_CELL, LAYOUT_FORMAT, MZI_CELL, PHASE_SHIFTER_CELL};
+use npdec_hardware::photonic_files::{
+    PhotonicLayout, ATTENUATOR_CELL, LAYOUT_FORMAT, MZI_CELL, PHASE_SHIFTER_CELL,
+};
 use npdec_hardware::{emit_photonic, HardwareError, PhotonicReport};
 use num_complex::Complex64;
 use serde_json::Value;
 
 fn output_folder(test: &str) -> PathBuf {
-    let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("npdec-hardware").join(test);
+    let folder = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("npdec-hardware")
+        .join(test);
     let _ = std::fs::remove_dir_all(&folder);
     folder
 }
@@ -28,7 +32,9 @@ fn real_weights(rows: usize, columns: usize, seed: u64) -> Array2<f64> {
 }
 
 fn complex_from(weights: &Array2<f64>) -> DMatrix<Complex64> {
-    DMatrix::from_fn(weights.nrows(), weights.ncols(), |r, c| Complex64::new(weights[(r, c)], 0.0))
+    DMatrix::from_fn(weights.nrows(), weights.ncols(), |r, c| {
+        Complex64::new(weights[(r, c)], 0.0)
+    })
 }
 
 fn emitted_example(test: &str) -> (Vec<(String, Array2<f64>)>, PhotonicReport, PathBuf) {
@@ -57,7 +63,8 @@ fn report_lists_every_layer() {
         assert!(layer.files.svg.exists());
     }
     let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("photonic.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(folder.join("photonic.json")).unwrap())
+            .unwrap();
     assert_eq!(summary["layers"][1]["name"], "readout");
 }
 
@@ -71,7 +78,11 @@ fn layout_json_rebuilds_weights() {
         assert_eq!(layout.layer.name, layer_report.name);
         assert_eq!(layout.layer.input_mesh.mzis.len(), 15);
         let error = max_abs_difference(&layout.layer.weight_matrix(), &complex_from(matrix));
-        assert!(error <= REBUILD_TOLERANCE, "{}: {error:e}", layer_report.name);
+        assert!(
+            error <= REBUILD_TOLERANCE,
+            "{}: {error:e}",
+            layer_report.name
+        );
 
         // Spot-check the raw JSON keys promised by the format description.
         let raw: Value = serde_json::from_str(&text).unwrap();
@@ -82,7 +93,13 @@ fn layout_json_rebuilds_weights() {
         for key in ["column", "row", "theta", "phi"] {
             assert!(mzi.get(key).is_some(), "missing MZI key {key}");
         }
-        assert_eq!(raw["output_mesh"]["output_phases"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            raw["output_mesh"]["output_phases"]
+                .as_array()
+                .unwrap()
+                .len(),
+            6
+        );
     }
 }
 
@@ -96,7 +113,9 @@ fn simulate_netlist(netlist: &Value, modes: usize) -> DMatrix<Complex64> {
     // Map every instance input port to its source: an upstream output port or a circuit input.
     let mut source_of: HashMap<String, String> = HashMap::new();
     for (from, to) in connections {
-        assert!(source_of.insert(to.as_str().unwrap().to_string(), from.clone()).is_none());
+        assert!(source_of
+            .insert(to.as_str().unwrap().to_string(), from.clone())
+            .is_none());
     }
     for (port, target) in ports {
         if port.starts_with("in") {
@@ -108,7 +127,10 @@ fn simulate_netlist(netlist: &Value, modes: usize) -> DMatrix<Complex64> {
     for input in 0..modes {
         let mut fields: HashMap<String, Complex64> = HashMap::new();
         for k in 0..modes {
-            fields.insert(format!("in{k}"), Complex64::new(if k == input { 1.0 } else { 0.0 }, 0.0));
+            fields.insert(
+                format!("in{k}"),
+                Complex64::new(if k == input { 1.0 } else { 0.0 }, 0.0),
+            );
         }
         // Instances are evaluated when all their inputs are known; the netlist is feed-forward.
         let mut pending: Vec<&String> = instances.keys().collect();
@@ -134,12 +156,19 @@ fn simulate_netlist(netlist: &Value, modes: usize) -> DMatrix<Complex64> {
                         fields.insert(format!("{name},out1"), t[1][0] * a + t[1][1] * b);
                     }
                     "phase_shifter" => {
-                        let Some(a) = field_at("in0") else { return true };
+                        let Some(a) = field_at("in0") else {
+                            return true;
+                        };
                         let phase = settings["phase"].as_f64().unwrap();
-                        fields.insert(format!("{name},out0"), a * Complex64::from_polar(1.0, phase));
+                        fields.insert(
+                            format!("{name},out0"),
+                            a * Complex64::from_polar(1.0, phase),
+                        );
                     }
                     "attenuator" => {
-                        let Some(a) = field_at("in0") else { return true };
+                        let Some(a) = field_at("in0") else {
+                            return true;
+                        };
                         let transmission = settings["transmission"].as_f64().unwrap();
                         fields.insert(format!("{name},out0"), a * transmission);
                     }
@@ -147,7 +176,10 @@ fn simulate_netlist(netlist: &Value, modes: usize) -> DMatrix<Complex64> {
                 }
                 false
             });
-            assert!(pending.len() < before, "netlist has a cycle or a dangling port");
+            assert!(
+                pending.len() < before,
+                "netlist has a cycle or a dangling port"
+            );
         }
         for output in 0..modes {
             let port = ports[&format!("out{output}")].as_str().unwrap();
@@ -162,7 +194,8 @@ fn sax_netlist_simulates_to_weights() {
     let (weights, report, _) = emitted_example("netlist");
     for ((_, matrix), layer_report) in weights.iter().zip(&report.layers) {
         let netlist: Value =
-            serde_json::from_str(&std::fs::read_to_string(&layer_report.files.netlist).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(&layer_report.files.netlist).unwrap())
+                .unwrap();
         let modes = layer_report.modes;
         let instances = netlist["instances"].as_object().unwrap();
         assert_eq!(instances.len(), modes * (modes - 1) + 3 * modes);
@@ -172,7 +205,11 @@ fn sax_netlist_simulates_to_weights() {
         let (rows, columns) = layer_report.shape;
         let block = transfer.view((0, 0), (rows, columns)).into_owned();
         let error = max_abs_difference(&block, &complex_from(matrix));
-        assert!(error <= REBUILD_TOLERANCE, "{}: {error:e}", layer_report.name);
+        assert!(
+            error <= REBUILD_TOLERANCE,
+            "{}: {error:e}",
+            layer_report.name
+        );
     }
 }
 
@@ -184,7 +221,10 @@ fn gds_reads_back_with_cells() {
     assert!((library.units.db_unit() - 1e-9).abs() < 1e-24);
 
     let names: Vec<&str> = library.structs.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, [MZI_CELL, PHASE_SHIFTER_CELL, ATTENUATOR_CELL, "hidden"]);
+    assert_eq!(
+        names,
+        [MZI_CELL, PHASE_SHIFTER_CELL, ATTENUATOR_CELL, "hidden"]
+    );
 
     let top = library.structs.iter().find(|s| s.name == "hidden").unwrap();
     let mut references: HashMap<String, usize> = HashMap::new();
@@ -217,7 +257,8 @@ fn gds_reads_back_with_cells() {
         .unwrap()
         / 400_000
         + 1;
-    let covered = 2 * references[MZI_CELL] + references[PHASE_SHIFTER_CELL] + references[ATTENUATOR_CELL];
+    let covered =
+        2 * references[MZI_CELL] + references[PHASE_SHIFTER_CELL] + references[ATTENUATOR_CELL];
     assert_eq!(covered + paths, slots as usize * modes);
 
     let stats = library.stats();
@@ -244,8 +285,14 @@ fn emit_is_deterministic() {
     let (_, first, _) = emitted_example("deterministic_a");
     let (_, second, _) = emitted_example("deterministic_b");
     for (a, b) in first.layers.iter().zip(&second.layers) {
-        for (path_a, path_b) in [(&a.files.gds, &b.files.gds), (&a.files.layout, &b.files.layout)] {
-            assert_eq!(std::fs::read(path_a).unwrap(), std::fs::read(path_b).unwrap());
+        for (path_a, path_b) in [
+            (&a.files.gds, &b.files.gds),
+            (&a.files.layout, &b.files.layout),
+        ] {
+            assert_eq!(
+                std::fs::read(path_a).unwrap(),
+                std::fs::read(path_b).unwrap()
+            );
         }
     }
 }
@@ -256,9 +303,15 @@ fn bad_layer_names_rejected() {
     let weights = real_weights(2, 2, 3);
     for name in ["", "../escape", ".hidden", "a b"] {
         let result = emit_photonic(&[(name.to_string(), weights.clone())], &folder);
-        assert!(matches!(result, Err(HardwareError::InvalidLayerName { .. })), "{name:?}");
+        assert!(
+            matches!(result, Err(HardwareError::InvalidLayerName { .. })),
+            "{name:?}"
+        );
     }
-    let duplicate = vec![("w".to_string(), weights.clone()), ("w".to_string(), weights)];
+    let duplicate = vec![
+        ("w".to_string(), weights.clone()),
+        ("w".to_string(), weights),
+    ];
     assert!(matches!(
         emit_photonic(&duplicate, &folder),
         Err(HardwareError::DuplicateLayerName { .. })

@@ -17,10 +17,19 @@ fn mapped_error(name: &str, weights: &DMatrix<Complex64>) -> f64 {
     assert_eq!(layer.modes, rows.max(columns));
     assert_eq!(layer.attenuators.len(), layer.modes);
     for &transmission in &layer.attenuators {
-        assert!((0.0..=1.0 + 1e-15).contains(&transmission), "{transmission}");
+        assert!(
+            (0.0..=1.0 + 1e-15).contains(&transmission),
+            "{transmission}"
+        );
     }
-    assert!(errors.output_unitary <= REBUILD_TOLERANCE, "{name}: {errors:?}");
-    assert!(errors.input_unitary <= REBUILD_TOLERANCE, "{name}: {errors:?}");
+    assert!(
+        errors.output_unitary <= REBUILD_TOLERANCE,
+        "{name}: {errors:?}"
+    );
+    assert!(
+        errors.input_unitary <= REBUILD_TOLERANCE,
+        "{name}: {errors:?}"
+    );
     let rebuilt = layer.weight_matrix();
     assert_eq!(rebuilt.shape(), weights.shape());
     let error = max_abs_difference(&rebuilt, weights);
@@ -40,7 +49,8 @@ fn real_square_weights_rebuild() {
 #[test]
 fn complex_weights_rebuild() {
     let unitary = haar_unitary(12, 77);
-    let weights = &unitary * DMatrix::from_fn(12, 12, |r, c| Complex64::new((r + 2 * c) as f64 * 0.1, 0.0));
+    let weights =
+        &unitary * DMatrix::from_fn(12, 12, |r, c| Complex64::new((r + 2 * c) as f64 * 0.1, 0.0));
     let error = mapped_error("complex", &weights);
     assert!(error <= REBUILD_TOLERANCE, "{error:e}");
 }
@@ -89,7 +99,10 @@ fn zero_and_block_weights_rebuild() {
 fn large_weights_use_relative_tolerance() {
     let weights = real_gaussian(20, 20, 13) * Complex64::new(1e4, 0.0);
     let (layer, errors) = map_weight_matrix("large", &weights).unwrap();
-    assert!(errors.weights <= REBUILD_TOLERANCE * layer.gain, "{errors:?}");
+    assert!(
+        errors.weights <= REBUILD_TOLERANCE * layer.gain,
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -116,6 +129,9 @@ fn wide_layer_rebuilds() {
     let weights = real_gaussian(16, 200, 15) * Complex64::new(0.05, 0.0);
     let start = std::time::Instant::now();
     let error = mapped_error("wide", &weights);
-    println!("16 x 200: weight error {error:.2e} in {:.1?}", start.elapsed());
+    println!(
+        "16 x 200: weight error {error:.2e} in {:.1?}",
+        start.elapsed()
+    );
     assert!(error <= REBUILD_TOLERANCE, "{error:e}");
 }

@@ -84,7 +84,11 @@ fn robustness_reports_real_accuracies() {
 
     // 8-bit quantisation moves every phase by at most π/256.
     assert!(report.quantisation.weight_error > 0.0);
-    assert!(report.quantisation.accuracy >= 0.9, "{:?}", report.quantisation);
+    assert!(
+        report.quantisation.accuracy >= 0.9,
+        "{:?}",
+        report.quantisation
+    );
 }
 
 #[test]
@@ -102,7 +106,10 @@ fn robustness_depends_only_on_seed() {
 
     let other_seed = RobustnessOptions { seed: 6, ..options };
     let third = photonic_robustness(&layers, |w| task.accuracy(&w[0]), &other_seed).unwrap();
-    assert_ne!(first.noise[1].mean_weight_error, third.noise[1].mean_weight_error);
+    assert_ne!(
+        first.noise[1].mean_weight_error,
+        third.noise[1].mean_weight_error
+    );
 }
 
 #[test]

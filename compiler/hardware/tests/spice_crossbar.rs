@@ -68,7 +68,10 @@ fn simulate(crossbar: &Crossbar, netlist: &str, folder: &PathBuf) -> (Vec<f64>, 
     // by one value per line (the first line also carries the point index).
     let raw = std::fs::read_to_string(&raw_path).unwrap();
     let (header, values) = raw.split_once("Values:").expect("raw file has values");
-    let variables = header.split_once("\nVariables:").expect("raw file has variables").1;
+    let variables = header
+        .split_once("\nVariables:")
+        .expect("raw file has variables")
+        .1;
     let names: Vec<String> = variables
         .lines()
         .filter_map(|line| line.split_whitespace().nth(1).map(str::to_string))
@@ -81,11 +84,18 @@ fn simulate(crossbar: &Crossbar, netlist: &str, folder: &PathBuf) -> (Vec<f64>, 
     assert_eq!(numbers.len(), names.len(), "one value per variable");
 
     let current = |name: String| {
-        let index = names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("{name} missing"));
+        let index = names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         numbers[index]
     };
-    let plus = (0..crossbar.outputs).map(|i| current(format!("i(vpout{i})"))).collect();
-    let minus = (0..crossbar.outputs).map(|i| current(format!("i(vnout{i})"))).collect();
+    let plus = (0..crossbar.outputs)
+        .map(|i| current(format!("i(vpout{i})")))
+        .collect();
+    let minus = (0..crossbar.outputs)
+        .map(|i| current(format!("i(vnout{i})")))
+        .collect();
     (plus, minus)
 }
 
@@ -101,7 +111,11 @@ fn ngspice_reproduces_matrix_vector_product() {
         let crossbar = map_crossbar("layer", &weights, &options).unwrap();
         let netlist = crossbar.netlist(&inputs).unwrap();
         let inputs_for_product = inputs.clone();
-        let (plus, minus) = simulate(&crossbar, &netlist, &output_folder(&format!("ngspice_{rows}x{columns}")));
+        let (plus, minus) = simulate(
+            &crossbar,
+            &netlist,
+            &output_folder(&format!("ngspice_{rows}x{columns}")),
+        );
 
         let simulated = crossbar.outputs_from_currents(&plus, &minus);
         let expected = weights.dot(&ndarray::Array1::from(inputs_for_product));
@@ -111,15 +125,29 @@ fn ngspice_reproduces_matrix_vector_product() {
             .zip(expected.iter())
             .map(|(s, e)| (s - e).abs())
             .fold(0.0_f64, f64::max);
-        println!("{rows} x {columns}: max |y_spice - W x| / max |W x| = {:.2e}", worst / scale);
-        assert!(worst <= 1e-6 * scale, "{rows} x {columns}: {worst:e} vs scale {scale:e}");
+        println!(
+            "{rows} x {columns}: max |y_spice - W x| / max |W x| = {:.2e}",
+            worst / scale
+        );
+        assert!(
+            worst <= 1e-6 * scale,
+            "{rows} x {columns}: {worst:e} vs scale {scale:e}"
+        );
 
         // Each ammeter current is the Kirchhoff sum into its column line, with its sign.
         let volts = ndarray::Array1::from(inputs.clone()) * options.volts_per_unit;
         let expected_plus = crossbar.g_plus.dot(&volts);
         for i in 0..rows {
-            let tolerance = 1e-6 * expected_plus.iter().fold(0.0_f64, |max, c| max.max(c.abs()));
-            assert!((plus[i] - expected_plus[i]).abs() <= tolerance, "output {i}: {} vs {}", plus[i], expected_plus[i]);
+            let tolerance = 1e-6
+                * expected_plus
+                    .iter()
+                    .fold(0.0_f64, |max, c| max.max(c.abs()));
+            assert!(
+                (plus[i] - expected_plus[i]).abs() <= tolerance,
+                "output {i}: {} vs {}",
+                plus[i],
+                expected_plus[i]
+            );
         }
     }
 }
@@ -144,9 +172,14 @@ fn conductances_stay_in_range() {
     assert!((largest - options.g_max).abs() <= 1e-18);
     let difference = &crossbar.g_plus - &crossbar.g_minus;
     for (d, w) in difference.iter().zip(weights.iter()) {
-        assert!((d - crossbar.siemens_per_unit_weight * w).abs() <= 1e-18, "{d:e} vs {w:e}");
+        assert!(
+            (d - crossbar.siemens_per_unit_weight * w).abs() <= 1e-18,
+            "{d:e} vs {w:e}"
+        );
     }
-    assert!((crossbar.amperes_per_unit_output() - crossbar.siemens_per_unit_weight * 0.2).abs() < 1e-20);
+    assert!(
+        (crossbar.amperes_per_unit_output() - crossbar.siemens_per_unit_weight * 0.2).abs() < 1e-20
+    );
 }
 
 #[test]
@@ -166,7 +199,10 @@ fn netlist_lists_every_device() {
 
     assert!(matches!(
         crossbar.netlist(&[1.0]),
-        Err(HardwareError::InputLengthMismatch { expected: 4, found: 1 })
+        Err(HardwareError::InputLengthMismatch {
+            expected: 4,
+            found: 1
+        })
     ));
 }
 
@@ -198,7 +234,12 @@ fn emit_spice_writes_netlists() {
 #[test]
 fn invalid_crossbar_options_rejected() {
     let weights = random_weights(2, 2, 7);
-    let ranges = [(0.0, 1e-4), (1e-4, 1e-6), (1e-6, f64::INFINITY), (f64::NAN, 1e-4)];
+    let ranges = [
+        (0.0, 1e-4),
+        (1e-4, 1e-6),
+        (1e-6, f64::INFINITY),
+        (f64::NAN, 1e-4),
+    ];
     for (g_min, g_max) in ranges {
         let options = CrossbarOptions {
             g_min,
@@ -225,6 +266,10 @@ fn invalid_crossbar_options_rejected() {
     nan[(1, 0)] = f64::NAN;
     assert!(matches!(
         map_crossbar("w", &nan, &CrossbarOptions::default()),
-        Err(HardwareError::NonFiniteWeight { row: 1, column: 0, .. })
+        Err(HardwareError::NonFiniteWeight {
+            row: 1,
+            column: 0,
+            ..
+        })
     ));
 }
