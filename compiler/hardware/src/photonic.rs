@@ -12,14 +12,14 @@
 //! ```
 //!
 //! that is, an external phase shifter `φ` on the upper input arm followed by a real rotation by the
-//! internal angle `θ`. (In a balanced MZI the internal heater phase is `2θ` and the global phase of
-//! the device is dropped.) This is the form used by Clements et al., "Optimal design for universal
-//! multiport interferometers", Optica 3, 1460 (2016). All angles are wrapped into `[0, 2π)` after
-//! every step.
+//! internal angle `θ`. A balanced MZI realises it with an internal heater phase of `2θ`, up to a
+//! global phase. Conventions differ between papers and tools, so the emitted files state this one.
+//! All angles are wrapped into `[0, 2π)` after every step.
 //!
 //! # Decomposition
 //!
-//! [`decompose_clements`] nulls the lower triangle of `U` in anti-diagonals (Clements et al. 2016):
+//! [`decompose_clements`] follows Clements et al., "Optimal design for universal multiport
+//! interferometers", Optica 3, 1460 (2016). It nulls the lower triangle of `U` in anti-diagonals:
 //! on even sweeps it multiplies `U` from the right by `T⁻¹` (mixing columns `c` and `c + 1`), on
 //! odd sweeps from the left by `T` (mixing rows `r - 1` and `r`). Both angles come from `atan2` of
 //! the two moduli and from differences of arguments, so a vanishing element never becomes a
@@ -393,7 +393,7 @@ pub(crate) fn check_weights(
 /// `U`, `V*` and `W` from the emitted settings and returns the max-abs errors.
 ///
 /// Returns [`HardwareError::RebuildMismatch`] when `U` or `V*` is off by more than
-/// [`REBUILD_TOLERANCE`], or `W` by more than `REBUILD_TOLERANCE · max(1, σ_max)`; the scaling
+/// [`REBUILD_TOLERANCE`], or `W` by more than `REBUILD_TOLERANCE · max(1, σ_max)`. The scaling
 /// keeps the check meaningful for weights far from unit size.
 pub fn map_weight_matrix(
     name: &str,

@@ -1,10 +1,10 @@
 //! Files written for one photonic layer: the JSON layout, a SAX-style JSON netlist, a GDSII
 //! layout and an SVG drawing. The formats are described in `docs/hardware.md`.
 //!
-//! All four files place the optical elements in the same sequence of slots along the light path:
-//! the columns of the input mesh (`V*`), one slot of its output phase shifters, one slot of
-//! attenuators (`Σ / σ_max`), the columns of the output mesh (`U`), and one slot of its output
-//! phase shifters. Mode `k` runs along the row `k`, with mode 0 at the top of the drawing.
+//! All four files place the optical elements in the same sequence of slots along the light path.
+//! First come the columns of the input mesh (`V*`) and one slot of its output phase shifters, then
+//! one slot of attenuators (`Σ / σ_max`), then the columns of the output mesh (`U`) and one slot of
+//! its output phase shifters. Mode `k` runs along the row `k`, with mode 0 at the top of the drawing.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -80,7 +80,8 @@ fn robustness_reports_real_accuracies() {
     assert!(large.mean_weight_error > 2.0 * small.mean_weight_error);
     assert!(small.mean_accuracy >= 0.95, "{small:?}");
     assert!(large.mean_accuracy < small.mean_accuracy, "{report:?}");
-    assert!(small.min_accuracy <= small.mean_accuracy && small.mean_accuracy <= small.max_accuracy);
+    assert!(small.min_accuracy <= small.mean_accuracy, "{small:?}");
+    assert!(small.mean_accuracy <= small.max_accuracy, "{small:?}");
 
     // 8-bit quantisation moves every phase by at most π/256.
     assert!(report.quantisation.weight_error > 0.0);

@@ -19,8 +19,8 @@ pub fn complex_gaussian(n: usize, source: &mut GaussianSource) -> DMatrix<Comple
 }
 
 /// Draws a Haar-random unitary: the Q factor of a complex Gaussian matrix with each column
-/// multiplied by the phase of the matching diagonal entry of R (Mezzadri, "How to generate random
-/// matrices from the classical compact groups", Notices AMS 54, 592 (2007)).
+/// multiplied by the phase of the matching diagonal entry of R. Without that phase correction the
+/// QR factor is not Haar-distributed.
 pub fn haar_unitary(n: usize, seed: u64) -> DMatrix<Complex64> {
     let mut source = GaussianSource::new(seed);
     let qr = complex_gaussian(n, &mut source).qr();
