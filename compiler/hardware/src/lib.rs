@@ -20,7 +20,7 @@ pub use error::HardwareError;
 pub use photonic::{ClementsMesh, Mzi, PhotonicLayer, RebuildErrors};
 pub use photonic_files::PhotonicFiles;
 pub use robustness::{photonic_robustness, RobustnessOptions, RobustnessReport};
-pub use spice::{CrossbarOptions, CrossbarReport, SpiceLayerReport};
+pub use spice::{emit_spice, CrossbarOptions, CrossbarReport, SpiceLayerReport};
 
 /// Summary of [`emit_photonic`], also written as `photonic.json` in the output folder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,8 +111,6 @@ pub fn emit_photonic(
     write_json_file(&out.join("photonic.json"), &report)?;
     Ok(report)
 }
-
-pub use spice::emit_spice;
 
 /// Writes `value` as pretty-printed JSON.
 pub(crate) fn write_json_file(path: &Path, value: &impl Serialize) -> Result<(), HardwareError> {
