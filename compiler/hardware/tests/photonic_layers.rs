@@ -135,3 +135,17 @@ fn wide_layer_rebuilds() {
     );
     assert!(error <= REBUILD_TOLERANCE, "{error:e}");
 }
+
+#[test]
+fn mnist_width_layer_rebuilds() {
+    // A layer reading 28 x 28 = 784 pixels pads to 784 modes. This is the slowest test of the
+    // crate, a few seconds in release.
+    let weights = real_gaussian(10, 784, 16) * Complex64::new(0.05, 0.0);
+    let start = std::time::Instant::now();
+    let error = mapped_error("mnist_width", &weights);
+    println!(
+        "10 x 784: weight error {error:.2e} in {:.1?}",
+        start.elapsed()
+    );
+    assert!(error <= REBUILD_TOLERANCE, "{error:e}");
+}
