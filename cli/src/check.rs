@@ -2,7 +2,7 @@
 
 use crate::terminal;
 use npdec_diagnostics::{render, to_json, RenderOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -13,7 +13,12 @@ pub enum Format {
     Json,
 }
 
-pub fn run(files: &[PathBuf], format: Format, quiet: bool) -> Result<ExitCode, String> {
+pub fn run(
+    files: &[PathBuf],
+    format: Format,
+    gradients: bool,
+    quiet: bool,
+) -> Result<ExitCode, String> {
     let mut any_error = false;
     let mut json = Vec::new();
     for path in files {
@@ -26,6 +31,11 @@ pub fn run(files: &[PathBuf], format: Format, quiet: bool) -> Result<ExitCode, S
             }
         };
         any_error |= checked.has_errors();
+        if gradients {
+            if let Some(model) = &checked.model {
+                any_error |= !check_gradients(path, model, quiet);
+            }
+        }
         match format {
             Format::Json => json.extend(checked.diagnostics.iter().map(|d| to_json(d, &sources))),
             Format::Human => {
@@ -53,6 +63,49 @@ pub fn run(files: &[PathBuf], format: Format, quiet: bool) -> Result<ExitCode, S
         );
     }
     Ok(ExitCode::from(u8::from(any_error)))
+}
+
+/// Runs the Taylor and dot tests of every train task and prints their figures; returns whether
+/// they passed.
+fn check_gradients(path: &Path, model: &npdec_symbolic::Model, quiet: bool) -> bool {
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let report = match npdec_runtime::train::check_gradients(model, base_dir, 0) {
+        Ok(report) => report,
+        Err(message) => {
+            terminal::print_error(&format!(
+                "cannot check the gradients of `{}`: {message}",
+                path.display()
+            ));
+            return false;
+        }
+    };
+    for check in &report.checks {
+        let rates: Vec<String> = check.rates.iter().map(|r| format!("{r:.3}")).collect();
+        let verdict = |passed: bool| if passed { "passed" } else { "FAILED" };
+        if !quiet || !check.taylor_passed {
+            eprintln!(
+                "{}: task {}: Taylor test {} ({} parameters, rates {}, expected 2 ± {})",
+                path.display(),
+                check.task + 1,
+                verdict(check.taylor_passed),
+                check.parameters,
+                rates.join(", "),
+                npdec_runtime::train::gradcheck::TAYLOR_RATE_TOLERANCE
+            );
+        }
+        if !quiet || !check.dot_passed {
+            eprintln!(
+                "{}: task {}: dot test {} (<Jv, w> = {:.15e}, <v, J^T w> = {:.15e}, relative difference {:.1e})",
+                path.display(),
+                check.task + 1,
+                verdict(check.dot_passed),
+                check.dot_tangent,
+                check.dot_adjoint,
+                check.dot_relative_error
+            );
+        }
+    }
+    report.passed()
 }
 
 fn summary(errors: usize, warnings: usize) -> String {

@@ -38,6 +38,9 @@ enum Command {
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value_t = check::Format::Human)]
         format: check::Format,
+        /// Also check the adjoint gradients of train tasks (Taylor and dot tests).
+        #[arg(long)]
+        gradients: bool,
     },
     /// Run a model's tasks, evaluate its expectations and write the results.
     #[command(
@@ -55,6 +58,18 @@ enum Command {
         /// Floating-point precision of the computation.
         #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
         precision: PrecisionArg,
+        /// Continue training from the checkpoint in the output folder.
+        #[arg(long)]
+        resume: bool,
+        /// Seed of parameter initialization and shuffling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Worker threads for training [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// States kept by the checkpointed adjoint sweep [default: ⌈log₂ steps⌉ + 1].
+        #[arg(long)]
+        snapshots: Option<usize>,
     },
     /// Run the language server on standard input and output, for editors.
     #[command(
@@ -85,7 +100,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     terminal::init_logging(cli.quiet, cli.verbose);
     let result = match cli.command {
-        Command::Check { files, format } => check::run(&files, format, cli.quiet),
+        Command::Check {
+            files,
+            format,
+            gradients,
+        } => check::run(&files, format, gradients, cli.quiet),
         Command::Explain { target, dump_ir } => {
             explain::run(&target, &explain::ModelView { dump_ir })
         }
@@ -94,10 +113,18 @@ fn main() -> ExitCode {
             out,
             strict,
             precision,
+            resume,
+            seed,
+            threads,
+            snapshots,
         } => run::run(&run::RunArgs {
             file,
             out,
             strict,
+            resume,
+            seed,
+            threads,
+            snapshots,
             precision: match precision {
                 PrecisionArg::F32 => npdec_runtime::Precision::F32,
                 PrecisionArg::F64 => npdec_runtime::Precision::F64,

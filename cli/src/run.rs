@@ -2,7 +2,9 @@
 
 use crate::terminal;
 use npdec_diagnostics::{render, Diagnostic, RenderOptions, SourceMap};
+use npdec_runtime::train::TrainOptions;
 use npdec_runtime::{run_model, Precision, RunOptions, StabilityPolicy};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,6 +15,11 @@ pub struct RunArgs {
     pub strict: bool,
     pub precision: Precision,
     pub quiet: bool,
+    /// Continue training from the checkpoint in the output folder.
+    pub resume: bool,
+    pub seed: u64,
+    pub threads: Option<usize>,
+    pub snapshots: Option<usize>,
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
@@ -41,6 +48,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         } else {
             StabilityPolicy::Warn
         },
+        model_dir: args.file.parent().map(Path::to_path_buf),
+        train: TrainOptions {
+            seed: args.seed,
+            threads: args.threads,
+            resume: args.resume,
+            snapshots: args.snapshots,
+            progress: !args.quiet && std::io::stderr().is_terminal(),
+            ..TrainOptions::default()
+        },
     };
     let report = match run_model(&model, &options) {
         Ok(report) => report,
@@ -56,6 +72,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             eprintln!(
                 "solved with {} in {} steps of dt = {:e} to t = {} ({:.2} s)",
                 task.scheme, task.steps, task.dt, task.final_time, task.wall_time_seconds
+            );
+        }
+    }
+    for trained in &report.training {
+        if !args.quiet {
+            let mean_seconds =
+                trained.epoch_seconds.iter().sum::<f64>() / trained.epoch_seconds.len().max(1) as f64;
+            let accuracy = trained
+                .test_accuracy
+                .map_or(String::new(), |a| format!(", test accuracy {:.2} %", 100.0 * a));
+            eprintln!(
+                "trained with {} for {} epochs ({:.2} s per epoch): train loss {:.4}{accuracy}",
+                trained.optimizer, trained.epochs, mean_seconds, trained.train_loss
             );
         }
     }

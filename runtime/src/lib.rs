@@ -8,6 +8,7 @@
 //! - [`padding`]: ghost cells and Dirichlet values;
 //! - [`stepping`]: the time schemes, with [`krylov`] for implicit steps and [`spectral`] for split-step
 //!   Fourier;
+//! - [`train`]: the discrete adjoint and the training loop of `train` tasks;
 //! - [`run`]: [`run_model`], the entry point of `npdec run`, and [`output`] for the files it writes.
 
 pub mod evaluate;
@@ -18,6 +19,7 @@ pub mod pointwise;
 pub mod run;
 pub mod spectral;
 pub mod stepping;
+pub mod train;
 pub mod value;
 
 pub use run::{

@@ -69,6 +69,9 @@ fn squeeze_channels<A: Clone>(array: &ArrayD<A>) -> ArrayD<A> {
 /// Returns the JSON summary: the model, the expectations and the metrics of each task.
 pub fn summary_json<T: Real>(report: &RunReport, snapshots: &[Snapshot<T>]) -> serde_json::Value {
     let last = report.tasks.last();
+    let trained = report.training.last();
+    let mean_epoch_seconds =
+        trained.map(|t| t.epoch_seconds.iter().sum::<f64>() / t.epoch_seconds.len().max(1) as f64);
     json!({
         "model": report.model,
         "precision": report.precision,
@@ -82,6 +85,11 @@ pub fn summary_json<T: Real>(report: &RunReport, snapshots: &[Snapshot<T>]) -> s
             "wall_time_seconds": report.wall_time_seconds,
             "snapshots": snapshots.len(),
             "tasks": report.tasks,
+            "test_accuracy": trained.and_then(|t| t.test_accuracy),
+            "test_loss": trained.and_then(|t| t.test_loss),
+            "train_loss": trained.map(|t| t.train_loss),
+            "epoch_seconds": mean_epoch_seconds,
+            "training": report.training,
         },
         "warnings": report.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>(),
     })

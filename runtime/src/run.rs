@@ -3,6 +3,7 @@
 use crate::evaluate::Evaluator;
 use crate::output::{write_outputs, Snapshot};
 use crate::stepping::{States, Stepper};
+use crate::train::{train_task, TrainOptions, TrainReport};
 use crate::value::{Real, Value};
 use npdec_diagnostics::{Code, Diagnostic, Span};
 use npdec_ir::graph::NodeKind;
@@ -40,6 +41,10 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     pub precision: Precision,
     pub stability: StabilityPolicy,
+    /// The directory data paths are relative to (the model file's); `None` is the current one.
+    pub model_dir: Option<PathBuf>,
+    /// Seeds, threads, resumption and checkpointing of train tasks.
+    pub train: TrainOptions,
 }
 
 /// The outcome of one expectation.
@@ -81,6 +86,8 @@ pub struct RunReport {
     pub outputs: Vec<PathBuf>,
     /// Final field values as `(field name, flattened values)`, real parts for complex fields.
     pub final_fields: Vec<(String, Vec<f64>)>,
+    /// The outcome of each train task, in task order.
+    pub training: Vec<TrainReport>,
     pub wall_time_seconds: f64,
 }
 
@@ -94,7 +101,8 @@ impl RunReport {
 /// Runs the solve tasks of a checked model, evaluates its expectations on the final state and, when
 /// `options.out_dir` is set, writes `.npy` snapshots, PNG plots and `summary.json` there.
 ///
-/// Train tasks are skipped. Errors (invalid discretization, a step above the stability limit under
+/// Train tasks run after the solves (see [`crate::train`]); with a train task, expectations are
+/// evaluated on the trained parameters instead of the final state. Errors (invalid discretization, a step above the stability limit under
 /// [`StabilityPolicy::Strict`], an output that cannot be written) come back as diagnostics.
 pub fn run_model(model: &Model, options: &RunOptions) -> Result<RunReport, Vec<Diagnostic>> {
     match options.precision {
@@ -202,7 +210,39 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         });
     }
 
-    let expects = evaluate_expects(&program.expects, &final_states, final_time);
+    let mut training = Vec::new();
+    for task in &model.tasks {
+        let Task::Train(train) = task else { continue };
+        let base_dir = options
+            .model_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
+        let report = train_task(
+            model,
+            train,
+            &base_dir,
+            options.out_dir.as_deref(),
+            &options.train,
+        )
+        .map_err(|error| {
+            let mut diagnostic = Diagnostic::error(
+                Code::E0261,
+                error.message,
+                train.span,
+                "while training this task",
+            );
+            for note in error.notes {
+                diagnostic = diagnostic.with_note(note);
+            }
+            vec![diagnostic]
+        })?;
+        training.push(report);
+    }
+
+    let expects = match training.last() {
+        Some(trained) => evaluate_trained_expects(model, trained)?,
+        None => evaluate_expects(&program.expects, &final_states, final_time),
+    };
     let final_fields = final_states
         .iter()
         .enumerate()
@@ -227,6 +267,7 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         warnings,
         outputs: Vec::new(),
         final_fields,
+        training,
         wall_time_seconds: started.elapsed().as_secs_f64(),
     };
     if let Some(dir) = &options.out_dir {
@@ -234,8 +275,16 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             Task::Solve(s) => Some(s.span),
             Task::Train(_) => None,
         });
-        report.outputs = write_outputs(dir, model, &snapshots, &final_states, &report)
-            .map_err(|message| vec![output_error(span.unwrap_or_default(), dir, &message)])?;
+        let mut outputs: Vec<PathBuf> = report
+            .training
+            .iter()
+            .flat_map(|t| t.outputs.iter().cloned())
+            .collect();
+        outputs.extend(
+            write_outputs(dir, model, &snapshots, &final_states, &report)
+                .map_err(|message| vec![output_error(span.unwrap_or_default(), dir, &message)])?,
+        );
+        report.outputs = outputs;
     }
     Ok(report)
 }
@@ -277,6 +326,59 @@ fn evaluate_expects<T: Real>(
         .collect();
     results.sort_by_key(|(index, _)| *index);
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Evaluates the expectations of a trained model on its trained parameters.
+fn evaluate_trained_expects(
+    model: &Model,
+    trained: &TrainReport,
+) -> Result<Vec<ExpectResult>, Vec<Diagnostic>> {
+    use crate::train::tape::{Env, ParamValues};
+    let params = ParamValues {
+        values: trained.parameters.iter().map(|(_, v)| v.clone()).collect(),
+        step_sizes: model
+            .params
+            .iter()
+            .map(|p| crate::train::lower::param_entries(model, p))
+            .collect(),
+    };
+    let mut results = Vec::new();
+    for expect in &model.expects {
+        let npdec_symbolic::Expr::Compare(op, lhs, rhs) = &expect.expr else {
+            continue;
+        };
+        let side = |expr: &npdec_symbolic::Expr| -> Result<f64, Vec<Diagnostic>> {
+            let (tape, node) =
+                crate::train::lower::lower_scalar(model, expr).map_err(|message| {
+                    vec![Diagnostic::error(
+                        Code::E0261,
+                        format!("cannot evaluate this expectation after training: {message}"),
+                        expect.span,
+                        "in this expectation",
+                    )
+                    .with_help("after training, expectations may use parameters and numbers")]
+                })?;
+            let env = Env {
+                states: &[],
+                params: &params,
+                samples: None,
+                labels: None,
+                step: 0,
+                time: 0.0,
+                batch: 1,
+            };
+            let values = tape.forward(&env);
+            Ok(values[node].iter().next().copied().unwrap_or(f64::NAN))
+        };
+        let (value, bound) = (side(lhs)?, side(rhs)?);
+        results.push(ExpectResult {
+            text: expect.text.clone(),
+            value,
+            bound,
+            passed: compare(*op, value, bound),
+        });
+    }
+    Ok(results)
 }
 
 fn stability_diagnostic(

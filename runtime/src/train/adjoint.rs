@@ -1,0 +1,695 @@
+//! The discrete adjoint of a lowered train task: explicit Euler and classical RK4 steps run
+//! forward, then their exact transposes run backward (discretize, then optimize), with the states
+//! of the forward sweep recomputed from binomial checkpoints (Griewank & Walther, "Algorithm 799:
+//! revolve", ACM TOMS 26(1), 2000) through `npdec_learn::revolve`.
+//!
+//! For `u_{n+1} = D(u_n + Δt F(u_n, θ))`, with `D` the map that holds Dirichlet nodes at their
+//! values, the reverse step is `λ_n = P λ + Δt F_uᵀ P λ` and `∇θ += Δt F_θᵀ P λ`, where `P` zeroes
+//! the Dirichlet entries. RK4 reverses its four stages in the opposite order the same way.
+
+use crate::train::lower::{ExplicitScheme, Head, LoweredTask, StateSlot};
+use crate::train::tape::{Env, NodeIndex, ParamValues};
+use ndarray::{s, Array2, ArrayView2};
+use npdec_learn::revolve::{reverse_with_checkpoints, ReverseError};
+use npdec_symbolic::Model;
+
+/// A value that stopped being finite during the forward sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFinite {
+    /// The time step after which the state was not finite (0 for the initial value).
+    pub step: usize,
+    /// The field whose state was not finite, or `None` when it was the loss.
+    pub field: Option<String>,
+}
+
+/// One chunk of a mini-batch: samples and labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a> {
+    pub samples: ArrayView2<'a, f64>,
+    /// Labels as reals `[batch, width]` for tapes that read `label`.
+    pub labels: ArrayView2<'a, f64>,
+    /// Class labels for cross-entropy.
+    pub classes: Option<&'a [usize]>,
+}
+
+/// What a forward (and possibly reverse) sweep over a chunk produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkResult {
+    /// The loss summed over the chunk's samples (divide by the batch size for the mean).
+    pub loss_sum: f64,
+    /// The scores (cross-entropy) or predictions (MSE) per sample.
+    pub outputs: Array2<f64>,
+}
+
+/// The seed of the reverse sweep at the head: either the loss, or a given output cotangent.
+#[derive(Clone, Debug)]
+pub enum HeadSeed<'a> {
+    /// The gradient of the summed loss, divided by `normalizer` (the full batch size).
+    Loss { normalizer: f64 },
+    /// A cotangent on the head's outputs (scores or prediction), for dot tests.
+    Outputs(ArrayView2<'a, f64>),
+}
+
+/// Runs a lowered task on fixed parameters: forward sweeps, reverse sweeps and the head.
+pub struct Network<'a> {
+    pub model: &'a Model,
+    pub task: &'a LoweredTask,
+}
+
+impl<'a> Network<'a> {
+    fn env<'b>(
+        &self,
+        states: &'b [Array2<f64>],
+        params: &'b ParamValues,
+        chunk: &'b Chunk<'_>,
+        step: usize,
+        time: f64,
+    ) -> Env<'b> {
+        Env {
+            states,
+            params,
+            samples: Some(chunk.samples.view()),
+            labels: Some(chunk.labels.view()),
+            step,
+            time,
+            batch: chunk.samples.nrows(),
+        }
+    }
+
+    /// Returns the initial states of a chunk and the values of the initial tape.
+    pub fn initial_states(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+    ) -> (Vec<Array2<f64>>, Vec<Array2<f64>>) {
+        let env = self.env(&[], params, chunk, 0, 0.0);
+        let values = self.task.initial.forward(&env);
+        let batch = chunk.samples.nrows();
+        let states = self
+            .task
+            .states
+            .iter()
+            .map(|slot| {
+                let mut state = broadcast_rows(&values[slot.initial], batch);
+                impose_dirichlet(slot, &mut state);
+                state
+            })
+            .collect();
+        (states, values)
+    }
+
+    /// Evaluates the right-hand sides `F(states)` at step `step` and time `time`.
+    fn rhs(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+        step: usize,
+        time: f64,
+    ) -> (Vec<Array2<f64>>, Vec<Array2<f64>>) {
+        let env = self.env(states, params, chunk, step, time);
+        let values = self.task.rhs.forward(&env);
+        let batch = chunk.samples.nrows();
+        let rates = self
+            .task
+            .states
+            .iter()
+            .map(|slot| {
+                let mut rate = Array2::zeros((batch, slot.len()));
+                for (channel, node) in &slot.rhs {
+                    let value = &values[*node];
+                    match channel {
+                        None => add_rows(&mut rate.view_mut(), value),
+                        Some(c) => add_rows(
+                            &mut rate.slice_mut(s![.., c * slot.points..(c + 1) * slot.points]),
+                            value,
+                        ),
+                    }
+                }
+                rate
+            })
+            .collect();
+        (rates, values)
+    }
+
+    /// Backpropagates the rate cotangents `d_rates` through `F` at the given states, adding to
+    /// `state_adjoints` and `gradients`.
+    #[allow(clippy::too_many_arguments)]
+    fn rhs_backward(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+        values: &[Array2<f64>],
+        step: usize,
+        time: f64,
+        d_rates: &[Array2<f64>],
+        state_adjoints: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+    ) {
+        let env = self.env(states, params, chunk, step, time);
+        let mut seeds: Vec<(NodeIndex, Array2<f64>)> = Vec::new();
+        for (slot, d_rate) in self.task.states.iter().zip(d_rates) {
+            for (channel, node) in &slot.rhs {
+                let seed = match channel {
+                    None => d_rate.clone(),
+                    Some(c) => d_rate
+                        .slice(s![.., c * slot.points..(c + 1) * slot.points])
+                        .to_owned(),
+                };
+                seeds.push((*node, seed));
+            }
+        }
+        self.task
+            .rhs
+            .backward(&env, values, seeds, state_adjoints, gradients);
+    }
+
+    /// Advances `states` by one step `step` (from time `step · Δt`).
+    pub fn step_forward(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        step: usize,
+        states: &mut [Array2<f64>],
+    ) {
+        let dt = self.task.dt;
+        let time = step as f64 * dt;
+        match self.task.scheme {
+            ExplicitScheme::Euler => {
+                let (rates, _) = self.rhs(params, chunk, states, step, time);
+                for ((state, rate), slot) in states.iter_mut().zip(&rates).zip(&self.task.states) {
+                    state.scaled_add(dt, rate);
+                    impose_dirichlet(slot, state);
+                }
+            }
+            ExplicitScheme::Rk4 => {
+                let stages = self.rk4_stages(params, chunk, states, step);
+                for (s_index, (state, slot)) in states.iter_mut().zip(&self.task.states).enumerate()
+                {
+                    for (stage, weight) in stages.iter().zip(RK4_WEIGHTS) {
+                        state.scaled_add(dt * weight, &stage.rates[s_index]);
+                    }
+                    impose_dirichlet(slot, state);
+                }
+            }
+        }
+    }
+
+    fn rk4_stages(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+        step: usize,
+    ) -> Vec<Stage> {
+        let dt = self.task.dt;
+        let time = step as f64 * dt;
+        let mut stages: Vec<Stage> = Vec::with_capacity(4);
+        for (index, offset) in RK4_OFFSETS.iter().enumerate() {
+            let stage_states: Vec<Array2<f64>> = if index == 0 {
+                states.to_vec()
+            } else {
+                let previous = &stages[index - 1].rates;
+                states
+                    .iter()
+                    .zip(previous)
+                    .zip(&self.task.states)
+                    .map(|((u, k), slot)| {
+                        let mut v = u.clone();
+                        v.scaled_add(dt * offset, k);
+                        impose_dirichlet(slot, &mut v);
+                        v
+                    })
+                    .collect()
+            };
+            let stage_time = time + offset * dt;
+            let (rates, values) = self.rhs(params, chunk, &stage_states, step, stage_time);
+            stages.push(Stage {
+                states: stage_states,
+                rates,
+                values,
+                time: stage_time,
+            });
+        }
+        stages
+    }
+
+    /// Runs the adjoint of step `step` given the state at its start; `adjoint` holds `λ_{n+1}` on
+    /// entry and `λ_n` on return.
+    pub fn step_reverse(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        step: usize,
+        states: &[Array2<f64>],
+        adjoint: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+    ) {
+        let dt = self.task.dt;
+        let time = step as f64 * dt;
+        for (lambda, slot) in adjoint.iter_mut().zip(&self.task.states) {
+            zero_dirichlet(slot, lambda);
+        }
+        match self.task.scheme {
+            ExplicitScheme::Euler => {
+                let (_, values) = self.rhs(params, chunk, states, step, time);
+                let d_rates: Vec<Array2<f64>> = adjoint.iter().map(|l| l * dt).collect();
+                self.rhs_backward(
+                    params, chunk, states, &values, step, time, &d_rates, adjoint, gradients,
+                );
+            }
+            ExplicitScheme::Rk4 => {
+                let stages = self.rk4_stages(params, chunk, states, step);
+                let mut d_rates: Vec<Vec<Array2<f64>>> = RK4_WEIGHTS
+                    .iter()
+                    .map(|w| adjoint.iter().map(|l| l * (dt * w)).collect())
+                    .collect();
+                for index in (0..4).rev() {
+                    let stage = &stages[index];
+                    let mut stage_adjoint: Vec<Array2<f64>> = stage
+                        .states
+                        .iter()
+                        .map(|u| Array2::zeros(u.raw_dim()))
+                        .collect();
+                    self.rhs_backward(
+                        params,
+                        chunk,
+                        &stage.states,
+                        &stage.values,
+                        step,
+                        stage.time,
+                        &d_rates[index],
+                        &mut stage_adjoint,
+                        gradients,
+                    );
+                    if index == 0 {
+                        for (lambda, a) in adjoint.iter_mut().zip(&stage_adjoint) {
+                            *lambda += a;
+                        }
+                    } else {
+                        let offset = RK4_OFFSETS[index];
+                        for (s_index, (a, slot)) in
+                            stage_adjoint.iter_mut().zip(&self.task.states).enumerate()
+                        {
+                            zero_dirichlet(slot, a);
+                            adjoint[s_index] += &*a;
+                            d_rates[index - 1][s_index].scaled_add(dt * offset, a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluates the head on the final states: the summed loss and the outputs.
+    fn head_forward(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+    ) -> (Vec<Array2<f64>>, ChunkResult) {
+        let steps = self.task.steps;
+        let env = self.env(states, params, chunk, steps, steps as f64 * self.task.dt);
+        let values = self.task.head_tape.forward(&env);
+        let batch = chunk.samples.nrows();
+        let result = match self.task.head {
+            Head::CrossEntropy { scores } => {
+                let scores = broadcast_rows(&values[scores], batch);
+                let classes = chunk.classes.unwrap_or(&[]);
+                let log_probabilities = npdec_learn::loss::log_softmax(scores.view());
+                let loss_sum = classes
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &c)| -log_probabilities[[b, c.min(scores.ncols() - 1)]])
+                    .sum();
+                ChunkResult {
+                    loss_sum,
+                    outputs: scores,
+                }
+            }
+            Head::Mse { prediction, target } => {
+                let prediction = broadcast_rows(&values[prediction], batch);
+                let target = &values[target];
+                let width = prediction.ncols();
+                let mut loss_sum = 0.0;
+                for b in 0..batch {
+                    for i in 0..width {
+                        let t = target[[b.min(target.nrows() - 1), i % target.ncols()]];
+                        loss_sum += (prediction[[b, i]] - t).powi(2);
+                    }
+                }
+                ChunkResult {
+                    loss_sum: loss_sum / width as f64,
+                    outputs: prediction,
+                }
+            }
+        };
+        (values, result)
+    }
+
+    /// Backpropagates the head: returns `λ_N` and adds readout gradients.
+    fn head_backward(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+        values: &[Array2<f64>],
+        result: &ChunkResult,
+        seed: &HeadSeed,
+        gradients: &mut ParamValues,
+    ) -> Vec<Array2<f64>> {
+        let steps = self.task.steps;
+        let env = self.env(states, params, chunk, steps, steps as f64 * self.task.dt);
+        let batch = chunk.samples.nrows();
+        let (node, d_outputs) = match (self.task.head, seed) {
+            (Head::CrossEntropy { scores }, HeadSeed::Loss { normalizer }) => {
+                let mut d = npdec_learn::loss::softmax(result.outputs.view());
+                let last_class = d.ncols() - 1;
+                for (b, &c) in chunk.classes.unwrap_or(&[]).iter().enumerate() {
+                    d[[b, c.min(last_class)]] -= 1.0;
+                }
+                (scores, d / *normalizer)
+            }
+            (Head::Mse { prediction, target }, HeadSeed::Loss { normalizer }) => {
+                let target = &values[target];
+                let width = result.outputs.ncols();
+                let d = Array2::from_shape_fn((batch, width), |(b, i)| {
+                    let t = target[[b.min(target.nrows() - 1), i % target.ncols()]];
+                    2.0 * (result.outputs[[b, i]] - t) / (normalizer * width as f64)
+                });
+                (prediction, d)
+            }
+            (
+                Head::CrossEntropy { scores: node }
+                | Head::Mse {
+                    prediction: node, ..
+                },
+                HeadSeed::Outputs(w),
+            ) => (node, w.to_owned()),
+        };
+        let mut adjoint: Vec<Array2<f64>> =
+            states.iter().map(|u| Array2::zeros(u.raw_dim())).collect();
+        self.task.head_tape.backward(
+            &env,
+            values,
+            vec![(node, d_outputs)],
+            &mut adjoint,
+            gradients,
+        );
+        adjoint
+    }
+
+    /// Runs the forward sweep and returns the loss and outputs, without gradients.
+    pub fn evaluate(&self, params: &ParamValues, chunk: &Chunk) -> Result<ChunkResult, NonFinite> {
+        let (mut states, _) = self.initial_states(params, chunk);
+        self.check_finite(&states, 0)?;
+        for step in 0..self.task.steps {
+            self.step_forward(params, chunk, step, &mut states);
+            self.check_finite(&states, step + 1)?;
+        }
+        let (_, result) = self.head_forward(params, chunk, &states);
+        Ok(result)
+    }
+
+    /// Returns the final states of a forward sweep (the hidden states for a readout fit).
+    pub fn final_states(&self, params: &ParamValues, chunk: &Chunk) -> Vec<Array2<f64>> {
+        let (mut states, _) = self.initial_states(params, chunk);
+        for step in 0..self.task.steps {
+            self.step_forward(params, chunk, step, &mut states);
+        }
+        states
+    }
+
+    /// Runs the forward sweep and the adjoint sweep with `snapshots` checkpoints, adding the
+    /// gradient to `gradients`.
+    pub fn gradient(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        seed: &HeadSeed,
+        snapshots: usize,
+        gradients: &mut ParamValues,
+    ) -> Result<ChunkResult, NonFinite> {
+        let (initial, initial_values) = self.initial_states(params, chunk);
+        self.check_finite(&initial, 0)?;
+        let steps = self.task.steps;
+        let mut adjoint: Vec<Array2<f64>> = Vec::new();
+        let mut outcome: Option<ChunkResult> = None;
+        let reversal = reverse_with_checkpoints(
+            initial.clone(),
+            steps,
+            snapshots.clamp(1, steps),
+            |step, states: &mut Vec<Array2<f64>>| {
+                self.step_forward(params, chunk, step, states);
+                self.check_finite(states, step + 1)
+            },
+            |step, states: &Vec<Array2<f64>>| {
+                if step + 1 == steps {
+                    // The first turn: advance once more to the final state and seed λ_N.
+                    let mut last = states.clone();
+                    self.step_forward(params, chunk, step, &mut last);
+                    self.check_finite(&last, steps)?;
+                    let (values, result) = self.head_forward(params, chunk, &last);
+                    if !result.loss_sum.is_finite() {
+                        return Err(NonFinite {
+                            step: steps,
+                            field: None,
+                        });
+                    }
+                    adjoint =
+                        self.head_backward(params, chunk, &last, &values, &result, seed, gradients);
+                    outcome = Some(result);
+                }
+                self.step_reverse(params, chunk, step, states, &mut adjoint, gradients);
+                Ok(())
+            },
+        );
+        match reversal {
+            Ok(_) => {}
+            Err(ReverseError::Step(non_finite)) => return Err(non_finite),
+            Err(ReverseError::Schedule(error)) => {
+                unreachable!("snapshots are clamped to 1..=steps: {error}")
+            }
+        }
+
+        // The initial values may depend on parameters too.
+        let env = self.env(&[], params, chunk, 0, 0.0);
+        let seeds: Vec<(NodeIndex, Array2<f64>)> = self
+            .task
+            .states
+            .iter()
+            .zip(&adjoint)
+            .map(|(slot, lambda)| {
+                let mut lambda = lambda.clone();
+                zero_dirichlet(slot, &mut lambda);
+                (slot.initial, lambda)
+            })
+            .collect();
+        let mut no_states: Vec<Array2<f64>> = Vec::new();
+        self.task
+            .initial
+            .backward(&env, &initial_values, seeds, &mut no_states, gradients);
+        Ok(outcome.expect("the reverse sweep visits the last step"))
+    }
+
+    /// Returns the outputs of the head and their derivative in the parameter direction
+    /// `direction` (tangent-linear mode through the initial values, every step and the head).
+    pub fn tangent_outputs(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        direction: &ParamValues,
+    ) -> (Array2<f64>, Array2<f64>) {
+        let batch = chunk.samples.nrows();
+        let (mut states, initial_values) = self.initial_states(params, chunk);
+        let env = self.env(&[], params, chunk, 0, 0.0);
+        let initial_tangents = self
+            .task
+            .initial
+            .tangent(&env, &initial_values, &[], direction);
+        let mut tangents: Vec<Array2<f64>> = self
+            .task
+            .states
+            .iter()
+            .map(|slot| {
+                let mut t = match &initial_tangents[slot.initial] {
+                    Some(t) => broadcast_rows(t, batch),
+                    None => Array2::zeros((batch, slot.len())),
+                };
+                zero_dirichlet(slot, &mut t);
+                t
+            })
+            .collect();
+        let dt = self.task.dt;
+        for step in 0..self.task.steps {
+            let time = step as f64 * dt;
+            match self.task.scheme {
+                ExplicitScheme::Euler => {
+                    let rate_tangents =
+                        self.rhs_tangent(params, chunk, &states, &tangents, step, time, direction);
+                    for ((t, dr), slot) in tangents
+                        .iter_mut()
+                        .zip(&rate_tangents)
+                        .zip(&self.task.states)
+                    {
+                        t.scaled_add(dt, dr);
+                        zero_dirichlet(slot, t);
+                    }
+                }
+                ExplicitScheme::Rk4 => {
+                    let stages = self.rk4_stages(params, chunk, &states, step);
+                    let mut stage_rate_tangents: Vec<Vec<Array2<f64>>> = Vec::new();
+                    for (index, stage) in stages.iter().enumerate() {
+                        let stage_tangents: Vec<Array2<f64>> = if index == 0 {
+                            tangents.clone()
+                        } else {
+                            tangents
+                                .iter()
+                                .zip(&stage_rate_tangents[index - 1])
+                                .zip(&self.task.states)
+                                .map(|((t, dk), slot)| {
+                                    let mut v = t.clone();
+                                    v.scaled_add(dt * RK4_OFFSETS[index], dk);
+                                    zero_dirichlet(slot, &mut v);
+                                    v
+                                })
+                                .collect()
+                        };
+                        stage_rate_tangents.push(self.rhs_tangent(
+                            params,
+                            chunk,
+                            &stage.states,
+                            &stage_tangents,
+                            step,
+                            stage.time,
+                            direction,
+                        ));
+                    }
+                    for (s_index, (t, slot)) in
+                        tangents.iter_mut().zip(&self.task.states).enumerate()
+                    {
+                        for (rates, weight) in stage_rate_tangents.iter().zip(RK4_WEIGHTS) {
+                            t.scaled_add(dt * weight, &rates[s_index]);
+                        }
+                        zero_dirichlet(slot, t);
+                    }
+                }
+            }
+            self.step_forward(params, chunk, step, &mut states);
+        }
+        let (values, result) = self.head_forward(params, chunk, &states);
+        let steps = self.task.steps;
+        let env = self.env(&states, params, chunk, steps, steps as f64 * dt);
+        let head_tangents = self
+            .task
+            .head_tape
+            .tangent(&env, &values, &tangents, direction);
+        let node = match self.task.head {
+            Head::CrossEntropy { scores } => scores,
+            Head::Mse { prediction, .. } => prediction,
+        };
+        let tangent = match &head_tangents[node] {
+            Some(t) => broadcast_rows(t, batch),
+            None => Array2::zeros(result.outputs.raw_dim()),
+        };
+        (result.outputs, tangent)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rhs_tangent(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+        tangents: &[Array2<f64>],
+        step: usize,
+        time: f64,
+        direction: &ParamValues,
+    ) -> Vec<Array2<f64>> {
+        let (_, values) = self.rhs(params, chunk, states, step, time);
+        let env = self.env(states, params, chunk, step, time);
+        let node_tangents = self.task.rhs.tangent(&env, &values, tangents, direction);
+        let batch = chunk.samples.nrows();
+        self.task
+            .states
+            .iter()
+            .map(|slot| {
+                let mut rate = Array2::zeros((batch, slot.len()));
+                for (channel, node) in &slot.rhs {
+                    let Some(value) = &node_tangents[*node] else {
+                        continue;
+                    };
+                    match channel {
+                        None => add_rows(&mut rate.view_mut(), value),
+                        Some(c) => add_rows(
+                            &mut rate.slice_mut(s![.., c * slot.points..(c + 1) * slot.points]),
+                            value,
+                        ),
+                    }
+                }
+                rate
+            })
+            .collect()
+    }
+
+    fn check_finite(&self, states: &[Array2<f64>], step: usize) -> Result<(), NonFinite> {
+        for (state, slot) in states.iter().zip(&self.task.states) {
+            if state.iter().any(|x| !x.is_finite()) {
+                return Err(NonFinite {
+                    step,
+                    field: Some(self.model.field(slot.field).name.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+const RK4_OFFSETS: [f64; 4] = [0.0, 0.5, 0.5, 1.0];
+const RK4_WEIGHTS: [f64; 4] = [1.0 / 6.0, 2.0 / 6.0, 2.0 / 6.0, 1.0 / 6.0];
+
+struct Stage {
+    states: Vec<Array2<f64>>,
+    rates: Vec<Array2<f64>>,
+    values: Vec<Array2<f64>>,
+    time: f64,
+}
+
+fn broadcast_rows(value: &Array2<f64>, batch: usize) -> Array2<f64> {
+    if value.nrows() == batch {
+        value.clone()
+    } else {
+        let row = value.row(0);
+        Array2::from_shape_fn((batch, value.ncols()), |(_, i)| row[i])
+    }
+}
+
+fn add_rows(target: &mut ndarray::ArrayViewMut2<f64>, value: &Array2<f64>) {
+    let (rows, len) = target.dim();
+    for r in 0..rows {
+        for i in 0..len {
+            target[[r, i]] += value[[r.min(value.nrows() - 1), i % value.ncols()]];
+        }
+    }
+}
+
+fn impose_dirichlet(slot: &StateSlot, state: &mut Array2<f64>) {
+    for mut row in state.rows_mut() {
+        for c in 0..slot.channels {
+            for (node, value) in &slot.dirichlet {
+                row[c * slot.points + node] = *value;
+            }
+        }
+    }
+}
+
+fn zero_dirichlet(slot: &StateSlot, adjoint: &mut Array2<f64>) {
+    for mut row in adjoint.rows_mut() {
+        for c in 0..slot.channels {
+            for (node, _) in &slot.dirichlet {
+                row[c * slot.points + node] = 0.0;
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Gradient checks of the discrete adjoint, as `npdec check --gradients` runs them.
+//!
+//! - The **Taylor test**: for a random direction `δ`, the remainder
+//!   `r(ε) = |J(θ + εδ) − J(θ) − ε ∇J·δ|` of a correct gradient falls as `ε²`, so the observed
+//!   rates `log(r(εₖ)/r(εₖ₊₁)) / log(εₖ/εₖ₊₁)` are 2 (Farrell, Ham, Funke & Rognes, "Automated
+//!   derivation of the adjoint of high-level transient finite element programs", SIAM J. Sci.
+//!   Comput. 35(4), 2013, section 5.1).
+//! - The **dot test**: with the tangent-linear map `J` from parameters to the head's outputs,
+//!   `⟨J v, w⟩ = ⟨v, Jᵀ w⟩` for random `v` and `w`; the adjoint sweep computes `Jᵀ w`.
+//!
+//! Both run on the first samples of the training set with freshly initialized parameters. The
+//! model is only read, and nothing is written.
+
+use crate::train::adjoint::{Chunk, HeadSeed, Network};
+use crate::train::params::{flatten_learnable, learnable, unflatten_learnable};
+use crate::train::tape::ParamValues;
+use crate::train::training::{label_matrix, prepare, TrainOptions};
+use ndarray::{s, Array2};
+use npdec_learn::data::{ShuffleRng, Targets};
+use npdec_symbolic::{Model, Task};
+use serde::Serialize;
+use std::path::Path;
+
+/// The allowed distance of every Taylor rate from 2.
+pub const TAYLOR_RATE_TOLERANCE: f64 = 0.1;
+/// The largest relative difference of the two sides of the dot test.
+pub const DOT_TOLERANCE: f64 = 1e-12;
+/// Samples the checks run on.
+pub const CHECK_SAMPLES: usize = 4;
+
+/// The checks of one train task.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GradientCheck {
+    /// The index of the task among the model's tasks.
+    pub task: usize,
+    pub parameters: usize,
+    pub epsilons: Vec<f64>,
+    pub remainders: Vec<f64>,
+    pub rates: Vec<f64>,
+    pub taylor_passed: bool,
+    /// `⟨J v, w⟩`.
+    pub dot_tangent: f64,
+    /// `⟨v, Jᵀ w⟩`.
+    pub dot_adjoint: f64,
+    pub dot_relative_error: f64,
+    pub dot_passed: bool,
+}
+
+/// The checks of every train task of a model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GradientCheckReport {
+    pub checks: Vec<GradientCheck>,
+}
+
+impl GradientCheckReport {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.taylor_passed && c.dot_passed)
+    }
+}
+
+/// Runs the Taylor and dot tests on every train task of `model`; data paths are relative to
+/// `base_dir`.
+pub fn check_gradients(
+    model: &Model,
+    base_dir: &Path,
+    seed: u64,
+) -> Result<GradientCheckReport, String> {
+    let mut checks = Vec::new();
+    for (index, task) in model.tasks.iter().enumerate() {
+        let Task::Train(task) = task else { continue };
+        let options = TrainOptions {
+            seed,
+            max_train_samples: Some(CHECK_SAMPLES),
+            ..TrainOptions::default()
+        };
+        let prepared = prepare(model, task, base_dir, &options).map_err(|e| e.message)?;
+        let network = Network {
+            model,
+            task: &prepared.lowered,
+        };
+        let labels = label_matrix(&prepared.train.targets);
+        let classes = match &prepared.train.targets {
+            Targets::Classes { labels, .. } => Some(labels.as_slice()),
+            Targets::Values(_) => None,
+        };
+        let count = prepared.train.len();
+        let chunk = Chunk {
+            samples: prepared.train.inputs.slice(s![..count, ..]),
+            labels: labels.slice(s![..count, ..]),
+            classes,
+        };
+        let mut check = check_chunk(&network, &prepared.params, &chunk, seed)?;
+        check.task = index;
+        checks.push(check);
+    }
+    if checks.is_empty() {
+        return Err("the model has no train task whose gradients could be checked".into());
+    }
+    Ok(GradientCheckReport { checks })
+}
+
+/// Runs both tests on one chunk at the given parameters.
+pub fn check_chunk(
+    network: &Network,
+    params: &ParamValues,
+    chunk: &Chunk,
+    seed: u64,
+) -> Result<GradientCheck, String> {
+    let learnable = learnable(network.model);
+    let samples = chunk.samples.nrows() as f64;
+    let steps = network.task.steps;
+    let loss = |p: &ParamValues| -> Result<f64, String> {
+        network
+            .evaluate(p, chunk)
+            .map(|r| r.loss_sum / samples)
+            .map_err(|e| format!("the forward sweep is not finite at step {}", e.step))
+    };
+
+    // Taylor test.
+    let mut gradient = params.zeros_like();
+    let result = network
+        .gradient(
+            params,
+            chunk,
+            &HeadSeed::Loss {
+                normalizer: samples,
+            },
+            steps,
+            &mut gradient,
+        )
+        .map_err(|e| format!("the forward sweep is not finite at step {}", e.step))?;
+    let value = result.loss_sum / samples;
+    let theta = flatten_learnable(params, &learnable);
+    let g = flatten_learnable(&gradient, &learnable);
+    let mut rng = ShuffleRng::from_seed(seed ^ 0x5eed);
+    // Directions scaled to each entry's magnitude keep every parameter's perturbation relative.
+    let direction: Vec<f64> = theta
+        .iter()
+        .map(|t| (2.0 * rng.uniform() - 1.0) * t.abs().max(0.1))
+        .collect();
+    let slope: f64 = g.iter().zip(&direction).map(|(a, b)| a * b).sum();
+    let epsilons: Vec<f64> = (0..5).map(|k| 1e-2 / 2f64.powi(k)).collect();
+    let mut remainders = Vec::new();
+    for epsilon in &epsilons {
+        let shifted: Vec<f64> = theta
+            .iter()
+            .zip(&direction)
+            .map(|(t, d)| t + epsilon * d)
+            .collect();
+        let mut trial = params.clone();
+        unflatten_learnable(&shifted, &mut trial, &learnable);
+        remainders.push((loss(&trial)? - value - epsilon * slope).abs());
+    }
+    let rates: Vec<f64> = remainders
+        .windows(2)
+        .zip(epsilons.windows(2))
+        .map(|(r, e)| (r[0] / r[1]).ln() / (e[0] / e[1]).ln())
+        .collect();
+    let taylor_passed = rates
+        .iter()
+        .all(|rate| (rate - 2.0).abs() <= TAYLOR_RATE_TOLERANCE);
+
+    // Dot test.
+    let v: Vec<f64> = theta.iter().map(|_| 2.0 * rng.uniform() - 1.0).collect();
+    let mut v_params = params.zeros_like();
+    unflatten_learnable(&v, &mut v_params, &learnable);
+    let (outputs, jv) = network.tangent_outputs(params, chunk, &v_params);
+    let w = Array2::from_shape_fn(outputs.raw_dim(), |_| 2.0 * rng.uniform() - 1.0);
+    let mut jt_w = params.zeros_like();
+    network
+        .gradient(
+            params,
+            chunk,
+            &HeadSeed::Outputs(w.view()),
+            steps,
+            &mut jt_w,
+        )
+        .map_err(|e| format!("the forward sweep is not finite at step {}", e.step))?;
+    let dot_tangent: f64 = jv.iter().zip(w.iter()).map(|(a, b)| a * b).sum();
+    let jt_w = flatten_learnable(&jt_w, &learnable);
+    let dot_adjoint: f64 = v.iter().zip(&jt_w).map(|(a, b)| a * b).sum();
+    let scale = dot_tangent
+        .abs()
+        .max(dot_adjoint.abs())
+        .max(f64::MIN_POSITIVE);
+    let dot_relative_error = (dot_tangent - dot_adjoint).abs() / scale;
+
+    Ok(GradientCheck {
+        task: 0,
+        parameters: theta.len(),
+        epsilons,
+        remainders,
+        rates,
+        taylor_passed,
+        dot_tangent,
+        dot_adjoint,
+        dot_relative_error,
+        dot_passed: dot_relative_error <= DOT_TOLERANCE,
+    })
+}

@@ -1,0 +1,480 @@
+//! Spatial operators as sparse matrices: a stencil composed with the ghost-cell rules of a field's
+//! boundary conditions, so that its adjoint is the transposed matrix.
+//!
+//! The rules follow the IR's `Boundary` node (see `npdec_ir::graph`): Dirichlet values are written
+//! into the boundary nodes first; ghost layers are then filled axis by axis in axis order, each
+//! axis over the already padded range of the axes before it. A ghost `j` layers outside a side is
+//! the polynomial extrapolation of `npdec_ir::ghost_cells`: `Σ_k w[j−1][k] · node_k` for Dirichlet,
+//! plus `slope_w[j−1] · s` with `s = −h · (g − α · node_0) / β` for Robin and Neumann. Boundary
+//! values must be constants here; the operator is affine, `y = A u + c`, and `c` holds them.
+
+use ndarray::Array2;
+use npdec_ir::ghost_cells::{dirichlet_weights, extrapolation_degree, robin_degree, robin_weights};
+use npdec_ir::simplify::constant_value;
+use npdec_symbolic::{BoundaryKind, Expr, FieldId, Model, Side};
+
+/// An affine map `y = A u + c` stored row by row (compressed sparse rows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseOperator {
+    rows: usize,
+    columns: usize,
+    row_start: Vec<usize>,
+    column: Vec<usize>,
+    weight: Vec<f64>,
+    constant: Vec<f64>,
+}
+
+impl SparseOperator {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// Applies the operator to each of `channels` channels of every row of `u`
+    /// (`[batch, channels · columns]` → `[batch, channels · rows]`).
+    pub fn apply(&self, u: &Array2<f64>, channels: usize) -> Array2<f64> {
+        let mut out = Array2::zeros((u.nrows(), channels * self.rows));
+        for (input, mut output) in u.rows().into_iter().zip(out.rows_mut()) {
+            for c in 0..channels {
+                let input_base = c * self.columns;
+                let output_base = c * self.rows;
+                for r in 0..self.rows {
+                    let mut sum = self.constant[r];
+                    for e in self.row_start[r]..self.row_start[r + 1] {
+                        sum += self.weight[e] * input[input_base + self.column[e]];
+                    }
+                    output[output_base + r] = sum;
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies `A` without the constant part: the derivative of [`Self::apply`] in a direction.
+    pub fn apply_linear(&self, u: &Array2<f64>, channels: usize) -> Array2<f64> {
+        let mut out = self.apply(u, channels);
+        for mut row in out.rows_mut() {
+            for c in 0..channels {
+                for r in 0..self.rows {
+                    row[c * self.rows + r] -= self.constant[r];
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies `Aᵀ` (without the constant) channel by channel: the adjoint of [`Self::apply`].
+    pub fn apply_transpose(&self, adjoint: &Array2<f64>, channels: usize) -> Array2<f64> {
+        let mut out = Array2::zeros((adjoint.nrows(), channels * self.columns));
+        for (input, mut output) in adjoint.rows().into_iter().zip(out.rows_mut()) {
+            for c in 0..channels {
+                let input_base = c * self.rows;
+                let output_base = c * self.columns;
+                for r in 0..self.rows {
+                    let g = input[input_base + r];
+                    if g == 0.0 {
+                        continue;
+                    }
+                    for e in self.row_start[r]..self.row_start[r + 1] {
+                        output[output_base + self.column[e]] += self.weight[e] * g;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How the ghosts outside one side of one axis are filled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SideRule {
+    /// No condition: reading outside is an error when the operator is built.
+    None,
+    Periodic,
+    Dirichlet {
+        value: f64,
+        weights: Vec<Vec<f64>>,
+    },
+    Robin {
+        alpha: f64,
+        beta: f64,
+        value: f64,
+        weights: Vec<Vec<f64>>,
+        slope_weights: Vec<f64>,
+        spacing: f64,
+    },
+}
+
+/// The grid of a field with the rules of both sides of each axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoundedGrid {
+    pub extents: Vec<usize>,
+    /// `rules[axis] = [min side, max side]`.
+    pub rules: Vec<[SideRule; 2]>,
+}
+
+impl BoundedGrid {
+    /// Builds the rules of a field's boundary conditions for ghost layers `halo[axis]` deep.
+    pub fn of_field(
+        model: &Model,
+        field: FieldId,
+        halo: &[usize],
+        space_order: usize,
+    ) -> Result<BoundedGrid, String> {
+        let declared = model.field(field);
+        let mut extents = Vec::new();
+        let mut rules = Vec::new();
+        for (position, axis_id) in declared.axes.iter().enumerate() {
+            let axis = model.axis(*axis_id);
+            extents.push(axis.points);
+            let depth = halo.get(position).copied().unwrap_or(0);
+            let mut sides = [SideRule::None, SideRule::None];
+            for (slot, side) in [Side::Min, Side::Max].into_iter().enumerate() {
+                let Some(condition) = model.boundary(field, *axis_id, side) else {
+                    continue;
+                };
+                let constant = |expr: &Expr, what: &str| -> Result<f64, String> {
+                    match constant_value(&npdec_ir::simplify(expr)) {
+                        Some((re, im)) if im == 0.0 => Ok(re),
+                        _ => Err(format!(
+                            "the {what} of the boundary condition of `{}` on `{}` must be a real constant in a trained model",
+                            declared.name, axis.name
+                        )),
+                    }
+                };
+                sides[slot] = match &condition.kind {
+                    BoundaryKind::Periodic => SideRule::Periodic,
+                    BoundaryKind::Dirichlet(value) => SideRule::Dirichlet {
+                        value: constant(value, "value")?,
+                        weights: dirichlet_weights(
+                            depth,
+                            extrapolation_degree(space_order, axis.points),
+                        ),
+                    },
+                    BoundaryKind::Neumann(value) => {
+                        let (weights, slope_weights) =
+                            robin_weights(depth, robin_degree(space_order, axis.points));
+                        SideRule::Robin {
+                            alpha: 0.0,
+                            beta: 1.0,
+                            value: constant(value, "value")?,
+                            weights,
+                            slope_weights,
+                            spacing: axis.spacing(),
+                        }
+                    }
+                    BoundaryKind::Robin { alpha, beta, value } => {
+                        let (alpha, beta) = (constant(alpha, "alpha")?, constant(beta, "beta")?);
+                        let value = constant(value, "value")?;
+                        if beta == 0.0 {
+                            SideRule::Dirichlet {
+                                value: value / alpha,
+                                weights: dirichlet_weights(
+                                    depth,
+                                    extrapolation_degree(space_order, axis.points),
+                                ),
+                            }
+                        } else {
+                            let (weights, slope_weights) =
+                                robin_weights(depth, robin_degree(space_order, axis.points));
+                            SideRule::Robin {
+                                alpha,
+                                beta,
+                                value,
+                                weights,
+                                slope_weights,
+                                spacing: axis.spacing(),
+                            }
+                        }
+                    }
+                };
+            }
+            rules.push(sides);
+        }
+        Ok(BoundedGrid { extents, rules })
+    }
+
+    pub fn points(&self) -> usize {
+        self.extents.iter().product()
+    }
+
+    /// Returns the flat indices and values of the Dirichlet boundary nodes, which time stepping
+    /// holds at their values.
+    pub fn dirichlet_nodes(&self) -> Vec<(usize, f64)> {
+        let mut nodes = Vec::new();
+        let mut index = vec![0i64; self.extents.len()];
+        for flat in 0..self.points() {
+            unflatten(flat, &self.extents, &mut index);
+            if let Some(value) = self.dirichlet_value_at(&index) {
+                nodes.push((flat, value));
+            }
+        }
+        nodes
+    }
+
+    fn dirichlet_value_at(&self, index: &[i64]) -> Option<f64> {
+        for (axis, &i) in index.iter().enumerate() {
+            let last = self.extents[axis] as i64 - 1;
+            let slot = if i == 0 {
+                0
+            } else if i == last {
+                1
+            } else {
+                continue;
+            };
+            if let SideRule::Dirichlet { value, .. } = &self.rules[axis][slot] {
+                return Some(*value);
+            }
+        }
+        None
+    }
+
+    /// Adds `weight ·` (the padded value at `index`) to a row, resolving ghosts recursively.
+    fn resolve(
+        &self,
+        index: &mut [i64],
+        weight: f64,
+        row: &mut Vec<(usize, f64)>,
+        constant: &mut f64,
+    ) -> Result<(), String> {
+        if weight == 0.0 {
+            return Ok(());
+        }
+        let outside = (0..index.len())
+            .rev()
+            .find(|&a| index[a] < 0 || index[a] >= self.extents[a] as i64);
+        let Some(axis) = outside else {
+            if let Some(value) = self.dirichlet_value_at(index) {
+                *constant += weight * value;
+            } else {
+                row.push((flatten(index, &self.extents), weight));
+            }
+            return Ok(());
+        };
+        let n = self.extents[axis] as i64;
+        let original = index[axis];
+        let (slot, ghost) = if original < 0 {
+            (0, (-original) as usize)
+        } else {
+            (1, (original - (n - 1)) as usize)
+        };
+        // Node k counted inward from the side's boundary node.
+        let node = |k: usize| -> i64 {
+            if slot == 0 {
+                k as i64
+            } else {
+                n - 1 - k as i64
+            }
+        };
+        match &self.rules[axis][slot] {
+            SideRule::None => {
+                return Err(format!(
+                    "a stencil reads {ghost} point(s) beyond the {} end of axis {} but no boundary condition is declared there",
+                    if slot == 0 { "lower" } else { "upper" },
+                    axis + 1
+                ))
+            }
+            SideRule::Periodic => {
+                index[axis] = original.rem_euclid(n);
+                self.resolve(index, weight, row, constant)?;
+            }
+            SideRule::Dirichlet { value, weights } => {
+                let w = weights.get(ghost - 1).ok_or("ghost layer deeper than the halo")?;
+                *constant += weight * w[0] * value;
+                for (k, wk) in w.iter().enumerate().skip(1) {
+                    index[axis] = node(k);
+                    self.resolve(index, weight * wk, row, constant)?;
+                }
+            }
+            SideRule::Robin {
+                alpha,
+                beta,
+                value,
+                weights,
+                slope_weights,
+                spacing,
+            } => {
+                let w = weights.get(ghost - 1).ok_or("ghost layer deeper than the halo")?;
+                let slope = slope_weights[ghost - 1];
+                *constant += weight * slope * (-spacing * value / beta);
+                let node0_extra = slope * spacing * alpha / beta;
+                for (k, wk) in w.iter().enumerate() {
+                    let extra = if k == 0 { node0_extra } else { 0.0 };
+                    index[axis] = node(k);
+                    self.resolve(index, weight * (wk + extra), row, constant)?;
+                }
+            }
+        }
+        index[axis] = original;
+        Ok(())
+    }
+
+    /// Builds `Σ weight · u[i + offset]` at every grid point.
+    pub fn stencil_operator(&self, taps: &[(Vec<i64>, f64)]) -> Result<SparseOperator, String> {
+        let points = self.points();
+        let mut builder = Builder::new(points);
+        let mut index = vec![0i64; self.extents.len()];
+        let mut shifted = index.clone();
+        for flat in 0..points {
+            unflatten(flat, &self.extents, &mut index);
+            let mut row = Vec::new();
+            let mut constant = 0.0;
+            for (offset, weight) in taps {
+                for a in 0..index.len() {
+                    shifted[a] = index[a] + offset[a];
+                }
+                self.resolve(&mut shifted, *weight, &mut row, &mut constant)?;
+            }
+            builder.push_row(row, constant);
+        }
+        Ok(builder.finish())
+    }
+
+    /// Builds the padding map from the grid to the grid widened by `halo[axis]` on both sides.
+    pub fn padding_operator(&self, halo: &[usize]) -> Result<SparseOperator, String> {
+        let padded: Vec<usize> = self
+            .extents
+            .iter()
+            .zip(halo)
+            .map(|(n, h)| n + 2 * h)
+            .collect();
+        let rows: usize = padded.iter().product();
+        let mut builder = Builder::new(self.points());
+        let mut index = vec![0i64; padded.len()];
+        for flat in 0..rows {
+            unflatten(flat, &padded, &mut index);
+            for (i, h) in index.iter_mut().zip(halo) {
+                *i -= *h as i64;
+            }
+            let mut row = Vec::new();
+            let mut constant = 0.0;
+            self.resolve(&mut index, 1.0, &mut row, &mut constant)?;
+            builder.push_row(row, constant);
+        }
+        Ok(builder.finish())
+    }
+}
+
+struct Builder {
+    columns: usize,
+    row_start: Vec<usize>,
+    column: Vec<usize>,
+    weight: Vec<f64>,
+    constant: Vec<f64>,
+}
+
+impl Builder {
+    fn new(columns: usize) -> Builder {
+        Builder {
+            columns,
+            row_start: vec![0],
+            column: Vec::new(),
+            weight: Vec::new(),
+            constant: Vec::new(),
+        }
+    }
+
+    fn push_row(&mut self, mut row: Vec<(usize, f64)>, constant: f64) {
+        row.sort_by_key(|(c, _)| *c);
+        let mut merged: Vec<(usize, f64)> = Vec::with_capacity(row.len());
+        for (c, w) in row {
+            match merged.last_mut() {
+                Some((last, total)) if *last == c => *total += w,
+                _ => merged.push((c, w)),
+            }
+        }
+        for (c, w) in merged {
+            if w != 0.0 {
+                self.column.push(c);
+                self.weight.push(w);
+            }
+        }
+        self.row_start.push(self.column.len());
+        self.constant.push(constant);
+    }
+
+    fn finish(self) -> SparseOperator {
+        SparseOperator {
+            rows: self.constant.len(),
+            columns: self.columns,
+            row_start: self.row_start,
+            column: self.column,
+            weight: self.weight,
+            constant: self.constant,
+        }
+    }
+}
+
+fn flatten(index: &[i64], extents: &[usize]) -> usize {
+    index
+        .iter()
+        .zip(extents)
+        .fold(0, |flat, (i, n)| flat * n + *i as usize)
+}
+
+fn unflatten(mut flat: usize, extents: &[usize], index: &mut [i64]) {
+    for a in (0..extents.len()).rev() {
+        index[a] = (flat % extents[a]) as i64;
+        flat /= extents[a];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn periodic_line(points: usize) -> BoundedGrid {
+        BoundedGrid {
+            extents: vec![points],
+            rules: vec![[SideRule::Periodic, SideRule::Periodic]],
+        }
+    }
+
+    #[test]
+    fn periodic_second_difference_wraps() {
+        let grid = periodic_line(4);
+        let op = grid
+            .stencil_operator(&[(vec![-1], 1.0), (vec![0], -2.0), (vec![1], 1.0)])
+            .unwrap();
+        let u = Array2::from_shape_vec((1, 4), vec![1.0, 2.0, 4.0, 8.0]).unwrap();
+        let y = op.apply(&u, 1);
+        assert_eq!(
+            y.as_slice().unwrap(),
+            &[8.0 - 2.0 + 2.0, 1.0, 2.0, -12.0 + 4.0 + 1.0]
+        );
+    }
+
+    #[test]
+    fn neumann_ghost_mirrors_at_order_two() {
+        let (weights, slope_weights) = robin_weights(1, robin_degree(2, 5));
+        let rule = SideRule::Robin {
+            alpha: 0.0,
+            beta: 1.0,
+            value: 0.0,
+            weights,
+            slope_weights,
+            spacing: 1.0,
+        };
+        let grid = BoundedGrid {
+            extents: vec![5],
+            rules: vec![[rule.clone(), rule]],
+        };
+        let pad = grid.padding_operator(&[1]).unwrap();
+        let u = Array2::from_shape_vec((1, 5), vec![1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let padded = pad.apply(&u, 1);
+        assert!((padded[[0, 0]] - 2.0).abs() < 1e-12);
+        assert!((padded[[0, 6]] - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn missing_condition_is_an_error() {
+        let grid = BoundedGrid {
+            extents: vec![3],
+            rules: vec![[SideRule::None, SideRule::None]],
+        };
+        assert!(grid.stencil_operator(&[(vec![-1], 1.0)]).is_err());
+    }
+}

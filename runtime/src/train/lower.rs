@@ -1,0 +1,804 @@
+//! Lowering of a train task into [`Tape`]s: the right-hand sides of its equations, the initial
+//! values, and the head (readouts and loss) evaluated on the final state.
+//!
+//! Shapes follow the language's decisions for networks: `W @ u` flattens `u` in array order
+//! (channels first, then axes) into a vector of `points × channels` entries; a vector of `m`
+//! entries combines with a one-axis field of `m` points; `initial u = input` copies a sample with
+//! the field's point count into every channel; `sequence` gives row `n` of the sample at step `n`.
+
+use crate::train::linear::BoundedGrid;
+use crate::train::tape::{unary, NodeIndex, Op, Tape};
+use npdec_ir::fornberg::centered_weights;
+use npdec_symbolic::{
+    AxisId, AxisKind, BinaryOp, DataId, Expr, FieldId, Function, Loss, Model, ParamId, ReduceOp,
+    Scheme, TrainTask,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One evolving (or constant) field of the time stepping.
+#[derive(Clone, Debug)]
+pub struct StateSlot {
+    pub field: FieldId,
+    pub channels: usize,
+    pub points: usize,
+    /// The right-hand side per channel (`None` for the whole field), empty for a field without an
+    /// equation, which keeps its initial value.
+    pub rhs: Vec<(Option<usize>, NodeIndex)>,
+    pub initial: NodeIndex,
+    /// Flat indices (within one channel) and values of the Dirichlet nodes.
+    pub dirichlet: Vec<(usize, f64)>,
+}
+
+impl StateSlot {
+    pub fn len(&self) -> usize {
+        self.channels * self.points
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The explicit schemes training differentiates through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExplicitScheme {
+    Euler,
+    Rk4,
+}
+
+/// What the head computes from the final state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    /// Softmax cross-entropy of the scores against the class labels.
+    CrossEntropy { scores: NodeIndex },
+    /// Mean squared error between a prediction and a target.
+    Mse {
+        prediction: NodeIndex,
+        target: NodeIndex,
+    },
+}
+
+/// A train task lowered to tapes.
+#[derive(Clone, Debug)]
+pub struct LoweredTask {
+    pub states: Vec<StateSlot>,
+    pub rhs: Tape,
+    pub initial: Tape,
+    pub head_tape: Tape,
+    pub head: Head,
+    pub scheme: ExplicitScheme,
+    pub dt: f64,
+    pub steps: usize,
+    pub data: DataId,
+    /// Entries of one step of each parameter (all entries unless per step).
+    pub param_step_sizes: Vec<usize>,
+}
+
+/// The shape of the samples the tapes read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleShape {
+    pub features: usize,
+    /// The shape of one sample, e.g. `[28, 28]`.
+    pub dims: Vec<usize>,
+    /// Entries of one label row for regression targets (1 for classes).
+    pub label_width: usize,
+}
+
+/// Lowers a train task; errors name what training does not support.
+pub fn lower_train_task(
+    model: &Model,
+    task: &TrainTask,
+    sample: &SampleShape,
+) -> Result<LoweredTask, String> {
+    let discretization = &task.discretization;
+    let scheme = match discretization.scheme {
+        Scheme::Euler => ExplicitScheme::Euler,
+        Scheme::Rk4 => ExplicitScheme::Rk4,
+        ref other => {
+            return Err(format!(
+                "training differentiates through explicit schemes only: expected one of `euler`, `rk4`, found `{}`",
+                other.name()
+            ))
+        }
+    };
+    if discretization.steps == 0 {
+        return Err("a train task needs at least one time step".into());
+    }
+
+    // The states: every field with an equation in the task, then every field those read.
+    let mut fields: Vec<FieldId> = Vec::new();
+    for id in &task.equations {
+        let equation = model.equation(*id);
+        if equation.time_order != 1 {
+            return Err(format!(
+                "equation `{}` is of order {} in time: training supports `dt(u) = …` only",
+                equation.name, equation.time_order
+            ));
+        }
+        if !fields.contains(&equation.field) {
+            fields.push(equation.field);
+        }
+    }
+    for id in &task.equations {
+        model.equation(*id).rhs().walk(&mut |e| {
+            if let Expr::Field(f) | Expr::Channel(f, _) = e {
+                if !fields.contains(f) {
+                    fields.push(*f);
+                }
+            }
+        });
+    }
+    for field in &fields {
+        if model.field(*field).complex {
+            return Err(format!(
+                "field `{}` is complex: training supports real fields only",
+                model.field(*field).name
+            ));
+        }
+    }
+
+    let mut lowering = Lowering {
+        model,
+        sample,
+        space_order: discretization.space_order as usize,
+        fields: fields.clone(),
+        tape: Tape::default(),
+        state_nodes: HashMap::new(),
+    };
+
+    // Right-hand sides.
+    let mut rhs_per_field: Vec<Vec<(Option<usize>, NodeIndex)>> = vec![Vec::new(); fields.len()];
+    for id in &task.equations {
+        let equation = model.equation(*id);
+        let slot = fields
+            .iter()
+            .position(|f| *f == equation.field)
+            .expect("collected above");
+        let field = model.field(equation.field);
+        let points = model.field_points(equation.field);
+        let (channels, expected) = match equation.channel {
+            Some(_) => (1, points),
+            None => (field.channels, field.channels * points),
+        };
+        let target = Target {
+            field: Some(equation.field),
+            channels,
+        };
+        let node = lowering.lower(&equation.rhs(), &target)?;
+        let node = lowering.widen(node, expected, &equation.name)?;
+        rhs_per_field[slot].push((equation.channel, node));
+    }
+    let rhs = std::mem::take(&mut lowering.tape);
+    lowering.state_nodes.clear();
+
+    // Initial values, which may read the sample and parameters.
+    let mut initial_nodes = Vec::new();
+    for field_id in &fields {
+        let field = model.field(*field_id);
+        let Some(initial) = model.initial(*field_id, 0) else {
+            return Err(format!("field `{}` has no initial value", field.name));
+        };
+        let target = Target {
+            field: Some(*field_id),
+            channels: field.channels,
+        };
+        let node = lowering.lower(&initial.value, &target)?;
+        let node = lowering.widen(
+            node,
+            field.channels * model.field_points(*field_id),
+            &field.name,
+        )?;
+        initial_nodes.push(node);
+    }
+    let initial = std::mem::take(&mut lowering.tape);
+    lowering.state_nodes.clear();
+
+    // The head on the final state.
+    let head = match &task.loss {
+        Loss::CrossEntropy { scores, .. } => {
+            let scores = lowering.lower(scores, &Target::none())?;
+            Head::CrossEntropy { scores }
+        }
+        Loss::Mse { prediction, target } => {
+            let prediction = lowering.lower(prediction, &Target::none())?;
+            let target = lowering.lower(target, &Target::none())?;
+            Head::Mse { prediction, target }
+        }
+    };
+    let head_tape = std::mem::take(&mut lowering.tape);
+
+    let mut states = Vec::new();
+    for (slot, field_id) in fields.iter().enumerate() {
+        let field = model.field(*field_id);
+        let grid = BoundedGrid::of_field(model, *field_id, &vec![0; field.axes.len()], 2)?;
+        states.push(StateSlot {
+            field: *field_id,
+            channels: field.channels,
+            points: model.field_points(*field_id),
+            rhs: rhs_per_field[slot].clone(),
+            initial: initial_nodes[slot],
+            dirichlet: grid.dirichlet_nodes(),
+        });
+    }
+    let param_step_sizes = model
+        .params
+        .iter()
+        .map(|p| param_entries(model, p))
+        .collect();
+    Ok(LoweredTask {
+        states,
+        rhs,
+        initial,
+        head_tape,
+        head,
+        scheme,
+        dt: discretization.dt,
+        steps: discretization.steps,
+        data: task.data,
+        param_step_sizes,
+    })
+}
+
+/// Returns the entries of one step of a parameter: points of its axes times its dimensions.
+pub fn param_entries(model: &Model, param: &npdec_symbolic::Param) -> usize {
+    let points: usize = param.axes.iter().map(|a| model.axis(*a).points).product();
+    points * param.dims.iter().product::<usize>()
+}
+
+/// The grid an expression is lowered onto: a field's grid with some channels, or none (vectors
+/// and numbers of a readout).
+struct Target {
+    field: Option<FieldId>,
+    channels: usize,
+}
+
+impl Target {
+    fn none() -> Target {
+        Target {
+            field: None,
+            channels: 1,
+        }
+    }
+}
+
+struct Lowering<'a> {
+    model: &'a Model,
+    sample: &'a SampleShape,
+    space_order: usize,
+    fields: Vec<FieldId>,
+    tape: Tape,
+    state_nodes: HashMap<usize, NodeIndex>,
+}
+
+impl Lowering<'_> {
+    fn len(&self, node: NodeIndex) -> usize {
+        self.tape.nodes[node].len
+    }
+
+    fn constant(&mut self, value: f64) -> NodeIndex {
+        self.tape.push(Op::Constant(vec![value]), 1)
+    }
+
+    /// Broadcasts a value of fewer entries (a number) to `len` entries.
+    fn widen(&mut self, node: NodeIndex, len: usize, what: &str) -> Result<NodeIndex, String> {
+        let have = self.len(node);
+        if have == len {
+            return Ok(node);
+        }
+        if len % have != 0 {
+            return Err(format!(
+                "`{what}` has {have} entries per sample where {len} are expected"
+            ));
+        }
+        let zero = self.tape.push(Op::Constant(vec![0.0; len]), len);
+        Ok(self.tape.push(Op::Binary(BinaryOp::Add, zero, node), len))
+    }
+
+    fn state(&mut self, field: FieldId) -> Result<NodeIndex, String> {
+        let slot = self
+            .fields
+            .iter()
+            .position(|f| *f == field)
+            .ok_or_else(|| {
+                format!(
+                "field `{}` is read but has neither an equation nor an initial value in this task",
+                self.model.field(field).name
+            )
+            })?;
+        if let Some(node) = self.state_nodes.get(&slot) {
+            return Ok(*node);
+        }
+        let len = self.model.field(field).channels * self.model.field_points(field);
+        let node = self.tape.push(Op::State(slot), len);
+        self.state_nodes.insert(slot, node);
+        Ok(node)
+    }
+
+    fn combined_len(&self, a: NodeIndex, b: NodeIndex) -> Result<usize, String> {
+        let (la, lb) = (self.len(a), self.len(b));
+        let (large, small) = (la.max(lb), la.min(lb));
+        if large % small != 0 {
+            return Err(format!(
+                "values of {la} and {lb} entries per sample do not combine"
+            ));
+        }
+        Ok(large)
+    }
+
+    fn lower(&mut self, expr: &Expr, target: &Target) -> Result<NodeIndex, String> {
+        let model = self.model;
+        Ok(match expr {
+            Expr::Real(v) => self.constant(*v),
+            Expr::Complex(..) => return Err("complex values are not supported in training".into()),
+            Expr::Time => self.tape.push(Op::Time, 1),
+            Expr::Coordinate(axis) => {
+                let Some(field) = target.field else {
+                    return Err(format!(
+                        "coordinate `{}` is used outside a field's grid",
+                        model.axis(*axis).name
+                    ));
+                };
+                let values = coordinate_values(model, field, *axis)?;
+                let len = values.len();
+                self.tape.push(Op::Constant(values), len)
+            }
+            Expr::Field(field) => self.state(*field)?,
+            Expr::Channel(field, channel) => {
+                let state = self.state(*field)?;
+                let points = model.field_points(*field);
+                self.tape.push(
+                    Op::Channel {
+                        operand: state,
+                        channel: *channel,
+                        points,
+                    },
+                    points,
+                )
+            }
+            Expr::Param(id) => {
+                let param = model.param(*id);
+                if param.complex {
+                    return Err(format!(
+                        "parameter `{}` is complex: training supports real parameters only",
+                        param.name
+                    ));
+                }
+                if !param.axes.is_empty() {
+                    let same_grid = target
+                        .field
+                        .is_some_and(|f| model.field(f).axes == param.axes);
+                    if !same_grid {
+                        return Err(format!(
+                            "parameter `{}` lives on other axes than the field it is used with",
+                            param.name
+                        ));
+                    }
+                }
+                self.tape.push(Op::Param(*id), param_entries(model, param))
+            }
+            Expr::Input(data) => {
+                let features = self.sample.features;
+                let copies = match target.field {
+                    Some(field) if model.field_points(field) == features => target.channels,
+                    _ => 1,
+                };
+                self.tape.push(
+                    Op::Input {
+                        data: *data,
+                        copies,
+                    },
+                    features * copies,
+                )
+            }
+            Expr::Sequence(data) => {
+                let features: usize = match self.sample.dims.as_slice() {
+                    [_, rest @ ..] if !rest.is_empty() => rest.iter().product(),
+                    _ => {
+                        return Err(format!(
+                            "`{}.sequence` needs samples with at least two dimensions, found shape {:?}",
+                            model.data[data.0].name, self.sample.dims
+                        ))
+                    }
+                };
+                self.tape.push(
+                    Op::Sequence {
+                        data: *data,
+                        features,
+                    },
+                    features,
+                )
+            }
+            Expr::Label(data) => self.tape.push(Op::Label(*data), self.sample.label_width),
+            Expr::Unary(op, a) => {
+                let a = self.lower(a, target)?;
+                let len = self.len(a);
+                self.tape.push(unary(*op, a), len)
+            }
+            Expr::Binary(op, a, b) => {
+                let a = self.lower(a, target)?;
+                let b = self.lower(b, target)?;
+                let len = self.combined_len(a, b)?;
+                self.tape.push(Op::Binary(*op, a, b), len)
+            }
+            Expr::Compare(op, a, b) => {
+                let a = self.lower(a, target)?;
+                let b = self.lower(b, target)?;
+                let len = self.combined_len(a, b)?;
+                self.tape.push(Op::Compare(*op, a, b), len)
+            }
+            Expr::Call(function, args) => {
+                let lowered: Vec<NodeIndex> = args
+                    .iter()
+                    .map(|a| self.lower(a, target))
+                    .collect::<Result<_, _>>()?;
+                match (function, lowered.as_slice()) {
+                    (Function::Softmax, [a]) => {
+                        let len = self.len(*a);
+                        let (groups, stride) = match target.field {
+                            Some(field) if target.channels > 1 => {
+                                let points = model.field_points(field);
+                                if len == target.channels * points {
+                                    (target.channels, points)
+                                } else {
+                                    (len, 1)
+                                }
+                            }
+                            _ => (len, 1),
+                        };
+                        self.tape.push(
+                            Op::Softmax {
+                                operand: *a,
+                                groups,
+                                stride,
+                            },
+                            len,
+                        )
+                    }
+                    (Function::Max | Function::Min, [a, b]) => {
+                        let len = self.combined_len(*a, *b)?;
+                        self.tape.push(Op::Call(*function, vec![*a, *b]), len)
+                    }
+                    (_, [a]) => {
+                        let len = self.len(*a);
+                        self.tape.push(Op::Call(*function, vec![*a]), len)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "`{}` with {} arguments is not supported in training",
+                            function.name(),
+                            lowered.len()
+                        ))
+                    }
+                }
+            }
+            Expr::Derivative { operand, axes } => {
+                let field = self.grid_field(operand, target)?;
+                let positions = axis_positions(model, field, axes)?;
+                let dims = model.field(field).axes.len();
+                let mut counts = vec![0usize; dims];
+                for p in positions {
+                    counts[p] += 1;
+                }
+                let taps = derivative_taps(model, field, &counts, self.space_order);
+                self.lower_linear(operand, target, field, &taps)?
+            }
+            Expr::Laplace(operand) => {
+                let field = self.grid_field(operand, target)?;
+                let dims = model.field(field).axes.len();
+                let mut taps = Vec::new();
+                for axis in 0..dims {
+                    let mut counts = vec![0usize; dims];
+                    counts[axis] = 2;
+                    taps.extend(derivative_taps(model, field, &counts, self.space_order));
+                }
+                self.lower_linear(operand, target, field, &taps)?
+            }
+            Expr::DivGrad { .. } | Expr::Upwind { .. } => {
+                return Err(
+                    "`div(D * grad(u))` and `upwind` are not yet differentiated for training"
+                        .into(),
+                )
+            }
+            Expr::Convolution { kernel, operand } => {
+                self.lower_convolution(*kernel, operand, target)?
+            }
+            Expr::MatMul { matrix, operand } => {
+                let Expr::Param(id) = matrix.as_ref() else {
+                    return Err("the matrix of `@` must be a parameter".into());
+                };
+                let param = model.param(*id);
+                let [rows, columns] = param.dims.as_slice() else {
+                    return Err(format!(
+                        "parameter `{}` used with `@` has dimensions {:?}: expected a matrix [m, n]",
+                        param.name, param.dims
+                    ));
+                };
+                let operand = self.lower(operand, target)?;
+                if self.len(operand) != *columns {
+                    return Err(format!(
+                        "`{} @ …` needs an operand of {columns} entries, found {} (points × channels)",
+                        param.name,
+                        self.len(operand)
+                    ));
+                }
+                self.tape.push(
+                    Op::MatMul {
+                        matrix: *id,
+                        rows: *rows,
+                        columns: *columns,
+                        operand,
+                    },
+                    *rows,
+                )
+            }
+            Expr::Reduce(op, operand) => {
+                let a = self.lower(operand, target)?;
+                let len = self.len(a);
+                let weights = reduce_weights(model, *op, len, target);
+                self.tape.push(
+                    Op::Reduce {
+                        op: *op,
+                        operand: a,
+                        weights: Arc::new(weights),
+                    },
+                    1,
+                )
+            }
+        })
+    }
+
+    /// Returns the field whose grid and boundary conditions a spatial operator uses: the operand's
+    /// own field, or else the target field.
+    fn grid_field(&self, operand: &Expr, target: &Target) -> Result<FieldId, String> {
+        match operand {
+            Expr::Field(f) | Expr::Channel(f, _) => Ok(*f),
+            _ => target.field.ok_or_else(|| {
+                "a spatial derivative needs a grid: it is used outside an equation".to_string()
+            }),
+        }
+    }
+
+    fn lower_linear(
+        &mut self,
+        operand: &Expr,
+        target: &Target,
+        field: FieldId,
+        taps: &[(Vec<i64>, f64)],
+    ) -> Result<NodeIndex, String> {
+        let model = self.model;
+        let dims = model.field(field).axes.len();
+        let mut halo = vec![0usize; dims];
+        for (offset, _) in taps {
+            for (h, o) in halo.iter_mut().zip(offset) {
+                *h = (*h).max(o.unsigned_abs() as usize);
+            }
+        }
+        let grid = BoundedGrid::of_field(model, field, &halo, self.space_order)?;
+        let operator = Arc::new(grid.stencil_operator(taps)?);
+        let node = self.lower(operand, target)?;
+        let points = grid.points();
+        let len = self.len(node);
+        if len % points != 0 {
+            return Err(format!(
+                "a spatial derivative on `{}` needs a grid function of {points} points, found {len} entries",
+                model.field(field).name
+            ));
+        }
+        let channels = len / points;
+        Ok(self.tape.push(
+            Op::Linear {
+                operator,
+                channels,
+                operand: node,
+            },
+            len,
+        ))
+    }
+
+    fn lower_convolution(
+        &mut self,
+        kernel: ParamId,
+        operand: &Expr,
+        target: &Target,
+    ) -> Result<NodeIndex, String> {
+        let model = self.model;
+        let field = self.grid_field(operand, target)?;
+        let param = model.param(kernel);
+        let dims = model.field(field).axes.len();
+        if param.dims.len() != dims + 2 {
+            return Err(format!(
+                "kernel `{}` has dimensions {:?}: expected [out, in] and one size per axis of `{}`",
+                param.name,
+                param.dims,
+                model.field(field).name
+            ));
+        }
+        let (out_channels, in_channels) = (param.dims[0], param.dims[1]);
+        let sizes = &param.dims[2..];
+        if sizes.iter().any(|k| k % 2 == 0) {
+            return Err(format!(
+                "kernel `{}` has an even size in {:?}: expected odd sizes",
+                param.name, sizes
+            ));
+        }
+        let halo: Vec<usize> = sizes.iter().map(|k| (k - 1) / 2).collect();
+        let grid = BoundedGrid::of_field(model, field, &halo, self.space_order)?;
+        let padding = Arc::new(grid.padding_operator(&halo)?);
+        let node = self.lower(operand, target)?;
+        let points = grid.points();
+        if self.len(node) != in_channels * points {
+            return Err(format!(
+                "kernel `{}` reads {in_channels} channel(s) of {points} points, the operand has {} entries",
+                param.name,
+                self.len(node)
+            ));
+        }
+        let padded: Vec<usize> = grid
+            .extents
+            .iter()
+            .zip(&halo)
+            .map(|(n, h)| n + 2 * h)
+            .collect();
+        let kernel_volume: usize = sizes.iter().product();
+        let mut taps = Vec::with_capacity(points * kernel_volume);
+        let mut index = vec![0usize; dims];
+        let mut offset = vec![0usize; dims];
+        for p in 0..points {
+            unflatten(p, &grid.extents, &mut index);
+            for k in 0..kernel_volume {
+                unflatten(k, sizes, &mut offset);
+                // Kernel entry `k` sits at offset − halo from the point; in padded coordinates the
+                // point is at index + halo, so the read is at index + offset.
+                let flat = (0..dims).fold(0, |flat, a| flat * padded[a] + index[a] + offset[a]);
+                taps.push(flat);
+            }
+        }
+        Ok(self.tape.push(
+            Op::Convolution {
+                kernel,
+                padding,
+                taps: Arc::new(taps),
+                kernel_volume,
+                in_channels,
+                out_channels,
+                operand: node,
+            },
+            out_channels * points,
+        ))
+    }
+}
+
+fn unflatten(mut flat: usize, extents: &[usize], index: &mut [usize]) {
+    for a in (0..extents.len()).rev() {
+        index[a] = flat % extents[a];
+        flat /= extents[a];
+    }
+}
+
+fn axis_positions(model: &Model, field: FieldId, axes: &[AxisId]) -> Result<Vec<usize>, String> {
+    let declared = &model.field(field).axes;
+    axes.iter()
+        .map(|a| {
+            declared.iter().position(|d| d == a).ok_or_else(|| {
+                format!(
+                    "`{}` is not an axis of `{}`",
+                    model.axis(*a).name,
+                    model.field(field).name
+                )
+            })
+        })
+        .collect()
+}
+
+/// Returns the taps of the tensor product of centered derivative stencils, `counts[a]` derivatives
+/// along axis `a`, with the grid spacing folded into the weights.
+fn derivative_taps(
+    model: &Model,
+    field: FieldId,
+    counts: &[usize],
+    order: usize,
+) -> Vec<(Vec<i64>, f64)> {
+    let mut taps: Vec<(Vec<i64>, f64)> = vec![(vec![0; counts.len()], 1.0)];
+    for (axis, &count) in counts.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let spacing = model.axis(model.field(field).axes[axis]).spacing();
+        let weights = centered_weights(count, order);
+        let radius = (weights.len() / 2) as i64;
+        let scale = spacing.powi(count as i32);
+        let mut next = Vec::new();
+        for (offset, weight) in &taps {
+            for (k, w) in weights.iter().enumerate() {
+                if *w == 0.0 {
+                    continue;
+                }
+                let mut shifted = offset.clone();
+                shifted[axis] = k as i64 - radius;
+                next.push((shifted, weight * w / scale));
+            }
+        }
+        taps = next;
+    }
+    taps
+}
+
+fn coordinate_values(model: &Model, field: FieldId, axis: AxisId) -> Result<Vec<f64>, String> {
+    let axes = &model.field(field).axes;
+    let position = axes.iter().position(|a| *a == axis).ok_or_else(|| {
+        format!(
+            "coordinate `{}` is not an axis of `{}`",
+            model.axis(axis).name,
+            model.field(field).name
+        )
+    })?;
+    let extents: Vec<usize> = axes.iter().map(|a| model.axis(*a).points).collect();
+    let points: usize = extents.iter().product();
+    let mut index = vec![0usize; extents.len()];
+    Ok((0..points)
+        .map(|p| {
+            unflatten(p, &extents, &mut index);
+            model.axis(axis).coordinate(index[position])
+        })
+        .collect())
+}
+
+/// Returns per-entry weights of a reduction: cell volumes for `norm`, trapezoidal weights for
+/// `integral` (on a field's grid), ones otherwise.
+fn reduce_weights(model: &Model, op: ReduceOp, len: usize, target: &Target) -> Vec<f64> {
+    let Some(field) = target.field else {
+        return vec![1.0; len];
+    };
+    if !matches!(op, ReduceOp::Norm | ReduceOp::Integral) {
+        return vec![1.0; len];
+    }
+    let axes = &model.field(field).axes;
+    let extents: Vec<usize> = axes.iter().map(|a| model.axis(*a).points).collect();
+    let points: usize = extents.iter().product();
+    if len % points != 0 {
+        return vec![1.0; len];
+    }
+    let mut index = vec![0usize; extents.len()];
+    (0..len)
+        .map(|entry| {
+            unflatten(entry % points, &extents, &mut index);
+            axes.iter()
+                .enumerate()
+                .map(|(position, a)| {
+                    let axis = model.axis(*a);
+                    let h = axis.spacing();
+                    let end = index[position] == 0 || index[position] + 1 == axis.points;
+                    let trapezoid = matches!(op, ReduceOp::Integral)
+                        && end
+                        && !axis.periodic
+                        && matches!(axis.kind, AxisKind::Interval { .. });
+                    if trapezoid {
+                        h / 2.0
+                    } else {
+                        h
+                    }
+                })
+                .product()
+        })
+        .collect()
+}
+
+/// Lowers an expression of parameters and numbers (a side of an expectation after training).
+pub fn lower_scalar(model: &Model, expr: &Expr) -> Result<(Tape, NodeIndex), String> {
+    let sample = SampleShape {
+        features: 1,
+        dims: vec![1],
+        label_width: 1,
+    };
+    let mut lowering = Lowering {
+        model,
+        sample: &sample,
+        space_order: 2,
+        fields: Vec::new(),
+        tape: Tape::default(),
+        state_nodes: HashMap::new(),
+    };
+    let node = lowering.lower(expr, &Target::none())?;
+    Ok((lowering.tape, node))
+}

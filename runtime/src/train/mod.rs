@@ -1,0 +1,21 @@
+//! Training: the discrete adjoint of explicit time stepping and the training loop of `train`
+//! tasks.
+//!
+//! - [`tape`]: batched array operations with their vector–Jacobian products;
+//! - [`linear`]: stencils and padding composed with ghost-cell rules, as sparse matrices;
+//! - [`lower`]: a train task's equations, initial values, readouts and loss as tapes;
+//! - [`adjoint`]: Euler and RK4 forward and reverse steps with binomial checkpointing;
+//! - [`params`]: initial parameter values and the flat vector optimizers see;
+//! - [`gradcheck`]: Taylor and dot tests of the adjoint gradient;
+//! - [`training`]: mini-batches across threads, optimizers, checkpoints and reports.
+
+pub mod adjoint;
+pub mod gradcheck;
+pub mod linear;
+pub mod lower;
+pub mod params;
+pub mod tape;
+pub mod training;
+
+pub use gradcheck::{check_gradients, GradientCheck, GradientCheckReport};
+pub use training::{train_task, TrainError, TrainOptions, TrainReport};

@@ -1,0 +1,1118 @@
+//! The training tape: a checked model's expressions lowered to batched array operations with
+//! hand-written vector–Jacobian products (reverse-mode automatic differentiation, Griewank &
+//! Walther, "Evaluating Derivatives", 2nd ed., SIAM 2008, chapter 3).
+//!
+//! Every value is an `Array2<f64>` of shape `[rows, len]`: `rows` is the batch size for values that
+//! depend on the sample or the state and 1 for constants and parameters, which broadcast over the
+//! batch. `len` is the flattened value of one sample in the IR's array order, channels first, then
+//! the grid axes: a field `u(x, y)[c]` has `len = c · nx · ny`. A value of smaller `len` broadcasts
+//! by index `i mod len`, so a scalar (`len = 1`) broadcasts everywhere and a one-channel grid
+//! function broadcasts over the channels of a wider one.
+//!
+//! Spatial operators (derivatives, Laplacians, the padding of convolutions) are
+//! [`SparseOperator`]s built from the same stencil and ghost-cell weights as the IR, so their
+//! adjoint is the transposed matrix. Dense layers are GEMMs over the batch (`ndarray`'s `dot`,
+//! which calls `matrixmultiply`); convolutions use im2col and a GEMM.
+
+use crate::train::linear::SparseOperator;
+use ndarray::{s, Array2, ArrayView2, Axis};
+use npdec_symbolic::{BinaryOp, CompareOp, DataId, Function, ParamId, ReduceOp, UnaryOp};
+use std::sync::Arc;
+
+/// The id of a node of a [`Tape`].
+pub type NodeIndex = usize;
+
+/// One operation of a [`Tape`]. Operands are indices of earlier nodes.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A constant per entry (coordinates and numbers), one row.
+    Constant(Vec<f64>),
+    /// The current time, one entry.
+    Time,
+    /// State `index` of the time stepping (a field, all channels).
+    State(usize),
+    /// The values of a parameter at the current step, one row.
+    Param(ParamId),
+    /// The current samples of a data source, each copied `copies` times (lifting to channels).
+    Input {
+        data: DataId,
+        copies: usize,
+    },
+    /// Row `step` of each sample viewed as `[rows, features]`.
+    Sequence {
+        data: DataId,
+        features: usize,
+    },
+    /// The current labels as real values (class index or regression targets).
+    Label(DataId),
+    Neg(NodeIndex),
+    Binary(BinaryOp, NodeIndex, NodeIndex),
+    Compare(CompareOp, NodeIndex, NodeIndex),
+    Call(Function, Vec<NodeIndex>),
+    /// Entries `channel · points .. (channel + 1) · points` of the operand.
+    Channel {
+        operand: NodeIndex,
+        channel: usize,
+        points: usize,
+    },
+    /// The softmax over `groups` entries that are `stride` apart (channels of a point, or all
+    /// entries of a vector with `stride = 1`).
+    Softmax {
+        operand: NodeIndex,
+        groups: usize,
+        stride: usize,
+    },
+    /// `W @ u` with `W` a `[m, n]` parameter and `u` of `n` entries.
+    MatMul {
+        matrix: ParamId,
+        rows: usize,
+        columns: usize,
+        operand: NodeIndex,
+    },
+    /// A sparse linear operator applied to each of `channels` channels, plus its constant part.
+    Linear {
+        operator: Arc<SparseOperator>,
+        channels: usize,
+        operand: NodeIndex,
+    },
+    /// `Σ_in K[out, in, …] ⋆ u[in]`: the operand padded by `padding`, then cross-correlated.
+    Convolution {
+        kernel: ParamId,
+        padding: Arc<SparseOperator>,
+        /// `taps[p · kernel_volume + k]`: the padded point that kernel entry `k` reads for output
+        /// point `p`.
+        taps: Arc<Vec<usize>>,
+        kernel_volume: usize,
+        in_channels: usize,
+        out_channels: usize,
+        operand: NodeIndex,
+    },
+    /// A reduction over all entries of a sample, with per-entry weights for `norm` and
+    /// `integral` (the cell volumes).
+    Reduce {
+        op: ReduceOp,
+        operand: NodeIndex,
+        weights: Arc<Vec<f64>>,
+    },
+}
+
+/// A node: its operation and the number of entries per sample.
+#[derive(Clone, Debug)]
+pub struct TapeNode {
+    pub op: Op,
+    pub len: usize,
+}
+
+/// A list of operations in evaluation order.
+#[derive(Clone, Debug, Default)]
+pub struct Tape {
+    pub nodes: Vec<TapeNode>,
+}
+
+/// The parameter values, one flat vector per model parameter (all steps of a per-step
+/// parameter one after the other), and how many entries one step uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamValues {
+    pub values: Vec<Vec<f64>>,
+    /// Entries per step; equal to `values[p].len()` unless the parameter is per step.
+    pub step_sizes: Vec<usize>,
+}
+
+impl ParamValues {
+    /// Returns the values parameter `id` takes at time step `step`.
+    pub fn at_step(&self, id: ParamId, step: usize) -> &[f64] {
+        let size = self.step_sizes[id.0];
+        let values = &self.values[id.0];
+        if values.len() == size {
+            values
+        } else {
+            let step = step.min(values.len() / size - 1);
+            &values[step * size..(step + 1) * size]
+        }
+    }
+
+    /// Returns zeroed storage of the same layout, for gradients.
+    pub fn zeros_like(&self) -> ParamValues {
+        ParamValues {
+            values: self.values.iter().map(|v| vec![0.0; v.len()]).collect(),
+            step_sizes: self.step_sizes.clone(),
+        }
+    }
+
+    fn step_range(&self, id: ParamId, step: usize) -> std::ops::Range<usize> {
+        let size = self.step_sizes[id.0];
+        let total = self.values[id.0].len();
+        if total == size {
+            0..size
+        } else {
+            let step = step.min(total / size - 1);
+            step * size..(step + 1) * size
+        }
+    }
+
+    /// Adds `other` scaled by `factor`, entry by entry.
+    pub fn add_scaled(&mut self, other: &ParamValues, factor: f64) {
+        for (a, b) in self.values.iter_mut().zip(&other.values) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += factor * y;
+            }
+        }
+    }
+}
+
+/// The data a tape reads besides states and parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Env<'a> {
+    pub states: &'a [Array2<f64>],
+    pub params: &'a ParamValues,
+    /// The samples of the batch, `[batch, features]`, of the one data source.
+    pub samples: Option<ArrayView2<'a, f64>>,
+    /// The labels of the batch as real values, `[batch, outputs]`.
+    pub labels: Option<ArrayView2<'a, f64>>,
+    pub step: usize,
+    pub time: f64,
+    pub batch: usize,
+}
+
+impl Tape {
+    /// Appends a node and returns its index.
+    pub fn push(&mut self, op: Op, len: usize) -> NodeIndex {
+        self.nodes.push(TapeNode { op, len });
+        self.nodes.len() - 1
+    }
+
+    /// Evaluates every node; entry `i` of the result is node `i`'s value.
+    pub fn forward(&self, env: &Env) -> Vec<Array2<f64>> {
+        let mut values: Vec<Array2<f64>> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let value = self.forward_node(node, &values, env);
+            debug_assert_eq!(value.ncols(), node.len);
+            values.push(value);
+        }
+        values
+    }
+
+    fn forward_node(&self, node: &TapeNode, values: &[Array2<f64>], env: &Env) -> Array2<f64> {
+        match &node.op {
+            Op::Constant(entries) => Array2::from_shape_vec((1, entries.len()), entries.clone())
+                .expect("one row of constants"),
+            Op::Time => Array2::from_elem((1, 1), env.time),
+            Op::State(index) => env.states[*index].clone(),
+            Op::Param(id) => {
+                let entries = env.params.at_step(*id, env.step);
+                Array2::from_shape_vec((1, entries.len()), entries.to_vec())
+                    .expect("one row of parameter values")
+            }
+            Op::Input { copies, .. } => {
+                let samples = env.samples.expect("a tape reading samples gets samples");
+                let features = samples.ncols();
+                let mut out = Array2::zeros((samples.nrows(), features * copies));
+                for copy in 0..*copies {
+                    out.slice_mut(s![.., copy * features..(copy + 1) * features])
+                        .assign(&samples);
+                }
+                out
+            }
+            Op::Sequence { features, .. } => {
+                let samples = env.samples.expect("a tape reading samples gets samples");
+                let rows = samples.ncols() / features;
+                let row = env.step.min(rows.saturating_sub(1));
+                samples
+                    .slice(s![.., row * features..(row + 1) * features])
+                    .to_owned()
+            }
+            Op::Label(_) => env
+                .labels
+                .expect("a tape reading labels gets labels")
+                .to_owned(),
+            Op::Neg(a) => values[*a].mapv(|x| -x),
+            Op::Binary(op, a, b) => {
+                broadcast_binary(&values[*a], &values[*b], node.len, |x, y| binary(*op, x, y))
+            }
+            Op::Compare(op, a, b) => {
+                broadcast_binary(&values[*a], &values[*b], node.len, |x, y| {
+                    if npdec_ir::pointwise::compare(*op, x, y) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+            }
+            Op::Call(function, args) => match args.as_slice() {
+                [a] => values[*a].mapv(|x| call(*function, x)),
+                [a, b] => broadcast_binary(&values[*a], &values[*b], node.len, |x, y| {
+                    if matches!(function, Function::Max) {
+                        x.max(y)
+                    } else {
+                        x.min(y)
+                    }
+                }),
+                _ => unreachable!("the lowering only builds calls of one or two arguments"),
+            },
+            Op::Channel {
+                operand,
+                channel,
+                points,
+            } => values[*operand]
+                .slice(s![.., channel * points..(channel + 1) * points])
+                .to_owned(),
+            Op::Softmax {
+                operand,
+                groups,
+                stride,
+            } => softmax_forward(&values[*operand], *groups, *stride),
+            Op::MatMul {
+                matrix,
+                rows,
+                columns,
+                operand,
+            } => {
+                let weights = ArrayView2::from_shape(
+                    (*rows, *columns),
+                    env.params.at_step(*matrix, env.step),
+                )
+                .expect("matrix parameter of the declared shape");
+                values[*operand].dot(&weights.t())
+            }
+            Op::Linear {
+                operator,
+                channels,
+                operand,
+            } => operator.apply(&values[*operand], *channels),
+            Op::Convolution {
+                kernel,
+                padding,
+                taps,
+                kernel_volume,
+                in_channels,
+                out_channels,
+                operand,
+            } => {
+                let padded = padding.apply(&values[*operand], *in_channels);
+                let columns = im2col(&padded, taps, *kernel_volume, *in_channels, padding.rows());
+                let kernel = ArrayView2::from_shape(
+                    (*out_channels, in_channels * kernel_volume),
+                    env.params.at_step(*kernel, env.step),
+                )
+                .expect("kernel parameter of the declared shape");
+                let points = taps.len() / kernel_volume;
+                let products = columns.dot(&kernel.t()); // [batch · points, out]
+                let batch = padded.nrows();
+                let mut out = Array2::zeros((batch, out_channels * points));
+                for b in 0..batch {
+                    for p in 0..points {
+                        for o in 0..*out_channels {
+                            out[[b, o * points + p]] = products[[b * points + p, o]];
+                        }
+                    }
+                }
+                out
+            }
+            Op::Reduce {
+                op,
+                operand,
+                weights,
+            } => {
+                let a = &values[*operand];
+                let mut out = Array2::zeros((a.nrows(), 1));
+                for (row, target) in a.rows().into_iter().zip(out.iter_mut()) {
+                    *target = reduce(*op, row.as_slice().expect("rows are contiguous"), weights);
+                }
+                out
+            }
+        }
+    }
+
+    /// Propagates the adjoints `seeds` of some nodes back through the tape. State adjoints are
+    /// added to `state_adjoints` (entries may be `None` for states that need none) and parameter
+    /// gradients to `gradients` at `env.step`.
+    pub fn backward(
+        &self,
+        env: &Env,
+        values: &[Array2<f64>],
+        seeds: Vec<(NodeIndex, Array2<f64>)>,
+        state_adjoints: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+    ) {
+        let mut adjoints: Vec<Option<Array2<f64>>> = vec![None; self.nodes.len()];
+        for (node, seed) in seeds {
+            accumulate(&mut adjoints[node], seed);
+        }
+        for index in (0..self.nodes.len()).rev() {
+            let Some(adjoint) = adjoints[index].take() else {
+                continue;
+            };
+            self.backward_node(
+                index,
+                adjoint,
+                values,
+                env,
+                &mut adjoints,
+                state_adjoints,
+                gradients,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_node(
+        &self,
+        index: NodeIndex,
+        adjoint: Array2<f64>,
+        values: &[Array2<f64>],
+        env: &Env,
+        adjoints: &mut [Option<Array2<f64>>],
+        state_adjoints: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+    ) {
+        let node = &self.nodes[index];
+        match &node.op {
+            Op::Constant(_)
+            | Op::Time
+            | Op::Input { .. }
+            | Op::Sequence { .. }
+            | Op::Label(_)
+            | Op::Compare(..) => {}
+            Op::State(state) => {
+                let target = &mut state_adjoints[*state];
+                add_broadcast(target, &adjoint);
+            }
+            Op::Param(id) => {
+                let range = gradients.step_range(*id, env.step);
+                let summed = adjoint.sum_axis(Axis(0));
+                for (g, a) in gradients.values[id.0][range].iter_mut().zip(summed.iter()) {
+                    *g += a;
+                }
+            }
+            Op::Neg(a) => {
+                let len = self.nodes[*a].len;
+                push_adjoint(
+                    adjoints,
+                    *a,
+                    reduce_to(&adjoint.mapv(|x| -x), values[*a].nrows(), len),
+                );
+            }
+            Op::Binary(op, a, b) => {
+                let (x, y) = (&values[*a], &values[*b]);
+                let out = &values[index];
+                let rows = adjoint.nrows();
+                let len = node.len;
+                let mut da = Array2::zeros((rows, len));
+                let mut db = Array2::zeros((rows, len));
+                for r in 0..rows {
+                    for i in 0..len {
+                        let xv = x[[r.min(x.nrows() - 1), i % x.ncols()]];
+                        let yv = y[[r.min(y.nrows() - 1), i % y.ncols()]];
+                        let g = adjoint[[r, i]];
+                        let (ga, gb) = match op {
+                            BinaryOp::Add => (g, g),
+                            BinaryOp::Sub => (g, -g),
+                            BinaryOp::Mul => (g * yv, g * xv),
+                            BinaryOp::Div => (g / yv, -g * xv / (yv * yv)),
+                            BinaryOp::Pow => {
+                                let value = out[[r.min(out.nrows() - 1), i]];
+                                let da = if yv == 0.0 {
+                                    0.0
+                                } else {
+                                    yv * xv.powf(yv - 1.0)
+                                };
+                                let db = if xv > 0.0 { value * xv.ln() } else { 0.0 };
+                                (g * da, g * db)
+                            }
+                        };
+                        da[[r, i]] = ga;
+                        db[[r, i]] = gb;
+                    }
+                }
+                push_adjoint(adjoints, *a, reduce_to(&da, x.nrows(), x.ncols()));
+                push_adjoint(adjoints, *b, reduce_to(&db, y.nrows(), y.ncols()));
+            }
+            Op::Call(function, args) => match args.as_slice() {
+                [a] => {
+                    let x = &values[*a];
+                    let out = &values[index];
+                    let mut da = adjoint;
+                    ndarray::Zip::from(&mut da)
+                        .and(x)
+                        .and(out)
+                        .for_each(|g, &x, &y| *g *= call_derivative(*function, x, y));
+                    push_adjoint(adjoints, *a, da);
+                }
+                [a, b] => {
+                    let (x, y) = (&values[*a], &values[*b]);
+                    let rows = adjoint.nrows();
+                    let mut da = Array2::zeros((rows, node.len));
+                    let mut db = Array2::zeros((rows, node.len));
+                    for r in 0..rows {
+                        for i in 0..node.len {
+                            let xv = x[[r.min(x.nrows() - 1), i % x.ncols()]];
+                            let yv = y[[r.min(y.nrows() - 1), i % y.ncols()]];
+                            let pick_x = if matches!(function, Function::Max) {
+                                xv >= yv
+                            } else {
+                                xv <= yv
+                            };
+                            if pick_x {
+                                da[[r, i]] = adjoint[[r, i]];
+                            } else {
+                                db[[r, i]] = adjoint[[r, i]];
+                            }
+                        }
+                    }
+                    push_adjoint(adjoints, *a, reduce_to(&da, x.nrows(), x.ncols()));
+                    push_adjoint(adjoints, *b, reduce_to(&db, y.nrows(), y.ncols()));
+                }
+                _ => unreachable!("the lowering only builds calls of one or two arguments"),
+            },
+            Op::Channel {
+                operand,
+                channel,
+                points,
+            } => {
+                let source = &values[*operand];
+                let mut da = Array2::zeros(source.raw_dim());
+                da.slice_mut(s![.., channel * points..(channel + 1) * points])
+                    .assign(&adjoint);
+                push_adjoint(adjoints, *operand, da);
+            }
+            Op::Softmax {
+                operand,
+                groups,
+                stride,
+            } => {
+                let y = &values[index];
+                let da = softmax_backward(y, &adjoint, *groups, *stride);
+                push_adjoint(adjoints, *operand, da);
+            }
+            Op::MatMul {
+                matrix,
+                rows,
+                columns,
+                operand,
+            } => {
+                let weights = ArrayView2::from_shape(
+                    (*rows, *columns),
+                    env.params.at_step(*matrix, env.step),
+                )
+                .expect("matrix parameter of the declared shape");
+                let u = &values[*operand];
+                let du = adjoint.dot(&weights);
+                let dw = if u.nrows() == adjoint.nrows() {
+                    adjoint.t().dot(u)
+                } else {
+                    adjoint.sum_axis(Axis(0)).insert_axis(Axis(1)).dot(u)
+                };
+                let range = gradients.step_range(*matrix, env.step);
+                let target = &mut gradients.values[matrix.0][range];
+                for (g, d) in target.iter_mut().zip(dw.iter()) {
+                    *g += d;
+                }
+                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+            }
+            Op::Linear {
+                operator,
+                channels,
+                operand,
+            } => {
+                let da = operator.apply_transpose(&adjoint, *channels);
+                let u = &values[*operand];
+                push_adjoint(adjoints, *operand, reduce_to(&da, u.nrows(), u.ncols()));
+            }
+            Op::Convolution {
+                kernel,
+                padding,
+                taps,
+                kernel_volume,
+                in_channels,
+                out_channels,
+                operand,
+            } => {
+                let u = &values[*operand];
+                let padded = padding.apply(u, *in_channels);
+                let columns = im2col(&padded, taps, *kernel_volume, *in_channels, padding.rows());
+                let points = taps.len() / kernel_volume;
+                let batch = adjoint.nrows();
+                let mut d_products = Array2::zeros((batch * points, *out_channels));
+                for b in 0..batch {
+                    for p in 0..points {
+                        for o in 0..*out_channels {
+                            d_products[[b * points + p, o]] = adjoint[[b, o * points + p]];
+                        }
+                    }
+                }
+                let kernel_view = ArrayView2::from_shape(
+                    (*out_channels, in_channels * kernel_volume),
+                    env.params.at_step(*kernel, env.step),
+                )
+                .expect("kernel parameter of the declared shape");
+                let d_kernel = d_products.t().dot(&columns);
+                let range = gradients.step_range(*kernel, env.step);
+                for (g, d) in gradients.values[kernel.0][range]
+                    .iter_mut()
+                    .zip(d_kernel.iter())
+                {
+                    *g += d;
+                }
+                let d_columns = d_products.dot(&kernel_view);
+                let d_padded = col2im(
+                    &d_columns,
+                    taps,
+                    *kernel_volume,
+                    *in_channels,
+                    padding.rows(),
+                    batch,
+                );
+                let du = padding.apply_transpose(&d_padded, *in_channels);
+                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+            }
+            Op::Reduce {
+                op,
+                operand,
+                weights,
+            } => {
+                let a = &values[*operand];
+                let out = &values[index];
+                let mut da = Array2::zeros(a.raw_dim());
+                for r in 0..a.nrows() {
+                    let g = adjoint[[r.min(adjoint.nrows() - 1), 0]];
+                    let value = out[[r, 0]];
+                    let row = a.row(r);
+                    let count = row.len() as f64;
+                    match op {
+                        ReduceOp::Sum => da.row_mut(r).fill(g),
+                        ReduceOp::Mean => da.row_mut(r).fill(g / count),
+                        ReduceOp::Integral => {
+                            for (d, w) in da.row_mut(r).iter_mut().zip(weights.iter()) {
+                                *d = g * w;
+                            }
+                        }
+                        ReduceOp::Norm => {
+                            if value > 0.0 {
+                                for ((d, w), x) in
+                                    da.row_mut(r).iter_mut().zip(weights.iter()).zip(row.iter())
+                                {
+                                    *d = g * w * x / value;
+                                }
+                            }
+                        }
+                        ReduceOp::Max | ReduceOp::Min => {
+                            // The gradient goes to the first entry that attains the extremum.
+                            if let Some(position) = row.iter().position(|x| *x == value) {
+                                da[[r, position]] = g;
+                            }
+                        }
+                    }
+                }
+                push_adjoint(adjoints, *operand, da);
+            }
+        }
+    }
+}
+
+fn accumulate(slot: &mut Option<Array2<f64>>, value: Array2<f64>) {
+    match slot {
+        Some(existing) => add_broadcast(existing, &value),
+        None => *slot = Some(value),
+    }
+}
+
+fn push_adjoint(adjoints: &mut [Option<Array2<f64>>], node: NodeIndex, value: Array2<f64>) {
+    accumulate(&mut adjoints[node], value);
+}
+
+/// Adds `value` into `target`, summing rows and wrapped entries when `target` is smaller and
+/// broadcasting `value` when it is smaller.
+fn add_broadcast(target: &mut Array2<f64>, value: &Array2<f64>) {
+    if target.dim() == value.dim() {
+        *target += value;
+        return;
+    }
+    if target.nrows() < value.nrows() || target.ncols() < value.ncols() {
+        let reduced = reduce_to(value, target.nrows(), target.ncols());
+        if reduced.dim() == target.dim() {
+            *target += &reduced;
+            return;
+        }
+    }
+    let (rows, len) = target.dim();
+    let widened = Array2::from_shape_fn(
+        (rows.max(value.nrows()), len.max(value.ncols())),
+        |(r, i)| {
+            target[[r.min(rows - 1), i % len]]
+                + value[[r.min(value.nrows() - 1), i % value.ncols()]]
+        },
+    );
+    *target = widened;
+}
+
+/// Sums an adjoint of shape `[rows', len']` down to `[rows, len]`, undoing broadcasting.
+fn reduce_to(value: &Array2<f64>, rows: usize, len: usize) -> Array2<f64> {
+    let mut summed = if value.nrows() != rows && rows == 1 {
+        value.sum_axis(Axis(0)).insert_axis(Axis(0))
+    } else {
+        value.clone()
+    };
+    if summed.ncols() != len {
+        let mut narrow = Array2::zeros((summed.nrows(), len));
+        for (i, column) in summed.columns().into_iter().enumerate() {
+            let mut target = narrow.column_mut(i % len);
+            target += &column;
+        }
+        summed = narrow;
+    }
+    summed
+}
+
+fn broadcast_binary(
+    a: &Array2<f64>,
+    b: &Array2<f64>,
+    len: usize,
+    f: impl Fn(f64, f64) -> f64,
+) -> Array2<f64> {
+    let rows = a.nrows().max(b.nrows());
+    if a.dim() == b.dim() {
+        let mut out = a.clone();
+        ndarray::Zip::from(&mut out)
+            .and(b)
+            .for_each(|x, &y| *x = f(*x, y));
+        return out;
+    }
+    Array2::from_shape_fn((rows, len), |(r, i)| {
+        f(
+            a[[r.min(a.nrows() - 1), i % a.ncols()]],
+            b[[r.min(b.nrows() - 1), i % b.ncols()]],
+        )
+    })
+}
+
+fn binary(op: BinaryOp, x: f64, y: f64) -> f64 {
+    match op {
+        BinaryOp::Add => x + y,
+        BinaryOp::Sub => x - y,
+        BinaryOp::Mul => x * y,
+        BinaryOp::Div => x / y,
+        BinaryOp::Pow => {
+            if y == 2.0 {
+                x * x
+            } else {
+                x.powf(y)
+            }
+        }
+    }
+}
+
+/// Applies a pointwise function of one real argument.
+pub fn call(function: Function, x: f64) -> f64 {
+    match function {
+        Function::Tanh => x.tanh(),
+        Function::Relu => x.max(0.0),
+        Function::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        Function::Exp => x.exp(),
+        Function::Log => x.ln(),
+        Function::Sin => x.sin(),
+        Function::Cos => x.cos(),
+        Function::Abs => x.abs(),
+        Function::Sqrt => x.sqrt(),
+        Function::Conj | Function::Re => x,
+        Function::Im => 0.0,
+        Function::Max | Function::Min | Function::Softmax => {
+            unreachable!("two-argument and softmax calls have their own operations")
+        }
+    }
+}
+
+/// Returns `f′(x)` given `x` and `y = f(x)`.
+fn call_derivative(function: Function, x: f64, y: f64) -> f64 {
+    match function {
+        Function::Tanh => 1.0 - y * y,
+        Function::Relu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Function::Sigmoid => y * (1.0 - y),
+        Function::Exp => y,
+        Function::Log => 1.0 / x,
+        Function::Sin => x.cos(),
+        Function::Cos => -x.sin(),
+        Function::Abs => x.signum(),
+        Function::Sqrt => 0.5 / y,
+        Function::Conj | Function::Re => 1.0,
+        Function::Im => 0.0,
+        Function::Max | Function::Min | Function::Softmax => {
+            unreachable!("two-argument and softmax calls have their own operations")
+        }
+    }
+}
+
+fn softmax_forward(a: &Array2<f64>, groups: usize, stride: usize) -> Array2<f64> {
+    let mut out = a.clone();
+    let len = a.ncols();
+    let sets = len / groups;
+    for mut row in out.rows_mut() {
+        for set in 0..sets {
+            let index = |g: usize| if stride == 1 { g } else { g * stride + set };
+            let largest = (0..groups)
+                .map(|g| row[index(g)])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let mut total = 0.0;
+            for g in 0..groups {
+                let e = (row[index(g)] - largest).exp();
+                row[index(g)] = e;
+                total += e;
+            }
+            for g in 0..groups {
+                row[index(g)] /= total;
+            }
+        }
+    }
+    out
+}
+
+fn softmax_backward(
+    y: &Array2<f64>,
+    dy: &Array2<f64>,
+    groups: usize,
+    stride: usize,
+) -> Array2<f64> {
+    let mut dx = Array2::zeros(y.raw_dim());
+    let sets = y.ncols() / groups;
+    for r in 0..y.nrows() {
+        for set in 0..sets {
+            let index = |g: usize| if stride == 1 { g } else { g * stride + set };
+            let dot: f64 = (0..groups)
+                .map(|g| y[[r, index(g)]] * dy[[r, index(g)]])
+                .sum();
+            for g in 0..groups {
+                let i = index(g);
+                dx[[r, i]] = y[[r, i]] * (dy[[r, i]] - dot);
+            }
+        }
+    }
+    dx
+}
+
+fn reduce(op: ReduceOp, row: &[f64], weights: &[f64]) -> f64 {
+    match op {
+        ReduceOp::Sum => row.iter().sum(),
+        ReduceOp::Mean => row.iter().sum::<f64>() / row.len() as f64,
+        ReduceOp::Max => row.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ReduceOp::Min => row.iter().copied().fold(f64::INFINITY, f64::min),
+        ReduceOp::Integral => row.iter().zip(weights).map(|(x, w)| x * w).sum(),
+        ReduceOp::Norm => row
+            .iter()
+            .zip(weights)
+            .map(|(x, w)| x * x * w)
+            .sum::<f64>()
+            .sqrt(),
+    }
+}
+
+/// Gathers the kernel windows of a padded batch: row `b · points + p`, column
+/// `in · kernel_volume + k`.
+fn im2col(
+    padded: &Array2<f64>,
+    taps: &[usize],
+    kernel_volume: usize,
+    in_channels: usize,
+    padded_points: usize,
+) -> Array2<f64> {
+    let batch = padded.nrows();
+    let points = taps.len() / kernel_volume;
+    let mut columns = Array2::zeros((batch * points, in_channels * kernel_volume));
+    for b in 0..batch {
+        let sample = padded.row(b);
+        for p in 0..points {
+            let mut out = columns.row_mut(b * points + p);
+            for c in 0..in_channels {
+                let base = c * padded_points;
+                for k in 0..kernel_volume {
+                    out[c * kernel_volume + k] = sample[base + taps[p * kernel_volume + k]];
+                }
+            }
+        }
+    }
+    columns
+}
+
+/// The adjoint of [`im2col`]: scatters window adjoints back onto the padded points.
+fn col2im(
+    d_columns: &Array2<f64>,
+    taps: &[usize],
+    kernel_volume: usize,
+    in_channels: usize,
+    padded_points: usize,
+    batch: usize,
+) -> Array2<f64> {
+    let points = taps.len() / kernel_volume;
+    let mut padded = Array2::zeros((batch, in_channels * padded_points));
+    for b in 0..batch {
+        for p in 0..points {
+            let row = d_columns.row(b * points + p);
+            for c in 0..in_channels {
+                let base = c * padded_points;
+                for k in 0..kernel_volume {
+                    padded[[b, base + taps[p * kernel_volume + k]]] += row[c * kernel_volume + k];
+                }
+            }
+        }
+    }
+    padded
+}
+
+/// Returns the unary operator of the symbolic model as a tape operation.
+pub fn unary(op: UnaryOp, operand: NodeIndex) -> Op {
+    match op {
+        UnaryOp::Neg => Op::Neg(operand),
+    }
+}
+
+impl Tape {
+    /// Propagates directions forward (tangent-linear mode): given the forward `values`, the state
+    /// directions and a parameter direction, returns each node's directional derivative (`None`
+    /// where it is zero). The dot test compares this with [`Tape::backward`].
+    pub fn tangent(
+        &self,
+        env: &Env,
+        values: &[Array2<f64>],
+        state_tangents: &[Array2<f64>],
+        param_tangent: &ParamValues,
+    ) -> Vec<Option<Array2<f64>>> {
+        let mut tangents: Vec<Option<Array2<f64>>> = Vec::with_capacity(self.nodes.len());
+        for (index, node) in self.nodes.iter().enumerate() {
+            let t = self.tangent_node(
+                index,
+                node,
+                env,
+                values,
+                &tangents,
+                state_tangents,
+                param_tangent,
+            );
+            tangents.push(t);
+        }
+        tangents
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tangent_node(
+        &self,
+        index: NodeIndex,
+        node: &TapeNode,
+        env: &Env,
+        values: &[Array2<f64>],
+        tangents: &[Option<Array2<f64>>],
+        state_tangents: &[Array2<f64>],
+        param_tangent: &ParamValues,
+    ) -> Option<Array2<f64>> {
+        let zero_like = |a: NodeIndex| Array2::<f64>::zeros(values[a].raw_dim());
+        let get = |a: NodeIndex| tangents[a].clone().unwrap_or_else(|| zero_like(a));
+        match &node.op {
+            Op::Constant(_)
+            | Op::Time
+            | Op::Input { .. }
+            | Op::Sequence { .. }
+            | Op::Label(_)
+            | Op::Compare(..) => None,
+            Op::State(state) => Some(state_tangents[*state].clone()),
+            Op::Param(id) => {
+                let entries = param_tangent.at_step(*id, env.step);
+                Some(Array2::from_shape_vec((1, entries.len()), entries.to_vec()).expect("one row"))
+            }
+            Op::Neg(a) => tangents[*a].as_ref().map(|t| t.mapv(|x| -x)),
+            Op::Binary(op, a, b) => {
+                if tangents[*a].is_none() && tangents[*b].is_none() {
+                    return None;
+                }
+                let (x, y, out) = (&values[*a], &values[*b], &values[index]);
+                let (tx, ty) = (get(*a), get(*b));
+                let rows = x.nrows().max(y.nrows()).max(tx.nrows()).max(ty.nrows());
+                let at =
+                    |m: &Array2<f64>, r: usize, i: usize| m[[r.min(m.nrows() - 1), i % m.ncols()]];
+                Some(Array2::from_shape_fn((rows, node.len), |(r, i)| {
+                    let (xv, yv, dx, dy) = (at(x, r, i), at(y, r, i), at(&tx, r, i), at(&ty, r, i));
+                    match op {
+                        BinaryOp::Add => dx + dy,
+                        BinaryOp::Sub => dx - dy,
+                        BinaryOp::Mul => dx * yv + xv * dy,
+                        BinaryOp::Div => dx / yv - xv * dy / (yv * yv),
+                        BinaryOp::Pow => {
+                            let value = at(out, r, i);
+                            let da = if yv == 0.0 {
+                                0.0
+                            } else {
+                                yv * xv.powf(yv - 1.0)
+                            };
+                            let db = if xv > 0.0 { value * xv.ln() } else { 0.0 };
+                            da * dx + db * dy
+                        }
+                    }
+                }))
+            }
+            Op::Call(function, args) => match args.as_slice() {
+                [a] => {
+                    let t = tangents[*a].as_ref()?;
+                    let (x, y) = (&values[*a], &values[index]);
+                    let rows = t.nrows().max(x.nrows());
+                    Some(Array2::from_shape_fn((rows, node.len), |(r, i)| {
+                        let xv = x[[r.min(x.nrows() - 1), i]];
+                        let yv = y[[r.min(y.nrows() - 1), i]];
+                        call_derivative(*function, xv, yv) * t[[r.min(t.nrows() - 1), i]]
+                    }))
+                }
+                [a, b] => {
+                    if tangents[*a].is_none() && tangents[*b].is_none() {
+                        return None;
+                    }
+                    let (x, y) = (&values[*a], &values[*b]);
+                    let (tx, ty) = (get(*a), get(*b));
+                    let rows = x.nrows().max(y.nrows()).max(tx.nrows()).max(ty.nrows());
+                    let at = |m: &Array2<f64>, r: usize, i: usize| {
+                        m[[r.min(m.nrows() - 1), i % m.ncols()]]
+                    };
+                    Some(Array2::from_shape_fn((rows, node.len), |(r, i)| {
+                        let (xv, yv) = (at(x, r, i), at(y, r, i));
+                        let pick_x = if matches!(function, Function::Max) {
+                            xv >= yv
+                        } else {
+                            xv <= yv
+                        };
+                        if pick_x {
+                            at(&tx, r, i)
+                        } else {
+                            at(&ty, r, i)
+                        }
+                    }))
+                }
+                _ => unreachable!("the lowering only builds calls of one or two arguments"),
+            },
+            Op::Channel {
+                operand,
+                channel,
+                points,
+            } => tangents[*operand].as_ref().map(|t| {
+                t.slice(s![.., channel * points..(channel + 1) * points])
+                    .to_owned()
+            }),
+            Op::Softmax {
+                operand,
+                groups,
+                stride,
+            } => {
+                let t = tangents[*operand].as_ref()?;
+                let y = &values[index];
+                let t = if t.nrows() == y.nrows() {
+                    t.clone()
+                } else {
+                    Array2::from_shape_fn(y.raw_dim(), |(_, i)| t[[0, i]])
+                };
+                // The Jacobian of softmax is symmetric, so its product with a direction is the
+                // same formula as the vector–Jacobian product.
+                Some(softmax_backward(y, &t, *groups, *stride))
+            }
+            Op::MatMul {
+                matrix,
+                rows,
+                columns,
+                operand,
+            } => {
+                let weights = ArrayView2::from_shape(
+                    (*rows, *columns),
+                    env.params.at_step(*matrix, env.step),
+                )
+                .expect("matrix parameter of the declared shape");
+                let d_weights = ArrayView2::from_shape(
+                    (*rows, *columns),
+                    param_tangent.at_step(*matrix, env.step),
+                )
+                .expect("matrix direction of the declared shape");
+                let mut out = values[*operand].dot(&d_weights.t());
+                if let Some(t) = &tangents[*operand] {
+                    let extra = t.dot(&weights.t());
+                    add_broadcast(&mut out, &extra);
+                }
+                Some(out)
+            }
+            Op::Linear {
+                operator,
+                channels,
+                operand,
+            } => tangents[*operand]
+                .as_ref()
+                .map(|t| operator.apply_linear(t, *channels)),
+            Op::Convolution {
+                kernel,
+                padding,
+                taps,
+                kernel_volume,
+                in_channels,
+                out_channels,
+                operand,
+            } => {
+                let points = taps.len() / kernel_volume;
+                let convolve = |padded: &Array2<f64>, weights: &[f64]| -> Array2<f64> {
+                    let columns =
+                        im2col(padded, taps, *kernel_volume, *in_channels, padding.rows());
+                    let kernel = ArrayView2::from_shape(
+                        (*out_channels, in_channels * kernel_volume),
+                        weights,
+                    )
+                    .expect("kernel of the declared shape");
+                    let products = columns.dot(&kernel.t());
+                    let batch = padded.nrows();
+                    Array2::from_shape_fn((batch, out_channels * points), |(b, i)| {
+                        products[[b * points + i % points, i / points]]
+                    })
+                };
+                let padded = padding.apply(&values[*operand], *in_channels);
+                let mut out = convolve(&padded, param_tangent.at_step(*kernel, env.step));
+                if let Some(t) = &tangents[*operand] {
+                    let padded_tangent = padding.apply_linear(t, *in_channels);
+                    let extra = convolve(&padded_tangent, env.params.at_step(*kernel, env.step));
+                    add_broadcast(&mut out, &extra);
+                }
+                Some(out)
+            }
+            Op::Reduce {
+                op,
+                operand,
+                weights,
+            } => {
+                let t = tangents[*operand].as_ref()?;
+                let a = &values[*operand];
+                let out = &values[index];
+                let rows = a.nrows().max(t.nrows());
+                Some(Array2::from_shape_fn((rows, 1), |(r, _)| {
+                    let row = a.row(r.min(a.nrows() - 1));
+                    let trow = t.row(r.min(t.nrows() - 1));
+                    let value = out[[r.min(out.nrows() - 1), 0]];
+                    match op {
+                        ReduceOp::Sum => trow.sum(),
+                        ReduceOp::Mean => trow.sum() / trow.len() as f64,
+                        ReduceOp::Integral => {
+                            trow.iter().zip(weights.iter()).map(|(d, w)| d * w).sum()
+                        }
+                        ReduceOp::Norm => {
+                            if value > 0.0 {
+                                trow.iter()
+                                    .zip(weights.iter())
+                                    .zip(row.iter())
+                                    .map(|((d, w), x)| d * w * x)
+                                    .sum::<f64>()
+                                    / value
+                            } else {
+                                0.0
+                            }
+                        }
+                        ReduceOp::Max | ReduceOp::Min => row
+                            .iter()
+                            .position(|x| *x == value)
+                            .map_or(0.0, |p| trow[p]),
+                    }
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,813 @@
+//! The training loop of a `train` task: data, mini-batches split across threads, the adjoint
+//! gradient, the optimizer, per-epoch test metrics, checkpoints, and the report files.
+
+use crate::train::adjoint::{Chunk, ChunkResult, HeadSeed, Network, NonFinite};
+use crate::train::lower::{lower_train_task, Head, LoweredTask, SampleShape};
+use crate::train::params::{
+    flatten_learnable, initialize_params, learnable, param_shape, unflatten_learnable,
+};
+use crate::train::tape::{Op, ParamValues};
+use ndarray::{s, Array2, Axis};
+use npdec_learn::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, NamedArray};
+use npdec_learn::data::{load_data_source, Dataset, MiniBatches, ShuffleRng, Targets};
+use npdec_learn::loss::{add_l2_gradient, l2_penalty, ConfusionMatrix};
+use npdec_learn::optim::{
+    fit_linear_readout, minimize, LbfgsOptions, OptimizerState, StepOptimizer,
+};
+use npdec_learn::report::{
+    plot_confusion_matrix, plot_training_curves, EpochProgress, EpochRecord,
+};
+use npdec_learn::revolve::default_snapshots;
+use npdec_symbolic::{Model, Optimizer, TrainTask};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Settings of a training run that the command line chooses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOptions {
+    /// Seeds parameter initialization and shuffling.
+    pub seed: u64,
+    /// Worker threads for the samples of a batch; `None` uses every available core.
+    pub threads: Option<usize>,
+    /// Continue from the checkpoint in the output directory.
+    pub resume: bool,
+    /// States kept by the checkpointed reverse sweep; `None` uses `default_snapshots(steps)`.
+    pub snapshots: Option<usize>,
+    /// Shows a progress bar per epoch on the terminal.
+    pub progress: bool,
+    /// Overrides the task's epoch count (for shortened runs).
+    pub max_epochs: Option<usize>,
+    /// Uses at most this many training samples (for shortened runs).
+    pub max_train_samples: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            seed: 0,
+            threads: None,
+            resume: false,
+            snapshots: None,
+            progress: false,
+            max_epochs: None,
+            max_train_samples: None,
+        }
+    }
+}
+
+/// The outcome of a train task.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrainReport {
+    pub optimizer: String,
+    pub epochs: usize,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    /// Accuracy on the test set after the last epoch (classification only).
+    pub test_accuracy: Option<f64>,
+    pub test_loss: Option<f64>,
+    /// The mean training loss of the last epoch.
+    pub train_loss: f64,
+    /// Wall time of each epoch in seconds.
+    pub epoch_seconds: Vec<f64>,
+    pub history: Vec<EpochRecord>,
+    /// The trained parameters by name, flattened, for expectations and tests.
+    #[serde(skip)]
+    pub parameters: Vec<(String, Vec<f64>)>,
+    #[serde(skip)]
+    pub confusion: Option<ConfusionMatrix>,
+    /// Files written.
+    pub outputs: Vec<PathBuf>,
+}
+
+/// Why training stopped with an error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainError {
+    pub message: String,
+    pub notes: Vec<String>,
+}
+
+impl TrainError {
+    fn new(message: impl Into<String>) -> TrainError {
+        TrainError {
+            message: message.into(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// The name of the checkpoint file in the output directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.npdc";
+
+/// Everything prepared for a train task: the lowered tapes, the data and the parameters.
+pub struct Prepared {
+    pub lowered: LoweredTask,
+    pub train: Dataset,
+    pub test: Dataset,
+    pub params: ParamValues,
+}
+
+/// Loads the data of a task, lowers it and initializes its parameters.
+pub fn prepare(
+    model: &Model,
+    task: &TrainTask,
+    base_dir: &Path,
+    options: &TrainOptions,
+) -> Result<Prepared, TrainError> {
+    let source = &model.data[task.data.0];
+    let data = load_data_source(source, base_dir)
+        .map_err(|e| TrainError::new(format!("cannot load data `{}`: {e}", source.name)))?;
+    let mut train = data.train;
+    if let Some(limit) = options.max_train_samples {
+        if limit < train.len() {
+            train = train.select(&(0..limit).collect::<Vec<_>>());
+        }
+    }
+    let label_width = match &train.targets {
+        Targets::Classes { .. } => 1,
+        Targets::Values(values) => values.ncols(),
+    };
+    let sample = SampleShape {
+        features: train.features(),
+        dims: train.sample_shape.clone(),
+        label_width,
+    };
+    let lowered = lower_train_task(model, task, &sample).map_err(TrainError::new)?;
+    let params = initialize_params(
+        model,
+        lowered.steps,
+        &lowered.param_step_sizes,
+        options.seed,
+    )
+    .map_err(TrainError::new)?;
+    Ok(Prepared {
+        lowered,
+        train,
+        test: data.test,
+        params,
+    })
+}
+
+/// Returns the labels of a data set as a real matrix `[samples, width]`.
+pub fn label_matrix(targets: &Targets) -> Array2<f64> {
+    match targets {
+        Targets::Classes { labels, .. } => {
+            Array2::from_shape_fn((labels.len(), 1), |(i, _)| labels[i] as f64)
+        }
+        Targets::Values(values) => values.clone(),
+    }
+}
+
+fn class_labels(targets: &Targets) -> Option<&[usize]> {
+    match targets {
+        Targets::Classes { labels, .. } => Some(labels),
+        Targets::Values(_) => None,
+    }
+}
+
+/// The loss and gradient of a batch, split into chunks that run on the thread pool.
+pub struct BatchGradient {
+    pub loss_sum: f64,
+    pub outputs: Array2<f64>,
+    pub gradient: ParamValues,
+}
+
+/// Computes the mean loss's gradient over `inputs`, one chunk per thread.
+pub fn batch_gradient(
+    network: &Network,
+    params: &ParamValues,
+    inputs: &Array2<f64>,
+    targets: &Targets,
+    snapshots: usize,
+    threads: usize,
+) -> Result<BatchGradient, NonFinite> {
+    let samples = inputs.nrows();
+    let labels = label_matrix(targets);
+    let classes = class_labels(targets);
+    let chunk_size = samples.div_ceil(threads.max(1)).max(1);
+    let ranges: Vec<(usize, usize)> = (0..samples)
+        .step_by(chunk_size)
+        .map(|start| (start, (start + chunk_size).min(samples)))
+        .collect();
+    use rayon::prelude::*;
+    let results: Vec<Result<(ChunkResult, ParamValues), NonFinite>> = ranges
+        .par_iter()
+        .map(|&(start, end)| {
+            let chunk = Chunk {
+                samples: inputs.slice(s![start..end, ..]),
+                labels: labels.slice(s![start..end, ..]),
+                classes: classes.map(|c| &c[start..end]),
+            };
+            let mut gradient = params.zeros_like();
+            let result = network.gradient(
+                params,
+                &chunk,
+                &HeadSeed::Loss {
+                    normalizer: samples as f64,
+                },
+                snapshots,
+                &mut gradient,
+            )?;
+            Ok((result, gradient))
+        })
+        .collect();
+    let mut total = params.zeros_like();
+    let mut loss_sum = 0.0;
+    let mut outputs: Vec<Array2<f64>> = Vec::new();
+    for result in results {
+        let (chunk_result, gradient) = result?;
+        loss_sum += chunk_result.loss_sum;
+        outputs.push(chunk_result.outputs);
+        total.add_scaled(&gradient, 1.0);
+    }
+    let views: Vec<_> = outputs.iter().map(|o| o.view()).collect();
+    let outputs = ndarray::concatenate(Axis(0), &views).unwrap_or_else(|_| Array2::zeros((0, 0)));
+    Ok(BatchGradient {
+        loss_sum,
+        outputs,
+        gradient: total,
+    })
+}
+
+/// Evaluates a data set in batches across threads: summed loss and outputs.
+pub fn evaluate_dataset(
+    network: &Network,
+    params: &ParamValues,
+    data: &Dataset,
+    batch: usize,
+) -> Result<(f64, Array2<f64>), NonFinite> {
+    use rayon::prelude::*;
+    let labels = label_matrix(&data.targets);
+    let classes = class_labels(&data.targets);
+    let batch = batch.max(1);
+    let starts: Vec<usize> = (0..data.len()).step_by(batch).collect();
+    let results: Vec<Result<ChunkResult, NonFinite>> = starts
+        .par_iter()
+        .map(|&start| {
+            let end = (start + batch).min(data.len());
+            let chunk = Chunk {
+                samples: data.inputs.slice(s![start..end, ..]),
+                labels: labels.slice(s![start..end, ..]),
+                classes: classes.map(|c| &c[start..end]),
+            };
+            network.evaluate(params, &chunk)
+        })
+        .collect();
+    let mut loss_sum = 0.0;
+    let mut outputs = Vec::new();
+    for result in results {
+        let result = result?;
+        loss_sum += result.loss_sum;
+        outputs.push(result.outputs);
+    }
+    let views: Vec<_> = outputs.iter().map(|o| o.view()).collect();
+    let outputs = ndarray::concatenate(Axis(0), &views).unwrap_or_else(|_| Array2::zeros((0, 0)));
+    Ok((loss_sum, outputs))
+}
+
+/// Trains one task and writes its checkpoint, curves, confusion matrix into `out_dir`.
+pub fn train_task(
+    model: &Model,
+    task: &TrainTask,
+    base_dir: &Path,
+    out_dir: Option<&Path>,
+    options: &TrainOptions,
+) -> Result<TrainReport, TrainError> {
+    let Prepared {
+        lowered,
+        train,
+        test,
+        mut params,
+    } = prepare(model, task, base_dir, options)?;
+    let network = Network {
+        model,
+        task: &lowered,
+    };
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| TrainError::new(format!("cannot start {threads} worker threads: {e}")))?;
+    let snapshots = options
+        .snapshots
+        .unwrap_or_else(|| default_snapshots(lowered.steps))
+        .max(1);
+    pool.install(|| {
+        run_training(
+            model,
+            task,
+            &network,
+            &train,
+            &test,
+            &mut params,
+            out_dir,
+            options,
+            threads,
+            snapshots,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_training(
+    model: &Model,
+    task: &TrainTask,
+    network: &Network,
+    train: &Dataset,
+    test: &Dataset,
+    params: &mut ParamValues,
+    out_dir: Option<&Path>,
+    options: &TrainOptions,
+    threads: usize,
+    snapshots: usize,
+) -> Result<TrainReport, TrainError> {
+    let learnable = learnable(model);
+    let epochs = options.max_epochs.unwrap_or(task.epochs).max(1);
+    let mut history: Vec<EpochRecord> = Vec::new();
+    let mut rng = ShuffleRng::from_seed(options.seed);
+    let mut first_epoch = 0;
+    let checkpoint_path = out_dir.map(|d| d.join(CHECKPOINT_FILE));
+    let mut optimizer_state = OptimizerState::None;
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TrainError::new(format!("cannot create `{}`: {e}", dir.display())))?;
+    }
+
+    if options.resume {
+        let path = checkpoint_path
+            .as_ref()
+            .ok_or_else(|| TrainError::new("`--resume` needs an output directory"))?;
+        let checkpoint = read_checkpoint(path).map_err(|e| TrainError::new(e.to_string()))?;
+        restore(model, params, &checkpoint)?;
+        if let Some(state) = &checkpoint.rng {
+            rng = ShuffleRng::from_state(state);
+        }
+        first_epoch = checkpoint.epoch;
+        optimizer_state = checkpoint.optimizer.clone();
+        if let Some(saved) = checkpoint.metadata.get("history") {
+            history = serde_json::from_value(saved.clone()).unwrap_or_default();
+        }
+    }
+
+    let mut epoch_seconds: Vec<f64> = history.iter().map(|r| r.seconds).collect();
+    let mut outputs = Vec::new();
+    let optimizer_name = optimizer_name(&task.optimizer);
+
+    match &task.optimizer {
+        Optimizer::Sgd { .. } | Optimizer::Adam { .. } => {
+            let mut optimizer = match optimizer_state {
+                OptimizerState::Sgd(sgd) => StepOptimizer::Sgd(sgd),
+                OptimizerState::Adam(adam) => StepOptimizer::Adam(adam),
+                _ => StepOptimizer::from_model(&task.optimizer)
+                    .map_err(|e| TrainError::new(e.to_string()))?,
+            };
+            for epoch in first_epoch..epochs {
+                let started = Instant::now();
+                let batches = MiniBatches::shuffled(train, task.batch, &mut rng)
+                    .map_err(|e| TrainError::new(e.to_string()))?;
+                let mut progress = if options.progress {
+                    EpochProgress::new(epoch + 1, epochs, batches.batch_count() as u64)
+                } else {
+                    EpochProgress::hidden(epoch + 1, epochs, batches.batch_count() as u64)
+                };
+                for (step, batch) in batches.enumerate() {
+                    let result = batch_gradient(
+                        network,
+                        params,
+                        &batch.inputs,
+                        &batch.targets,
+                        snapshots,
+                        threads,
+                    )
+                    .map_err(|e| non_finite_error(model, params, epoch, step, &e))?;
+                    let mut gradient = flatten_learnable(&result.gradient, &learnable);
+                    let mut flat = flatten_learnable(params, &learnable);
+                    add_l2_gradient(task.l2, &flat, &mut gradient)
+                        .map_err(|e| TrainError::new(e.to_string()))?;
+                    optimizer
+                        .step(&mut flat, &gradient)
+                        .map_err(|e| TrainError::new(e.to_string()))?;
+                    unflatten_learnable(&flat, params, &learnable);
+                    if let Some(bad) = first_non_finite_param(model, params) {
+                        let error = NonFinite {
+                            step: 0,
+                            field: None,
+                        };
+                        let mut e = non_finite_error(model, params, epoch, step, &error);
+                        e.notes
+                            .push(format!("parameter `{bad}` is not finite after the update"));
+                        return Err(e);
+                    }
+                    let samples = batch.indices.len();
+                    let accuracy = class_labels(&batch.targets).and_then(|labels| {
+                        npdec_learn::loss::accuracy(result.outputs.view(), labels).ok()
+                    });
+                    progress.record_batch(samples, result.loss_sum / samples as f64, accuracy);
+                }
+                let train_loss = progress.mean_loss();
+                let train_accuracy = progress.accuracy();
+                progress.finish();
+                let seconds = started.elapsed().as_secs_f64();
+                let record = test_record(
+                    network,
+                    params,
+                    test,
+                    task.batch,
+                    epoch + 1,
+                    train_loss,
+                    train_accuracy,
+                    seconds,
+                )
+                .map_err(|e| non_finite_error(model, params, epoch, 0, &e))?;
+                history.push(record);
+                epoch_seconds.push(seconds);
+                if let Some(path) = &checkpoint_path {
+                    let checkpoint = make_checkpoint(
+                        model,
+                        params,
+                        epoch + 1,
+                        Some(&rng),
+                        OptimizerState::from(optimizer.clone()),
+                        &history,
+                    );
+                    write_checkpoint(path, &checkpoint)
+                        .map_err(|e| TrainError::new(e.to_string()))?;
+                }
+            }
+        }
+        Optimizer::Lbfgs { .. } => {
+            let started = Instant::now();
+            let lbfgs = LbfgsOptions::from_model(&task.optimizer)
+                .map_err(|e| TrainError::new(e.to_string()))?;
+            let x0 = flatten_learnable(params, &learnable);
+            let mut failure: Option<NonFinite> = None;
+            let mut last_loss = f64::NAN;
+            let l2 = task.l2;
+            let objective = |x: &[f64], g: &mut [f64]| -> f64 {
+                let mut trial = params.clone();
+                unflatten_learnable(x, &mut trial, &learnable);
+                match batch_gradient(
+                    network,
+                    &trial,
+                    &train.inputs,
+                    &train.targets,
+                    snapshots,
+                    threads,
+                ) {
+                    Ok(result) => {
+                        let gradient = flatten_learnable(&result.gradient, &learnable);
+                        g.copy_from_slice(&gradient);
+                        let _ = add_l2_gradient(l2, x, g);
+                        let value = result.loss_sum / train.len() as f64 + l2_penalty(l2, x);
+                        last_loss = value;
+                        value
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        g.iter_mut().for_each(|v| *v = 0.0);
+                        f64::INFINITY
+                    }
+                }
+            };
+            let result =
+                minimize(objective, x0, &lbfgs).map_err(|e| TrainError::new(e.to_string()))?;
+            if let (Some(e), false) = (&failure, result.value.is_finite()) {
+                return Err(non_finite_error(model, params, 0, 0, e));
+            }
+            unflatten_learnable(&result.x, params, &learnable);
+            let seconds = started.elapsed().as_secs_f64();
+            let record = test_record(
+                network,
+                params,
+                test,
+                task.batch.max(64),
+                1,
+                last_loss.min(result.value),
+                None,
+                seconds,
+            )
+            .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
+            history.push(record);
+            epoch_seconds.push(seconds);
+            optimizer_state = OptimizerState::None;
+            if let Some(path) = &checkpoint_path {
+                let checkpoint =
+                    make_checkpoint(model, params, 1, None, optimizer_state.clone(), &history);
+                write_checkpoint(path, &checkpoint).map_err(|e| TrainError::new(e.to_string()))?;
+            }
+        }
+        Optimizer::Pseudoinverse { ridge } => {
+            let started = Instant::now();
+            fit_readout(network, params, train, task.batch.max(64), *ridge)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let (loss_sum, _) = evaluate_dataset(network, params, train, task.batch.max(64))
+                .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
+            let record = test_record(
+                network,
+                params,
+                test,
+                task.batch.max(64),
+                1,
+                loss_sum / train.len() as f64,
+                None,
+                seconds,
+            )
+            .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
+            history.push(record);
+            epoch_seconds.push(seconds);
+            if let Some(path) = &checkpoint_path {
+                let checkpoint =
+                    make_checkpoint(model, params, 1, None, OptimizerState::None, &history);
+                write_checkpoint(path, &checkpoint).map_err(|e| TrainError::new(e.to_string()))?;
+            }
+        }
+    }
+
+    // The confusion matrix of the final parameters on the test set.
+    let mut confusion = None;
+    if let Targets::Classes { labels, classes } = &test.targets {
+        let (_, scores) = evaluate_dataset(network, params, test, task.batch.max(64))
+            .map_err(|e| non_finite_error(model, params, epochs, 0, &e))?;
+        let mut matrix = ConfusionMatrix::new(*classes);
+        if matrix.add_scores(scores.view(), labels).is_ok() {
+            confusion = Some(matrix);
+        }
+    }
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| TrainError::new(format!("cannot create `{}`: {e}", dir.display())))?;
+        let curves = dir.join("training_curves.png");
+        plot_training_curves(&curves, &history).map_err(|e| TrainError::new(e.to_string()))?;
+        outputs.push(curves);
+        if let Some(matrix) = &confusion {
+            let path = dir.join("confusion_matrix.png");
+            plot_confusion_matrix(&path, matrix).map_err(|e| TrainError::new(e.to_string()))?;
+            outputs.push(path);
+        }
+        if let Some(path) = checkpoint_path {
+            if path.exists() {
+                outputs.push(path);
+            }
+        }
+    }
+    let last = history.last();
+    Ok(TrainReport {
+        optimizer: optimizer_name.to_string(),
+        epochs: history.len(),
+        train_samples: train.len(),
+        test_samples: test.len(),
+        test_accuracy: last.and_then(|r| r.test_accuracy),
+        test_loss: last.and_then(|r| r.test_loss),
+        train_loss: last.map_or(f64::NAN, |r| r.train_loss),
+        epoch_seconds,
+        parameters: model
+            .params
+            .iter()
+            .zip(&params.values)
+            .map(|(p, v)| (p.name.clone(), v.clone()))
+            .collect(),
+        confusion,
+        history,
+        outputs,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn test_record(
+    network: &Network,
+    params: &ParamValues,
+    test: &Dataset,
+    batch: usize,
+    epoch: usize,
+    train_loss: f64,
+    train_accuracy: Option<f64>,
+    seconds: f64,
+) -> Result<EpochRecord, NonFinite> {
+    let (test_loss, test_accuracy) = if test.is_empty() {
+        (None, None)
+    } else {
+        let (loss_sum, outputs) = evaluate_dataset(network, params, test, batch.max(64))?;
+        let accuracy = class_labels(&test.targets)
+            .and_then(|labels| npdec_learn::loss::accuracy(outputs.view(), labels).ok());
+        (Some(loss_sum / test.len() as f64), accuracy)
+    };
+    Ok(EpochRecord {
+        epoch,
+        train_loss,
+        train_accuracy,
+        test_loss,
+        test_accuracy,
+        seconds,
+    })
+}
+
+/// Fits the readout `scores = W @ h + b` in closed form from the final hidden states.
+fn fit_readout(
+    network: &Network,
+    params: &mut ParamValues,
+    train: &Dataset,
+    batch: usize,
+    ridge: f64,
+) -> Result<(), TrainError> {
+    let task = network.task;
+    let (Head::CrossEntropy { scores }
+    | Head::Mse {
+        prediction: scores, ..
+    }) = task.head;
+    let tape = &task.head_tape;
+    // Find `W @ h` and an optional `+ b` at the head's output.
+    let (matmul, bias) = match &tape.nodes[scores].op {
+        Op::MatMul { .. } => (scores, None),
+        Op::Binary(npdec_symbolic::BinaryOp::Add, a, b) => {
+            match (&tape.nodes[*a].op, &tape.nodes[*b].op) {
+                (Op::MatMul { .. }, Op::Param(p)) => (*a, Some(*p)),
+                (Op::Param(p), Op::MatMul { .. }) => (*b, Some(*p)),
+                _ => return Err(readout_shape_error()),
+            }
+        }
+        _ => return Err(readout_shape_error()),
+    };
+    let Op::MatMul {
+        matrix,
+        rows,
+        columns,
+        operand,
+    } = tape.nodes[matmul].op.clone()
+    else {
+        return Err(readout_shape_error());
+    };
+    let labels = label_matrix(&train.targets);
+    let mut hidden = Array2::zeros((train.len(), columns));
+    for start in (0..train.len()).step_by(batch) {
+        let end = (start + batch).min(train.len());
+        let chunk = Chunk {
+            samples: train.inputs.slice(s![start..end, ..]),
+            labels: labels.slice(s![start..end, ..]),
+            classes: None,
+        };
+        let states = network.final_states(params, &chunk);
+        let env = crate::train::tape::Env {
+            states: &states,
+            params,
+            samples: Some(chunk.samples),
+            labels: Some(chunk.labels),
+            step: task.steps,
+            time: task.steps as f64 * task.dt,
+            batch: end - start,
+        };
+        let values = tape.forward(&env);
+        let h = &values[operand];
+        for r in 0..end - start {
+            hidden
+                .row_mut(start + r)
+                .assign(&h.row(r.min(h.nrows() - 1)));
+        }
+    }
+    let targets = match &train.targets {
+        Targets::Classes { labels, classes } => npdec_learn::loss::one_hot(labels, *classes)
+            .map_err(|e| TrainError::new(e.to_string()))?,
+        Targets::Values(values) => values.clone(),
+    };
+    if targets.ncols() != rows {
+        return Err(TrainError::new(format!(
+            "the readout has {rows} outputs but the targets have {}",
+            targets.ncols()
+        )));
+    }
+    let features = columns + usize::from(bias.is_some());
+    let mut design = Array2::ones((features, train.len()));
+    design.slice_mut(s![..columns, ..]).assign(&hidden.t());
+    let fitted = fit_linear_readout(design.view(), targets.t(), ridge)
+        .map_err(|e| TrainError::new(e.to_string()))?;
+    let weights = &mut params.values[matrix.0];
+    for i in 0..rows {
+        for j in 0..columns {
+            weights[i * columns + j] = fitted[[i, j]];
+        }
+    }
+    if let Some(bias) = bias {
+        let values = &mut params.values[bias.0];
+        for (i, v) in values.iter_mut().enumerate().take(rows) {
+            *v = fitted[[i, columns]];
+        }
+    }
+    Ok(())
+}
+
+fn readout_shape_error() -> TrainError {
+    TrainError::new(
+        "`pseudoinverse` fits a linear readout: the loss must score `W @ h` or `W @ h + b` with parameters `W` and `b`",
+    )
+}
+
+fn optimizer_name(optimizer: &Optimizer) -> &'static str {
+    match optimizer {
+        Optimizer::Sgd { .. } => "sgd",
+        Optimizer::Adam { .. } => "adam",
+        Optimizer::Lbfgs { .. } => "lbfgs",
+        Optimizer::Pseudoinverse { .. } => "pseudoinverse",
+    }
+}
+
+fn first_non_finite_param(model: &Model, params: &ParamValues) -> Option<String> {
+    model
+        .params
+        .iter()
+        .zip(&params.values)
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+        .map(|(p, _)| p.name.clone())
+}
+
+fn non_finite_error(
+    model: &Model,
+    params: &ParamValues,
+    epoch: usize,
+    step: usize,
+    error: &NonFinite,
+) -> TrainError {
+    let place = match &error.field {
+        Some(field) => format!("field `{field}` after time step {}", error.step),
+        None => "the loss".to_string(),
+    };
+    let mut notes = vec![format!("the value became NaN or infinite in {place}")];
+    let largest = model
+        .params
+        .iter()
+        .zip(&params.values)
+        .filter(|(p, _)| p.learnable)
+        .map(|(p, v)| (p.name.clone(), v.iter().fold(0.0f64, |m, x| m.max(x.abs()))))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some(name) = first_non_finite_param(model, params) {
+        notes.push(format!("parameter `{name}` is not finite"));
+    } else if let Some((name, size)) = largest {
+        notes.push(format!(
+            "every parameter is finite; the largest in magnitude is `{name}` ({size:.3e})"
+        ));
+    }
+    notes.push("the last checkpoint written is the last good state".to_string());
+    TrainError {
+        message: format!(
+            "training diverged in epoch {}, batch {}: {place} is not finite",
+            epoch + 1,
+            step + 1
+        ),
+        notes,
+    }
+}
+
+fn make_checkpoint(
+    model: &Model,
+    params: &ParamValues,
+    epoch: usize,
+    rng: Option<&ShuffleRng>,
+    optimizer: OptimizerState,
+    history: &[EpochRecord],
+) -> Checkpoint {
+    Checkpoint {
+        epoch,
+        rng: rng.map(ShuffleRng::state),
+        parameters: model
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                NamedArray::new(
+                    p.name.clone(),
+                    param_shape(model, i, params),
+                    params.values[i].clone(),
+                )
+            })
+            .collect(),
+        optimizer,
+        metadata: serde_json::json!({ "model": model.name, "history": history }),
+    }
+}
+
+fn restore(
+    model: &Model,
+    params: &mut ParamValues,
+    checkpoint: &Checkpoint,
+) -> Result<(), TrainError> {
+    let shapes: Vec<(String, Vec<usize>)> = (0..model.params.len())
+        .map(|i| (model.params[i].name.clone(), param_shape(model, i, params)))
+        .collect();
+    let expected: Vec<(&str, &[usize])> = shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    checkpoint
+        .check_parameters(&expected)
+        .map_err(|e| TrainError::new(format!("cannot resume: {e}")))?;
+    for (i, param) in model.params.iter().enumerate() {
+        let saved = checkpoint
+            .parameters
+            .iter()
+            .find(|p| p.name == param.name)
+            .expect("checked above");
+        params.values[i].clone_from(&saved.values);
+    }
+    Ok(())
+}
