@@ -83,7 +83,8 @@ pub struct ClementsMesh {
 
 /// Maps a phase into `[0, 2π)`.
 pub fn wrap_phase(phase: f64) -> f64 {
-    let wrapped = phase.rem_euclid(TAU);
+    // Adding +0.0 turns -0.0 into +0.0, so no file ever shows a phase of "-0.0".
+    let wrapped = phase.rem_euclid(TAU) + 0.0;
     // `rem_euclid` can round up to exactly 2π for tiny negative inputs.
     if wrapped >= TAU {
         0.0

@@ -214,3 +214,30 @@ fn non_square_input_rejected() {
         Err(HardwareError::NotSquare { .. })
     ));
 }
+
+#[test]
+fn wrap_phase_stays_in_range() {
+    use npdec_hardware::photonic::wrap_phase;
+    assert_eq!(wrap_phase(-0.0).to_bits(), 0.0_f64.to_bits());
+    assert_eq!(wrap_phase(TAU), 0.0);
+    assert_eq!(wrap_phase(-1e-300), 0.0);
+    assert!((wrap_phase(-std::f64::consts::PI) - std::f64::consts::PI).abs() < 1e-15);
+    assert!((wrap_phase(7.0) - (7.0 - TAU)).abs() < 1e-15);
+    for phase in [-1e-17, -3.0 * TAU, 1e6, 0.5] {
+        let wrapped = wrap_phase(phase);
+        assert!((0.0..TAU).contains(&wrapped), "{phase} -> {wrapped}");
+    }
+}
+
+#[test]
+fn large_random_permutation_rebuilds() {
+    // A seeded Fisher–Yates shuffle of 64 modes: almost every entry is an exact zero.
+    let mut source = npdec_hardware::random::GaussianSource::new(64);
+    let mut permutation: Vec<usize> = (0..64).collect();
+    for i in (1..64).rev() {
+        let j = (source.uniform() * (i + 1) as f64) as usize;
+        permutation.swap(i, j.min(i));
+    }
+    let error = rebuild_error(&permutation_matrix(&permutation));
+    assert!(error <= TOLERANCE, "error {error:e}");
+}
