@@ -9,6 +9,18 @@ use std::process::ExitCode;
 pub struct ModelView {
     /// Print the dataflow graph of each task.
     pub dump_ir: bool,
+    pub emit: Emit,
+}
+
+/// The form of the recognized layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// A readable table per task, with the model's equations.
+    Table,
+    /// A Graphviz digraph per task.
+    Dot,
+    /// One JSON array of architectures, for tools.
+    Json,
 }
 
 pub fn run(target: &str, view: &ModelView) -> Result<ExitCode, String> {
@@ -40,6 +52,32 @@ fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
     let Some(model) = checked.model else {
         return Ok(ExitCode::from(1));
     };
+
+    let mut architectures = npdec_arch::recognize(&model);
+    for layer in architectures.iter_mut().flat_map(|a| a.layers.iter_mut()) {
+        layer.line = Some(
+            sources
+                .get(layer.span.file)
+                .line_column(layer.span.start as usize)
+                .line,
+        );
+    }
+    match view.emit {
+        Emit::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&architectures).map_err(|e| e.to_string())?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Emit::Dot => {
+            for architecture in &architectures {
+                print!("{}", npdec_arch::render_dot(architecture));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Emit::Table => {}
+    }
 
     println!("model {}", model.name);
     for field in &model.fields {
@@ -80,6 +118,15 @@ fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
                 terms.join(" + ")
             ),
         }
+    }
+
+    let file_name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    println!("layers:");
+    for architecture in &architectures {
+        print!("{}", npdec_arch::render_table(architecture, &file_name));
     }
 
     let program = match npdec_ir::discretize_model(&model) {

@@ -87,6 +87,9 @@ enum Command {
         /// Print the dataflow graph of each task.
         #[arg(long)]
         dump_ir: bool,
+        /// The form of the recognized layers.
+        #[arg(long, value_enum, default_value_t = explain::Emit::Table)]
+        emit: explain::Emit,
     },
 }
 
@@ -105,9 +108,11 @@ fn main() -> ExitCode {
             format,
             gradients,
         } => check::run(&files, format, gradients, cli.quiet),
-        Command::Explain { target, dump_ir } => {
-            explain::run(&target, &explain::ModelView { dump_ir })
-        }
+        Command::Explain {
+            target,
+            dump_ir,
+            emit,
+        } => explain::run(&target, &explain::ModelView { dump_ir, emit }),
         Command::Run {
             file,
             out,

@@ -77,11 +77,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     }
     for trained in &report.training {
         if !args.quiet {
-            let mean_seconds =
-                trained.epoch_seconds.iter().sum::<f64>() / trained.epoch_seconds.len().max(1) as f64;
-            let accuracy = trained
-                .test_accuracy
-                .map_or(String::new(), |a| format!(", test accuracy {:.2} %", 100.0 * a));
+            let mean_seconds = trained.epoch_seconds.iter().sum::<f64>()
+                / trained.epoch_seconds.len().max(1) as f64;
+            let accuracy = trained.test_accuracy.map_or(String::new(), |a| {
+                format!(", test accuracy {:.2} %", 100.0 * a)
+            });
             eprintln!(
                 "trained with {} for {} epochs ({:.2} s per epoch): train loss {:.4}{accuracy}",
                 trained.optimizer, trained.epochs, mean_seconds, trained.train_loss

@@ -1,0 +1,72 @@
+//! Golden tests of `npdec explain MODEL`: the normal form, the recognized layers and the graph size.
+//! `NPDEC_BLESS=1` rewrites the golden files in `tests/explain/`.
+
+use std::path::Path;
+use std::process::Command;
+
+const MODELS: &[&str] = &["heat1d", "heat2d", "gray_scott", "schrodinger1d", "wave2d"];
+
+#[test]
+fn explain_output_matches_goldens() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let bless = std::env::var_os("NPDEC_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for name in MODELS {
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .args(["explain", &format!("examples/{name}.npde")])
+            .current_dir(root)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("npdec runs");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let actual = String::from_utf8(output.stdout).expect("utf-8 output");
+        let golden = root.join("tests/explain").join(format!("{name}.txt"));
+        if bless {
+            std::fs::write(&golden, &actual).expect("write golden");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        if expected != actual {
+            mismatches.push(format!(
+                "{name}:\n--- expected\n{expected}\n+++ actual\n{actual}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "explain output changed (NPDEC_BLESS=1 to accept):\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn explain_emits_json_and_dot() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let run = |emit: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .args(["explain", "examples/heat2d.npde", "--emit", emit])
+            .current_dir(root)
+            .output()
+            .expect("npdec runs");
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let json: serde_json::Value = serde_json::from_str(&run("json")).expect("valid JSON");
+    assert_eq!(json[0]["task"], "solve heat");
+    assert_eq!(json[0]["layers"][1]["kind"], "convolution");
+    assert_eq!(json[0]["layers"][1]["padding"], "mixed");
+    let dot = run("dot");
+    assert!(
+        dot.starts_with("digraph") && dot.contains("l0 -> l1"),
+        "{dot}"
+    );
+}
