@@ -444,7 +444,6 @@ fn run_training(
                 .map_err(|e| TrainError::new(e.to_string()))?;
             let x0 = flatten_learnable(params, &learnable);
             let mut failure: Option<NonFinite> = None;
-            let mut last_loss = f64::NAN;
             let l2 = task.l2;
             let objective = |x: &[f64], g: &mut [f64]| -> f64 {
                 let mut trial = params.clone();
@@ -462,7 +461,6 @@ fn run_training(
                         g.copy_from_slice(&gradient);
                         let _ = add_l2_gradient(l2, x, g);
                         let value = result.loss_sum / train.len() as f64 + l2_penalty(l2, x);
-                        last_loss = value;
                         value
                     }
                     Err(e) => {
@@ -485,7 +483,7 @@ fn run_training(
                 test,
                 task.batch.max(64),
                 1,
-                last_loss.min(result.value),
+                result.value,
                 None,
                 seconds,
             )
