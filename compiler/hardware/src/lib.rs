@@ -13,7 +13,11 @@ pub mod spice;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use std::time::Instant;
+
+use nalgebra::DMatrix;
 use ndarray::Array2;
+use num_complex::Complex64;
 use serde::{Deserialize, Serialize};
 
 pub use error::HardwareError;
@@ -77,20 +81,40 @@ pub(crate) fn create_output_folder(directory: &Path) -> Result<(), HardwareError
     })
 }
 
-/// Maps each named weight matrix onto two Clements meshes and attenuators, checks the rebuild,
-/// and writes `<name>.layout.json`, `<name>.netlist.json`, `<name>.gds`, `<name>.svg` and a
-/// summary `photonic.json` into `out` (created if missing).
+/// Maps each named real weight matrix onto two Clements meshes and attenuators, checks the
+/// rebuild, and writes `<name>.layout.json`, `<name>.netlist.json`, `<name>.gds`, `<name>.svg` and
+/// a summary `photonic.json` into `out` (created if missing).
 ///
 /// No file is written unless every layer passes its rebuild check.
 pub fn emit_photonic(
     weights: &[(String, Array2<f64>)],
     out: &Path,
 ) -> Result<PhotonicReport, HardwareError> {
+    let complex: Vec<(String, DMatrix<Complex64>)> = weights
+        .iter()
+        .map(|(name, matrix)| (name.clone(), photonic::complex_matrix_from_real(matrix)))
+        .collect();
+    emit_photonic_complex(&complex, out)
+}
+
+/// Does what [`emit_photonic`] does for complex weight matrices.
+pub fn emit_photonic_complex(
+    weights: &[(String, DMatrix<Complex64>)],
+    out: &Path,
+) -> Result<PhotonicReport, HardwareError> {
     check_layer_names(weights.iter().map(|(name, _)| name.as_str()))?;
     let mut mapped = Vec::with_capacity(weights.len());
     for (name, matrix) in weights {
-        let complex = photonic::complex_matrix_from_real(matrix);
-        mapped.push(photonic::map_weight_matrix(name, &complex)?);
+        let start = Instant::now();
+        let (layer, rebuild_errors) = photonic::map_weight_matrix(name, matrix)?;
+        tracing::debug!(
+            layer = %name,
+            modes = layer.modes,
+            weight_error = rebuild_errors.weights,
+            elapsed = ?start.elapsed(),
+            "mapped weight matrix onto Clements meshes"
+        );
+        mapped.push((layer, rebuild_errors));
     }
 
     create_output_folder(out)?;

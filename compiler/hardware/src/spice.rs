@@ -253,6 +253,13 @@ pub fn emit_spice(
             source,
         })?;
         write_json_file(&mapping_path, &crossbar)?;
+        tracing::debug!(
+            layer = %crossbar.name,
+            outputs = crossbar.outputs,
+            inputs = crossbar.inputs,
+            siemens_per_unit_weight = crossbar.siemens_per_unit_weight,
+            "wrote crossbar netlist"
+        );
         layers.push(SpiceLayerReport {
             name: crossbar.name.clone(),
             shape: (crossbar.outputs, crossbar.inputs),

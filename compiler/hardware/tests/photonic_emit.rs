@@ -318,3 +318,47 @@ fn bad_layer_names_rejected() {
     ));
     assert!(!folder.exists(), "no files are written for rejected input");
 }
+
+#[test]
+fn complex_weights_emit() {
+    let folder = output_folder("complex");
+    let unitary = common::haar_unitary(5, 3);
+    let report =
+        npdec_hardware::emit_photonic_complex(&[("complex".to_string(), unitary.clone())], &folder)
+            .unwrap();
+    let text = std::fs::read_to_string(&report.layers[0].files.layout).unwrap();
+    let layout: PhotonicLayout = serde_json::from_str(&text).unwrap();
+    let error = max_abs_difference(&layout.layer.weight_matrix(), &unitary);
+    assert!(error <= REBUILD_TOLERANCE, "{error:e}");
+    assert!(
+        (layout.layer.gain - 1.0).abs() < 1e-12,
+        "a unitary has every singular value 1"
+    );
+}
+
+#[test]
+fn error_messages_name_values() {
+    let folder = output_folder("messages");
+    let mut weights = real_weights(3, 3, 9);
+    weights[(2, 1)] = f64::INFINITY;
+    let error = emit_photonic(&[("layer1".to_string(), weights)], &folder).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "weight matrix `layer1` has a NaN or infinite entry at row 2, column 1"
+    );
+
+    let error = emit_photonic(&[("a/b".to_string(), real_weights(2, 2, 1))], &folder).unwrap_err();
+    assert!(
+        error.to_string().starts_with("invalid layer name `a/b`"),
+        "{error}"
+    );
+
+    let not_unitary = real_gaussian(3, 3, 2);
+    let error = npdec_hardware::photonic::decompose_clements(&not_unitary).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("matrix is not unitary: max |U* U - I| = "),
+        "{error}"
+    );
+}

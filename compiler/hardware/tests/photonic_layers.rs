@@ -149,3 +149,15 @@ fn mnist_width_layer_rebuilds() {
     );
     assert!(error <= REBUILD_TOLERANCE, "{error:e}");
 }
+
+#[test]
+fn repeated_singular_values_rebuild() {
+    // Degenerate singular values leave U and V free within each eigenspace; W must still rebuild.
+    let scaled_identity = DMatrix::<Complex64>::identity(7, 7) * Complex64::new(3.0, 0.0);
+    let error = mapped_error("scaled_identity", &scaled_identity);
+    assert!(error <= REBUILD_TOLERANCE, "3 I: {error:e}");
+
+    let scaled_unitary = haar_unitary(9, 31) * Complex64::new(0.5, 0.0);
+    let error = mapped_error("scaled_unitary", &scaled_unitary);
+    assert!(error <= REBUILD_TOLERANCE, "U / 2: {error:e}");
+}

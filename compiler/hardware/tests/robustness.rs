@@ -139,3 +139,47 @@ fn robustness_settings_validated() {
         );
     }
 }
+
+#[test]
+fn robustness_perturbs_every_layer() {
+    // Two layers whose product is the classifier: a random 8 x 8 mixing layer near the identity,
+    // then the classifier times its inverse. The closure receives both rebuilt layers in order.
+    let task = synthetic_task(24);
+    let mut source = GaussianSource::new(25);
+    let mixing = Array2::from_shape_fn((FEATURES, FEATURES), |(r, c)| {
+        let diagonal = if r == c { 1.0 } else { 0.0 };
+        diagonal + 0.1 * source.standard_normal()
+    });
+    let mixing_matrix = nalgebra::DMatrix::from_fn(FEATURES, FEATURES, |r, c| mixing[(r, c)]);
+    let inverse = mixing_matrix
+        .try_inverse()
+        .expect("near-identity matrix is invertible");
+    let inverse = Array2::from_shape_fn((FEATURES, FEATURES), |(r, c)| inverse[(r, c)]);
+    let readout = task.weights.dot(&inverse);
+    let layers = vec![
+        ("mixing".to_string(), mixing),
+        ("readout".to_string(), readout),
+    ];
+
+    let mut calls = 0;
+    let options = RobustnessOptions {
+        trials: 4,
+        ..RobustnessOptions::default()
+    };
+    let report = photonic_robustness(
+        &layers,
+        |w| {
+            calls += 1;
+            assert_eq!(w.len(), 2);
+            task.accuracy(&w[1].dot(&w[0]))
+        },
+        &options,
+    )
+    .unwrap();
+    // Digital, rebuilt, 2 noise levels x 4 trials, quantised.
+    assert_eq!(calls, 1 + 1 + 2 * 4 + 1);
+    assert!(report.digital_accuracy >= 0.99, "{report:?}");
+    assert!(report.rebuilt_accuracy >= 0.99, "{report:?}");
+    assert!(report.noise[1].mean_weight_error > 0.0);
+    assert!(report.noise[1].mean_accuracy < 1.0, "{report:?}");
+}
