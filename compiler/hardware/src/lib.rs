@@ -97,7 +97,7 @@ pub fn emit_photonic(
     emit_photonic_complex(&complex, out)
 }
 
-/// Does what [`emit_photonic`] does for complex weight matrices.
+/// Maps and writes complex weight matrices, like [`emit_photonic`] does for real ones.
 pub fn emit_photonic_complex(
     weights: &[(String, DMatrix<Complex64>)],
     out: &Path,

@@ -206,7 +206,7 @@ pub fn decompose_clements(unitary: &DMatrix<Complex64>) -> Result<ClementsMesh, 
     // is nulled, every entry below it in the two mixed columns, and every entry left of it in the
     // two mixed rows, is already zero: it lies on an earlier anti-diagonal or was nulled by the
     // previous step of this sweep. The 2 × 2 operations therefore skip those entries, which
-    // changes no bit of the result and halves the work.
+    // changes no bit of the result and saves about a quarter of the time at 784 modes.
     let mut residual = unitary.clone();
     let mut right_factors: Vec<(usize, f64, f64)> = Vec::new();
     let mut left_factors: Vec<(usize, f64, f64)> = Vec::new();

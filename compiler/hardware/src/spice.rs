@@ -41,7 +41,8 @@ pub struct CrossbarOptions {
 }
 
 impl Default for CrossbarOptions {
-    /// A 1 µS to 100 µS range, typical of resistive RAM cells, read at 0.1 V per unit input.
+    /// Returns the range 1 µS to 100 µS, an order of magnitude common for resistive RAM cells,
+    /// read at 0.1 V per unit input. Set the range of the target device instead where it is known.
     fn default() -> Self {
         CrossbarOptions {
             g_min: 1e-6,
