@@ -2,8 +2,8 @@
 //! step, and a C header describing how to call it.
 //!
 //! The object exports `PREFIX_run(void **buffers, int64_t first_step, int64_t steps)`, which takes
-//! `steps` steps starting at step number `first_step` (time `first_step · dt`). `buffers` holds one
-//! pointer per buffer of the header's `PREFIX_buffer_lengths`, zero-initialized by the caller; the
+//! `steps` steps starting at step number `first_step` (time `first_step · dt`). `buffers` contains one
+//! pointer per buffer of the header's `PREFIX_buffer_lengths`, zero-initialized by the caller. The
 //! state of each field lives in its buffer with the ghost layers around it, and after every step
 //! the current and next buffers of each field trade places in `buffers`. The math functions come
 //! from the C library, so link with `-lm`.
@@ -36,7 +36,7 @@ pub struct AotArtifacts {
     pub plan: Plan,
 }
 
-/// Why an object file could not be written.
+/// An error writing an object file.
 #[derive(Debug)]
 pub enum AotError {
     Unsupported(Unsupported),

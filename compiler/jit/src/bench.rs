@@ -1,7 +1,7 @@
 //! The stencil benchmark behind `npdec bench`: diffusion sweeps against the memory bandwidth
 //! measured in the same run.
 //!
-//! Cases, as issue targets compare them with Devito: float32, spacing 1, a zero Dirichlet boundary,
+//! The cases match the comparison with Devito: float32, spacing 1, a zero Dirichlet boundary,
 //! uniform random data in [0, 1), explicit Euler with `c = ν·Δt/h²` = 0.1 at order 2 and 0.05 at
 //! order 8:
 //! - `diffusion2d_o2`: 5-point Laplacian on 4096²;

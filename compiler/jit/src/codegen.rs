@@ -2,7 +2,7 @@
 //! points and store the results.
 //!
 //! Every kernel has the C signature
-//! `void kernel(void *const *buffers, double time, int64_t start, int64_t end)`: `buffers` holds the
+//! `void kernel(void *const *buffers, double time, int64_t start, int64_t end)`: `buffers` contains the
 //! base pointer of every buffer of the plan, and `start..end` is the range of the outermost axis, so
 //! callers split a sweep across threads by rows. The innermost axis runs on F32X4/F64X2 lanes where
 //! the expression allows it, with a scalar loop for the remainder. Loads of a kernel whose output is
@@ -386,7 +386,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
         }
         if uses_time {
-            let scalar = self.to_precision(time);
+            let scalar = self.round_to_precision(time);
             for l in lanes {
                 let value = self.widen(scalar, *l);
                 self.time.insert(*l, value);
@@ -402,7 +402,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
-    fn to_precision(&mut self, value: Value) -> Value {
+    fn round_to_precision(&mut self, value: Value) -> Value {
         match self.precision {
             Precision::F32 => self.builder.ins().fdemote(types::F32, value),
             Precision::F64 => value,
@@ -473,10 +473,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let (plane, strides) = self.layouts[buffer].strides();
         let rank = self.spec.rank();
         let mut elements = self.iconst(channel as i64 * plane);
-        for a in 0..rank.saturating_sub(1) {
-            let index = self.indices[a];
-            let stride = self.iconst(strides[a]);
-            let term = self.builder.ins().imul(index, stride);
+        let outer = rank.saturating_sub(1);
+        let outer_indices: Vec<Value> = self.indices[..outer].to_vec();
+        for (index, stride) in outer_indices.iter().zip(&strides) {
+            let stride = self.iconst(*stride);
+            let term = self.builder.ins().imul(*index, stride);
             elements = self.builder.ins().iadd(elements, term);
         }
         let size = self.iconst(self.precision.bytes());
@@ -652,7 +653,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let origin = self.builder.ins().f64const(*origin);
                 let scaled = self.builder.ins().fmul(position, spacing);
                 let coordinate = self.builder.ins().fadd(origin, scaled);
-                let value = self.to_precision(coordinate);
+                let value = self.round_to_precision(coordinate);
                 self.widen(value, lanes)
             }
             Kexpr::Unary(op, a) => {

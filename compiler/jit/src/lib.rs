@@ -13,7 +13,7 @@
 //! 6. [`bench`] measures sweeps against the memory bandwidth of the machine.
 //!
 //! A node the JIT cannot compile makes construction fail with [`Unsupported`], which names the
-//! node, so the caller can fall back to the interpreter and say why once.
+//! node, so the caller can fall back to the interpreter and report why once.
 
 pub mod aot;
 pub mod bench;
@@ -101,7 +101,7 @@ impl<T: JitFloat> JitEvaluator<T> {
     /// is indexed by node index, like the interpreter's, with values for the roots only.
     pub fn evaluate(&self, states: &[Option<Value<T>>], time: T) -> NodeValues<T> {
         let mut values: NodeValues<T> = vec![None; self.node_bound];
-        // A poisoned lock only means another evaluation panicked; the buffers are rewritten anyway.
+        // A poisoned lock only means another evaluation panicked, and the buffers are rewritten anyway.
         let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
         let time = time.to_f64_lossy();
         compiled.run(states, time, time);
@@ -156,7 +156,7 @@ impl<T: JitFloat> EulerStepper<T> {
         self.compiled.compile_time
     }
 
-    /// Sets the state of an evolved field; other fields are ignored.
+    /// Sets the state of an evolved field. Other fields are ignored.
     pub fn set_state(&mut self, field: FieldId, value: &Value<T>) {
         let Some(update) = self
             .compiled
@@ -198,7 +198,7 @@ impl<T: JitFloat> EulerStepper<T> {
         )))
     }
 
-    /// Takes `steps` steps; step `n` (counted from the first call) runs at `t = n · dt`, as in the
+    /// Takes `steps` steps. Step `n` (counted from the first call) runs at `t = n · dt`, as in the
     /// interpreter.
     pub fn run(&mut self, steps: usize) {
         for _ in 0..steps {

@@ -3,7 +3,7 @@
 //!
 //! Which nodes get a buffer: states, parameters, boundary paddings, reductions, dense products, the
 //! requested roots, and every node that more than one node reads. Any other node is *fused* into
-//! its single user: a stencil, div-grad, upwind or convolution read by a pointwise node is computed
+//! its single user. A stencil, div-grad, upwind or convolution read by a pointwise node is computed
 //! inside the pointwise sweep (pointwise work fused into the stencil sweep), and a small pointwise
 //! node read by a stencil-like node is recomputed at every tap. A state read only by its boundary
 //! node lives inside the padded buffer, so padding only fills the ghost layers.
@@ -21,7 +21,7 @@ use npdec_ir::graph::{
 use npdec_symbolic::{AxisId, BinaryOp, CompareOp, FieldId, Function, ReduceOp, Side, UnaryOp};
 use std::collections::HashMap;
 
-/// Where a node's value lives: `buffer[channel, i + shift]` for the node-frame index `i`.
+/// The location of a node's value: `buffer[channel, i + shift]` for the node-frame index `i`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct View {
     pub buffer: usize,
@@ -49,7 +49,7 @@ pub enum Op {
         kernel: usize,
         instant: Instant,
     },
-    /// A reduction of a halo-0 grid buffer to one number. `weights` holds the trapezoidal
+    /// A reduction of a halo-0 grid buffer to one number. `weights` contains the trapezoidal
     /// quadrature weights of each axis and `cell` the product of the spacings.
     Reduce {
         op: ReduceOp,
@@ -93,7 +93,7 @@ pub struct Plan {
     pub updates: Vec<FieldUpdate>,
 }
 
-/// What a plan computes.
+/// The computation a plan performs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
     /// The values of the roots at given states.
@@ -960,13 +960,24 @@ impl<'g> PlanBuilder<'g> {
                 })
             }
             NodeKind::Stencil(stencil) => {
+                // Coefficient factoring: taps of equal weight are summed first and multiplied
+                // once, `w·a + w·b → w·(a + b)`, in the order the weights first appear.
                 let base = input_offset(0);
-                let mut terms = Vec::with_capacity(stencil.taps.len());
+                let mut groups: Vec<(f64, Vec<Kexpr>)> = Vec::new();
                 for t in &stencil.taps {
                     let shift: Vec<isize> = t.offset.iter().map(|o| *o as isize).collect();
                     let x = self.expr_of(inputs[0], channel, &tap(&base, &shift))?;
-                    terms.push(Kexpr::binary(Arithmetic::Mul, x, Kexpr::Const(t.weight)));
+                    match groups.iter_mut().find(|(w, _)| *w == t.weight) {
+                        Some((_, members)) => members.push(x),
+                        None => groups.push((t.weight, vec![x])),
+                    }
                 }
+                let terms = groups
+                    .into_iter()
+                    .map(|(weight, members)| {
+                        Kexpr::binary(Arithmetic::Mul, sum(members), Kexpr::Const(weight))
+                    })
+                    .collect();
                 Ok(sum(terms))
             }
             NodeKind::DivGrad {
@@ -1099,7 +1110,7 @@ fn cheap_pointwise(expr: &PointwiseExpr) -> bool {
     size <= 8 && !calls
 }
 
-/// Why a pointwise expression could not be lowered.
+/// The reason a pointwise expression could not be lowered.
 enum LowerError {
     Unsupported(String),
     Input(Unsupported),

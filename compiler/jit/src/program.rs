@@ -513,8 +513,8 @@ pub fn quadrature_weights(graph: &Graph, axis: AxisId) -> Vec<f64> {
         .collect()
 }
 
-/// Reduces a halo-0 buffer with the interpreter's summation order and NaN rules. `weights` holds
-/// the quadrature weights of each axis.
+/// Reduces a halo-0 buffer with the interpreter's summation order and NaN rules. `weights` contains
+// the quadrature weights of each axis.
 fn reduce<T: JitFloat>(
     weights: &[Vec<f64>],
     cell: f64,

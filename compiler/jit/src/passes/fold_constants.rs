@@ -91,12 +91,12 @@ pub(crate) fn fold_expression(expr: &PointwiseExpr) -> PointwiseExpr {
                     BinaryOp::Pow if y.fract() == 0.0 && y.abs() < 64.0 => x.powi(y as i32),
                     BinaryOp::Pow => x.powf(y),
                 }),
-                (_, Some(y), BinaryOp::Mul | BinaryOp::Div | BinaryOp::Pow) if y == 1.0 => a,
-                (Some(x), _, BinaryOp::Mul) if x == 1.0 => b,
-                (_, Some(y), BinaryOp::Sub) if y == 0.0 => a,
+                (_, Some(1.0), BinaryOp::Mul | BinaryOp::Div | BinaryOp::Pow) => a,
+                (Some(1.0), _, BinaryOp::Mul) => b,
+                (_, Some(0.0), BinaryOp::Sub) => a,
                 // x + 0 is x except for x = −0, which becomes +0; the two compare equal.
-                (_, Some(y), BinaryOp::Add) if y == 0.0 => a,
-                (Some(x), _, BinaryOp::Add) if x == 0.0 => b,
+                (_, Some(0.0), BinaryOp::Add) => a,
+                (Some(0.0), _, BinaryOp::Add) => b,
                 _ => PointwiseExpr::Binary(*op, Box::new(a), Box::new(b)),
             }
         }

@@ -1,7 +1,7 @@
 //! Optimization passes over the dataflow IR, each one file with one public entry that returns the
 //! rewritten graph, and [`optimize`], the pipeline that runs them in order.
 //!
-//! Every pass keeps the graph valid for `npdec_ir::verify`; the tests verify after every pass.
+//! Every pass keeps the graph valid for `npdec_ir::verify`, and the tests verify after every pass.
 
 pub mod eliminate_common_subexpressions;
 pub mod eliminate_dead_nodes;

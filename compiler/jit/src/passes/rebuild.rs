@@ -9,7 +9,7 @@
 use npdec_ir::graph::{Graph, Node, NodeId, NodeKind};
 use std::collections::HashMap;
 
-/// What becomes of one node of the old graph.
+/// The fate of one node of the old graph.
 pub enum Action {
     Keep,
     /// Every use of the node reads this earlier node of the old graph instead.
@@ -60,7 +60,7 @@ fn is_sink(kind: &NodeKind) -> bool {
 /// Builds a new graph by asking `decide` about every node, in a topological order of the old
 /// graph, and drops every node that no sink depends on.
 ///
-/// `decide` sees the old graph and may only name nodes that come earlier in that order.
+/// `decide` reads the old graph and may only name nodes that come earlier in that order.
 pub fn rebuild(graph: &Graph, mut decide: impl FnMut(&Graph, NodeId) -> Action) -> Graph {
     let order = stable_order(graph);
 
