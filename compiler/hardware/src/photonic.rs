@@ -12,8 +12,10 @@
 //! ```
 //!
 //! that is, an external phase shifter `φ` on the upper input arm followed by a real rotation by the
-//! internal angle `θ`. A balanced MZI realises it with an internal heater phase of `2θ`, up to a
-//! global phase. Conventions differ between papers and tools, so the emitted files state this one.
+//! internal angle `θ`. A physical MZI of two 50:50 couplers realises this rotation with an internal
+//! phase of `2θ` plus an offset, and with fixed phases on its ports. Both depend on the coupler
+//! convention, so a lab maps `θ` to a heater setting by calibration. Conventions differ between
+//! papers and tools, so the emitted files state this one.
 //! All angles are wrapped into `[0, 2π)` after every step.
 //!
 //! # Decomposition
