@@ -742,7 +742,7 @@ fn non_finite_error(
         notes.push(format!("parameter `{name}` is not finite"));
     } else if let Some((name, size)) = largest {
         notes.push(format!(
-            "every parameter is finite; the largest in magnitude is `{name}` ({size:.3e})"
+            "parameter `{name}` is the largest in magnitude ({size:.3e}); every parameter is finite"
         ));
     }
     notes.push("the last checkpoint written is the last good state".to_string());
