@@ -5,6 +5,7 @@
 
 mod check;
 mod explain;
+mod repl;
 mod run;
 mod terminal;
 
@@ -71,6 +72,11 @@ enum Command {
         #[arg(long)]
         snapshots: Option<usize>,
     },
+    /// Start an interactive session: declare as in a file, step a solve, look at fields.
+    #[command(
+        after_help = "Example:\n  npdec repl\n  npde> :load examples/heat1d.npde\n  npde> :step 100\n  npde> :show u"
+    )]
+    Repl,
     /// Run the language server on standard input and output, for editors.
     #[command(
         after_help = "Example (Neovim):\n  vim.lsp.start({ name = 'npdec', cmd = { 'npdec', 'lsp' } })"
@@ -136,6 +142,7 @@ fn main() -> ExitCode {
             },
             quiet: cli.quiet,
         }),
+        Command::Repl => repl::run(),
         Command::Lsp => npdec_lsp::run_stdio()
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| format!("language server failed: {e}")),

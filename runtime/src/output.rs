@@ -96,7 +96,7 @@ pub fn summary_json<T: Real>(report: &RunReport, snapshots: &[Snapshot<T>]) -> s
 }
 
 /// Draws a field without text: a line plot in 1-D, a heat map of the middle slice otherwise.
-fn plot_field(path: &Path, values: &ArrayD<f64>) -> Result<(), Box<dyn std::error::Error>> {
+pub fn plot_field(path: &Path, values: &ArrayD<f64>) -> Result<(), Box<dyn std::error::Error>> {
     let channel = values.index_axis(Axis(0), 0);
     let mut plane = channel.to_owned();
     while plane.ndim() > 2 {
