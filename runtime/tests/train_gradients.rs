@@ -25,7 +25,9 @@ fn temp_dir(name: &str) -> PathBuf {
 fn write_classes_csv(path: &Path, samples: usize, features: usize, classes: usize) {
     let mut state = 12345u64;
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let mut text = String::new();
@@ -191,7 +193,11 @@ train cell on d using {scheme}(steps = 4) until 2 loss mse(y, label) optimizer a
         let report = check_gradients(&model, &dir, 3).expect("gradient check runs");
         let check = &report.checks[0];
         assert!(check.taylor_passed, "{scheme}: rates {:?}", check.rates);
-        assert!(check.dot_passed, "{scheme}: dot {:e}", check.dot_relative_error);
+        assert!(
+            check.dot_passed,
+            "{scheme}: dot {:e}",
+            check.dot_relative_error
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -234,7 +240,8 @@ fn batch_gradient_matches_central_differences() {
     };
     let inputs = prepared.train.inputs.clone();
     let targets = prepared.train.targets.clone();
-    let result = batch_gradient(&network, &prepared.params, &inputs, &targets, 2, 3).expect("finite");
+    let result =
+        batch_gradient(&network, &prepared.params, &inputs, &targets, 2, 3).expect("finite");
     let learnable = learnable(&model);
     let theta = flatten_learnable(&prepared.params, &learnable);
     let gradient = flatten_learnable(&result.gradient, &learnable);
@@ -290,7 +297,13 @@ fn checkpointing_keeps_gradient_bit_identical() {
     for snapshots in [1, 2, 3] {
         let mut checkpointed = prepared.params.zeros_like();
         network
-            .gradient(&prepared.params, &chunk, &seed, snapshots, &mut checkpointed)
+            .gradient(
+                &prepared.params,
+                &chunk,
+                &seed,
+                snapshots,
+                &mut checkpointed,
+            )
             .expect("finite");
         assert_eq!(checkpointed, all_states, "{snapshots} snapshots");
     }
@@ -317,8 +330,8 @@ fn resume_continues_bit_identically() {
     let dir = temp_dir("resume");
     for optimizer in ["adam(lr = 0.01)", "sgd(lr = 0.1, momentum = 0.9)"] {
         let model = small_classifier(&dir, optimizer, 3);
-        let straight = run_model(&model, &run_options(&dir, &dir.join("straight"), 3, false))
-            .expect("trains");
+        let straight =
+            run_model(&model, &run_options(&dir, &dir.join("straight"), 3, false)).expect("trains");
         run_model(&model, &run_options(&dir, &dir.join("resumed"), 2, false)).expect("trains");
         let resumed =
             run_model(&model, &run_options(&dir, &dir.join("resumed"), 3, true)).expect("resumes");
@@ -361,11 +374,18 @@ train net on d using euler(steps = 5) until 1 loss cross_entropy(y, label) optim
     );
     let errors = run_model(&exploding, &run_options(&dir, &out, 2, true)).unwrap_err();
     let message = &errors[0].message;
-    assert!(message.contains("training diverged in epoch 2"), "{message}");
+    assert!(
+        message.contains("training diverged in epoch 2"),
+        "{message}"
+    );
     let notes = errors[0].notes.join("\n");
-    assert!(notes.contains("field `u`") || message.contains("field `u`"), "{message}\n{notes}");
+    assert!(
+        notes.contains("field `u`") || message.contains("field `u`"),
+        "{message}\n{notes}"
+    );
     assert!(notes.contains("parameter `"), "{notes}");
-    let kept = npdec_learn::checkpoint::read_checkpoint(&out.join("checkpoint.npdc")).expect("kept");
+    let kept =
+        npdec_learn::checkpoint::read_checkpoint(&out.join("checkpoint.npdc")).expect("kept");
     assert_eq!(kept.epoch, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

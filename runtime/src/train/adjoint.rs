@@ -349,6 +349,7 @@ impl<'a> Network<'a> {
     }
 
     /// Backpropagates the head: returns `λ_N` and adds readout gradients.
+    #[allow(clippy::too_many_arguments)]
     fn head_backward(
         &self,
         params: &ParamValues,

@@ -138,7 +138,7 @@ impl BoundedGrid {
                 };
                 let constant = |expr: &Expr, what: &str| -> Result<f64, String> {
                     match constant_value(&npdec_ir::simplify(expr)) {
-                        Some((re, im)) if im == 0.0 => Ok(re),
+                        Some((re, 0.0)) => Ok(re),
                         _ => Err(format!(
                             "the {what} of the boundary condition of `{}` on `{}` must be a real constant in a trained model",
                             declared.name, axis.name

@@ -286,7 +286,7 @@ impl Lowering<'_> {
         if have == len {
             return Ok(node);
         }
-        if len % have != 0 {
+        if !len.is_multiple_of(have) {
             return Err(format!(
                 "`{what}` has {have} entries per sample where {len} are expected"
             ));
@@ -579,7 +579,7 @@ impl Lowering<'_> {
         let node = self.lower(operand, target)?;
         let points = grid.points();
         let len = self.len(node);
-        if len % points != 0 {
+        if !len.is_multiple_of(points) {
             return Err(format!(
                 "a spatial derivative on `{}` needs a grid function of {points} points, found {len} entries",
                 model.field(field).name
@@ -756,7 +756,7 @@ fn reduce_weights(model: &Model, op: ReduceOp, len: usize, target: &Target) -> V
     let axes = &model.field(field).axes;
     let extents: Vec<usize> = axes.iter().map(|a| model.axis(*a).points).collect();
     let points: usize = extents.iter().product();
-    if len % points != 0 {
+    if !len.is_multiple_of(points) {
         return vec![1.0; len];
     }
     let mut index = vec![0usize; extents.len()];

@@ -52,7 +52,7 @@ pub fn initialize_params(
                         coordinates[a] = model.axis(param.axes[a]).coordinate(rest % extents[a]);
                         rest /= extents[a];
                     }
-                    let value = evaluate_constant(model, expr, &param.axes, &coordinates)
+                    let value = evaluate_constant(expr, &param.axes, &coordinates)
                         .ok_or_else(|| {
                             format!(
                                 "the value of parameter `{}` must be an expression of numbers and its own coordinates",
@@ -95,12 +95,11 @@ pub fn initialize_params(
 }
 
 fn evaluate_constant(
-    model: &Model,
     expr: &Expr,
     axes: &[npdec_symbolic::AxisId],
     coordinates: &[f64],
 ) -> Option<f64> {
-    let eval = |e: &Expr| evaluate_constant(model, e, axes, coordinates);
+    let eval = |e: &Expr| evaluate_constant(e, axes, coordinates);
     Some(match expr {
         Expr::Real(v) => *v,
         Expr::Coordinate(axis) => coordinates[axes.iter().position(|a| a == axis)?],

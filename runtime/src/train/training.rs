@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Settings of a training run that the command line chooses.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrainOptions {
     /// Seeds parameter initialization and shuffling.
     pub seed: u64,
@@ -40,20 +40,6 @@ pub struct TrainOptions {
     pub max_epochs: Option<usize>,
     /// Uses at most this many training samples (for shortened runs).
     pub max_train_samples: Option<usize>,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions {
-            seed: 0,
-            threads: None,
-            resume: false,
-            snapshots: None,
-            progress: false,
-            max_epochs: None,
-            max_train_samples: None,
-        }
-    }
 }
 
 /// The outcome of a train task.
@@ -460,8 +446,7 @@ fn run_training(
                         let gradient = flatten_learnable(&result.gradient, &learnable);
                         g.copy_from_slice(&gradient);
                         let _ = add_l2_gradient(l2, x, g);
-                        let value = result.loss_sum / train.len() as f64 + l2_penalty(l2, x);
-                        value
+                        result.loss_sum / train.len() as f64 + l2_penalty(l2, x)
                     }
                     Err(e) => {
                         failure.get_or_insert(e);
