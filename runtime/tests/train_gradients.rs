@@ -12,7 +12,7 @@ use npdec_runtime::{run_model, RunOptions};
 use npdec_symbolic::{Model, Task};
 use std::path::{Path, PathBuf};
 
-/// A fresh directory under the system's temporary directory.
+/// Creates an empty directory under the system's temporary directory.
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("npdec-train-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -50,8 +50,8 @@ fn checked_model(dir: &Path, source: &str) -> Model {
     }
 }
 
-/// A classifier over a 1-D index grid of 8 points; `body` is the equation's right-hand side and
-/// `extra` more declarations.
+/// Returns a classifier over a 1-D index grid of 8 points. `body` is the equation's right-hand
+/// side and `extra` adds declarations.
 fn line_model(scheme: &str, body: &str, extra: &str) -> String {
     format!(
         "model line
@@ -202,7 +202,7 @@ train cell on d using {scheme}(steps = 4) until 2 loss mse(y, label) optimizer a
     }
 }
 
-/// The model the training tests share: small, classification, with both schemes' machinery.
+/// Writes the data and checks the small classifier the training tests share.
 fn small_classifier(dir: &Path, optimizer: &str, epochs: usize) -> Model {
     write_classes_csv(&dir.join("data.csv"), 40, 8, 3);
     checked_model(

@@ -1,6 +1,6 @@
-//! The discrete adjoint of a lowered train task: explicit Euler and classical RK4 steps run
-//! forward, then their exact transposes run backward (discretize, then optimize), with the states
-//! of the forward sweep recomputed from binomial checkpoints (Griewank & Walther, "Algorithm 799:
+//! The discrete adjoint of a lowered train task (discretize, then optimize). Explicit Euler and
+//! classical RK4 steps run forward, then their exact transposes run backward. The reverse sweep
+//! recomputes forward states from binomial checkpoints (Griewank & Walther, "Algorithm 799:
 //! revolve", ACM TOMS 26(1), 2000) through `npdec_learn::revolve`.
 //!
 //! For `u_{n+1} = D(u_n + Δt F(u_n, θ))`, with `D` the map that holds Dirichlet nodes at their
@@ -32,7 +32,7 @@ pub struct Chunk<'a> {
     pub classes: Option<&'a [usize]>,
 }
 
-/// What a forward (and possibly reverse) sweep over a chunk produced.
+/// The loss and outputs of a forward sweep over a chunk.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChunkResult {
     /// The loss summed over the chunk's samples (divide by the batch size for the mean).
@@ -235,7 +235,7 @@ impl<'a> Network<'a> {
         stages
     }
 
-    /// Runs the adjoint of step `step` given the state at its start; `adjoint` holds `λ_{n+1}` on
+    /// Runs the adjoint of step `step` given the state at its start; `adjoint` contains `λ_{n+1}` on
     /// entry and `λ_n` on return.
     pub fn step_reverse(
         &self,

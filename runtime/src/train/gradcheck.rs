@@ -6,7 +6,7 @@
 //!   derivation of the adjoint of high-level transient finite element programs", SIAM J. Sci.
 //!   Comput. 35(4), 2013, section 5.1).
 //! - The **dot test**: with the tangent-linear map `J` from parameters to the head's outputs,
-//!   `⟨J v, w⟩ = ⟨v, Jᵀ w⟩` for random `v` and `w`; the adjoint sweep computes `Jᵀ w`.
+//!   `⟨J v, w⟩ = ⟨v, Jᵀ w⟩` for random `v` and `w`. The adjoint sweep computes `Jᵀ w`.
 //!
 //! Both run on the first samples of the training set with freshly initialized parameters. The
 //! model is only read, and nothing is written.
@@ -140,8 +140,8 @@ pub fn check_chunk(
         .collect();
     let slope: f64 = g.iter().zip(&direction).map(|(a, b)| a * b).sum();
     // The remainder falls as ε² only once ε is small enough for the third-order term not to
-    // matter, and round-off limits how small ε may be: try three starting sizes, largest first,
-    // and keep the first sequence whose every rate is within tolerance.
+    // matter, and round-off limits how small ε may be. So three starting sizes are tried, largest
+    // first, and the first sequence whose every rate is within tolerance is kept.
     let mut taylor = None;
     for start in [1e-2, 1e-3, 1e-4] {
         let epsilons: Vec<f64> = (0..5).map(|k| start / 2f64.powi(k)).collect();

@@ -1,8 +1,8 @@
 //! Spatial operators as sparse matrices: a stencil composed with the ghost-cell rules of a field's
 //! boundary conditions, so that its adjoint is the transposed matrix.
 //!
-//! The rules follow the IR's `Boundary` node (see `npdec_ir::graph`): Dirichlet values are written
-//! into the boundary nodes first; ghost layers are then filled axis by axis in axis order, each
+//! The rules follow the IR's `Boundary` node (see `npdec_ir::graph`). Dirichlet values are written
+//! into the boundary nodes first. Ghost layers are then filled axis by axis in axis order, each
 //! axis over the already padded range of the axes before it. A ghost `j` layers outside a side is
 //! the polynomial extrapolation of `npdec_ir::ghost_cells`: `Σ_k w[j−1][k] · node_k` for Dirichlet,
 //! plus `slope_w[j−1] · s` with `s = −h · (g − α · node_0) / β` for Robin and Neumann. Boundary
@@ -88,7 +88,7 @@ impl SparseOperator {
     }
 }
 
-/// How the ghosts outside one side of one axis are filled.
+/// The rule that fills the ghosts outside one side of one axis.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SideRule {
     /// No condition: reading outside is an error when the operator is built.
@@ -202,7 +202,7 @@ impl BoundedGrid {
     }
 
     /// Returns the flat indices and values of the Dirichlet boundary nodes, which time stepping
-    /// holds at their values.
+    /// keeps at their values.
     pub fn dirichlet_nodes(&self) -> Vec<(usize, f64)> {
         let mut nodes = Vec::new();
         let mut index = vec![0i64; self.extents.len()];

@@ -1,10 +1,12 @@
 //! Lowering of a train task into [`Tape`]s: the right-hand sides of its equations, the initial
 //! values, and the head (readouts and loss) evaluated on the final state.
 //!
-//! Shapes follow the language's decisions for networks: `W @ u` flattens `u` in array order
-//! (channels first, then axes) into a vector of `points × channels` entries; a vector of `m`
-//! entries combines with a one-axis field of `m` points; `initial u = input` copies a sample with
-//! the field's point count into every channel; `sequence` gives row `n` of the sample at step `n`.
+//! Shapes follow the language's decisions for networks:
+//! - `W @ u` flattens `u` in array order (channels first, then axes) into a vector of
+//!   `points × channels` entries;
+//! - a vector of `m` entries combines with a one-axis field of `m` points;
+//! - `initial u = input` copies a sample with the field's point count into every channel;
+//! - `sequence` gives row `n` of the sample at step `n`.
 
 use crate::train::linear::BoundedGrid;
 use crate::train::tape::{unary, NodeIndex, Op, Tape};
@@ -47,7 +49,7 @@ pub enum ExplicitScheme {
     Rk4,
 }
 
-/// What the head computes from the final state.
+/// The loss the head computes from the final state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Head {
     /// Softmax cross-entropy of the scores against the class labels.
@@ -648,8 +650,8 @@ impl Lowering<'_> {
             unflatten(p, &grid.extents, &mut index);
             for k in 0..kernel_volume {
                 unflatten(k, sizes, &mut offset);
-                // Kernel entry `k` sits at offset − halo from the point; in padded coordinates the
-                // point is at index + halo, so the read is at index + offset.
+                // Kernel entry `k` sits at `offset − halo` from the point. In padded coordinates
+                // the point is at `index + halo`, so the read is at `index + offset`.
                 let flat = (0..dims).fold(0, |flat, a| flat * padded[a] + index[a] + offset[a]);
                 taps.push(flat);
             }

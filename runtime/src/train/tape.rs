@@ -837,7 +837,7 @@ fn im2col(
     columns
 }
 
-/// The adjoint of [`im2col`]: scatters window adjoints back onto the padded points.
+/// Scatters window adjoints back onto the padded points: the adjoint of [`im2col`].
 fn col2im(
     d_columns: &Array2<f64>,
     taps: &[usize],

@@ -66,7 +66,7 @@ pub struct TrainReport {
     pub outputs: Vec<PathBuf>,
 }
 
-/// Why training stopped with an error.
+/// The error that stopped training, with notes on where it arose.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainError {
     pub message: String,
