@@ -191,11 +191,13 @@ fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -
         }
         ParseError::UnrecognizedEof { location, expected } => {
             // Point at the last character, since the end of the file has no width to underline.
-            let start = text[..location.min(text.len())]
-                .trim_end()
-                .len()
-                .saturating_sub(1);
-            let end = (start + 1).min(text.len()).max(start);
+            // The last character may take several bytes, so the span covers all of them.
+            let before = text
+                .get(..location.min(text.len()))
+                .unwrap_or(text)
+                .trim_end();
+            let start = before.char_indices().last().map_or(0, |(i, _)| i);
+            let end = before.len();
             let help = match ["}", ")", "]"]
                 .iter()
                 .find(|closer| expected.iter().any(|e| e.trim_matches('"') == **closer))

@@ -89,3 +89,21 @@ fn spans_count_bytes_after_unicode() {
     };
     assert_eq!(&text[name.span.range()], "ψ");
 }
+
+#[test]
+fn end_of_file_span_covers_a_whole_character() {
+    let text = "const a = ψ +";
+    let (_, diagnostics) = parse(FileId(0), text);
+    let eof = diagnostics
+        .iter()
+        .find(|d| d.code == Code::E0011)
+        .expect("unexpected end of file");
+    assert_eq!(&text[eof.span().range()], "+");
+    let text = "const a = (ψ";
+    let (_, diagnostics) = parse(FileId(0), text);
+    let eof = diagnostics
+        .iter()
+        .find(|d| d.code == Code::E0011)
+        .expect("unexpected end of file");
+    assert_eq!(&text[eof.span().range()], "ψ");
+}
