@@ -4,6 +4,7 @@
 //! `expect`), 2 a usage error (clap's own exit code for bad flags).
 
 mod check;
+mod engine;
 mod explain;
 mod repl;
 mod run;
@@ -65,6 +66,9 @@ enum Command {
         /// Seed of parameter initialization and shuffling.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Who computes solves: the Cranelift JIT, or the reference interpreter.
+        #[arg(long, value_enum, default_value_t = EngineArg::Jit)]
+        engine: EngineArg,
         /// Worker threads for training [default: all cores].
         #[arg(long)]
         threads: Option<usize>,
@@ -99,6 +103,14 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum EngineArg {
+    /// Compile solves with Cranelift; a task it cannot compile runs on the interpreter with a warning.
+    Jit,
+    /// The reference interpreter, the ground truth.
+    Interp,
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum PrecisionArg {
     F32,
@@ -128,6 +140,7 @@ fn main() -> ExitCode {
             seed,
             threads,
             snapshots,
+            engine,
         } => run::run(&run::RunArgs {
             file,
             out,
@@ -136,6 +149,7 @@ fn main() -> ExitCode {
             seed,
             threads,
             snapshots,
+            jit: engine == EngineArg::Jit,
             precision: match precision {
                 PrecisionArg::F32 => npdec_runtime::Precision::F32,
                 PrecisionArg::F64 => npdec_runtime::Precision::F64,

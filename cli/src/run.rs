@@ -20,6 +20,8 @@ pub struct RunArgs {
     pub seed: u64,
     pub threads: Option<usize>,
     pub snapshots: Option<usize>,
+    /// Compile solves with the JIT; false forces the interpreter.
+    pub jit: bool,
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
@@ -57,6 +59,17 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             progress: !args.quiet && std::io::stderr().is_terminal(),
             ..TrainOptions::default()
         },
+        compiler: args.jit.then(|| {
+            let threads = args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            std::sync::Arc::new(crate::engine::Jit {
+                options: npdec_jit::JitOptions {
+                    threads,
+                    ..Default::default()
+                },
+            }) as std::sync::Arc<dyn npdec_runtime::engine::Compiler>
+        }),
     };
     let report = match run_model(&model, &options) {
         Ok(report) => report,

@@ -95,3 +95,77 @@ fn failed_expectation_exits_with_one() {
     assert_eq!(summary["expects"][0]["passed"], false);
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+#[test]
+fn engines_agree_and_complex_falls_back_once() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let out_root = std::env::temp_dir().join(format!("npdec-engines-{}", std::process::id()));
+    let run = |name: &str, engine: &str| {
+        let out = out_root.join(format!("{name}-{engine}"));
+        let model = root.join("examples").join(format!("{name}.npde"));
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .args([
+                "run",
+                model.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--engine",
+                engine,
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("npdec runs");
+        assert_eq!(output.status.code(), Some(0), "{name} {engine}");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        (
+            summary["expects"][0]["value"].as_f64().unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for name in ["heat2d", "burgers1d", "wave2d", "gray_scott"] {
+        let (jit, jit_log) = run(name, "jit");
+        let (interp, _) = run(name, "interp");
+        assert!(
+            !jit_log.contains("W0003"),
+            "{name} should compile:\n{jit_log}"
+        );
+        // The expectation is an error norm of a field of order one, so the engines must agree on it
+        // to rounding, in absolute terms.
+        assert!(
+            (jit - interp).abs() <= 1e-12,
+            "{name}: jit {jit} vs interpreter {interp}"
+        );
+    }
+    let (_, log) = run("paraxial_beam", "jit");
+    assert!(
+        !log.contains("W0003"),
+        "split-step needs no right-hand-side kernel:\n{log}"
+    );
+    let folder = out_root.join("complex");
+    std::fs::create_dir_all(&folder).unwrap();
+    let model = folder.join("free.npde");
+    std::fs::write(&model, "grid x in [-10, 10] points 128\nfield psi(x): complex\nequation free: dt(psi) = 0.5i * laplace(psi)\nboundary psi: periodic on x\ninitial psi = exp(-x^2)\nsolve free using rk4(dt = 1e-3) until 0.1\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "--out",
+            folder.join("out").to_str().unwrap(),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("npdec runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("[W0003] Warning: the JIT cannot compile this task")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&out_root);
+}

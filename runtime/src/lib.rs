@@ -11,6 +11,7 @@
 //! - [`train`]: the discrete adjoint and the training loop of `train` tasks;
 //! - [`run`]: [`run_model`], the entry point of `npdec run`, and [`output`] for the files it writes.
 
+pub mod engine;
 pub mod evaluate;
 pub mod krylov;
 pub mod output;

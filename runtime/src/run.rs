@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub model_dir: Option<PathBuf>,
     /// Seeds, threads, resumption and checkpointing of train tasks.
     pub train: TrainOptions,
+    /// A compiler for the right-hand sides of solves (the JIT); `None` uses the interpreter.
+    pub compiler: Option<std::sync::Arc<dyn crate::engine::Compiler>>,
 }
 
 /// The outcome of one expectation.
@@ -129,6 +131,21 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         let Some(mut stepper) = Stepper::<T>::new(graph) else {
             continue;
         };
+        if let Some(compiler) = &options.compiler {
+            match T::compile_rhs(compiler.as_ref(), graph, stepper.rhs_roots()) {
+                Ok(compiled) => stepper.use_compiled(compiled),
+                Err(reason) => warnings.push(
+                    Diagnostic::warning(
+                        Code::W0003,
+                        format!("the {} cannot compile this task; it runs on the interpreter", compiler.name()),
+                        *span,
+                        "solved by the interpreter",
+                    )
+                    .with_note(reason)
+                    .with_help("the results are the same, only slower; `--engine interp` silences this warning"),
+                ),
+            }
+        }
         let step = stepper.time_step().clone();
 
         // Stability of explicit schemes, with coefficients frozen at the initial state.

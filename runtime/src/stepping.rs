@@ -35,12 +35,27 @@ pub const IMPLICIT_TOLERANCE_F64: f64 = 1e-12;
 pub const IMPLICIT_TOLERANCE_F32: f64 = 1e-6;
 pub const IMPLICIT_MAX_ITERATIONS: usize = 2000;
 
+/// Who evaluates the right-hand sides of a time step.
+enum Rhs<'g, T: Real> {
+    Interpreter(Evaluator<'g, T>),
+    Compiled(Box<dyn crate::engine::CompiledRhs<T> + 'g>),
+}
+
+impl<T: Real> Rhs<'_, T> {
+    fn evaluate(&self, states: &States<T>, time: T) -> NodeValues<T> {
+        match self {
+            Rhs::Interpreter(evaluator) => evaluator.evaluate(states, time),
+            Rhs::Compiled(compiled) => compiled.evaluate(states, time),
+        }
+    }
+}
+
 /// Advances one solve graph.
 pub struct Stepper<'g, T: Real> {
     graph: &'g Graph,
     step: TimeStep,
     rhs_nodes: Vec<NodeId>,
-    rhs: Evaluator<'g, T>,
+    rhs: Rhs<'g, T>,
     initial_nodes: Vec<(FieldId, u8, NodeId)>,
     initial: Evaluator<'g, T>,
     /// Fields advanced by the updates, without repetition, in update order.
@@ -49,6 +64,16 @@ pub struct Stepper<'g, T: Real> {
 }
 
 impl<'g, T: Real> Stepper<'g, T> {
+    /// Returns the nodes whose values a time step needs: the right-hand sides of its updates.
+    pub fn rhs_roots(&self) -> &[NodeId] {
+        &self.rhs_nodes
+    }
+
+    /// Evaluates the right-hand sides with compiled code instead of the interpreter.
+    pub fn use_compiled(&mut self, compiled: Box<dyn crate::engine::CompiledRhs<T> + 'g>) {
+        self.rhs = Rhs::Compiled(compiled);
+    }
+
     /// Prepares a stepper; `None` when the graph has no time step.
     pub fn new(graph: &'g Graph) -> Option<Self> {
         let (step_id, step) = graph.time_step()?;
@@ -73,7 +98,7 @@ impl<'g, T: Real> Stepper<'g, T> {
         Some(Stepper {
             graph,
             step: step.clone(),
-            rhs: Evaluator::new(graph, &rhs_nodes),
+            rhs: Rhs::Interpreter(Evaluator::new(graph, &rhs_nodes)),
             rhs_nodes,
             initial: Evaluator::new(graph, &initial_roots),
             initial_nodes,
@@ -117,8 +142,13 @@ impl<'g, T: Real> Stepper<'g, T> {
     }
 
     /// Evaluates every node of the right-hand sides at a state; used by the stability analysis.
+    /// The interpreter does this even when compiled code steps, because compiled code only returns
+    /// the values of the right-hand sides themselves.
     pub fn evaluate_all(&self, states: &States<T>, time: T) -> NodeValues<T> {
-        self.rhs.evaluate(states, time)
+        match &self.rhs {
+            Rhs::Interpreter(evaluator) => evaluator.evaluate(states, time),
+            Rhs::Compiled(_) => Evaluator::new(self.graph, &self.rhs_nodes).evaluate(states, time),
+        }
     }
 
     /// Returns the right-hand side per evolved field, with zeros for channels without an equation.

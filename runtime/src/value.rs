@@ -27,6 +27,13 @@ pub trait Real:
     fn write_npy(path: &Path, array: &ArrayD<Self>) -> Result<(), String>;
     fn write_npy_complex(path: &Path, array: &ArrayD<Complex<Self>>) -> Result<(), String>;
 
+    /// Asks a compiler for the right-hand sides of a graph in this precision.
+    fn compile_rhs<'g>(
+        compiler: &dyn crate::engine::Compiler,
+        graph: &'g npdec_ir::graph::Graph,
+        roots: &[npdec_ir::graph::NodeId],
+    ) -> Result<Box<dyn crate::engine::CompiledRhs<Self> + 'g>, String>;
+
     fn of(value: f64) -> Self {
         Self::from_f64(value).unwrap_or_else(Self::nan)
     }
@@ -37,7 +44,7 @@ pub trait Real:
 }
 
 macro_rules! real_impl {
-    ($t:ty, $name:literal) => {
+    ($t:ty, $name:literal, $compile:ident) => {
         impl Real for $t {
             const NAME: &'static str = $name;
 
@@ -48,12 +55,20 @@ macro_rules! real_impl {
             fn write_npy_complex(path: &Path, array: &ArrayD<Complex<Self>>) -> Result<(), String> {
                 ndarray_npy::write_npy(path, array).map_err(|e| e.to_string())
             }
+
+            fn compile_rhs<'g>(
+                compiler: &dyn crate::engine::Compiler,
+                graph: &'g npdec_ir::graph::Graph,
+                roots: &[npdec_ir::graph::NodeId],
+            ) -> Result<Box<dyn crate::engine::CompiledRhs<Self> + 'g>, String> {
+                compiler.$compile(graph, roots)
+            }
         }
     };
 }
 
-real_impl!(f32, "f32");
-real_impl!(f64, "f64");
+real_impl!(f32, "f32", compile_f32);
+real_impl!(f64, "f64", compile_f64);
 
 /// A value computed by a node.
 #[derive(Clone, Debug, PartialEq)]

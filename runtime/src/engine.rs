@@ -1,0 +1,34 @@
+//! Pluggable evaluation of a solve's right-hand sides.
+//!
+//! The interpreter evaluates the right-hand sides of every time step by default. A backend that
+//! compiles graphs (the Cranelift JIT of `npdec-jit`, which depends on this crate and so cannot be
+//! called from it directly) implements [`Compiler`]; `run_model` then asks it for each solve and falls
+//! back to the interpreter, with one warning naming the reason, when it cannot compile a graph.
+
+use crate::evaluate::NodeValues;
+use crate::value::{Real, Value};
+use npdec_ir::graph::{Graph, NodeId};
+
+/// A compiled evaluation of a graph's right-hand sides: the values of the requested roots.
+pub trait CompiledRhs<T: Real> {
+    /// Returns the values of the roots it was compiled for, indexed by node like the interpreter's.
+    fn evaluate(&self, states: &[Option<Value<T>>], time: T) -> NodeValues<T>;
+}
+
+/// A backend that compiles the right-hand sides of a solve graph.
+pub trait Compiler: Send + Sync + std::fmt::Debug {
+    /// A short name for messages, such as `jit`.
+    fn name(&self) -> &str;
+    /// Compiles the evaluation of `roots` in f64; `Err` says which node could not be compiled.
+    fn compile_f64<'g>(
+        &self,
+        graph: &'g Graph,
+        roots: &[NodeId],
+    ) -> Result<Box<dyn CompiledRhs<f64> + 'g>, String>;
+    /// Compiles the evaluation of `roots` in f32.
+    fn compile_f32<'g>(
+        &self,
+        graph: &'g Graph,
+        roots: &[NodeId],
+    ) -> Result<Box<dyn CompiledRhs<f32> + 'g>, String>;
+}
