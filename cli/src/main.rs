@@ -3,6 +3,8 @@
 //! Exit codes are an interface: 0 success, 1 a user error (a diagnostic, an unreadable file, a failed
 //! `expect`), 2 a usage error (clap's own exit code for bad flags).
 
+mod bench;
+mod build;
 mod check;
 mod engine;
 mod explain;
@@ -75,6 +77,33 @@ enum Command {
         /// States kept by the checkpointed adjoint sweep [default: ⌈log₂ steps⌉ + 1].
         #[arg(long)]
         snapshots: Option<usize>,
+    },
+    /// Benchmark the JIT's stencil sweeps beside the memory bandwidth measured in the same run.
+    #[command(after_help = "Examples:\n  npdec bench\n  npdec bench --json --steps 20")]
+    Bench {
+        /// Print one JSON object per case (case, threads, gpts_per_s, roofline_fraction, compile_ms).
+        #[arg(long)]
+        json: bool,
+        /// Time steps per case [default: 100].
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Compile a model ahead of time.
+    #[command(
+        after_help = "Example:\n  npdec build examples/heat1d.npde --emit obj -o build/heat1d"
+    )]
+    Build {
+        /// The model file.
+        file: PathBuf,
+        /// What to write.
+        #[arg(long, value_enum)]
+        emit: build::Emit,
+        /// Output folder.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Compute in f32 instead of f64.
+        #[arg(long)]
+        f32: bool,
     },
     /// Start an interactive session: declare as in a file, step a solve, look at fields.
     #[command(
@@ -157,6 +186,13 @@ fn main() -> ExitCode {
             quiet: cli.quiet,
         }),
         Command::Repl => repl::run(),
+        Command::Bench { json, steps } => bench::run(json, steps),
+        Command::Build {
+            file,
+            emit,
+            out,
+            f32,
+        } => build::run(&file, emit, &out, f32),
         Command::Lsp => npdec_lsp::run_stdio()
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| format!("language server failed: {e}")),

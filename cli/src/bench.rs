@@ -1,0 +1,43 @@
+//! `npdec bench`: stencil sweeps of the JIT beside the memory bandwidth measured in the same run.
+
+use npdec_jit::bench::{run_benchmarks, BenchOptions};
+use std::process::ExitCode;
+
+pub fn run(json: bool, steps: Option<usize>) -> Result<ExitCode, String> {
+    let mut options = BenchOptions::default();
+    if let Some(steps) = steps {
+        options.steps = steps;
+    }
+    let report = run_benchmarks(&options)?;
+    if json {
+        // One object per case: case, threads, gpts_per_s, roofline_fraction, compile_ms.
+        for record in &report.records {
+            println!(
+                "{}",
+                serde_json::to_string(record).map_err(|e| e.to_string())?
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for bandwidth in &report.bandwidth {
+        println!(
+            "bandwidth, {} thread(s): copy {:.1} GB/s, triad {:.1} GB/s",
+            bandwidth.threads, bandwidth.copy_gb_s, bandwidth.triad_gb_s
+        );
+    }
+    println!(
+        "{:<18} {:>7} {:>10} {:>9} {:>11}",
+        "case", "threads", "Gpts/s", "roofline", "compile ms"
+    );
+    for record in &report.records {
+        println!(
+            "{:<18} {:>7} {:>10.3} {:>8.0}% {:>11.1}",
+            record.case,
+            record.threads,
+            record.gpts_per_s,
+            record.roofline_fraction * 100.0,
+            record.compile_ms
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
