@@ -216,13 +216,32 @@ fn collect_layers(
     discretization: &Discretization,
     out: &mut Vec<(LayerKind, usize)>,
 ) {
+    let mut seen = Vec::new();
+    collect_unique_layers(model, expr, discretization, out, &mut seen);
+}
+
+/// Walks a term; `seen` holds the weighted subexpressions already counted, because inlining can
+/// repeat one, as `swish(W @ u)` becomes `(W @ u) * sigmoid(W @ u)`, and it is still one layer.
+fn collect_unique_layers<'e>(
+    model: &Model,
+    expr: &'e Expr,
+    discretization: &Discretization,
+    out: &mut Vec<(LayerKind, usize)>,
+    seen: &mut Vec<&'e Expr>,
+) {
+    if matches!(expr, Expr::MatMul { .. } | Expr::Convolution { .. }) {
+        if seen.contains(&expr) {
+            return;
+        }
+        seen.push(expr);
+    }
     match expr {
         Expr::Call(
             function @ (Function::Tanh | Function::Relu | Function::Sigmoid | Function::Softmax),
             args,
         ) => {
             for arg in args {
-                collect_layers(model, arg, discretization, out);
+                collect_unique_layers(model, arg, discretization, out, seen);
             }
             out.push((
                 LayerKind::Activation {
@@ -232,7 +251,7 @@ fn collect_layers(
             ));
         }
         Expr::Convolution { kernel, operand } => {
-            collect_layers(model, operand, discretization, out);
+            collect_unique_layers(model, operand, discretization, out, seen);
             let param = model.param(*kernel);
             let dims = &param.dims;
             let parameters = if param.learnable {
@@ -253,7 +272,7 @@ fn collect_layers(
             ));
         }
         Expr::MatMul { matrix, operand } => {
-            collect_layers(model, operand, discretization, out);
+            collect_unique_layers(model, operand, discretization, out, seen);
             if let Expr::Param(id) = matrix.as_ref() {
                 let param = model.param(*id);
                 let (rows, columns) = (param.dims[0], param.dims.get(1).copied().unwrap_or(1));
@@ -265,7 +284,7 @@ fn collect_layers(
         | Expr::Derivative { operand, .. }
         | Expr::DivGrad { operand, .. }
         | Expr::Upwind { operand, .. } => {
-            collect_layers(model, operand, discretization, out);
+            collect_unique_layers(model, operand, discretization, out, seen);
             let (operator, radius_per_axis) =
                 stencil_shape(model, expr, discretization.space_order as usize);
             let channels = operand_channels(model, operand);
@@ -282,14 +301,16 @@ fn collect_layers(
             ));
         }
         Expr::Sequence(_) => out.push((LayerKind::SequenceInput, 0)),
-        Expr::Unary(_, a) | Expr::Reduce(_, a) => collect_layers(model, a, discretization, out),
+        Expr::Unary(_, a) | Expr::Reduce(_, a) => {
+            collect_unique_layers(model, a, discretization, out, seen)
+        }
         Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => {
-            collect_layers(model, a, discretization, out);
-            collect_layers(model, b, discretization, out);
+            collect_unique_layers(model, a, discretization, out, seen);
+            collect_unique_layers(model, b, discretization, out, seen);
         }
         Expr::Call(_, args) => args
             .iter()
-            .for_each(|a| collect_layers(model, a, discretization, out)),
+            .for_each(|a| collect_unique_layers(model, a, discretization, out, seen)),
         Expr::Real(_)
         | Expr::Complex(..)
         | Expr::Coordinate(_)

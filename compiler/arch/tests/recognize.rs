@@ -197,3 +197,40 @@ fn table_lists_layers_with_sources() {
         "{table}"
     );
 }
+
+#[test]
+fn mnist_examples_name_their_architectures() {
+    let mlp = &recognize(&example("mnist_mlp.npde"))[0];
+    let kinds: Vec<String> = mlp.layers.iter().map(|l| l.kind.short()).collect();
+    assert!(
+        matches!(mlp.layers[0].kind, LayerKind::Residual { .. }),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "dense 784→784").count(),
+        1,
+        "swish repeats W @ u but it is one layer: {kinds:?}"
+    );
+
+    let cnn = &recognize(&example("mnist_cnn.npde"))[0];
+    assert!(
+        cnn.layers.iter().any(|l| matches!(
+            &l.kind,
+            LayerKind::Convolution {
+                learnable: true,
+                in_channels: 8,
+                out_channels: 8,
+                ..
+            }
+        )),
+        "{:?}",
+        cnn.layers
+    );
+
+    let rnn = &recognize(&example("mnist_rnn.npde"))[0];
+    assert_eq!(rnn.depth, Depth::Recurrent);
+    assert!(rnn
+        .layers
+        .iter()
+        .any(|l| l.kind == LayerKind::SequenceInput));
+}
