@@ -14,7 +14,10 @@ impl Model {
         let (text, precedence) = match expr {
             Expr::Real(v) => (format_number(*v), 5),
             Expr::Complex(re, im) if *re == 0.0 => (format!("{}i", format_number(*im)), 5),
-            Expr::Complex(re, im) => (format!("{} + {}i", format_number(*re), format_number(*im)), 1),
+            Expr::Complex(re, im) => (
+                format!("{} + {}i", format_number(*re), format_number(*im)),
+                1,
+            ),
             Expr::Coordinate(axis) => (self.axis(*axis).name.clone(), 5),
             Expr::Time => ("t".to_string(), 5),
             Expr::Field(field) => (self.field(*field).name.clone(), 5),
@@ -35,9 +38,16 @@ impl Model {
                 let (left, right) = if *op == BinaryOp::Pow {
                     (self.format(a, precedence + 1), self.format(b, precedence))
                 } else {
-                    (self.format(a, precedence), self.format(b, precedence + right_extra))
+                    (
+                        self.format(a, precedence),
+                        self.format(b, precedence + right_extra),
+                    )
                 };
-                let spaced = if *op == BinaryOp::Pow { format!("{left}^{right}") } else { format!("{left} {symbol} {right}") };
+                let spaced = if *op == BinaryOp::Pow {
+                    format!("{left}^{right}")
+                } else {
+                    format!("{left} {symbol} {right}")
+                };
                 (spaced, precedence)
             }
             Expr::Compare(op, a, b) => {
@@ -49,23 +59,57 @@ impl Model {
                     CompareOp::Equal => "==",
                     CompareOp::NotEqual => "!=",
                 };
-                (format!("{} {symbol} {}", self.format(a, 1), self.format(b, 1)), 0)
+                (
+                    format!("{} {symbol} {}", self.format(a, 1), self.format(b, 1)),
+                    0,
+                )
             }
             Expr::Call(function, args) => (format!("{}({})", function.name(), self.list(args)), 5),
             Expr::Derivative { operand, axes } => {
                 let names: Vec<&str> = axes.iter().map(|a| self.axis(*a).name.as_str()).collect();
-                (format!("diff({}, {})", self.format(operand, 0), names.join(", ")), 5)
+                (
+                    format!("diff({}, {})", self.format(operand, 0), names.join(", ")),
+                    5,
+                )
             }
             Expr::Laplace(operand) => (format!("laplace({})", self.format(operand, 0)), 5),
-            Expr::DivGrad { coefficient, operand } => {
-                (format!("div({} * grad({}))", self.format(coefficient, 2), self.format(operand, 0)), 5)
-            }
-            Expr::Upwind { velocity, operand, axis, order } => (
-                format!("upwind({}, {}, {}, order = {order})", self.format(velocity, 0), self.format(operand, 0), self.axis(*axis).name),
+            Expr::DivGrad {
+                coefficient,
+                operand,
+            } => (
+                format!(
+                    "div({} * grad({}))",
+                    self.format(coefficient, 2),
+                    self.format(operand, 0)
+                ),
                 5,
             ),
-            Expr::Convolution { kernel, operand } => (format!("conv({}, {})", self.param(*kernel).name, self.format(operand, 0)), 5),
-            Expr::MatMul { matrix, operand } => (format!("{} @ {}", self.format(matrix, 2), self.format(operand, 3)), 2),
+            Expr::Upwind {
+                velocity,
+                operand,
+                axis,
+                order,
+            } => (
+                format!(
+                    "upwind({}, {}, {}, order = {order})",
+                    self.format(velocity, 0),
+                    self.format(operand, 0),
+                    self.axis(*axis).name
+                ),
+                5,
+            ),
+            Expr::Convolution { kernel, operand } => (
+                format!(
+                    "conv({}, {})",
+                    self.param(*kernel).name,
+                    self.format(operand, 0)
+                ),
+                5,
+            ),
+            Expr::MatMul { matrix, operand } => (
+                format!("{} @ {}", self.format(matrix, 2), self.format(operand, 3)),
+                2,
+            ),
             Expr::Reduce(op, operand) => {
                 let name = match op {
                     ReduceOp::Max => "max",
@@ -86,26 +130,57 @@ impl Model {
     }
 
     fn list(&self, args: &[Expr]) -> String {
-        args.iter().map(|a| self.format(a, 0)).collect::<Vec<_>>().join(", ")
+        args.iter()
+            .map(|a| self.format(a, 0))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Describes a field's declaration: axes with point counts, channels and type.
     pub fn describe_field(&self, field: &Field) -> String {
-        let axes: Vec<String> = field.axes.iter().map(|a| format!("{} ({} points)", self.axis(*a).name, self.axis(*a).points)).collect();
-        let channels = if field.channels > 1 { format!(", {} channels", field.channels) } else { String::new() };
+        let axes: Vec<String> = field
+            .axes
+            .iter()
+            .map(|a| format!("{} ({} points)", self.axis(*a).name, self.axis(*a).points))
+            .collect();
+        let channels = if field.channels > 1 {
+            format!(", {} channels", field.channels)
+        } else {
+            String::new()
+        };
         let ty = if field.complex { "complex" } else { "real" };
-        format!("field {} on {}{channels}, {ty}", field.name, axes.join(" × "))
+        format!(
+            "field {} on {}{channels}, {ty}",
+            field.name,
+            axes.join(" × ")
+        )
     }
 
     /// Describes a parameter: shape, type, and whether training changes it.
     pub fn describe_param(&self, param: &Param) -> String {
-        let mut shape: Vec<String> = param.axes.iter().map(|a| format!("{} ({} points)", self.axis(*a).name, self.axis(*a).points)).collect();
+        let mut shape: Vec<String> = param
+            .axes
+            .iter()
+            .map(|a| format!("{} ({} points)", self.axis(*a).name, self.axis(*a).points))
+            .collect();
         if !param.dims.is_empty() {
             shape.push(format!("{:?}", param.dims));
         }
-        let shape = if shape.is_empty() { "scalar".to_string() } else { shape.join(" × ") };
-        let per_step = if param.per_step { ", one value per time step" } else { "" };
-        let mode = if param.learnable { "learnable" } else { "fixed" };
+        let shape = if shape.is_empty() {
+            "scalar".to_string()
+        } else {
+            shape.join(" × ")
+        };
+        let per_step = if param.per_step {
+            ", one value per time step"
+        } else {
+            ""
+        };
+        let mode = if param.learnable {
+            "learnable"
+        } else {
+            "fixed"
+        };
         let ty = if param.complex { "complex" } else { "real" };
         format!("parameter {}: {shape}, {ty}, {mode}{per_step}", param.name)
     }
