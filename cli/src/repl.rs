@@ -247,7 +247,7 @@ impl Session {
             && after
                 .diagnostics
                 .iter()
-                .filter(|d| d.is_error() && !incomplete(&d))
+                .filter(|d| d.is_error() && !incomplete(d))
                 .count()
                 <= errors_before
         {
