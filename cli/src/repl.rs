@@ -238,8 +238,8 @@ impl Session {
             .iter()
             .filter(|d| d.is_error() && d.span().start as usize >= self.text.len())
             .collect();
-        // Missing conditions are reported at earlier statements, such as an equation waiting for
-        // its boundary condition; they are expected while a model is being typed in.
+        // Missing conditions are reported at earlier statements, such as an equation that waits for
+        // its boundary condition. They are expected while a model is being typed in.
         let incomplete =
             |d: &&npdec_diagnostics::Diagnostic| matches!(d.code.as_str(), "E0220" | "E0221");
         let blocking: Vec<_> = new_errors.iter().filter(|d| !incomplete(d)).collect();

@@ -1,9 +1,10 @@
 //! Pluggable evaluation of a solve's right-hand sides.
 //!
 //! The interpreter evaluates the right-hand sides of every time step by default. A backend that
-//! compiles graphs (the Cranelift JIT of `npdec-jit`, which depends on this crate and so cannot be
-//! called from it directly) implements [`Compiler`]; `run_model` then asks it for each solve and falls
-//! back to the interpreter, with one warning naming the reason, when it cannot compile a graph.
+//! compiles graphs implements [`Compiler`]: the Cranelift JIT of `npdec-jit` does, and because it
+//! depends on this crate, the command line passes it in through `RunOptions::compiler`. `run_model`
+//! requests a compiled evaluation for each solve and falls back to the interpreter, with one warning
+//! that names the reason, when a graph cannot be compiled.
 
 use crate::evaluate::NodeValues;
 use crate::value::{Real, Value};
@@ -17,9 +18,9 @@ pub trait CompiledRhs<T: Real> {
 
 /// A backend that compiles the right-hand sides of a solve graph.
 pub trait Compiler: Send + Sync + std::fmt::Debug {
-    /// A short name for messages, such as `jit`.
+    /// Returns a short name for messages, such as `JIT`.
     fn name(&self) -> &str;
-    /// Compiles the evaluation of `roots` in f64; `Err` says which node could not be compiled.
+    /// Compiles the evaluation of `roots` in f64, or returns the reason a node could not be compiled.
     fn compile_f64<'g>(
         &self,
         graph: &'g Graph,
