@@ -94,6 +94,8 @@ pub enum SideRule {
     /// No condition: reading outside is an error when the operator is built.
     None,
     Periodic,
+    /// Ghosts copy the boundary node: how a grid parameter is read in ghost layers.
+    Nearest,
     Dirichlet {
         value: f64,
         weights: Vec<Vec<f64>>,
@@ -281,6 +283,10 @@ impl BoundedGrid {
                 index[axis] = original.rem_euclid(n);
                 self.resolve(index, weight, row, constant)?;
             }
+            SideRule::Nearest => {
+                index[axis] = node(0);
+                self.resolve(index, weight, row, constant)?;
+            }
             SideRule::Dirichlet { value, weights } => {
                 let w = weights.get(ghost - 1).ok_or("ghost layer deeper than the halo")?;
                 *constant += weight * w[0] * value;
@@ -312,19 +318,53 @@ impl BoundedGrid {
         Ok(())
     }
 
+    /// Builds the grid of a grid parameter on `axes`: ghosts wrap on periodic axes and copy the
+    /// boundary node on the others.
+    pub fn of_param_axes(model: &Model, axes: &[npdec_symbolic::AxisId]) -> BoundedGrid {
+        BoundedGrid {
+            extents: axes.iter().map(|a| model.axis(*a).points).collect(),
+            rules: axes
+                .iter()
+                .map(|a| {
+                    if model.axis(*a).periodic {
+                        [SideRule::Periodic, SideRule::Periodic]
+                    } else {
+                        [SideRule::Nearest, SideRule::Nearest]
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// Builds `Σ weight · u[i + offset]` at every grid point.
     pub fn stencil_operator(&self, taps: &[(Vec<i64>, f64)]) -> Result<SparseOperator, String> {
-        let points = self.points();
-        let mut builder = Builder::new(points);
+        self.stencil_operator_padded(&vec![0; self.extents.len()], taps)
+    }
+
+    /// Builds `Σ weight · u[i + offset]` at every point of the grid widened by `halo[axis]` on
+    /// both sides: the stencil applied to the field padded by its ghost-cell rules.
+    pub fn stencil_operator_padded(
+        &self,
+        halo: &[usize],
+        taps: &[(Vec<i64>, f64)],
+    ) -> Result<SparseOperator, String> {
+        let padded: Vec<usize> = self
+            .extents
+            .iter()
+            .zip(halo)
+            .map(|(n, h)| n + 2 * h)
+            .collect();
+        let points: usize = padded.iter().product();
+        let mut builder = Builder::new(self.points());
         let mut index = vec![0i64; self.extents.len()];
         let mut shifted = index.clone();
         for flat in 0..points {
-            unflatten(flat, &self.extents, &mut index);
+            unflatten(flat, &padded, &mut index);
             let mut row = Vec::new();
             let mut constant = 0.0;
             for (offset, weight) in taps {
                 for a in 0..index.len() {
-                    shifted[a] = index[a] + offset[a];
+                    shifted[a] = index[a] - halo[a] as i64 + offset[a];
                 }
                 self.resolve(&mut shifted, *weight, &mut row, &mut constant)?;
             }
@@ -356,6 +396,40 @@ impl BoundedGrid {
         }
         Ok(builder.finish())
     }
+}
+
+/// Builds `Σ weight · u[i + shrink + offset]` on a grid of `in_extents − 2 · shrink` points from
+/// values on a grid of `in_extents` points: a stencil on an already padded value. Every tap must
+/// stay inside the input (`|offset[axis]| ≤ shrink[axis]`).
+pub fn tap_operator(
+    in_extents: &[usize],
+    shrink: &[usize],
+    taps: &[(Vec<i64>, f64)],
+) -> Result<SparseOperator, String> {
+    let out_extents: Vec<usize> = in_extents
+        .iter()
+        .zip(shrink)
+        .map(|(n, s)| n.saturating_sub(2 * s))
+        .collect();
+    let points: usize = out_extents.iter().product();
+    let mut builder = Builder::new(in_extents.iter().product());
+    let mut index = vec![0i64; in_extents.len()];
+    let mut shifted = index.clone();
+    for flat in 0..points {
+        unflatten(flat, &out_extents, &mut index);
+        let mut row = Vec::new();
+        for (offset, weight) in taps {
+            for a in 0..index.len() {
+                shifted[a] = index[a] + shrink[a] as i64 + offset[a];
+                if shifted[a] < 0 || shifted[a] >= in_extents[a] as i64 {
+                    return Err("a stencil reads beyond the ghost layers of its operand".into());
+                }
+            }
+            row.push((flatten(&shifted, in_extents), *weight));
+        }
+        builder.push_row(row, 0.0);
+    }
+    Ok(builder.finish())
 }
 
 struct Builder {

@@ -8,8 +8,8 @@
 //! - `initial u = input` copies a sample with the field's point count into every channel;
 //! - `sequence` gives row `n` of the sample at step `n`.
 
-use crate::train::linear::BoundedGrid;
-use crate::train::tape::{unary, NodeIndex, Op, Tape};
+use crate::train::linear::{tap_operator, BoundedGrid};
+use crate::train::tape::{unary, NodeIndex, Op, Shrink, Tape};
 use npdec_ir::fornberg::centered_weights;
 use npdec_symbolic::{
     AxisId, AxisKind, BinaryOp, DataId, Expr, FieldId, Function, Loss, Model, ParamId, ReduceOp,
@@ -163,10 +163,7 @@ pub fn lower_train_task(
             Some(_) => (1, points),
             None => (field.channels, field.channels * points),
         };
-        let target = Target {
-            field: Some(equation.field),
-            channels,
-        };
+        let target = Target::field(model, equation.field, channels);
         let node = lowering.lower(&equation.rhs(), &target)?;
         let node = lowering.widen(node, expected, &equation.name)?;
         rhs_per_field[slot].push((equation.channel, node));
@@ -181,10 +178,7 @@ pub fn lower_train_task(
         let Some(initial) = model.initial(*field_id, 0) else {
             return Err(format!("field `{}` has no initial value", field.name));
         };
-        let target = Target {
-            field: Some(*field_id),
-            channels: field.channels,
-        };
+        let target = Target::field(model, *field_id, field.channels);
         let node = lowering.lower(&initial.value, &target)?;
         let node = lowering.widen(
             node,
@@ -249,10 +243,14 @@ pub fn param_entries(model: &Model, param: &npdec_symbolic::Param) -> usize {
 }
 
 /// The grid an expression is lowered onto: a field's grid with some channels, or none (vectors
-/// and numbers of a readout).
+/// and numbers of a readout). As in the IR, the operands of a spatial operator are lowered onto
+/// the grid widened by `halo[axis]` ghost layers, so a nonlinear operand is evaluated on the padded
+/// fields rather than padded itself.
+#[derive(Clone)]
 struct Target {
     field: Option<FieldId>,
     channels: usize,
+    halo: Vec<usize>,
 }
 
 impl Target {
@@ -260,7 +258,55 @@ impl Target {
         Target {
             field: None,
             channels: 1,
+            halo: Vec::new(),
         }
+    }
+
+    fn field(model: &Model, field: FieldId, channels: usize) -> Target {
+        Target {
+            field: Some(field),
+            channels,
+            halo: vec![0; model.field(field).axes.len()],
+        }
+    }
+
+    fn padded(&self) -> bool {
+        self.halo.iter().any(|h| *h > 0)
+    }
+
+    /// The same grid widened by `extra[axis]` more ghost layers.
+    fn widened(&self, extra: &[usize]) -> Target {
+        Target {
+            halo: self.halo.iter().zip(extra).map(|(h, e)| h + e).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The same grid without ghost layers.
+    fn unpadded(&self) -> Target {
+        Target {
+            halo: vec![0; self.halo.len()],
+            ..self.clone()
+        }
+    }
+
+    /// Points per channel along each axis, ghost layers included.
+    fn extents(&self, model: &Model) -> Vec<usize> {
+        match self.field {
+            Some(field) => model
+                .field(field)
+                .axes
+                .iter()
+                .zip(&self.halo)
+                .map(|(a, h)| model.axis(*a).points + 2 * h)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Points per channel, ghost layers included (1 without a grid).
+    fn points(&self, model: &Model) -> usize {
+        self.extents(model).iter().product()
     }
 }
 
@@ -270,7 +316,8 @@ struct Lowering<'a> {
     space_order: usize,
     fields: Vec<FieldId>,
     tape: Tape,
-    state_nodes: HashMap<usize, NodeIndex>,
+    /// State nodes and their padded copies, by state slot and halo.
+    state_nodes: HashMap<(usize, Vec<usize>), NodeIndex>,
 }
 
 impl Lowering<'_> {
@@ -297,6 +344,45 @@ impl Lowering<'_> {
         Ok(self.tape.push(Op::Binary(BinaryOp::Add, zero, node), len))
     }
 
+    /// Returns the state of a field, padded by its boundary conditions when the target has ghost
+    /// layers.
+    fn padded_state(&mut self, field: FieldId, target: &Target) -> Result<NodeIndex, String> {
+        let state = self.state(field)?;
+        if !target.padded() {
+            return Ok(state);
+        }
+        let model = self.model;
+        if target.field.map(|f| &model.field(f).axes) != Some(&model.field(field).axes) {
+            return Err(format!(
+                "field `{}` is not on the grid of the spatial operator that reads it",
+                model.field(field).name
+            ));
+        }
+        let slot = self
+            .fields
+            .iter()
+            .position(|f| *f == field)
+            .expect("a state");
+        let key = (slot, target.halo.clone());
+        if let Some(node) = self.state_nodes.get(&key) {
+            return Ok(*node);
+        }
+        let grid = BoundedGrid::of_field(model, field, &target.halo, self.space_order)?;
+        let operator = Arc::new(grid.padding_operator(&target.halo)?);
+        let channels = model.field(field).channels;
+        let len = channels * operator.rows();
+        let node = self.tape.push(
+            Op::Linear {
+                operator,
+                channels,
+                operand: state,
+            },
+            len,
+        );
+        self.state_nodes.insert(key, node);
+        Ok(node)
+    }
+
     fn state(&mut self, field: FieldId) -> Result<NodeIndex, String> {
         let slot = self
             .fields
@@ -308,12 +394,12 @@ impl Lowering<'_> {
                 self.model.field(field).name
             )
             })?;
-        if let Some(node) = self.state_nodes.get(&slot) {
+        if let Some(node) = self.state_nodes.get(&(slot, Vec::new())) {
             return Ok(*node);
         }
         let len = self.model.field(field).channels * self.model.field_points(field);
         let node = self.tape.push(Op::State(slot), len);
-        self.state_nodes.insert(slot, node);
+        self.state_nodes.insert((slot, Vec::new()), node);
         Ok(node)
     }
 
@@ -341,14 +427,14 @@ impl Lowering<'_> {
                         model.axis(*axis).name
                     ));
                 };
-                let values = coordinate_values(model, field, *axis)?;
+                let values = coordinate_values(model, field, *axis, &target.halo)?;
                 let len = values.len();
                 self.tape.push(Op::Constant(values), len)
             }
-            Expr::Field(field) => self.state(*field)?,
+            Expr::Field(field) => self.padded_state(*field, target)?,
             Expr::Channel(field, channel) => {
-                let state = self.state(*field)?;
-                let points = model.field_points(*field);
+                let state = self.padded_state(*field, target)?;
+                let points = self.len(state) / model.field(*field).channels;
                 self.tape.push(
                     Op::Channel {
                         operand: state,
@@ -377,7 +463,29 @@ impl Lowering<'_> {
                         ));
                     }
                 }
-                self.tape.push(Op::Param(*id), param_entries(model, param))
+                let node = self.tape.push(Op::Param(*id), param_entries(model, param));
+                if param.axes.is_empty() || !target.padded() {
+                    node
+                } else {
+                    // A grid parameter read in ghost layers wraps on periodic axes and takes the
+                    // value of the nearest boundary node on the others.
+                    let grid = BoundedGrid::of_param_axes(model, &param.axes);
+                    let operator = Arc::new(grid.padding_operator(&target.halo)?);
+                    let len = operator.rows() * param.dims.iter().product::<usize>();
+                    self.tape.push(
+                        Op::Linear {
+                            operator,
+                            channels: 1,
+                            operand: node,
+                        },
+                        len,
+                    )
+                }
+            }
+            Expr::Input(_) | Expr::Sequence(_) | Expr::Label(_) if target.padded() => {
+                return Err(
+                    "data is read inside a spatial operator, which needs its values in ghost layers outside the grid: apply the operator to a field instead".into(),
+                )
             }
             Expr::Input(data) => {
                 let features = self.sample.features;
@@ -438,8 +546,8 @@ impl Lowering<'_> {
                     (Function::Softmax, [a]) => {
                         let len = self.len(*a);
                         let (groups, stride) = match target.field {
-                            Some(field) if target.channels > 1 => {
-                                let points = model.field_points(field);
+                            Some(_) if target.channels > 1 => {
+                                let points = target.points(model);
                                 if len == target.channels * points {
                                     (target.channels, points)
                                 } else {
@@ -475,7 +583,8 @@ impl Lowering<'_> {
                 }
             }
             Expr::Derivative { operand, axes } => {
-                let field = self.grid_field(operand, target)?;
+                let grid = self.operator_target(operand, target)?;
+                let field = grid.field.expect("an operator target has a grid");
                 let positions = axis_positions(model, field, axes)?;
                 let dims = model.field(field).axes.len();
                 let mut counts = vec![0usize; dims];
@@ -483,10 +592,11 @@ impl Lowering<'_> {
                     counts[p] += 1;
                 }
                 let taps = derivative_taps(model, field, &counts, self.space_order);
-                self.lower_linear(operand, target, field, &taps)?
+                self.lower_linear(operand, &grid, &taps)?
             }
             Expr::Laplace(operand) => {
-                let field = self.grid_field(operand, target)?;
+                let grid = self.operator_target(operand, target)?;
+                let field = grid.field.expect("an operator target has a grid");
                 let dims = model.field(field).axes.len();
                 let mut taps = Vec::new();
                 for axis in 0..dims {
@@ -494,16 +604,25 @@ impl Lowering<'_> {
                     counts[axis] = 2;
                     taps.extend(derivative_taps(model, field, &counts, self.space_order));
                 }
-                self.lower_linear(operand, target, field, &taps)?
+                self.lower_linear(operand, &grid, &taps)?
             }
-            Expr::DivGrad { .. } | Expr::Upwind { .. } => {
-                return Err(
-                    "`div(D * grad(u))` and `upwind` are not yet differentiated for training"
-                        .into(),
-                )
-            }
+            Expr::DivGrad {
+                coefficient,
+                operand,
+            } => self.lower_div_grad(coefficient, operand, target)?,
+            Expr::Upwind {
+                velocity,
+                operand,
+                axis,
+                order,
+            } => self.lower_upwind(velocity, operand, *axis, *order, target)?,
             Expr::Convolution { kernel, operand } => {
                 self.lower_convolution(*kernel, operand, target)?
+            }
+            Expr::MatMul { .. } if target.padded() => {
+                return Err(
+                    "a matrix product is read inside a spatial operator, which needs its values in ghost layers outside the grid".into(),
+                )
             }
             Expr::MatMul { matrix, operand } => {
                 let Expr::Param(id) = matrix.as_ref() else {
@@ -535,7 +654,7 @@ impl Lowering<'_> {
                 )
             }
             Expr::Reduce(op, operand) => {
-                let a = self.lower(operand, target)?;
+                let a = self.lower(operand, &target.unpadded())?;
                 let len = self.len(a);
                 let weights = reduce_weights(model, *op, len, target);
                 self.tape.push(
@@ -561,40 +680,192 @@ impl Lowering<'_> {
         }
     }
 
+    /// Returns the grid a spatial operator works on: the target's, or the operand field's when
+    /// the target has none (a readout).
+    fn operator_target(&self, operand: &Expr, target: &Target) -> Result<Target, String> {
+        if target.field.is_some() {
+            return Ok(target.clone());
+        }
+        let field = self.grid_field(operand, target)?;
+        Ok(Target::field(
+            self.model,
+            field,
+            self.model.field(field).channels,
+        ))
+    }
+
+    /// Lowers a linear stencil with `taps` at the points of `target` (ghost layers included). A
+    /// field operand is padded and differentiated by one sparse matrix; any other operand is
+    /// lowered on the widened grid and the taps applied to it, as the IR does.
     fn lower_linear(
         &mut self,
         operand: &Expr,
         target: &Target,
-        field: FieldId,
         taps: &[(Vec<i64>, f64)],
     ) -> Result<NodeIndex, String> {
         let model = self.model;
-        let dims = model.field(field).axes.len();
-        let mut halo = vec![0usize; dims];
+        let dims = target.halo.len();
+        let mut radius = vec![0usize; dims];
         for (offset, _) in taps {
-            for (h, o) in halo.iter_mut().zip(offset) {
+            for (h, o) in radius.iter_mut().zip(offset) {
                 *h = (*h).max(o.unsigned_abs() as usize);
             }
         }
-        let grid = BoundedGrid::of_field(model, field, &halo, self.space_order)?;
-        let operator = Arc::new(grid.stencil_operator(taps)?);
-        let node = self.lower(operand, target)?;
-        let points = grid.points();
+        let (operator, node) = match operand {
+            Expr::Field(field) | Expr::Channel(field, _)
+                if target.field.map(|f| &model.field(f).axes)
+                    == Some(&model.field(*field).axes) =>
+            {
+                let depth: Vec<usize> = target
+                    .halo
+                    .iter()
+                    .zip(&radius)
+                    .map(|(h, r)| h + r)
+                    .collect();
+                let grid = BoundedGrid::of_field(model, *field, &depth, self.space_order)?;
+                let operator = grid.stencil_operator_padded(&target.halo, taps)?;
+                let plain = Target::field(model, *field, model.field(*field).channels);
+                (operator, self.lower(operand, &plain)?)
+            }
+            _ => {
+                let inner = target.widened(&radius);
+                let operator = tap_operator(&inner.extents(model), &radius, taps)?;
+                (operator, self.lower(operand, &inner)?)
+            }
+        };
+        let points = operator.columns();
         let len = self.len(node);
         if !len.is_multiple_of(points) {
             return Err(format!(
-                "a spatial derivative on `{}` needs a grid function of {points} points, found {len} entries",
-                model.field(field).name
+                "a spatial derivative needs a grid function of {points} points, found {len} entries"
             ));
         }
         let channels = len / points;
+        let out = channels * operator.rows();
         Ok(self.tape.push(
             Op::Linear {
-                operator,
+                operator: Arc::new(operator),
                 channels,
                 operand: node,
             },
+            out,
+        ))
+    }
+
+    /// Lowers `div(c * grad(u))` over every axis of the grid: the coefficient and the operand on
+    /// the grid widened by one ghost layer.
+    fn lower_div_grad(
+        &mut self,
+        coefficient: &Expr,
+        operand: &Expr,
+        target: &Target,
+    ) -> Result<NodeIndex, String> {
+        let model = self.model;
+        let grid = self.operator_target(operand, target)?;
+        let field = grid.field.expect("an operator target has a grid");
+        let axes = &model.field(field).axes;
+        let inner = grid.widened(&vec![1; axes.len()]);
+        let extents = inner.extents(model);
+        let c = self.lower(coefficient, &inner)?;
+        let u = self.lower(operand, &inner)?;
+        let in_points: usize = extents.iter().product();
+        let (c_len, u_len) = (self.len(c), self.len(u));
+        if !u_len.is_multiple_of(in_points) {
+            return Err(format!(
+                "`div` needs a grid function of {in_points} points, found {u_len} entries"
+            ));
+        }
+        let channels = u_len / in_points;
+        if c_len != 1 && c_len != in_points && c_len != u_len {
+            return Err(format!(
+                "the coefficient of `div` has {c_len} entries where 1, {in_points} or {u_len} are expected"
+            ));
+        }
+        let geometry = Arc::new(Shrink::new(&extents, &vec![1; axes.len()]));
+        let steps = (0..axes.len())
+            .map(|p| {
+                let h = model.axis(axes[p]).spacing();
+                (Shrink::stride(&extents, p), 1.0 / (h * h))
+            })
+            .collect();
+        let len = channels * geometry.out_points();
+        Ok(self.tape.push(
+            Op::DivGrad {
+                coefficient: c,
+                operand: u,
+                channels,
+                geometry,
+                axes: steps,
+            },
             len,
+        ))
+    }
+
+    /// Lowers `upwind(v, u, x, order)`: the velocity on the grid, the operand on the grid widened
+    /// by `order` ghost layers along `x`, with the IR's one-sided weights.
+    fn lower_upwind(
+        &mut self,
+        velocity: &Expr,
+        operand: &Expr,
+        axis: AxisId,
+        order: u8,
+        target: &Target,
+    ) -> Result<NodeIndex, String> {
+        let model = self.model;
+        if !(1..=2).contains(&order) {
+            return Err(format!(
+                "upwind differences exist for orders 1 and 2, found {order}"
+            ));
+        }
+        let grid = self.operator_target(operand, target)?;
+        let field = grid.field.expect("an operator target has a grid");
+        let position = axis_positions(model, field, &[axis])?[0];
+        let dims = grid.halo.len();
+        let mut extra = vec![0; dims];
+        extra[position] = order as usize;
+        let inner = grid.widened(&extra);
+        let extents = inner.extents(model);
+        let v = self.lower(velocity, &grid)?;
+        let u = self.lower(operand, &inner)?;
+        let in_points: usize = extents.iter().product();
+        let u_len = self.len(u);
+        if !u_len.is_multiple_of(in_points) {
+            return Err(format!(
+                "`upwind` needs a grid function of {in_points} points, found {u_len} entries"
+            ));
+        }
+        let channels = u_len / in_points;
+        let geometry = Arc::new(Shrink::new(&extents, &extra));
+        let out = channels * geometry.out_points();
+        if !out.is_multiple_of(self.len(v)) {
+            return Err(format!(
+                "the velocity of `upwind` has {} entries where {out} are expected",
+                self.len(v)
+            ));
+        }
+        let stride = Shrink::stride(&extents, position) as isize;
+        let spacing = model.axis(axis).spacing();
+        let n = order as i32;
+        let one_sided = |nodes: Vec<i32>| -> Vec<(isize, f64)> {
+            let points: Vec<f64> = nodes.iter().map(|o| f64::from(*o)).collect();
+            npdec_ir::fornberg::derivative_weights(0.0, &points, 1)
+                .into_iter()
+                .zip(nodes)
+                .map(|(w, o)| (o as isize * stride, w / spacing))
+                .collect()
+        };
+        let backward = one_sided((-n..=0).collect());
+        let forward = one_sided((0..=n).collect());
+        Ok(self.tape.push(
+            Op::Upwind {
+                velocity: v,
+                operand: u,
+                channels,
+                geometry,
+                backward,
+                forward,
+            },
+            out,
         ))
     }
 
@@ -625,29 +896,27 @@ impl Lowering<'_> {
             ));
         }
         let halo: Vec<usize> = sizes.iter().map(|k| (k - 1) / 2).collect();
-        let grid = BoundedGrid::of_field(model, field, &halo, self.space_order)?;
-        let padding = Arc::new(grid.padding_operator(&halo)?);
-        let node = self.lower(operand, target)?;
-        let points = grid.points();
-        if self.len(node) != in_channels * points {
+        let grid = self.operator_target(operand, target)?;
+        let inner = grid.widened(&halo);
+        let out_extents = grid.extents(model);
+        let padded = inner.extents(model);
+        let padded_points: usize = padded.iter().product();
+        let node = self.lower(operand, &inner)?;
+        let points: usize = out_extents.iter().product();
+        if self.len(node) != in_channels * padded_points {
             return Err(format!(
-                "kernel `{}` reads {in_channels} channel(s) of {points} points, the operand has {} entries",
+                "kernel `{}` reads {in_channels} channel(s) of {} points, the operand has {} entries",
                 param.name,
-                self.len(node)
+                grid.unpadded().points(model),
+                self.len(node) / padded_points.max(1) * grid.unpadded().points(model)
             ));
         }
-        let padded: Vec<usize> = grid
-            .extents
-            .iter()
-            .zip(&halo)
-            .map(|(n, h)| n + 2 * h)
-            .collect();
         let kernel_volume: usize = sizes.iter().product();
         let mut taps = Vec::with_capacity(points * kernel_volume);
         let mut index = vec![0usize; dims];
         let mut offset = vec![0usize; dims];
         for p in 0..points {
-            unflatten(p, &grid.extents, &mut index);
+            unflatten(p, &out_extents, &mut index);
             for k in 0..kernel_volume {
                 unflatten(k, sizes, &mut offset);
                 // Kernel entry `k` sits at `offset − halo` from the point. In padded coordinates
@@ -659,7 +928,7 @@ impl Lowering<'_> {
         Ok(self.tape.push(
             Op::Convolution {
                 kernel,
-                padding,
+                padded_points,
                 taps: Arc::new(taps),
                 kernel_volume,
                 in_channels,
@@ -726,7 +995,14 @@ fn derivative_taps(
     taps
 }
 
-fn coordinate_values(model: &Model, field: FieldId, axis: AxisId) -> Result<Vec<f64>, String> {
+/// Returns the coordinates along `axis` at every point of a field's grid widened by `halo`,
+/// extended linearly into the ghost layers as the interpreter does.
+fn coordinate_values(
+    model: &Model,
+    field: FieldId,
+    axis: AxisId,
+    halo: &[usize],
+) -> Result<Vec<f64>, String> {
     let axes = &model.field(field).axes;
     let position = axes.iter().position(|a| *a == axis).ok_or_else(|| {
         format!(
@@ -735,13 +1011,19 @@ fn coordinate_values(model: &Model, field: FieldId, axis: AxisId) -> Result<Vec<
             model.field(field).name
         )
     })?;
-    let extents: Vec<usize> = axes.iter().map(|a| model.axis(*a).points).collect();
+    let extents: Vec<usize> = axes
+        .iter()
+        .zip(halo)
+        .map(|(a, h)| model.axis(*a).points + 2 * h)
+        .collect();
     let points: usize = extents.iter().product();
     let mut index = vec![0usize; extents.len()];
+    let declared = model.axis(axis);
+    let (origin, spacing) = (declared.coordinate(0), declared.spacing());
     Ok((0..points)
         .map(|p| {
             unflatten(p, &extents, &mut index);
-            model.axis(axis).coordinate(index[position])
+            origin + (index[position] as f64 - halo[position] as f64) * spacing
         })
         .collect())
 }

@@ -75,10 +75,11 @@ pub enum Op {
         channels: usize,
         operand: NodeIndex,
     },
-    /// `Σ_in K[out, in, …] ⋆ u[in]`: the operand padded by `padding`, then cross-correlated.
+    /// `Σ_in K[out, in, …] ⋆ u[in]`: cross-correlation of an operand already padded by
+    /// `(k − 1) / 2` ghost layers, `padded_points` entries per channel.
     Convolution {
         kernel: ParamId,
-        padding: Arc<SparseOperator>,
+        padded_points: usize,
         /// `taps[p · kernel_volume + k]`: the padded point that kernel entry `k` reads for output
         /// point `p`.
         taps: Arc<Vec<usize>>,
@@ -87,6 +88,27 @@ pub enum Op {
         out_channels: usize,
         operand: NodeIndex,
     },
+    /// The conservative `Σ_a ∂_a(c ∂_a u)` with the coefficient averaged to the cell faces, on
+    /// a coefficient and an operand padded by one ghost layer on each listed axis (the IR's
+    /// `DivGrad` node). `axes` holds each listed axis's stride in the padded operand and `1/h²`.
+    DivGrad {
+        coefficient: NodeIndex,
+        operand: NodeIndex,
+        channels: usize,
+        geometry: Arc<Shrink>,
+        axes: Vec<(usize, f64)>,
+    },
+    /// `v · ∂u/∂x` with the one-sided formula chosen per point by the sign of `v` (the IR's
+    /// `Upwind` node), on an operand padded by `order` ghost layers along the axis. The taps are
+    /// (offset in the padded operand, weight) for `v ≥ 0` (`backward`) and `v < 0` (`forward`).
+    Upwind {
+        velocity: NodeIndex,
+        operand: NodeIndex,
+        channels: usize,
+        geometry: Arc<Shrink>,
+        backward: Vec<(isize, f64)>,
+        forward: Vec<(isize, f64)>,
+    },
     /// A reduction over all entries of a sample, with per-entry weights for `norm` and
     /// `integral` (the cell volumes).
     Reduce {
@@ -94,6 +116,54 @@ pub enum Op {
         operand: NodeIndex,
         weights: Arc<Vec<f64>>,
     },
+}
+
+/// Where the output points of an operator on a padded operand sit inside that operand.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shrink {
+    /// Entries of one channel of the padded operand.
+    pub in_points: usize,
+    /// `inner[o]`: the flat index in the padded operand of output point `o`.
+    pub inner: Vec<usize>,
+}
+
+impl Shrink {
+    /// The output grid of `in_extents − 2 · shrink` points inside an operand of `in_extents`.
+    pub fn new(in_extents: &[usize], shrink: &[usize]) -> Shrink {
+        let out: Vec<usize> = in_extents
+            .iter()
+            .zip(shrink)
+            .map(|(n, s)| n - 2 * s)
+            .collect();
+        let points: usize = out.iter().product();
+        let mut inner = Vec::with_capacity(points);
+        for mut flat in 0..points {
+            let mut index = vec![0usize; out.len()];
+            for a in (0..out.len()).rev() {
+                index[a] = flat % out[a] + shrink[a];
+                flat /= out[a];
+            }
+            inner.push(
+                index
+                    .iter()
+                    .zip(in_extents)
+                    .fold(0, |acc, (i, n)| acc * n + i),
+            );
+        }
+        Shrink {
+            in_points: in_extents.iter().product(),
+            inner,
+        }
+    }
+
+    /// The stride of `axis` in the flat index of an operand of `in_extents`.
+    pub fn stride(in_extents: &[usize], axis: usize) -> usize {
+        in_extents[axis + 1..].iter().product()
+    }
+
+    pub fn out_points(&self) -> usize {
+        self.inner.len()
+    }
 }
 
 /// A node: its operation and the number of entries per sample.
@@ -281,15 +351,15 @@ impl Tape {
             } => operator.apply(&values[*operand], *channels),
             Op::Convolution {
                 kernel,
-                padding,
+                padded_points,
                 taps,
                 kernel_volume,
                 in_channels,
                 out_channels,
                 operand,
             } => {
-                let padded = padding.apply(&values[*operand], *in_channels);
-                let columns = im2col(&padded, taps, *kernel_volume, *in_channels, padding.rows());
+                let padded = &values[*operand];
+                let columns = im2col(padded, taps, *kernel_volume, *in_channels, *padded_points);
                 let kernel = ArrayView2::from_shape(
                     (*out_channels, in_channels * kernel_volume),
                     env.params.at_step(*kernel, env.step),
@@ -308,6 +378,35 @@ impl Tape {
                 }
                 out
             }
+            Op::DivGrad {
+                coefficient,
+                operand,
+                channels,
+                geometry,
+                axes,
+            } => div_grad_forward(
+                &values[*coefficient],
+                &values[*operand],
+                *channels,
+                geometry,
+                axes,
+            ),
+            Op::Upwind {
+                velocity,
+                operand,
+                channels,
+                geometry,
+                backward,
+                forward,
+            } => upwind_forward(
+                &values[*velocity],
+                &values[*velocity],
+                &values[*operand],
+                *channels,
+                geometry,
+                backward,
+                forward,
+            ),
             Op::Reduce {
                 op,
                 operand,
@@ -520,7 +619,7 @@ impl Tape {
             }
             Op::Convolution {
                 kernel,
-                padding,
+                padded_points,
                 taps,
                 kernel_volume,
                 in_channels,
@@ -528,8 +627,7 @@ impl Tape {
                 operand,
             } => {
                 let u = &values[*operand];
-                let padded = padding.apply(u, *in_channels);
-                let columns = im2col(&padded, taps, *kernel_volume, *in_channels, padding.rows());
+                let columns = im2col(u, taps, *kernel_volume, *in_channels, *padded_points);
                 let points = taps.len() / kernel_volume;
                 let batch = adjoint.nrows();
                 let mut d_products = Array2::zeros((batch * points, *out_channels));
@@ -554,15 +652,40 @@ impl Tape {
                     *g += d;
                 }
                 let d_columns = d_products.dot(&kernel_view);
-                let d_padded = col2im(
+                let du = col2im(
                     &d_columns,
                     taps,
                     *kernel_volume,
                     *in_channels,
-                    padding.rows(),
+                    *padded_points,
                     batch,
                 );
-                let du = padding.apply_transpose(&d_padded, *in_channels);
+                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+            }
+            Op::DivGrad {
+                coefficient,
+                operand,
+                channels,
+                geometry,
+                axes,
+            } => {
+                let (c, u) = (&values[*coefficient], &values[*operand]);
+                let (dc, du) = div_grad_backward(c, u, &adjoint, *channels, geometry, axes);
+                push_adjoint(adjoints, *coefficient, reduce_to(&dc, c.nrows(), c.ncols()));
+                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+            }
+            Op::Upwind {
+                velocity,
+                operand,
+                channels,
+                geometry,
+                backward,
+                forward,
+            } => {
+                let (v, u) = (&values[*velocity], &values[*operand]);
+                let (dv, du) =
+                    upwind_backward(v, u, &adjoint, *channels, geometry, backward, forward);
+                push_adjoint(adjoints, *velocity, reduce_to(&dv, v.nrows(), v.ncols()));
                 push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
             }
             Op::Reduce {
@@ -607,6 +730,162 @@ impl Tape {
             }
         }
     }
+}
+
+/// Returns entry `i` of row `r` of a value that broadcasts over rows and wraps over entries.
+fn entry(m: &Array2<f64>, r: usize, i: usize) -> f64 {
+    m[[r.min(m.nrows() - 1), i % m.ncols()]]
+}
+
+/// `Σ_a s_a · (c̄_{i+½} (u_{i+1} − u_i) − c̄_{i−½} (u_i − u_{i−1}))` with `c̄` the mean of the two
+/// nodes of a face, in the order of the interpreter's `div_grad`.
+fn div_grad_forward(
+    c: &Array2<f64>,
+    u: &Array2<f64>,
+    channels: usize,
+    geometry: &Shrink,
+    axes: &[(usize, f64)],
+) -> Array2<f64> {
+    let rows = c.nrows().max(u.nrows());
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    let mut out = Array2::zeros((rows, channels * out_points));
+    for r in 0..rows {
+        let (cr, ur) = (c.row(r.min(c.nrows() - 1)), u.row(r.min(u.nrows() - 1)));
+        let (cl, ul) = (cr.len(), ur.len());
+        let mut o_row = out.row_mut(r);
+        for ch in 0..channels {
+            let base = ch * in_points;
+            for (o, &i) in geometry.inner.iter().enumerate() {
+                let mut total = 0.0;
+                for &(stride, scale) in axes {
+                    let at_u = |k: usize| ur[(base + k) % ul];
+                    let at_c = |k: usize| cr[(base + k) % cl];
+                    let (um, u0, up) = (at_u(i - stride), at_u(i), at_u(i + stride));
+                    let (cm, c0, cp) = (at_c(i - stride), at_c(i), at_c(i + stride));
+                    let flux_plus = (c0 + cp) * 0.5 * (up - u0);
+                    let flux_minus = (cm + c0) * 0.5 * (u0 - um);
+                    total += (flux_plus - flux_minus) * scale;
+                }
+                o_row[ch * out_points + o] = total;
+            }
+        }
+    }
+    out
+}
+
+/// The vector–Jacobian product of [`div_grad_forward`]: the adjoints of the coefficient and the
+/// operand, both of `rows × channels · in_points` entries before undoing broadcasting.
+fn div_grad_backward(
+    c: &Array2<f64>,
+    u: &Array2<f64>,
+    g: &Array2<f64>,
+    channels: usize,
+    geometry: &Shrink,
+    axes: &[(usize, f64)],
+) -> (Array2<f64>, Array2<f64>) {
+    let rows = g.nrows();
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    let mut dc = Array2::zeros((rows, channels * in_points));
+    let mut du = Array2::zeros((rows, channels * in_points));
+    for r in 0..rows {
+        for ch in 0..channels {
+            let base = ch * in_points;
+            for (o, &i) in geometry.inner.iter().enumerate() {
+                let go = g[[r, ch * out_points + o]];
+                if go == 0.0 {
+                    continue;
+                }
+                for &(stride, scale) in axes {
+                    let at_u = |k: usize| entry(u, r, base + k);
+                    let at_c = |k: usize| entry(c, r, base + k);
+                    let (um, u0, up) = (at_u(i - stride), at_u(i), at_u(i + stride));
+                    let (cm, c0, cp) = (at_c(i - stride), at_c(i), at_c(i + stride));
+                    let gs = go * scale;
+                    let face_plus = (c0 + cp) * 0.5 * gs;
+                    let face_minus = (cm + c0) * 0.5 * gs;
+                    du[[r, base + i + stride]] += face_plus;
+                    du[[r, base + i]] -= face_plus + face_minus;
+                    du[[r, base + i - stride]] += face_minus;
+                    let slope_plus = 0.5 * gs * (up - u0);
+                    let slope_minus = 0.5 * gs * (u0 - um);
+                    dc[[r, base + i]] += slope_plus - slope_minus;
+                    dc[[r, base + i + stride]] += slope_plus;
+                    dc[[r, base + i - stride]] -= slope_minus;
+                }
+            }
+        }
+    }
+    (dc, du)
+}
+
+/// `v · D u` with `D` the backward taps where `sign ≥ 0` and the forward taps elsewhere. The
+/// tangent passes a direction as `v` and the velocity itself as `sign`.
+fn upwind_forward(
+    v: &Array2<f64>,
+    sign: &Array2<f64>,
+    u: &Array2<f64>,
+    channels: usize,
+    geometry: &Shrink,
+    backward: &[(isize, f64)],
+    forward: &[(isize, f64)],
+) -> Array2<f64> {
+    let rows = v.nrows().max(u.nrows()).max(sign.nrows());
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    let mut out = Array2::zeros((rows, channels * out_points));
+    for r in 0..rows {
+        for ch in 0..channels {
+            let base = ch * in_points;
+            for (o, &i) in geometry.inner.iter().enumerate() {
+                let k = ch * out_points + o;
+                let taps = if entry(sign, r, k) >= 0.0 {
+                    backward
+                } else {
+                    forward
+                };
+                let mut derivative = 0.0;
+                for &(offset, weight) in taps {
+                    derivative += entry(u, r, base + (i as isize + offset) as usize) * weight;
+                }
+                out[[r, k]] = entry(v, r, k) * derivative;
+            }
+        }
+    }
+    out
+}
+
+/// The vector–Jacobian product of [`upwind_forward`] at a fixed sign of the velocity.
+fn upwind_backward(
+    v: &Array2<f64>,
+    u: &Array2<f64>,
+    g: &Array2<f64>,
+    channels: usize,
+    geometry: &Shrink,
+    backward: &[(isize, f64)],
+    forward: &[(isize, f64)],
+) -> (Array2<f64>, Array2<f64>) {
+    let rows = g.nrows();
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    let mut dv = Array2::zeros((rows, channels * out_points));
+    let mut du = Array2::zeros((rows, channels * in_points));
+    for r in 0..rows {
+        for ch in 0..channels {
+            let base = ch * in_points;
+            for (o, &i) in geometry.inner.iter().enumerate() {
+                let k = ch * out_points + o;
+                let velocity = entry(v, r, k);
+                let taps = if velocity >= 0.0 { backward } else { forward };
+                let go = g[[r, k]];
+                let mut derivative = 0.0;
+                for &(offset, weight) in taps {
+                    let at = base + (i as isize + offset) as usize;
+                    derivative += entry(u, r, at) * weight;
+                    du[[r, at]] += go * velocity * weight;
+                }
+                dv[[r, k]] = go * derivative;
+            }
+        }
+    }
+    (dv, du)
 }
 
 fn accumulate(slot: &mut Option<Array2<f64>>, value: Array2<f64>) {
@@ -1044,7 +1323,7 @@ impl Tape {
                 .map(|t| operator.apply_linear(t, *channels)),
             Op::Convolution {
                 kernel,
-                padding,
+                padded_points,
                 taps,
                 kernel_volume,
                 in_channels,
@@ -1054,7 +1333,7 @@ impl Tape {
                 let points = taps.len() / kernel_volume;
                 let convolve = |padded: &Array2<f64>, weights: &[f64]| -> Array2<f64> {
                     let columns =
-                        im2col(padded, taps, *kernel_volume, *in_channels, padding.rows());
+                        im2col(padded, taps, *kernel_volume, *in_channels, *padded_points);
                     let kernel = ArrayView2::from_shape(
                         (*out_channels, in_channels * kernel_volume),
                         weights,
@@ -1066,14 +1345,53 @@ impl Tape {
                         products[[b * points + i % points, i / points]]
                     })
                 };
-                let padded = padding.apply(&values[*operand], *in_channels);
-                let mut out = convolve(&padded, param_tangent.at_step(*kernel, env.step));
+                let mut out = convolve(&values[*operand], param_tangent.at_step(*kernel, env.step));
                 if let Some(t) = &tangents[*operand] {
-                    let padded_tangent = padding.apply_linear(t, *in_channels);
-                    let extra = convolve(&padded_tangent, env.params.at_step(*kernel, env.step));
+                    let extra = convolve(t, env.params.at_step(*kernel, env.step));
                     add_broadcast(&mut out, &extra);
                 }
                 Some(out)
+            }
+            Op::DivGrad {
+                coefficient,
+                operand,
+                channels,
+                geometry,
+                axes,
+            } => {
+                // The operator is bilinear in the coefficient and the operand.
+                let (c, u) = (&values[*coefficient], &values[*operand]);
+                let mut out: Option<Array2<f64>> = None;
+                if let Some(tc) = &tangents[*coefficient] {
+                    out = Some(div_grad_forward(tc, u, *channels, geometry, axes));
+                }
+                if let Some(tu) = &tangents[*operand] {
+                    let extra = div_grad_forward(c, tu, *channels, geometry, axes);
+                    accumulate(&mut out, extra);
+                }
+                out
+            }
+            Op::Upwind {
+                velocity,
+                operand,
+                channels,
+                geometry,
+                backward,
+                forward,
+            } => {
+                // Linear in the velocity and the operand once the sign of the velocity is fixed.
+                let (v, u) = (&values[*velocity], &values[*operand]);
+                let mut out: Option<Array2<f64>> = None;
+                if let Some(tv) = &tangents[*velocity] {
+                    out = Some(upwind_forward(
+                        tv, v, u, *channels, geometry, backward, forward,
+                    ));
+                }
+                if let Some(tu) = &tangents[*operand] {
+                    let extra = upwind_forward(v, v, tu, *channels, geometry, backward, forward);
+                    accumulate(&mut out, extra);
+                }
+                out
             }
             Op::Reduce {
                 op,
