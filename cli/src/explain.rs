@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 /// What to show about a model.
 pub struct ModelView {
-    /// Print the dataflow graph of each task.
-    pub dump_ir: bool,
+    /// Print the dataflow graph of each task, and at which point of the pipeline.
+    pub dump_ir: Option<DumpIr>,
     pub emit: Emit,
 }
 
@@ -21,6 +21,43 @@ pub enum Emit {
     Dot,
     /// One JSON array of architectures, for tools.
     Json,
+}
+
+/// Which dataflow graph `--dump-ir` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DumpIr {
+    /// The graph as discretization built it, before any pass.
+    Discretized,
+    /// The graph after the named pass of the optimization pipeline.
+    After(&'static str),
+    /// The graph after each pass in turn.
+    AfterEach,
+}
+
+/// Parses the value of `--dump-ir`: `discretized`, `after:PASS` or `after:all`.
+pub fn parse_dump_ir(value: &str) -> Result<DumpIr, String> {
+    let names = npdec_jit::passes::PASSES.join(", ");
+    if value == "discretized" {
+        return Ok(DumpIr::Discretized);
+    }
+    let Some(pass) = value.strip_prefix("after:") else {
+        if value.ends_with(".npde") {
+            return Err(format!(
+                "`{value}` is a model file: write it before `--dump-ir`, as in `npdec explain {value} --dump-ir`"
+            ));
+        }
+        return Err(format!(
+            "expected `discretized` or `after:PASS` where PASS is `all` or one of: {names}"
+        ));
+    };
+    if pass == "all" {
+        return Ok(DumpIr::AfterEach);
+    }
+    npdec_jit::passes::PASSES
+        .iter()
+        .find(|name| **name == pass)
+        .map(|name| DumpIr::After(name))
+        .ok_or_else(|| format!("no optimization pass is called `{pass}`; the passes are: {names}"))
 }
 
 pub fn run(target: &str, view: &ModelView) -> Result<ExitCode, String> {
@@ -140,8 +177,19 @@ fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
     };
     for graph in &program.solves {
         println!("task {}: {} nodes", graph.name, graph.node_count());
-        if view.dump_ir {
-            print!("{}", npdec_ir::dump_graph(graph));
+        match &view.dump_ir {
+            None => {}
+            Some(DumpIr::Discretized) => print!("{}", npdec_ir::dump_graph(graph)),
+            Some(when) => {
+                npdec_jit::passes::optimize_with(graph, &mut |pass, optimized| {
+                    if matches!(when, DumpIr::AfterEach)
+                        || matches!(when, DumpIr::After(name) if *name == pass)
+                    {
+                        println!("after {pass}: {} nodes", optimized.node_count());
+                        print!("{}", npdec_ir::dump_graph(optimized));
+                    }
+                });
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -118,14 +118,16 @@ enum Command {
     /// Explain a diagnostic code, or show what a model becomes: its equations in normal form and
     /// its discretized dataflow graph.
     #[command(
-        after_help = "Examples:\n  npdec explain E0221\n  npdec explain examples/heat2d.npde --dump-ir"
+        after_help = "Examples:\n  npdec explain E0221\n  npdec explain examples/heat2d.npde --dump-ir\n  npdec explain examples/heat2d.npde --dump-ir after:fuse_stencils"
     )]
     Explain {
         /// A diagnostic code such as E0100, or a model file.
         target: String,
-        /// Print the dataflow graph of each task.
-        #[arg(long)]
-        dump_ir: bool,
+        /// Print the dataflow graph of each task: as discretized (no value), or after an
+        /// optimization pass (`after:PASS`, or `after:all` for every pass in turn).
+        #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "discretized",
+              value_parser = explain::parse_dump_ir)]
+        dump_ir: Option<explain::DumpIr>,
         /// The form of the recognized layers.
         #[arg(long, value_enum, default_value_t = explain::Emit::Table)]
         emit: explain::Emit,

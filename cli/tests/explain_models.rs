@@ -70,3 +70,74 @@ fn explain_emits_json_and_dot() {
         "{dot}"
     );
 }
+
+/// `--dump-ir after:PASS` prints the graph after one optimization pass, `after:all` after each.
+#[test]
+fn dump_ir_after_passes_matches_goldens() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let bless = std::env::var_os("NPDEC_BLESS").is_some();
+    let cases = [
+        ("heat2d", "after:all"),
+        ("gray_scott", "after:fuse_stencils"),
+    ];
+    for (name, when) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .args([
+                "explain",
+                &format!("examples/{name}.npde"),
+                "--dump-ir",
+                when,
+            ])
+            .current_dir(root)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("npdec runs");
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let actual = String::from_utf8(output.stdout).expect("utf-8 output");
+        let pass = when.trim_start_matches("after:");
+        let golden = root
+            .join("tests/explain")
+            .join(format!("{name}.after-{pass}.txt"));
+        if bless {
+            std::fs::write(&golden, &actual).expect("write golden");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+        assert_eq!(
+            expected, actual,
+            "{name} --dump-ir {when} changed (NPDEC_BLESS=1 to accept)"
+        );
+    }
+}
+
+#[test]
+fn dump_ir_rejects_unknown_pass_with_usage_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args([
+            "explain",
+            "examples/heat2d.npde",
+            "--dump-ir",
+            "after:unroll",
+        ])
+        .current_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("repository root"),
+        )
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("npdec runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no optimization pass is called `unroll`")
+            && stderr.contains("fuse_stencils"),
+        "{stderr}"
+    );
+}
