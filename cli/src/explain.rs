@@ -23,7 +23,7 @@ pub enum Emit {
     Json,
 }
 
-/// Which dataflow graph `--dump-ir` prints.
+/// The dataflow graph that `--dump-ir` prints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DumpIr {
     /// The graph as discretization built it, before any pass.
@@ -57,7 +57,7 @@ pub fn parse_dump_ir(value: &str) -> Result<DumpIr, String> {
         .iter()
         .find(|name| **name == pass)
         .map(|name| DumpIr::After(name))
-        .ok_or_else(|| format!("no optimization pass is called `{pass}`; the passes are: {names}"))
+        .ok_or_else(|| format!("unknown optimization pass `{pass}`; the passes are: {names}"))
 }
 
 pub fn run(target: &str, view: &ModelView) -> Result<ExitCode, String> {
