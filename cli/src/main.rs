@@ -48,7 +48,7 @@ enum Command {
     },
     /// Run a model's tasks, evaluate its expectations and write the results.
     #[command(
-        after_help = "Examples:\n  npdec run examples/heat1d.npde\n  npdec run examples/wave2d.npde --out results/wave --precision f32"
+        after_help = "Examples:\n  npdec run examples/heat1d.npde\n  npdec run examples/wave2d.npde --out results/wave --vtk\n  npdec run examples/mnist_mlp.npde --epochs 1 --train-samples 2000"
     )]
     Run {
         /// The model file.
@@ -56,6 +56,10 @@ enum Command {
         /// Output folder [default: out/<model name>].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write every snapshot as VTK image data (<field>_<step>.vti) and a ParaView collection
+        /// with the times (<field>.pvd) beside the .npy files; fields on more than 3 axes are skipped.
+        #[arg(long)]
+        vtk: bool,
         /// Refuse a time step above the stability limit of an explicit scheme instead of warning.
         #[arg(long)]
         strict: bool,
@@ -77,6 +81,12 @@ enum Command {
         /// States kept by the checkpointed adjoint sweep [default: ⌈log₂ steps⌉ + 1].
         #[arg(long)]
         snapshots: Option<usize>,
+        /// Train for this many epochs instead of the `epochs` clause of each train task.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        epochs: Option<u64>,
+        /// Train on the first N samples of the training set only (the test set is unchanged).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        train_samples: Option<u64>,
     },
     /// Benchmark the JIT's stencil sweeps beside the memory bandwidth measured in the same run.
     #[command(after_help = "Examples:\n  npdec bench\n  npdec bench --json --steps 20")]
@@ -165,6 +175,7 @@ fn main() -> ExitCode {
         Command::Run {
             file,
             out,
+            vtk,
             strict,
             precision,
             resume,
@@ -172,14 +183,19 @@ fn main() -> ExitCode {
             threads,
             snapshots,
             engine,
+            epochs,
+            train_samples,
         } => run::run(&run::RunArgs {
             file,
             out,
+            vtk,
             strict,
             resume,
             seed,
             threads,
             snapshots,
+            epochs: epochs.map(|n| n as usize),
+            train_samples: train_samples.map(|n| n as usize),
             jit: engine == EngineArg::Jit,
             precision: match precision {
                 PrecisionArg::F32 => npdec_runtime::Precision::F32,

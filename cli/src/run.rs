@@ -12,6 +12,8 @@ use std::process::ExitCode;
 pub struct RunArgs {
     pub file: PathBuf,
     pub out: Option<PathBuf>,
+    /// Also writes VTK image data and ParaView collections of the snapshots.
+    pub vtk: bool,
     pub strict: bool,
     pub precision: Precision,
     pub quiet: bool,
@@ -20,6 +22,10 @@ pub struct RunArgs {
     pub seed: u64,
     pub threads: Option<usize>,
     pub snapshots: Option<usize>,
+    /// Overrides the epoch count of every train task.
+    pub epochs: Option<usize>,
+    /// Trains on the first N training samples only.
+    pub train_samples: Option<usize>,
     /// Compile solves with the JIT; false forces the interpreter.
     pub jit: bool,
 }
@@ -44,6 +50,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         .unwrap_or_else(|| Path::new("out").join(&model.name));
     let options = RunOptions {
         out_dir: Some(out_dir.clone()),
+        vtk: args.vtk,
         precision: args.precision,
         stability: if args.strict {
             StabilityPolicy::Strict
@@ -56,6 +63,8 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             threads: args.threads,
             resume: args.resume,
             snapshots: args.snapshots,
+            max_epochs: args.epochs,
+            max_train_samples: args.train_samples,
             progress: !args.quiet && std::io::stderr().is_terminal(),
             ..TrainOptions::default()
         },

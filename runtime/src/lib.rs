@@ -22,6 +22,7 @@ pub mod spectral;
 pub mod stepping;
 pub mod train;
 pub mod value;
+pub mod vtk;
 
 pub use run::{
     run_model, ExpectResult, Precision, RunOptions, RunReport, StabilityPolicy, TaskMetrics,

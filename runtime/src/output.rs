@@ -1,4 +1,6 @@
-//! The files `npdec run` writes: one `.npy` per snapshot, a PNG plot per field and `summary.json`.
+//! The files `npdec run` writes: one `.npy` per snapshot (and with VTK output on, a `.vti` per
+//! snapshot and a `.pvd` per field), a PNG plot per field and `summary.json`. Every file is written
+//! to a temporary name and renamed, and snapshots are written as the solve produces them.
 //!
 //! Plots carry no text, so they need no font: a line for one-dimensional fields, a heat map (blue
 //! low, red high) of the middle slice for fields with more axes. Complex fields plot their modulus.
@@ -6,40 +8,162 @@
 use crate::run::RunReport;
 use crate::value::{Real, Value};
 use ndarray::{ArrayD, Axis};
-use npdec_symbolic::Model;
+use npdec_symbolic::{FieldId, Model};
 use plotters::prelude::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// One saved state of one field.
-#[derive(Clone, Debug)]
-pub struct Snapshot<T: Real> {
-    /// The file stem, `<field>_<step>`.
-    pub name: String,
-    pub step: usize,
-    pub time: f64,
-    pub value: Value<T>,
+/// Writes a file through `write`, which receives a temporary path in the same folder with the same
+/// extension, then renames the temporary file to `path`. Readers see the old file or the whole new
+/// one, and a failed write leaves the old file in place and removes the temporary one.
+///
+/// NOTE: the file is not synced to disk, so this protects against a failed or killed process, not
+/// against a power loss.
+pub fn write_atomically<E: std::fmt::Display>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), String> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| format!("`{}` is not a file path", path.display()))?
+        .to_string_lossy();
+    // The extension stays last because plotters chooses the image format from it.
+    let temporary_name = match path.extension() {
+        Some(extension) => format!(
+            ".{file_name}.{}.tmp.{}",
+            std::process::id(),
+            extension.to_string_lossy()
+        ),
+        None => format!(".{file_name}.{}.tmp", std::process::id()),
+    };
+    let temporary = path.with_file_name(temporary_name);
+    let result = write(&temporary)
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::rename(&temporary, path).map_err(|e| e.to_string()));
+    if let Err(message) = result {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(format!("{}: {message}", path.display()));
+    }
+    Ok(())
 }
 
-/// Writes every output into `dir` (created if missing) and returns the written paths.
-pub fn write_outputs<T: Real>(
+/// One saved state of one field, already on disk.
+#[derive(Clone, Debug)]
+pub struct SnapshotRecord {
+    /// The field name, prefixed with `solve<k>_` when the model has several solve tasks.
+    pub series: String,
+    pub step: usize,
+    pub time: f64,
+    /// The VTK file of this state, relative to the output folder, when VTK output is on.
+    pub vtk_file: Option<String>,
+}
+
+/// Writes the snapshots of solve tasks into the output folder as the solve produces them, so a
+/// later failure keeps every state written before it.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    vtk: bool,
+    records: Vec<SnapshotRecord>,
+    written: Vec<PathBuf>,
+}
+
+impl SnapshotWriter {
+    /// Creates `dir` if missing. With `vtk`, each snapshot of a field on at most three axes is also
+    /// written as VTK image data.
+    pub fn new(dir: &Path, vtk: bool) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(SnapshotWriter {
+            dir: dir.to_path_buf(),
+            vtk,
+            records: Vec::new(),
+            written: Vec::new(),
+        })
+    }
+
+    /// Writes `<series>_<step>.npy` (and `.vti`) for one state of `field`.
+    pub fn write<T: Real>(
+        &mut self,
+        model: &Model,
+        series: &str,
+        field: FieldId,
+        step: usize,
+        time: f64,
+        value: &Value<T>,
+    ) -> Result<(), String> {
+        let stem = format!("{series}_{step:06}");
+        let path = self.dir.join(format!("{stem}.npy"));
+        // A field without channels is saved without the channel axis, as numpy users expect.
+        write_atomically(&path, |temporary| match value {
+            Value::Real(a) => T::write_npy(temporary, &squeeze_channels(a)),
+            Value::Complex(a) => T::write_npy_complex(temporary, &squeeze_channels(a)),
+        })?;
+        self.written.push(path);
+
+        let field = &model.fields[field.0];
+        let mut vtk_file = None;
+        if self.vtk && field.axes.len() <= crate::vtk::MAX_AXES {
+            let data = crate::vtk::image_data(model, field, value)?;
+            let name = format!("{stem}.vti");
+            let path = self.dir.join(&name);
+            write_atomically(&path, |temporary| data.clone().export(temporary))?;
+            self.written.push(path);
+            vtk_file = Some(name);
+        }
+        self.records.push(SnapshotRecord {
+            series: series.to_string(),
+            step,
+            time,
+            vtk_file,
+        });
+        Ok(())
+    }
+
+    /// Writes one ParaView collection `<series>.pvd` per series with VTK files, listing every state
+    /// written so far with its time. Call it after each solve task.
+    pub fn write_collections(&mut self) -> Result<(), String> {
+        let mut series: BTreeMap<&str, Vec<(f64, String)>> = BTreeMap::new();
+        for record in &self.records {
+            if let Some(file) = &record.vtk_file {
+                series
+                    .entry(&record.series)
+                    .or_default()
+                    .push((record.time, file.clone()));
+            }
+        }
+        for (name, entries) in series {
+            let path = self.dir.join(format!("{name}.pvd"));
+            let text = crate::vtk::collection_xml(&entries);
+            write_atomically(&path, |temporary| std::fs::write(temporary, &text))?;
+            if !self.written.contains(&path) {
+                self.written.push(path);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn records(&self) -> &[SnapshotRecord] {
+        &self.records
+    }
+
+    /// The files written so far.
+    pub fn written(&self) -> &[PathBuf] {
+        &self.written
+    }
+}
+
+/// Writes a PNG plot per field of the final state and `summary.json` into `dir`, each atomically,
+/// and returns their paths.
+pub fn write_final_outputs<T: Real>(
     dir: &Path,
     model: &Model,
-    snapshots: &[Snapshot<T>],
+    snapshot_count: usize,
     final_states: &[Option<Value<T>>],
     report: &RunReport,
 ) -> Result<Vec<PathBuf>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = Vec::new();
-    for snapshot in snapshots {
-        let path = dir.join(format!("{}.npy", snapshot.name));
-        // A field without channels is saved without the channel axis, as numpy users expect.
-        match &snapshot.value {
-            Value::Real(a) => T::write_npy(&path, &squeeze_channels(a))?,
-            Value::Complex(a) => T::write_npy_complex(&path, &squeeze_channels(a))?,
-        }
-        written.push(path);
-    }
     for (field, value) in final_states.iter().enumerate() {
         let Some(value) = value else { continue };
         let path = dir.join(format!("{}.png", model.fields[field].name));
@@ -47,13 +171,13 @@ pub fn write_outputs<T: Real>(
             Value::Real(a) => a.mapv(|x| x.to_f64_lossy()),
             Value::Complex(a) => a.mapv(|z| z.norm().to_f64_lossy()),
         };
-        plot_field(&path, &magnitude).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_atomically(&path, |temporary| plot_field(temporary, &magnitude))?;
         written.push(path);
     }
-    let summary = summary_json(report, snapshots);
+    let summary = summary_json(report, snapshot_count);
     let path = dir.join("summary.json");
     let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    write_atomically(&path, |temporary| std::fs::write(temporary, text + "\n"))?;
     written.push(path);
     Ok(written)
 }
@@ -67,7 +191,7 @@ fn squeeze_channels<A: Clone>(array: &ArrayD<A>) -> ArrayD<A> {
 }
 
 /// Returns the JSON summary: the model, the expectations and the metrics of each task.
-pub fn summary_json<T: Real>(report: &RunReport, snapshots: &[Snapshot<T>]) -> serde_json::Value {
+pub fn summary_json(report: &RunReport, snapshot_count: usize) -> serde_json::Value {
     let last = report.tasks.last();
     let trained = report.training.last();
     let mean_epoch_seconds =
@@ -83,7 +207,7 @@ pub fn summary_json<T: Real>(report: &RunReport, snapshots: &[Snapshot<T>]) -> s
             "final_time": last.map_or(0.0, |t| t.final_time),
             "max_stable_dt": last.and_then(|t| t.max_stable_dt),
             "wall_time_seconds": report.wall_time_seconds,
-            "snapshots": snapshots.len(),
+            "snapshots": snapshot_count,
             "tasks": report.tasks,
             "test_accuracy": trained.and_then(|t| t.test_accuracy),
             "test_loss": trained.and_then(|t| t.test_loss),

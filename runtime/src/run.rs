@@ -1,7 +1,7 @@
 //! `run_model`: discretize a model, run its solve tasks, evaluate its expectations and write results.
 
 use crate::evaluate::Evaluator;
-use crate::output::{write_outputs, Snapshot};
+use crate::output::{write_final_outputs, SnapshotWriter};
 use crate::stepping::{States, Stepper};
 use crate::train::{train_task, TrainOptions, TrainReport};
 use crate::value::{Real, Value};
@@ -39,6 +39,8 @@ pub enum StabilityPolicy {
 pub struct RunOptions {
     /// The directory for snapshots, plots and `summary.json`. `None` writes nothing.
     pub out_dir: Option<PathBuf>,
+    /// Also writes each snapshot as VTK image data and a ParaView collection per field.
+    pub vtk: bool,
     pub precision: Precision,
     pub stability: StabilityPolicy,
     /// The directory data paths are relative to (the model file's); `None` is the current one.
@@ -118,7 +120,21 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
     let program = discretize_model(model)?;
     let mut warnings = Vec::new();
     let mut tasks = Vec::new();
-    let mut snapshots: Vec<Snapshot<T>> = Vec::new();
+    let solve_span = model
+        .tasks
+        .iter()
+        .find_map(|t| match t {
+            Task::Solve(s) => Some(s.span),
+            Task::Train(_) => None,
+        })
+        .unwrap_or_default();
+    let mut snapshots = match &options.out_dir {
+        Some(dir) => Some(
+            SnapshotWriter::new(dir, options.vtk)
+                .map_err(|message| vec![output_error(solve_span, dir, &message)])?,
+        ),
+        None => None,
+    };
     let mut final_states: States<T> = vec![None; model.fields.len()];
     let mut final_time = 0.0;
 
@@ -177,18 +193,31 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         } else {
             String::new()
         };
+        // The first failed write stops further writes; the run reports it after the solve.
+        let mut write_error: Option<String> = None;
         let states = stepper.run(&mut |n, t, states: &States<T>| {
+            let Some(writer) = snapshots.as_mut() else {
+                return;
+            };
             for (field, value) in states.iter().enumerate() {
-                if let Some(value) = value {
-                    snapshots.push(Snapshot {
-                        name: format!("{prefix}{}_{n:06}", model.fields[field].name),
-                        step: n,
-                        time: t,
-                        value: value.clone(),
-                    });
+                let Some(value) = value else { continue };
+                if write_error.is_some() {
+                    return;
+                }
+                let series = format!("{prefix}{}", model.fields[field].name);
+                let field = npdec_symbolic::FieldId(field);
+                if let Err(message) = writer.write(model, &series, field, n, t, value) {
+                    write_error = Some(message);
                 }
             }
         });
+        if let (Some(writer), Some(dir)) = (snapshots.as_mut(), &options.out_dir) {
+            let result = match write_error {
+                Some(message) => Err(message),
+                None => writer.write_collections(),
+            };
+            result.map_err(|message| vec![output_error(*span, dir, &message)])?;
+        }
         let counters = stepper.counters().clone();
         if counters.unconverged_solves > 0 {
             warnings.push(
@@ -288,18 +317,18 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         wall_time_seconds: started.elapsed().as_secs_f64(),
     };
     if let Some(dir) = &options.out_dir {
-        let span = model.tasks.iter().find_map(|t| match t {
-            Task::Solve(s) => Some(s.span),
-            Task::Train(_) => None,
-        });
         let mut outputs: Vec<PathBuf> = report
             .training
             .iter()
             .flat_map(|t| t.outputs.iter().cloned())
             .collect();
+        let (snapshot_files, snapshot_count) = snapshots.as_ref().map_or((Vec::new(), 0), |w| {
+            (w.written().to_vec(), w.records().len())
+        });
+        outputs.extend(snapshot_files);
         outputs.extend(
-            write_outputs(dir, model, &snapshots, &final_states, &report)
-                .map_err(|message| vec![output_error(span.unwrap_or_default(), dir, &message)])?,
+            write_final_outputs(dir, model, snapshot_count, &final_states, &report)
+                .map_err(|message| vec![output_error(solve_span, dir, &message)])?,
         );
         report.outputs = outputs;
     }

@@ -1,6 +1,7 @@
 //! The training loop of a `train` task: data, mini-batches split across threads, the adjoint
 //! gradient, the optimizer, per-epoch test metrics, checkpoints, and the report files.
 
+use crate::output::write_atomically;
 use crate::train::adjoint::{Chunk, ChunkResult, HeadSeed, Network, NonFinite};
 use crate::train::lower::{lower_train_task, Head, LoweredTask, SampleShape};
 use crate::train::params::{
@@ -523,11 +524,15 @@ fn run_training(
         std::fs::create_dir_all(dir)
             .map_err(|e| TrainError::new(format!("cannot create `{}`: {e}", dir.display())))?;
         let curves = dir.join("training_curves.png");
-        plot_training_curves(&curves, &history).map_err(|e| TrainError::new(e.to_string()))?;
+        write_atomically(&curves, |temporary| {
+            plot_training_curves(temporary, &history)
+        })
+        .map_err(TrainError::new)?;
         outputs.push(curves);
         if let Some(matrix) = &confusion {
             let path = dir.join("confusion_matrix.png");
-            plot_confusion_matrix(&path, matrix).map_err(|e| TrainError::new(e.to_string()))?;
+            write_atomically(&path, |temporary| plot_confusion_matrix(temporary, matrix))
+                .map_err(TrainError::new)?;
             outputs.push(path);
         }
         if let Some(path) = checkpoint_path {
