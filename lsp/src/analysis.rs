@@ -231,10 +231,21 @@ impl Analysis {
                     })
                     .collect();
                 (!lines.is_empty()).then(|| {
-                    format!(
+                    let mut text = format!(
                         "normal form, one term per summand:\n```npde\n{}\n```",
                         lines.join("\n")
-                    )
+                    );
+                    // Stencils and layers need a model without errors.
+                    if let Some(compiled) = self
+                        .checked
+                        .model
+                        .as_ref()
+                        .and_then(|m| crate::equation_hover::describe(m, name))
+                    {
+                        text.push_str("\n\n");
+                        text.push_str(&compiled);
+                    }
+                    text
                 })
             }
             _ => None,

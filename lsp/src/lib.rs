@@ -7,6 +7,7 @@
 //! every error. Only this crate knows the protocol.
 
 mod analysis;
+mod equation_hover;
 mod position;
 
 use analysis::Analysis;

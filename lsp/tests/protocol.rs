@@ -188,6 +188,58 @@ fn hover_describes_fields_equations_and_builtins() {
     client.stop();
 }
 
+const HEAT2D: &str = "grid (x, y) in [0, 1] points 11\nfield u(x, y)\nequation heat: dt(u) = 0.5 * laplace(u) + u * (1 - u)\nboundary u: dirichlet(0) on x, y\ninitial u = sin(pi * x) * sin(pi * y)\nsolve heat using euler(dt = 1e-4) until 1e-3\n";
+
+#[test]
+fn hover_shows_equation_stencil_and_layers() {
+    let mut client = Client::start();
+    assert!(client.open(HEAT2D).is_empty());
+    let hover = client.request("textDocument/hover", position(2, 10));
+    let text = hover["contents"]["value"].as_str().expect("markdown hover");
+    // The second-order Laplacian on h = 0.1 in both axes: the 5-point stencil.
+    assert!(text.contains("`laplace`, 5 points"), "{text}");
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("`laplace`, 5 points"))
+        .skip(2)
+        .take(4)
+        .collect();
+    assert_eq!(
+        table,
+        [
+            "        -1    +0    +1",
+            "  -1     ·   100     ·",
+            "  +0   100  -400   100",
+            "  +1     ·   100     ·",
+        ],
+        "{text}"
+    );
+    // The layers of an explicit Euler step: a residual block around a fixed 3×3 convolution.
+    assert!(text.contains("layers it generates"), "{text}");
+    assert!(
+        text.contains("`solve heat`: 10 × residual(conv 3×3 1→1 fixed + pointwise)"),
+        "{text}"
+    );
+    assert!(text.contains("- residual"), "{text}");
+    assert!(
+        text.contains("- conv 3×3 1→1 fixed (0 parameters) ← `0.5 * laplace(u)`"),
+        "{text}"
+    );
+
+    // A model with an error still shows the normal form, without stencils or layers.
+    let broken = HEAT2D.replace("u * (1 - u)", "u * (1 - w)");
+    client.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": URI, "version": 2 }, "contentChanges": [{ "text": broken }] }),
+    );
+    assert_eq!(client.diagnostics().len(), 1);
+    let hover = client.request("textDocument/hover", position(2, 10));
+    let text = hover["contents"]["value"].as_str().expect("markdown hover");
+    assert!(text.contains("equation heat"), "{text}");
+    assert!(!text.contains("stencils"), "{text}");
+    client.stop();
+}
+
 #[test]
 fn definition_completion_and_symbols() {
     let mut client = Client::start();
