@@ -66,7 +66,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             max_epochs: args.epochs,
             max_train_samples: args.train_samples,
             progress: !args.quiet && std::io::stderr().is_terminal(),
-            ..TrainOptions::default()
         },
         compiler: args.jit.then(|| {
             let threads = args
