@@ -647,8 +647,10 @@ impl<'a> Network<'a> {
     }
 }
 
-const RK4_OFFSETS: [f64; 4] = [0.0, 0.5, 0.5, 1.0];
-const RK4_WEIGHTS: [f64; 4] = [1.0 / 6.0, 2.0 / 6.0, 2.0 / 6.0, 1.0 / 6.0];
+/// The stage times of classical RK4 as fractions of the step.
+pub const RK4_OFFSETS: [f64; 4] = [0.0, 0.5, 0.5, 1.0];
+/// The weights of the stages of classical RK4.
+pub const RK4_WEIGHTS: [f64; 4] = [1.0 / 6.0, 2.0 / 6.0, 2.0 / 6.0, 1.0 / 6.0];
 
 struct Stage {
     states: Vec<Array2<f64>>,

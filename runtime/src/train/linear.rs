@@ -33,6 +33,20 @@ impl SparseOperator {
         self.columns
     }
 
+    /// Returns the entries `(column, weight)` of row `row`.
+    pub fn row_entries(&self, row: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let range = self.row_start[row]..self.row_start[row + 1];
+        self.column[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.weight[range].iter().copied())
+    }
+
+    /// Returns the constant part of each row.
+    pub fn constants(&self) -> &[f64] {
+        &self.constant
+    }
+
     /// Applies the operator to each of `channels` channels of every row of `u`
     /// (`[batch, channels · columns]` → `[batch, channels · rows]`).
     pub fn apply(&self, u: &Array2<f64>, channels: usize) -> Array2<f64> {
