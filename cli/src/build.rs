@@ -1,20 +1,64 @@
-//! `npdec build`: ahead-of-time output. `--emit obj` writes an object file and a C header with the
-//! step function of each solve task (explicit Euler solves of real fields).
+//! `npdec build`: ahead-of-time output, one function per `--emit` kind.
+//!
+//! - `obj`: an object file and a C header with the step function of each solve task (explicit
+//!   Euler solves of real fields);
+//! - `photonic`: each dense weight matrix as Clements meshes of Mach–Zehnder interferometers, with
+//!   `--robustness` the test accuracy under phase noise and quantisation;
+//! - `spice`: each dense weight matrix as a resistive crossbar netlist;
+//! - `onnx`: the network of the first train task as an ONNX model (`npdec_onnx`).
+//!
+//! Exporters of weights use a checkpoint's parameters (`--checkpoint`), or else the model's
+//! initial parameters drawn from `--seed`, and say which.
 
 use crate::terminal;
-use npdec_diagnostics::{render, RenderOptions};
-use std::path::Path;
+use crate::trained::{self, DenseMatrix, Parameters};
+use ndarray::Array2;
+use npdec_diagnostics::{render, RenderOptions, SourceMap};
+use npdec_symbolic::Model;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Emit {
     /// An object file and a C header per solve task.
     Obj,
+    /// Mach–Zehnder meshes (layout and netlist JSON, GDSII, SVG) per dense weight matrix.
+    Photonic,
+    /// A resistive crossbar SPICE netlist per dense weight matrix.
+    Spice,
+    /// The train task's network as an ONNX model of standard operators.
+    Onnx,
 }
 
-pub fn run(file: &Path, emit: Emit, out: &Path, f32: bool) -> Result<ExitCode, String> {
-    let (sources, checked) = npdec_sema::check_path(file)
-        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+/// Options of `npdec build` that the command line sets.
+pub struct BuildArgs {
+    pub file: PathBuf,
+    pub emit: Emit,
+    pub out: PathBuf,
+    /// Compute in f32 (`--emit obj`).
+    pub f32: bool,
+    /// A checkpoint file or a training run's output folder.
+    pub checkpoint: Option<PathBuf>,
+    /// Seed of the initial parameters when there is no checkpoint.
+    pub seed: u64,
+    /// Measure the test accuracy under phase noise and quantisation (`--emit photonic`).
+    pub robustness: bool,
+    /// Noisy draws per noise level of `--robustness`.
+    pub trials: usize,
+    /// Crossbar settings (`--emit spice`).
+    pub crossbar: npdec_hardware::CrossbarOptions,
+}
+
+/// A checked model with its sources, for rendering diagnostics.
+struct Loaded {
+    sources: SourceMap,
+    model: Model,
+    options: RenderOptions,
+}
+
+pub fn run(args: &BuildArgs) -> Result<ExitCode, String> {
+    let (sources, checked) = npdec_sema::check_path(&args.file)
+        .map_err(|e| format!("cannot read `{}`: {e}", args.file.display()))?;
     let options = RenderOptions {
         color: terminal::stderr_color(),
     };
@@ -24,47 +68,211 @@ pub fn run(file: &Path, emit: Emit, out: &Path, f32: bool) -> Result<ExitCode, S
     let Some(model) = checked.model else {
         return Ok(ExitCode::from(1));
     };
-    let program = match npdec_ir::discretize_model(&model) {
+    if args.robustness && args.emit != Emit::Photonic {
+        return Err(
+            "`--robustness` measures photonic meshes: use it with `--emit photonic`".into(),
+        );
+    }
+    let loaded = Loaded {
+        sources,
+        model,
+        options,
+    };
+    match args.emit {
+        Emit::Obj => emit_obj(&loaded, args),
+        Emit::Photonic => emit_photonic(&loaded, args),
+        Emit::Spice => emit_spice(&loaded, args),
+        Emit::Onnx => emit_onnx(&loaded, args),
+    }
+}
+
+/// `--emit obj`: an object file and a C header per solve task.
+fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+    if args.checkpoint.is_some() {
+        return Err(
+            "`--emit obj` compiles solve tasks, whose object files carry no parameter values; `--checkpoint` applies to `--emit photonic`, `spice` and `onnx`"
+                .into(),
+        );
+    }
+    let program = match npdec_ir::discretize_model(&loaded.model) {
         Ok(program) => program,
         Err(diagnostics) => {
             for diagnostic in &diagnostics {
-                eprint!("{}", render(diagnostic, &sources, options));
+                eprint!("{}", render(diagnostic, &loaded.sources, loaded.options));
             }
             return Ok(ExitCode::from(1));
         }
     };
     if program.solves.is_empty() {
-        return Err(format!("`{}` has no solve task to compile", file.display()));
+        return Err(format!(
+            "`{}` has no solve task to compile",
+            args.file.display()
+        ));
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create `{}`: {e}", out.display()))?;
-    match emit {
-        Emit::Obj => {
-            let precision = if f32 {
-                npdec_jit::Precision::F32
-            } else {
-                npdec_jit::Precision::F64
-            };
-            for graph in &program.solves {
-                // The object file implements explicit Euler steps only.
-                if let Some((_, step)) = graph.time_step() {
-                    if step.scheme != npdec_symbolic::Scheme::Euler {
-                        return Err(format!(
-                            "`--emit obj` compiles explicit Euler solves, and `{}` uses `{}`; use `euler` for this task",
-                            graph.name,
-                            step.scheme.name()
-                        ));
-                    }
-                }
-                let artifacts = npdec_jit::aot::write_step_object(graph, precision, out)
-                    .map_err(|e| e.to_string())?;
-                println!(
-                    "wrote {} and {} (entry point `{}`)",
-                    artifacts.object.display(),
-                    artifacts.header.display(),
-                    artifacts.run_symbol
-                );
+    create_folder(&args.out)?;
+    let precision = if args.f32 {
+        npdec_jit::Precision::F32
+    } else {
+        npdec_jit::Precision::F64
+    };
+    for graph in &program.solves {
+        // The object file implements explicit Euler steps only.
+        if let Some((_, step)) = graph.time_step() {
+            if step.scheme != npdec_symbolic::Scheme::Euler {
+                return Err(format!(
+                    "`--emit obj` compiles explicit Euler solves, and `{}` uses `{}`; use `euler` for this task",
+                    graph.name,
+                    step.scheme.name()
+                ));
             }
         }
+        let artifacts = npdec_jit::aot::write_step_object(graph, precision, &args.out)
+            .map_err(|e| e.to_string())?;
+        println!(
+            "wrote {} and {} (entry point `{}`)",
+            artifacts.object.display(),
+            artifacts.header.display(),
+            artifacts.run_symbol
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--emit photonic`: Clements meshes per dense weight matrix, and optionally the robustness.
+fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+    let (parameters, matrices) = weight_matrices(loaded, args)?;
+    let weights = named_arrays(&matrices);
+    let report = npdec_hardware::emit_photonic(&weights, &args.out).map_err(|e| e.to_string())?;
+    for layer in &report.layers {
+        println!(
+            "{}: {}×{} on {} modes, {} MZIs, gain {:.4e}; rebuilt W max-abs error {:.1e}",
+            layer.name,
+            layer.shape.0,
+            layer.shape.1,
+            layer.modes,
+            layer.mzis,
+            layer.gain,
+            layer.rebuild_errors.weights
+        );
+    }
+    println!(
+        "wrote {} photonic layer(s) and photonic.json to {}",
+        report.layers.len(),
+        args.out.display()
+    );
+    if args.robustness {
+        let report = crate::robustness::measure(&loaded.model, args, &parameters, &matrices)?;
+        let path = args.out.join("robustness.json");
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text)
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        println!("{}", crate::robustness::describe(&report));
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--emit spice`: a crossbar netlist per dense weight matrix.
+fn emit_spice(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+    let (_, matrices) = weight_matrices(loaded, args)?;
+    let weights = named_arrays(&matrices);
+    let report = npdec_hardware::emit_spice(&weights, &args.out, &args.crossbar)
+        .map_err(|e| e.to_string())?;
+    for layer in &report.layers {
+        println!(
+            "{}: {}×{} crossbar, {} resistors, {:.4e} S per unit weight; {}",
+            layer.name,
+            layer.shape.0,
+            layer.shape.1,
+            layer.resistors,
+            layer.siemens_per_unit_weight,
+            layer.netlist.display()
+        );
+    }
+    println!(
+        "wrote {} crossbar(s) and crossbar.json to {}",
+        report.layers.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--emit onnx`: the network of the first train task as `<model>.onnx`.
+fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+    let model = &loaded.model;
+    let task = trained::first_train_task(model).ok_or_else(|| {
+        format!(
+            "`{}` has no train task: `--emit onnx` exports the network a train task runs",
+            args.file.display()
+        )
+    })?;
+    let parameters = trained::load(model, args.checkpoint.as_deref(), args.seed)?;
+    println!("using {}", parameters.source.describe());
+    let base_dir = args.file.parent().unwrap_or(Path::new("."));
+    let options = npdec_runtime::train::TrainOptions {
+        seed: args.seed,
+        ..Default::default()
+    };
+    let prepared = npdec_runtime::train::training::prepare(model, task, base_dir, &options)
+        .map_err(|e| e.message)?;
+    let exported = npdec_onnx::export_network(
+        model,
+        task,
+        &prepared.lowered,
+        &parameters.values,
+        prepared.train.features(),
+    )
+    .map_err(|e| format!("cannot export `{}` to ONNX: {e}", model.name))?;
+    create_folder(&args.out)?;
+    let path = args.out.join(format!("{}.onnx", model.name));
+    std::fs::write(&path, &exported.bytes)
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    let operators: Vec<String> = exported
+        .operators
+        .iter()
+        .map(|(op, count)| format!("{count} {op}"))
+        .collect();
+    println!(
+        "wrote {} (opset {}): input `input` [batch, {}] → output `{}` [batch, {}]; {} initializer values; nodes: {}",
+        path.display(),
+        npdec_onnx::OPSET,
+        exported.features,
+        exported.output,
+        exported.output_width,
+        exported.initializer_values,
+        operators.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the parameters, reports where they come from, and returns the dense weight matrices.
+fn weight_matrices(
+    loaded: &Loaded,
+    args: &BuildArgs,
+) -> Result<(Parameters, Vec<DenseMatrix>), String> {
+    let parameters = trained::load(&loaded.model, args.checkpoint.as_deref(), args.seed)?;
+    println!("using {}", parameters.source.describe());
+    let matrices = trained::dense_matrices(&loaded.model, &parameters.values);
+    if matrices.is_empty() {
+        return Err(format!(
+            "`{}` has no dense layer `W @ u` with a matrix parameter `W[rows, columns]` to map onto hardware",
+            args.file.display()
+        ));
+    }
+    Ok((parameters, matrices))
+}
+
+fn named_arrays(matrices: &[DenseMatrix]) -> Vec<(String, Array2<f64>)> {
+    matrices
+        .iter()
+        .map(|m| {
+            let array = Array2::from_shape_vec((m.rows, m.columns), m.values.clone())
+                .expect("a matrix parameter holds rows × columns values");
+            (m.name.clone(), array)
+        })
+        .collect()
+}
+
+fn create_folder(path: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("cannot create `{}`: {e}", path.display()))
 }

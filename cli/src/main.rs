@@ -9,8 +9,10 @@ mod check;
 mod engine;
 mod explain;
 mod repl;
+mod robustness;
 mod run;
 mod terminal;
+mod trained;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -98,9 +100,9 @@ enum Command {
         #[arg(long)]
         steps: Option<usize>,
     },
-    /// Compile a model ahead of time.
+    /// Compile a model ahead of time, or export its network: hardware layouts, ONNX.
     #[command(
-        after_help = "Example:\n  npdec build examples/heat1d.npde --emit obj -o build/heat1d"
+        after_help = "Examples:\n  npdec build examples/heat1d.npde --emit obj -o build/heat1d\n  npdec run examples/mnist_mlp.npde --out runs/mlp\n  npdec build examples/mnist_mlp.npde --emit photonic --checkpoint runs/mlp -o build/photonic --robustness\n  npdec build examples/mnist_mlp.npde --emit spice --checkpoint runs/mlp -o build/spice --g-max 5e-5\n  npdec build examples/mnist_cnn.npde --emit onnx -o build/onnx"
     )]
     Build {
         /// The model file.
@@ -111,9 +113,32 @@ enum Command {
         /// Output folder.
         #[arg(short, long)]
         out: PathBuf,
-        /// Compute in f32 instead of f64.
+        /// Compute in f32 instead of f64 (`--emit obj`).
         #[arg(long)]
         f32: bool,
+        /// Trained parameters for photonic, spice and onnx: a checkpoint file, or the output
+        /// folder of a training run [default: the initial parameters from --seed].
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Seed of the initial parameters when there is no checkpoint.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also report the test accuracy under phase noise (σ = 0.01 and 0.05 rad) and 8-bit
+        /// phases (`--emit photonic`).
+        #[arg(long)]
+        robustness: bool,
+        /// Noisy draws per noise level of `--robustness`.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        trials: u64,
+        /// Smallest conductance of a crossbar cell, in siemens (`--emit spice`).
+        #[arg(long, default_value_t = 1e-6)]
+        g_min: f64,
+        /// Largest conductance of a crossbar cell, in siemens (`--emit spice`).
+        #[arg(long, default_value_t = 1e-4)]
+        g_max: f64,
+        /// Input voltage for an input value of 1, in volts (`--emit spice`).
+        #[arg(long, default_value_t = 0.1)]
+        volts_per_unit: f64,
     },
     /// Start an interactive session: declare as in a file, step a solve, look at fields.
     #[command(
@@ -210,7 +235,28 @@ fn main() -> ExitCode {
             emit,
             out,
             f32,
-        } => build::run(&file, emit, &out, f32),
+            checkpoint,
+            seed,
+            robustness,
+            trials,
+            g_min,
+            g_max,
+            volts_per_unit,
+        } => build::run(&build::BuildArgs {
+            file,
+            emit,
+            out,
+            f32,
+            checkpoint,
+            seed,
+            robustness,
+            trials: trials as usize,
+            crossbar: npdec_hardware::CrossbarOptions {
+                g_min,
+                g_max,
+                volts_per_unit,
+            },
+        }),
         Command::Lsp => npdec_lsp::run_stdio()
             .map(|()| ExitCode::SUCCESS)
             .map_err(|e| format!("language server failed: {e}")),
