@@ -9,8 +9,9 @@
 //! | input `[batch, features]`, copied into channels | graph input `input`, `Tile` |
 //! | one row of an input sequence per step | `Slice` |
 //! | `W @ u` | `Gemm` (`transB = 1`) |
-//! | `conv(K, u)`: padding by the boundary condition, then the kernel | `Gather` (or `MatMul` and `Add` for Dirichlet and Robin ghosts), `Reshape`, `Conv` |
+//! | `conv(K, u)`: padding by the boundary condition, then the kernel | `Gather` (or `MatMul` and `Add` where a ghost is not a copy), `Reshape`, `Conv` |
 //! | a fixed stencil with its boundary rows (`laplace`, `diff`) | `MatMul` by its matrix, `Add` of its constant part |
+//! | `div(c * grad(u))`, `upwind` | not exported: an error names them |
 //! | arithmetic, activations | `Add`, `Sub`, `Mul`, `Div`, `Pow`, `Neg`, `Tanh`, `Relu`, `Sigmoid`, `Exp`, `Log`, `Sin`, `Cos`, `Abs`, `Sqrt`, `Max`, `Min` |
 //! | comparisons | `Less`, `Greater`, …, `Cast` |
 //! | `softmax`, reductions | `Softmax`, `ReduceSum`, `ReduceMean`, `ReduceMax`, `ReduceMin` |
@@ -418,7 +419,7 @@ impl Builder<'_> {
                 batched: value.batched,
             });
         }
-        if value.len == 0 || len % value.len != 0 {
+        if value.len == 0 || !len.is_multiple_of(value.len) {
             return Err(error(format!(
                 "a value of {} entries cannot widen to {len} entries",
                 value.len
@@ -765,6 +766,48 @@ impl Builder<'_> {
                 } => {
                     let a = &values[*operand];
                     let (rows, columns) = (operator.rows(), operator.columns());
+                    let copies: Option<Vec<i64>> = (0..rows)
+                        .map(|r| {
+                            let entries: Vec<(usize, f64)> = operator.row_entries(r).collect();
+                            match entries.as_slice() {
+                                [(c, w)] if *w == 1.0 && operator.constants()[r] == 0.0 => {
+                                    Some(*c as i64)
+                                }
+                                _ => None,
+                            }
+                        })
+                        .collect();
+                    if let Some(indices) = copies {
+                        // Padding by copies (periodic, or ghosts that repeat a node): a gather.
+                        let key = (std::sync::Arc::as_ptr(operator) as usize, "gather");
+                        let indices = match self.operator_names.get(&key) {
+                            Some(name) => name.clone(),
+                            None => {
+                                let name = self.ints("gather_indices", &indices);
+                                self.operator_names.insert(key, name.clone());
+                                name
+                            }
+                        };
+                        let grouped = self.reshape(
+                            &a.name,
+                            &[-1, *channels as i64, columns as i64],
+                            prefix,
+                        );
+                        let gathered = self.op(
+                            "Gather",
+                            &[&grouped, &indices],
+                            vec![int_attribute("axis", 2)],
+                            prefix,
+                        );
+                        let name =
+                            self.reshape(&gathered, &[-1, (channels * rows) as i64], prefix);
+                        values.push(Value {
+                            name,
+                            len,
+                            batched: a.batched,
+                        });
+                        continue;
+                    }
                     let key = (std::sync::Arc::as_ptr(operator) as usize, "stencil");
                     let matrix = match self.operator_names.get(&key) {
                         Some(name) => name.clone(),
@@ -804,7 +847,7 @@ impl Builder<'_> {
                 }
                 Op::Convolution {
                     kernel,
-                    padding,
+                    padded_points,
                     taps,
                     kernel_volume,
                     in_channels,
@@ -815,7 +858,7 @@ impl Builder<'_> {
                     self.convolution(
                         &a,
                         *kernel,
-                        padding,
+                        *padded_points,
                         taps,
                         *kernel_volume,
                         *in_channels,
@@ -823,6 +866,16 @@ impl Builder<'_> {
                         context.step,
                         prefix,
                     )?
+                }
+                Op::DivGrad { .. } => {
+                    return Err(error(
+                        "`div(c * grad(u))` has no ONNX export: its face-averaged coefficient has no standard operator here",
+                    ))
+                }
+                Op::Upwind { .. } => {
+                    return Err(error(
+                        "`upwind(v, u, x)` has no ONNX export: its stencil switches with the sign of the velocity",
+                    ))
                 }
                 Op::Reduce {
                     op,
@@ -909,14 +962,14 @@ impl Builder<'_> {
         })
     }
 
-    /// `conv(K, u)`: the padding as a gather (or a matrix with a constant part), then `Conv` on
-    /// the padded grid.
+    /// `conv(K, u)` on an operand already padded by the boundary condition (a `Linear` node
+    /// before it): `Reshape` to images, then `Conv` without padding.
     #[allow(clippy::too_many_arguments)]
     fn convolution(
         &mut self,
         a: &Value,
         kernel: npdec_symbolic::ParamId,
-        padding: &std::sync::Arc<npdec_runtime::train::linear::SparseOperator>,
+        padded_points: usize,
         taps: &[usize],
         kernel_volume: usize,
         in_channels: usize,
@@ -927,67 +980,16 @@ impl Builder<'_> {
         let param = self.model.param(kernel);
         let sizes = param.dims[2..].to_vec();
         let points = taps.len() / kernel_volume.max(1);
-        let extents = self.grid_of(&sizes, points, padding.rows(), taps).ok_or_else(|| {
+        let extents = self.grid_of(&sizes, points, padded_points, taps).ok_or_else(|| {
             error(format!(
                 "the convolution with kernel `{}` runs on a grid of {points} points that no field of the model has",
                 param.name
             ))
         })?;
         let padded: Vec<usize> = extents.iter().zip(&sizes).map(|(n, k)| n + k - 1).collect();
-        let padded_points = padding.rows();
-        let unpadded = padding.columns();
-        // Padding.
-        let gather: Option<Vec<i64>> = (0..padded_points)
-            .map(|r| {
-                let entries: Vec<(usize, f64)> = padding.row_entries(r).collect();
-                match entries.as_slice() {
-                    [(c, w)] if *w == 1.0 && padding.constants()[r] == 0.0 => Some(*c as i64),
-                    _ => None,
-                }
-            })
-            .collect();
-        let channels_first =
-            self.reshape(&a.name, &[-1, in_channels as i64, unpadded as i64], prefix);
-        let key = (std::sync::Arc::as_ptr(padding) as usize, "padding");
-        let cached = self.operator_names.get(&key).cloned();
-        let padded_flat = match gather {
-            Some(indices) => {
-                let indices = cached.unwrap_or_else(|| {
-                    let name = self.ints("padding_indices", &indices);
-                    self.operator_names.insert(key, name.clone());
-                    name
-                });
-                self.op(
-                    "Gather",
-                    &[&channels_first, &indices],
-                    vec![int_attribute("axis", 2)],
-                    prefix,
-                )
-            }
-            None => {
-                let mut dense = vec![0.0; unpadded * padded_points];
-                for r in 0..padded_points {
-                    for (c, w) in padding.row_entries(r) {
-                        dense[c * padded_points + r] += w;
-                    }
-                }
-                let matrix = cached.unwrap_or_else(|| {
-                    let name = self.floats("padding", &[unpadded, padded_points], &dense);
-                    self.operator_names.insert(key, name.clone());
-                    name
-                });
-                let mut out = self.op("MatMul", &[&channels_first, &matrix], vec![], prefix);
-                if padding.constants().iter().any(|c| *c != 0.0) {
-                    let constant =
-                        self.floats("padding_constant", &[padded_points], padding.constants());
-                    out = self.op("Add", &[&out, &constant], vec![], prefix);
-                }
-                out
-            }
-        };
         let mut image_shape = vec![-1, in_channels as i64];
         image_shape.extend(padded.iter().map(|n| *n as i64));
-        let image = self.reshape(&padded_flat, &image_shape, prefix);
+        let image = self.reshape(&a.name, &image_shape, prefix);
         let weights = self.shaped_param(kernel, step);
         let conv = self.op("Conv", &[&image, &weights], vec![], prefix);
         let name = self.reshape(&conv, &[-1, (out_channels * points) as i64], prefix);
@@ -1057,6 +1059,14 @@ fn needed_by(tape: &Tape, root: usize) -> Vec<bool> {
             | Op::Linear { operand, .. }
             | Op::Convolution { operand, .. }
             | Op::Reduce { operand, .. } => vec![*operand],
+            Op::DivGrad {
+                coefficient,
+                operand,
+                ..
+            } => vec![*coefficient, *operand],
+            Op::Upwind {
+                velocity, operand, ..
+            } => vec![*velocity, *operand],
             Op::Constant(_)
             | Op::Time
             | Op::State(_)
