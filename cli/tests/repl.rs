@@ -117,6 +117,20 @@ fn terminal_session_in_tmux() {
         }
     };
     wait_for("npde>");
+    // Rustyline discards keys typed while the REPL is still busy with the previous line, so each
+    // line waits for the prompt that follows it.
+    let prompts = || capture().matches("npde>").count();
+    let wait_for_prompt_after = |before: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while prompts() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "no prompt after `{what}`:\n{}",
+                capture()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     for line in [
         "grid x in [0, 1] points 11",
         "field u(x)",
@@ -125,10 +139,13 @@ fn terminal_session_in_tmux() {
         "initial u = x * (1 - x)",
         "solve e using euler(dt = 1e-3) until 1",
     ] {
+        let before = prompts();
         tmux(&["send-keys", "-t", &session, "-l", line]);
         tmux(&["send-keys", "-t", &session, "Enter"]);
+        wait_for_prompt_after(before, line);
     }
     // Tab completes a command from its prefix.
+    let before = prompts();
     tmux(&["send-keys", "-t", &session, "-l", ":ste"]);
     tmux(&["send-keys", "-t", &session, "Tab"]);
     tmux(&["send-keys", "-t", &session, "-l", " 10"]);
@@ -138,6 +155,7 @@ fn terminal_session_in_tmux() {
         screen.contains(":step 10"),
         "Tab should complete `:ste` to `:step`:\n{screen}"
     );
+    wait_for_prompt_after(before, ":step 10");
     tmux(&["send-keys", "-t", &session, "-l", ":show u"]);
     tmux(&["send-keys", "-t", &session, "Enter"]);
     wait_for("u at step 10");
