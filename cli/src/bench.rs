@@ -3,8 +3,17 @@
 use npdec_jit::bench::{run_benchmarks, BenchOptions};
 use std::process::ExitCode;
 
-pub fn run(json: bool, steps: Option<usize>) -> Result<ExitCode, String> {
-    let mut options = BenchOptions::default();
+pub fn run(
+    json: bool,
+    steps: Option<usize>,
+    temporal_blocking: bool,
+    block_steps: Option<usize>,
+) -> Result<ExitCode, String> {
+    let mut options = BenchOptions {
+        temporal_blocking,
+        block_steps,
+        ..BenchOptions::default()
+    };
     if let Some(steps) = steps {
         options.steps = steps;
     }
@@ -26,17 +35,18 @@ pub fn run(json: bool, steps: Option<usize>) -> Result<ExitCode, String> {
         );
     }
     println!(
-        "{:<18} {:>7} {:>10} {:>9} {:>11}",
-        "case", "threads", "Gpts/s", "roofline", "compile ms"
+        "{:<18} {:>7} {:>10} {:>9} {:>11} {:>15}",
+        "case", "threads", "Gpts/s", "roofline", "compile ms", "steps per pass"
     );
     for record in &report.records {
         println!(
-            "{:<18} {:>7} {:>10.3} {:>8.0}% {:>11.1}",
+            "{:<18} {:>7} {:>10.3} {:>8.0}% {:>11.1} {:>15}",
             record.case,
             record.threads,
             record.gpts_per_s,
             record.roofline_fraction * 100.0,
-            record.compile_ms
+            record.compile_ms,
+            record.steps_per_pass
         );
     }
     Ok(ExitCode::SUCCESS)

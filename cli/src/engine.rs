@@ -1,9 +1,10 @@
 //! The Cranelift JIT as the runtime's compiler for solves (`npdec run --engine jit`, the default).
 
-use npdec_ir::graph::{Graph, NodeId};
-use npdec_jit::{JitEvaluator, JitFloat, JitOptions};
-use npdec_runtime::engine::{CompiledRhs, Compiler};
+use npdec_ir::graph::{Graph, NodeId, NodeKind};
+use npdec_jit::{EulerStepper, JitEvaluator, JitFloat, JitOptions};
+use npdec_runtime::engine::{CompiledRhs, CompiledSteps, Compiler};
 use npdec_runtime::Value;
+use npdec_symbolic::FieldId;
 
 /// Compiles right-hand sides with `npdec-jit`.
 #[derive(Debug)]
@@ -19,7 +20,50 @@ impl<T: JitFloat> CompiledRhs<T> for Compiled<T> {
     }
 }
 
+struct Steps<T: JitFloat>(EulerStepper<T>);
+
+impl<T: JitFloat> CompiledSteps<T> for Steps<T> {
+    fn set_state(&mut self, field: FieldId, value: &Value<T>) {
+        self.0.set_state(field, value);
+    }
+
+    fn state(&self, field: FieldId) -> Option<Value<T>> {
+        self.0.state(field)
+    }
+
+    fn run(&mut self, steps: usize) {
+        self.0.run(steps);
+    }
+}
+
 impl Jit {
+    /// Compiles whole Euler steps of the optimized graph, when every field the step reads evolves.
+    fn compile_steps<T: JitFloat>(
+        &self,
+        graph: &Graph,
+    ) -> Result<Box<dyn CompiledSteps<T>>, String> {
+        let Some((_, step)) = graph.time_step() else {
+            return Err("the graph has no time step".into());
+        };
+        for id in graph.find(|k| matches!(k, NodeKind::State { .. })) {
+            if let NodeKind::State { field } = graph.node(id).kind {
+                if !step.updates.iter().any(|u| u.field == field) {
+                    return Err(format!("field {} does not evolve", field.0));
+                }
+            }
+        }
+        let optimized = npdec_jit::passes::optimize(graph);
+        let stepper = EulerStepper::<T>::new(&optimized, None, &self.options)
+            .map_err(|unsupported| unsupported.to_string())?;
+        tracing::debug!(
+            graph = %graph.name,
+            ms = stepper.compile_time().as_secs_f64() * 1e3,
+            blocking = ?stepper.blocking(),
+            "compiled whole Euler steps"
+        );
+        Ok(Box::new(Steps(stepper)))
+    }
+
     fn compile<'g, T: JitFloat>(
         &self,
         graph: &'g Graph,
@@ -51,5 +95,13 @@ impl Compiler for Jit {
         roots: &[NodeId],
     ) -> Result<Box<dyn CompiledRhs<f32> + 'g>, String> {
         self.compile(graph, roots)
+    }
+
+    fn compile_euler_f64(&self, graph: &Graph) -> Result<Box<dyn CompiledSteps<f64>>, String> {
+        self.compile_steps(graph)
+    }
+
+    fn compile_euler_f32(&self, graph: &Graph) -> Result<Box<dyn CompiledSteps<f32>>, String> {
+        self.compile_steps(graph)
     }
 }

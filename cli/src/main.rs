@@ -91,7 +91,9 @@ enum Command {
         train_samples: Option<u64>,
     },
     /// Benchmark the JIT's stencil sweeps beside the memory bandwidth measured in the same run.
-    #[command(after_help = "Examples:\n  npdec bench\n  npdec bench --json --steps 20")]
+    #[command(
+        after_help = "Examples:\n  npdec bench\n  npdec bench --json --steps 20\n  npdec bench --no-blocking"
+    )]
     Bench {
         /// Print one JSON object per case (case, threads, gpts_per_s, roofline_fraction, compile_ms).
         #[arg(long)]
@@ -99,6 +101,12 @@ enum Command {
         /// Time steps per case [default: 100].
         #[arg(long)]
         steps: Option<usize>,
+        /// Run one sweep per step, without temporal blocking.
+        #[arg(long)]
+        no_blocking: bool,
+        /// Steps per blocked pass [default: the most whose band of rows fits the cache].
+        #[arg(long)]
+        block_steps: Option<usize>,
     },
     /// Compile a model ahead of time, or export its network: hardware layouts, ONNX.
     #[command(
@@ -229,7 +237,12 @@ fn main() -> ExitCode {
             quiet: cli.quiet,
         }),
         Command::Repl => repl::run(),
-        Command::Bench { json, steps } => bench::run(json, steps),
+        Command::Bench {
+            json,
+            steps,
+            no_blocking,
+            block_steps,
+        } => bench::run(json, steps, !no_blocking, block_steps),
         Command::Build {
             file,
             emit,

@@ -16,6 +16,17 @@ pub trait CompiledRhs<T: Real> {
     fn evaluate(&self, states: &[Option<Value<T>>], time: T) -> NodeValues<T>;
 }
 
+/// Whole explicit Euler steps compiled into fused sweeps, with the right-hand sides, the update and
+/// the Dirichlet faces in one pass (and several steps per pass where the compiler blocks them).
+pub trait CompiledSteps<T: Real> {
+    /// Sets the state of an evolved field.
+    fn set_state(&mut self, field: npdec_symbolic::FieldId, value: &Value<T>);
+    /// Returns the state of an evolved field.
+    fn state(&self, field: npdec_symbolic::FieldId) -> Option<Value<T>>;
+    /// Takes `steps` steps; step `n`, counted from the first call, runs at `t = n · dt`.
+    fn run(&mut self, steps: usize);
+}
+
 /// A backend that compiles the right-hand sides of a solve graph.
 pub trait Compiler: Send + Sync + std::fmt::Debug {
     /// Returns a short name for messages, such as `JIT`.
@@ -32,4 +43,12 @@ pub trait Compiler: Send + Sync + std::fmt::Debug {
         graph: &'g Graph,
         roots: &[NodeId],
     ) -> Result<Box<dyn CompiledRhs<f32> + 'g>, String>;
+    /// Compiles whole explicit Euler steps of a graph in f64, or returns why it cannot.
+    fn compile_euler_f64(&self, _graph: &Graph) -> Result<Box<dyn CompiledSteps<f64>>, String> {
+        Err(format!("the {} does not compile whole steps", self.name()))
+    }
+    /// Compiles whole explicit Euler steps of a graph in f32, or returns why it cannot.
+    fn compile_euler_f32(&self, _graph: &Graph) -> Result<Box<dyn CompiledSteps<f32>>, String> {
+        Err(format!("the {} does not compile whole steps", self.name()))
+    }
 }

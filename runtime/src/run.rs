@@ -9,7 +9,7 @@ use npdec_diagnostics::{Code, Diagnostic, Span};
 use npdec_ir::graph::NodeKind;
 use npdec_ir::pointwise::compare;
 use npdec_ir::{analyze_stability, discretize_model, verify};
-use npdec_symbolic::{Model, Task};
+use npdec_symbolic::{Model, Scheme, Task};
 use num_complex::Complex64;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -160,6 +160,15 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
                     .with_note(reason)
                     .with_help("the results are the same, only slower; `--engine interp` silences this warning"),
                 ),
+            }
+        }
+        if let Some(compiler) = &options.compiler {
+            // Whole compiled steps are an optimization of the right-hand sides above: when the
+            // compiler cannot produce them, the steps evaluate the right-hand sides as before.
+            if stepper.time_step().scheme == Scheme::Euler {
+                if let Ok(steps) = T::compile_euler(compiler.as_ref(), graph) {
+                    stepper.use_compiled_steps(steps);
+                }
             }
         }
         let step = stepper.time_step().clone();

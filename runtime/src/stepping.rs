@@ -60,6 +60,8 @@ pub struct Stepper<'g, T: Real> {
     initial: Evaluator<'g, T>,
     /// Fields advanced by the updates, without repetition, in update order.
     evolved: Vec<FieldId>,
+    /// Whole compiled Euler steps, used instead of `rhs` for explicit Euler solves.
+    compiled_steps: Option<Box<dyn crate::engine::CompiledSteps<T>>>,
     counters: SolveCounters,
 }
 
@@ -75,6 +77,12 @@ impl<'g, T: Real> Stepper<'g, T> {
     }
 
     /// Prepares a stepper; `None` when the graph has no time step.
+    /// Takes explicit Euler steps with compiled whole steps instead of evaluating the right-hand
+    /// sides; only the Euler scheme uses them.
+    pub fn use_compiled_steps(&mut self, steps: Box<dyn crate::engine::CompiledSteps<T>>) {
+        self.compiled_steps = Some(steps);
+    }
+
     pub fn new(graph: &'g Graph) -> Option<Self> {
         let (step_id, step) = graph.time_step()?;
         let rhs_nodes = graph.inputs(step_id);
@@ -103,6 +111,7 @@ impl<'g, T: Real> Stepper<'g, T> {
             initial: Evaluator::new(graph, &initial_roots),
             initial_nodes,
             evolved,
+            compiled_steps: None,
             counters: SolveCounters::default(),
         })
     }
@@ -264,6 +273,31 @@ impl<'g, T: Real> Stepper<'g, T> {
                 self.counters.final_time = 0.0;
                 snapshot(0, 0.0, &states);
                 return states;
+            }
+            Scheme::Euler if self.compiled_steps.is_some() => {
+                let mut compiled = self.compiled_steps.take();
+                if let Some(compiled) = compiled.as_mut() {
+                    for field in &self.evolved {
+                        if let Some(state) = &states[field.0] {
+                            compiled.set_state(*field, state);
+                        }
+                    }
+                    let mut n = 0;
+                    while n < steps {
+                        let next = match every {
+                            Some(e) if e > 0 => (n / e + 1) * e,
+                            _ => steps,
+                        }
+                        .min(steps);
+                        compiled.run(next - n);
+                        n = next;
+                        for field in &self.evolved {
+                            states[field.0] = compiled.state(*field);
+                        }
+                        self.after_step(n, every, steps, snapshot, &states);
+                    }
+                }
+                self.compiled_steps = compiled;
             }
             Scheme::Euler | Scheme::Rk4 => {
                 let mut velocities = rates;

@@ -34,6 +34,12 @@ pub trait Real:
         roots: &[npdec_ir::graph::NodeId],
     ) -> Result<Box<dyn crate::engine::CompiledRhs<Self> + 'g>, String>;
 
+    /// Asks a compiler for whole explicit Euler steps of a graph in this precision.
+    fn compile_euler(
+        compiler: &dyn crate::engine::Compiler,
+        graph: &npdec_ir::graph::Graph,
+    ) -> Result<Box<dyn crate::engine::CompiledSteps<Self>>, String>;
+
     fn of(value: f64) -> Self {
         Self::from_f64(value).unwrap_or_else(Self::nan)
     }
@@ -44,7 +50,7 @@ pub trait Real:
 }
 
 macro_rules! real_impl {
-    ($t:ty, $name:literal, $compile:ident) => {
+    ($t:ty, $name:literal, $compile:ident, $euler:ident) => {
         impl Real for $t {
             const NAME: &'static str = $name;
 
@@ -63,12 +69,19 @@ macro_rules! real_impl {
             ) -> Result<Box<dyn crate::engine::CompiledRhs<Self> + 'g>, String> {
                 compiler.$compile(graph, roots)
             }
+
+            fn compile_euler(
+                compiler: &dyn crate::engine::Compiler,
+                graph: &npdec_ir::graph::Graph,
+            ) -> Result<Box<dyn crate::engine::CompiledSteps<Self>>, String> {
+                compiler.$euler(graph)
+            }
         }
     };
 }
 
-real_impl!(f32, "f32", compile_f32);
-real_impl!(f64, "f64", compile_f64);
+real_impl!(f32, "f32", compile_f32, compile_euler_f32);
+real_impl!(f64, "f64", compile_f64, compile_euler_f64);
 
 /// A value computed by a node.
 #[derive(Clone, Debug, PartialEq)]

@@ -31,6 +31,9 @@ pub struct BenchRecord {
     pub roofline_fraction: f64,
     /// From model text to a callable step kernel, in milliseconds.
     pub compile_ms: f64,
+    /// Steps per blocked pass (1 without temporal blocking).
+    #[serde(skip)]
+    pub steps_per_pass: usize,
 }
 
 /// The memory bandwidth measured with a thread count.
@@ -61,6 +64,10 @@ pub struct BenchOptions {
     pub threads: Vec<usize>,
     /// Elements per array of the bandwidth measurement (f32).
     pub stream_elements: usize,
+    /// Run several steps per pass over the grid where the step allows it.
+    pub temporal_blocking: bool,
+    /// Steps per blocked pass; `None` picks them from the cache size.
+    pub block_steps: Option<usize>,
 }
 
 impl Default for BenchOptions {
@@ -72,6 +79,8 @@ impl Default for BenchOptions {
             steps: 100,
             threads: vec![1, 2],
             stream_elements: 1 << 25,
+            temporal_blocking: true,
+            block_steps: None,
         }
     }
 }
@@ -180,11 +189,14 @@ fn run_case(
     name: &str,
     source: &str,
     threads: usize,
-    steps: usize,
+    options: &BenchOptions,
     bandwidth: &BandwidthRecord,
 ) -> Result<BenchRecord, String> {
+    let steps = options.steps;
     let options = JitOptions {
         threads,
+        temporal_blocking: options.temporal_blocking,
+        block_steps: options.block_steps,
         ..JitOptions::default()
     };
     let started = Instant::now();
@@ -213,6 +225,7 @@ fn run_case(
         gpts_per_s: points_per_second / 1e9,
         roofline_fraction: points_per_second * bytes_per_point / roof,
         compile_ms,
+        steps_per_pass: stepper.blocking().unwrap_or(1),
     })
 }
 
@@ -239,7 +252,7 @@ pub fn run_benchmarks(options: &BenchOptions) -> Result<BenchReport, String> {
     let mut records = Vec::new();
     for (name, source) in &cases {
         for (threads, measured) in options.threads.iter().zip(&bandwidth) {
-            records.push(run_case(name, source, *threads, options.steps, measured)?);
+            records.push(run_case(name, source, *threads, options, measured)?);
         }
     }
     Ok(BenchReport { records, bandwidth })
@@ -257,6 +270,8 @@ mod tests {
             steps: 3,
             threads: vec![1, 2],
             stream_elements: 1 << 16,
+            temporal_blocking: true,
+            block_steps: None,
         };
         let report = run_benchmarks(&options).expect("benchmark runs");
         assert_eq!(report.bandwidth.len(), 2);

@@ -17,6 +17,7 @@
 
 pub mod aot;
 pub mod bench;
+pub mod blocking;
 pub mod codegen;
 pub mod kexpr;
 pub mod passes;
@@ -118,6 +119,10 @@ impl<T: JitFloat> JitEvaluator<T> {
 /// Dirichlet faces at `t + dt`, and a swap.
 pub struct EulerStepper<T: JitFloat> {
     compiled: CompiledPlan<T>,
+    /// The blocked schedule of the step, when the plan allows one and it covers two or more steps.
+    blocking: Option<blocking::Blocking>,
+    /// Why the step runs unblocked, when it does.
+    unblocked_reason: Option<String>,
     dt: f64,
     shapes: Vec<(FieldId, Vec<usize>)>,
     steps_taken: usize,
@@ -143,8 +148,31 @@ impl<T: JitFloat> EulerStepper<T> {
             .map(|u| (u.field, field_shape(graph, u.field)))
             .collect();
         let compiled = CompiledPlan::<T>::new(graph, plan, options)?;
+        let analyzed = if options.temporal_blocking {
+            blocking::analyze(
+                &compiled.plan,
+                T::PRECISION.bytes() as usize,
+                options.cache_bytes,
+                options.block_steps,
+            )
+            .and_then(|b| {
+                if b.steps_per_block >= 2 {
+                    Ok(b)
+                } else {
+                    Err("a band of rows of two steps does not fit the cache".into())
+                }
+            })
+        } else {
+            Err("temporal blocking is off".into())
+        };
+        let (blocking, unblocked_reason) = match analyzed {
+            Ok(b) => (Some(b), None),
+            Err(reason) => (None, Some(reason)),
+        };
         Ok(EulerStepper {
             compiled,
+            blocking,
+            unblocked_reason,
             dt,
             shapes,
             steps_taken: 0,
@@ -201,13 +229,42 @@ impl<T: JitFloat> EulerStepper<T> {
     /// Takes `steps` steps. Step `n` (counted from the first call) runs at `t = n · dt`, as in the
     /// interpreter.
     pub fn run(&mut self, steps: usize) {
-        for _ in 0..steps {
+        let mut left = steps;
+        if let Some(blocking) = &self.blocking {
+            while left >= 2 {
+                let pass = left.min(blocking.steps_per_block);
+                let t0 = self.steps_taken as f64 * self.dt;
+                self.compiled.run_blocked(blocking, pass, t0, self.dt);
+                self.steps_taken += pass;
+                left -= pass;
+            }
+        }
+        for _ in 0..left {
             let t = self.steps_taken as f64 * self.dt;
             self.compiled.run(&[], t, t + self.dt);
             for update in self.compiled.plan.updates.clone() {
                 self.compiled.buffers.swap(update.current, update.next);
             }
             self.steps_taken += 1;
+        }
+    }
+
+    /// Returns the steps per blocked pass, or why the steps run one sweep at a time.
+    pub fn blocking(&self) -> Result<usize, &str> {
+        match (&self.blocking, &self.unblocked_reason) {
+            (Some(b), _) => Ok(b.steps_per_block),
+            (None, reason) => Err(reason.as_deref().unwrap_or("no blocked schedule")),
+        }
+    }
+
+    /// Returns the number of slabs a full blocked pass runs on (0 when the steps are not blocked).
+    pub fn blocked_slabs(&self) -> usize {
+        match &self.blocking {
+            Some(b) if self.compiled.threads() > 1 => {
+                b.slabs(self.compiled.threads(), b.steps_per_block)
+            }
+            Some(_) => 1,
+            None => 0,
         }
     }
 

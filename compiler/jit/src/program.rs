@@ -1,6 +1,7 @@
 //! JIT compilation of a [`Plan`] and its execution: buffers, kernel calls split across threads,
 //! reductions and matrix products.
 
+use crate::blocking::{Blocking, Runner};
 use crate::codegen::{define_kernel, math_functions, CodegenOptions, Precision};
 use crate::kexpr::MathFunction;
 use crate::plan::{Instant, Op, Plan};
@@ -38,6 +39,12 @@ pub struct JitOptions {
     /// Use F32X4/F64X2 lanes in the innermost loops.
     pub simd: bool,
     pub opt_level: OptLevel,
+    /// Run explicit Euler steps with temporal blocking where the plan allows it.
+    pub temporal_blocking: bool,
+    /// Steps per blocked pass; `None` picks the most whose rows fit `cache_bytes`.
+    pub block_steps: Option<usize>,
+    /// The cache a blocked pass should fit, in bytes.
+    pub cache_bytes: usize,
 }
 
 impl Default for JitOptions {
@@ -46,6 +53,9 @@ impl Default for JitOptions {
             threads: 1,
             simd: true,
             opt_level: OptLevel::None,
+            temporal_blocking: true,
+            block_steps: None,
+            cache_bytes: crate::blocking::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -422,6 +432,67 @@ impl<T: JitFloat> CompiledPlan<T> {
                     self.buffers[matrix] = m;
                     self.buffers[operand] = o;
                 }
+            }
+        }
+    }
+
+    /// Returns the number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `steps` explicit Euler steps from time `t0` as one blocked pass (see
+    /// [`crate::blocking`]), leaving the new states in the current buffers.
+    pub fn run_blocked(&mut self, blocking: &Blocking, steps: usize, t0: f64, dt: f64) {
+        let even = self.pointers();
+        let mut odd = even.clone();
+        for (current, next) in &blocking.swaps {
+            odd.swap(*current, *next);
+        }
+        let pointers = [Pointers(even.as_ptr()), Pointers(odd.as_ptr())];
+        let kernels = &self.kernels;
+        let call = move |kernel: usize, step: usize, time: f64, start: i64, end: i64| {
+            let buffers = pointers[step % 2];
+            // SAFETY: the buffers match the layouts the kernels were generated for, the pointer
+            // arrays outlive the pass, and the schedule keeps concurrent kernels on disjoint rows.
+            unsafe { kernels[kernel](buffers.0, time, start, end) }
+        };
+        let runner = Runner {
+            blocking,
+            steps,
+            t0,
+            dt,
+        };
+        let rows = blocking.rows;
+        let slabs = match &self.pool {
+            Some(_) => blocking.slabs(self.threads, steps),
+            None => 1,
+        };
+        match (&self.pool, slabs) {
+            (Some(pool), slabs) if slabs > 1 => {
+                let edges: Vec<i64> = (1..slabs as i64).map(|s| rows * s / slabs as i64).collect();
+                let runner = &runner;
+                pool.scope(|scope| {
+                    for s in 0..slabs {
+                        let low = if s == 0 { 0 } else { edges[s - 1] };
+                        let high = if s + 1 == slabs { rows } else { edges[s] };
+                        let mut call = call;
+                        scope.spawn(move |_| {
+                            runner.slab(low, high, s > 0, s + 1 < slabs, &mut call);
+                        });
+                    }
+                });
+                let mut call = call;
+                runner.seams(&edges, &mut call);
+            }
+            _ => {
+                let mut call = call;
+                runner.slab(0, rows, false, false, &mut call);
+            }
+        }
+        if steps % 2 == 1 {
+            for (current, next) in &blocking.swaps {
+                self.buffers.swap(*current, *next);
             }
         }
     }
