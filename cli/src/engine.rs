@@ -52,13 +52,16 @@ impl Jit {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let optimized = npdec_jit::passes::optimize(graph);
         let stepper = EulerStepper::<T>::new(&optimized, None, &self.options)
             .map_err(|unsupported| unsupported.to_string())?;
-        tracing::debug!(
+        // From the discretized graph: passes, plan, code generation and the blocked schedule.
+        tracing::info!(
             graph = %graph.name,
-            ms = stepper.compile_time().as_secs_f64() * 1e3,
-            blocking = ?stepper.blocking(),
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            codegen_ms = stepper.compile_time().as_secs_f64() * 1e3,
+            steps_per_pass = ?stepper.blocking(),
             "compiled whole Euler steps"
         );
         Ok(Box::new(Steps(stepper)))
@@ -71,7 +74,7 @@ impl Jit {
     ) -> Result<Box<dyn CompiledRhs<T> + 'g>, String> {
         let evaluator = JitEvaluator::<T>::new(graph, roots, &self.options)
             .map_err(|unsupported| unsupported.to_string())?;
-        tracing::debug!(graph = %graph.name, ms = evaluator.compile_time().as_secs_f64() * 1e3, "compiled the right-hand sides");
+        tracing::info!(graph = %graph.name, codegen_ms = evaluator.compile_time().as_secs_f64() * 1e3, "compiled the right-hand sides");
         Ok(Box::new(Compiled(evaluator)))
     }
 }
