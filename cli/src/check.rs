@@ -104,6 +104,14 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, quiet: bool) -> b
                 check.dot_relative_error
             );
         }
+        if let (false, Some(difference)) = (quiet, check.continuous_difference) {
+            eprintln!(
+                "{}: task {}: the continuous adjoint's gradient differs from the discrete one by {:.2e} (relative)",
+                path.display(),
+                check.task + 1,
+                difference
+            );
+        }
     }
     report.passed()
 }

@@ -4,7 +4,8 @@ use crate::expr::{Place, Shape};
 use crate::scope::{Checker, DeclKind};
 use npdec_diagnostics::{one_of, Code, Diagnostic, Span};
 use npdec_symbolic::{
-    Discretization, EquationId, Expect, Loss, Metric, Optimizer, Scheme, SolveTask, Task, TrainTask,
+    Discretization, EquationId, Expect, GradientMethod, Loss, Metric, Optimizer, Scheme, SolveTask,
+    Task, TrainTask,
 };
 use npdec_syntax::ast::{self, ExprKind, ItemKind, TaskKind};
 
@@ -20,6 +21,7 @@ const TRAIN_CLAUSES: &[&str] = &[
     "batch",
     "metrics",
     "l2",
+    "gradient",
 ];
 const SCHEMES: &[&str] = &[
     "euler",
@@ -33,6 +35,7 @@ const SCHEMES: &[&str] = &[
 const OPTIMIZERS: &[&str] = &["sgd", "adam", "lbfgs", "pseudoinverse"];
 const LOSSES: &[&str] = &["cross_entropy", "mse"];
 const METRICS: &[&str] = &["accuracy", "loss", "mse"];
+const GRADIENTS: &[&str] = &["discrete", "continuous"];
 
 /// A scheme as written, before the step is known.
 struct SchemeChoice {
@@ -527,6 +530,43 @@ impl Checker<'_> {
                 ok.then_some(metrics)
             }
         };
+        let gradient = match found.get("gradient").and_then(|c| self.single(c)).cloned() {
+            None => Some(GradientMethod::Discrete),
+            Some(value) => match value.as_name().map(|n| n.name.as_str()) {
+                Some("discrete") => Some(GradientMethod::Discrete),
+                Some("continuous") => {
+                    if let Some(Optimizer::Pseudoinverse { .. }) = optimizer {
+                        self.error(
+                            Diagnostic::error(
+                                Code::E0261,
+                                "`gradient continuous` with the `pseudoinverse` optimizer",
+                                value.span,
+                                "no gradient is computed",
+                            )
+                            .with_help("`pseudoinverse` fits the readout by least squares without gradients: remove the `gradient` clause or choose `sgd`, `adam` or `lbfgs`"),
+                        );
+                        None
+                    } else {
+                        Some(GradientMethod::Continuous)
+                    }
+                }
+                _ => {
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0260,
+                            format!(
+                                "unknown gradient method `{}`",
+                                self.sources.snippet(value.span)
+                            ),
+                            value.span,
+                            "not a gradient method",
+                        )
+                        .with_help(format!("the gradient methods are {}", one_of(GRADIENTS))),
+                    );
+                    None
+                }
+            },
+        };
         Some(TrainTask {
             equations,
             data: data?,
@@ -537,6 +577,7 @@ impl Checker<'_> {
             batch: batch?,
             l2: l2?,
             metrics: metrics?,
+            gradient: gradient?,
             span,
         })
     }

@@ -336,6 +336,17 @@ pub enum Metric {
     Mse,
 }
 
+/// The method training computes the gradient of the loss with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum GradientMethod {
+    /// The exact gradient of the discretized network: its time steps reversed (the default).
+    #[default]
+    Discrete,
+    /// The adjoint equation `−∂λ/∂t = (∂F/∂u)ᵀ λ` of the space-discretized system, solved
+    /// backwards in time with the task's scheme; it tends to the discrete gradient as `Δt → 0`.
+    Continuous,
+}
+
 /// `train`: fit the learnable parameters to a data source.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainTask {
@@ -349,6 +360,7 @@ pub struct TrainTask {
     /// L2 regularization weight on the learnable parameters.
     pub l2: f64,
     pub metrics: Vec<Metric>,
+    pub gradient: GradientMethod,
     pub span: Span,
 }
 

@@ -6,11 +6,20 @@
 //! For `u_{n+1} = D(u_n + Δt F(u_n, θ))`, with `D` the map that holds Dirichlet nodes at their
 //! values, the reverse step is `λ_n = P λ + Δt F_uᵀ P λ` and `∇θ += Δt F_θᵀ P λ`, where `P` zeroes
 //! the Dirichlet entries. RK4 reverses its four stages in the opposite order the same way.
+//!
+//! With `gradient continuous` the reverse step instead solves the adjoint equation of the
+//! space-discretized system, `−dλ/dt = F_uᵀ λ` with `dg/dt = −F_θᵀ λ`, backwards from `t_{n+1}` to
+//! `t_n` with the task's scheme (optimize, then discretize in time). Euler evaluates the Jacobians at
+//! `u_{n+1}`, where the discrete adjoint uses `u_n`. RK4 needs the state at `t_n + Δt/2`, which the
+//! cubic Hermite interpolant of `u_n`, `u_{n+1}`, `F(u_n)` and `F(u_{n+1})` gives to fourth order.
+//! The result is not the exact gradient of the discrete loss, so optimizers see a gradient with an
+//! error of the scheme's order in `Δt`.
 
 use crate::train::lower::{ExplicitScheme, Head, LoweredTask, StateSlot};
 use crate::train::tape::{Env, NodeIndex, ParamValues};
 use ndarray::{s, Array2, ArrayView2};
 use npdec_learn::revolve::{reverse_with_checkpoints, ReverseError};
+use npdec_symbolic::GradientMethod;
 use npdec_symbolic::Model;
 
 /// A value that stopped being finite during the forward sweep.
@@ -302,6 +311,100 @@ impl<'a> Network<'a> {
         }
     }
 
+    /// Solves the continuous adjoint equation backwards over step `step` given the state at its
+    /// start; `adjoint` contains `λ(t_{n+1})` on entry and `λ(t_n)` on return.
+    pub fn step_reverse_continuous(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        step: usize,
+        states: &[Array2<f64>],
+        adjoint: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+    ) {
+        let dt = self.task.dt;
+        let (start, end) = (step as f64 * dt, (step + 1) as f64 * dt);
+        let mut next = states.to_vec();
+        self.step_forward(params, chunk, step, &mut next);
+        for (lambda, slot) in adjoint.iter_mut().zip(&self.task.states) {
+            zero_dirichlet(slot, lambda);
+        }
+        match self.task.scheme {
+            ExplicitScheme::Euler => {
+                // λ_n = λ + Δt F_u(u_{n+1})ᵀ λ and g += Δt F_θ(u_{n+1})ᵀ λ.
+                let (_, values) = self.rhs(params, chunk, &next, step, end);
+                let d_rates: Vec<Array2<f64>> = adjoint.iter().map(|l| l * dt).collect();
+                self.rhs_backward(
+                    params, chunk, &next, &values, step, end, &d_rates, adjoint, gradients,
+                );
+                for (lambda, slot) in adjoint.iter_mut().zip(&self.task.states) {
+                    zero_dirichlet(slot, lambda);
+                }
+            }
+            ExplicitScheme::Rk4 => {
+                let (rate_start, _) = self.rhs(params, chunk, states, step, start);
+                let (rate_end, _) = self.rhs(params, chunk, &next, step, end);
+                // u(t_n + Δt/2) = (u_n + u_{n+1}) / 2 + Δt (F(u_n) − F(u_{n+1})) / 8.
+                let middle: Vec<Array2<f64>> = (0..states.len())
+                    .map(|s| {
+                        let mut m = (&states[s] + &next[s]) * 0.5;
+                        m.scaled_add(dt / 8.0, &rate_start[s]);
+                        m.scaled_add(-dt / 8.0, &rate_end[s]);
+                        impose_dirichlet(&self.task.states[s], &mut m);
+                        m
+                    })
+                    .collect();
+                // The adjoint system runs in reversed time s = t_{n+1} − t, so its RK4 stages sit
+                // at t_{n+1}, t_n + Δt/2 twice, and t_n.
+                let stage_states = [&next, &middle, &middle, &states.to_vec()];
+                let stage_times = [end, start + 0.5 * dt, start + 0.5 * dt, start];
+                let lambda = adjoint.to_vec();
+                let mut total: Vec<Array2<f64>> = lambda.clone();
+                let mut previous: Option<Vec<Array2<f64>>> = None;
+                for (index, (stage_state, time)) in stage_states.iter().zip(stage_times).enumerate()
+                {
+                    let mut argument = lambda.clone();
+                    if let Some(k) = &previous {
+                        for (a, k) in argument.iter_mut().zip(k) {
+                            a.scaled_add(dt * RK4_OFFSETS[index], k);
+                        }
+                    }
+                    for (a, slot) in argument.iter_mut().zip(&self.task.states) {
+                        zero_dirichlet(slot, a);
+                    }
+                    let (_, values) = self.rhs(params, chunk, stage_state, step, time);
+                    let mut k: Vec<Array2<f64>> = argument
+                        .iter()
+                        .map(|a| Array2::zeros(a.raw_dim()))
+                        .collect();
+                    let mut stage_gradient = gradients.zeros_like();
+                    self.rhs_backward(
+                        params,
+                        chunk,
+                        stage_state,
+                        &values,
+                        step,
+                        time,
+                        &argument,
+                        &mut k,
+                        &mut stage_gradient,
+                    );
+                    for (a, slot) in k.iter_mut().zip(&self.task.states) {
+                        zero_dirichlet(slot, a);
+                    }
+                    gradients.add_scaled(&stage_gradient, dt * RK4_WEIGHTS[index]);
+                    for (t, k) in total.iter_mut().zip(&k) {
+                        t.scaled_add(dt * RK4_WEIGHTS[index], k);
+                    }
+                    previous = Some(k);
+                }
+                for (lambda, t) in adjoint.iter_mut().zip(total) {
+                    *lambda = t;
+                }
+            }
+        }
+    }
+
     /// Evaluates the head on the final states: the summed loss and the outputs.
     fn head_forward(
         &self,
@@ -462,7 +565,19 @@ impl<'a> Network<'a> {
                         self.head_backward(params, chunk, &last, &values, &result, seed, gradients);
                     outcome = Some(result);
                 }
-                self.step_reverse(params, chunk, step, states, &mut adjoint, gradients);
+                match self.task.gradient {
+                    GradientMethod::Discrete => {
+                        self.step_reverse(params, chunk, step, states, &mut adjoint, gradients)
+                    }
+                    GradientMethod::Continuous => self.step_reverse_continuous(
+                        params,
+                        chunk,
+                        step,
+                        states,
+                        &mut adjoint,
+                        gradients,
+                    ),
+                }
                 Ok(())
             },
         );

@@ -8,8 +8,10 @@
 //! - The **dot test**: with the tangent-linear map `J` from parameters to the head's outputs,
 //!   `⟨J v, w⟩ = ⟨v, Jᵀ w⟩` for random `v` and `w`. The adjoint sweep computes `Jᵀ w`.
 //!
-//! Both run on the first samples of the training set with freshly initialized parameters. The
-//! model is only read, and nothing is written.
+//! Both run on the first samples of the training set with freshly initialized parameters, on the
+//! discrete adjoint whatever the task's `gradient` clause selects. For a task with `gradient
+//! continuous` the relative difference of the continuous gradient from the discrete one is
+//! reported too. The model is only read, and nothing is written.
 
 use crate::train::adjoint::{Chunk, HeadSeed, Network};
 use crate::train::params::{flatten_learnable, learnable, unflatten_learnable};
@@ -17,7 +19,7 @@ use crate::train::tape::ParamValues;
 use crate::train::training::{label_matrix, prepare, TrainOptions};
 use ndarray::{s, Array2};
 use npdec_learn::data::{ShuffleRng, Targets};
-use npdec_symbolic::{Model, Task};
+use npdec_symbolic::{GradientMethod, Model, Task};
 use serde::Serialize;
 use std::path::Path;
 
@@ -44,6 +46,8 @@ pub struct GradientCheck {
     pub dot_adjoint: f64,
     pub dot_relative_error: f64,
     pub dot_passed: bool,
+    /// `‖g_continuous − g_discrete‖ / ‖g_discrete‖` for a task with `gradient continuous`.
+    pub continuous_difference: Option<f64>,
 }
 
 /// The checks of every train task of a model.
@@ -73,7 +77,9 @@ pub fn check_gradients(
             max_train_samples: Some(CHECK_SAMPLES),
             ..TrainOptions::default()
         };
-        let prepared = prepare(model, task, base_dir, &options).map_err(|e| e.message)?;
+        let mut prepared = prepare(model, task, base_dir, &options).map_err(|e| e.message)?;
+        let method = prepared.lowered.gradient;
+        prepared.lowered.gradient = GradientMethod::Discrete;
         let network = Network {
             model,
             task: &prepared.lowered,
@@ -91,12 +97,51 @@ pub fn check_gradients(
         };
         let mut check = check_chunk(&network, &prepared.params, &chunk, seed)?;
         check.task = index;
+        if method == GradientMethod::Continuous {
+            let mut continuous = prepared.lowered.clone();
+            continuous.gradient = GradientMethod::Continuous;
+            let continuous_network = Network {
+                model,
+                task: &continuous,
+            };
+            check.continuous_difference = Some(gradient_difference(
+                &network,
+                &continuous_network,
+                &prepared.params,
+                &chunk,
+            )?);
+        }
         checks.push(check);
     }
     if checks.is_empty() {
         return Err("the model has no train task whose gradients could be checked".into());
     }
     Ok(GradientCheckReport { checks })
+}
+
+/// Returns `‖g_b − g_a‖ / ‖g_a‖` for the loss gradients of two networks of one task.
+pub fn gradient_difference(
+    a: &Network,
+    b: &Network,
+    params: &ParamValues,
+    chunk: &Chunk,
+) -> Result<f64, String> {
+    let learnable = learnable(a.model);
+    let seed = HeadSeed::Loss {
+        normalizer: chunk.samples.nrows() as f64,
+    };
+    let mut gradients = Vec::new();
+    for network in [a, b] {
+        let mut gradient = params.zeros_like();
+        network
+            .gradient(params, chunk, &seed, network.task.steps, &mut gradient)
+            .map_err(|e| format!("the forward sweep is not finite at step {}", e.step))?;
+        gradients.push(flatten_learnable(&gradient, &learnable));
+    }
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    let difference = norm(&mut gradients[0].iter().zip(&gradients[1]).map(|(x, y)| y - x));
+    let scale = norm(&mut gradients[0].iter().copied()).max(f64::MIN_POSITIVE);
+    Ok(difference / scale)
 }
 
 /// Runs both tests on one chunk at the given parameters.
@@ -208,5 +253,6 @@ pub fn check_chunk(
         dot_adjoint,
         dot_relative_error,
         dot_passed: dot_relative_error <= DOT_TOLERANCE,
+        continuous_difference: None,
     })
 }

@@ -12,8 +12,8 @@ use crate::train::linear::{tap_operator, BoundedGrid};
 use crate::train::tape::{unary, NodeIndex, Op, Shrink, Tape};
 use npdec_ir::fornberg::centered_weights;
 use npdec_symbolic::{
-    AxisId, AxisKind, BinaryOp, DataId, Expr, FieldId, Function, Loss, Model, ParamId, ReduceOp,
-    Scheme, TrainTask,
+    AxisId, AxisKind, BinaryOp, DataId, Expr, FieldId, Function, GradientMethod, Loss, Model,
+    ParamId, ReduceOp, Scheme, TrainTask,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +75,7 @@ pub struct LoweredTask {
     pub data: DataId,
     /// Entries of one step of each parameter (all entries unless per step).
     pub param_step_sizes: Vec<usize>,
+    pub gradient: GradientMethod,
 }
 
 /// The shape of the samples the tapes read.
@@ -233,6 +234,7 @@ pub fn lower_train_task(
         steps: discretization.steps,
         data: task.data,
         param_step_sizes,
+        gradient: task.gradient,
     })
 }
 
