@@ -95,7 +95,7 @@ codes! {
     E0243 = "E0243", "unknown equation in task";
     E0250 = "E0250", "unknown data format";
     E0251 = "E0251", "data file not found";
-    E0260 = "E0260", "unknown loss, optimizer or metric";
+    E0260 = "E0260", "unknown loss, optimizer, metric or gradient method";
     E0261 = "E0261", "invalid training setup";
     E0270 = "E0270", "expectation is not a comparison";
     // Warnings.
