@@ -5,7 +5,8 @@
 //! - `photonic`: each dense weight matrix as Clements meshes of Mach–Zehnder interferometers, with
 //!   `--robustness` the test accuracy under phase noise and quantisation;
 //! - `spice`: each dense weight matrix as a resistive crossbar netlist;
-//! - `onnx`: the network of the first train task as an ONNX model (`npdec_onnx`).
+//! - `onnx`: the network of the first train task as an ONNX model (`npdec_onnx`);
+//! - `diffractive`: the phase masks of a trained split-step task (`build_diffractive`).
 //!
 //! Exporters of weights use a checkpoint's parameters (`--checkpoint`), or else the model's
 //! initial parameters drawn from `--seed`, and say which.
@@ -28,6 +29,18 @@ pub enum Emit {
     Spice,
     /// The train task's network as an ONNX model of standard operators.
     Onnx,
+    /// Phase masks, height maps, a layout JSON and GDSII of a trained diffractive network.
+    Diffractive,
+}
+
+/// The options of `--emit diffractive`.
+pub struct DiffractiveFlags {
+    /// Refractive index of the mask material.
+    pub index: f64,
+    /// Metres per length unit of the model's coordinates.
+    pub unit: f64,
+    /// Height levels of the GDSII layers.
+    pub levels: usize,
 }
 
 /// Options of `npdec build` that the command line sets.
@@ -47,6 +60,8 @@ pub struct BuildArgs {
     pub trials: usize,
     /// Crossbar settings (`--emit spice`).
     pub crossbar: npdec_hardware::CrossbarOptions,
+    /// Diffractive settings (`--emit diffractive`).
+    pub diffractive: DiffractiveFlags,
 }
 
 /// A checked model with its sources, for rendering diagnostics.
@@ -83,7 +98,27 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode, String> {
         Emit::Photonic => emit_photonic(&loaded, args),
         Emit::Spice => emit_spice(&loaded, args),
         Emit::Onnx => emit_onnx(&loaded, args),
+        Emit::Diffractive => emit_diffractive(&loaded, args),
     }
+}
+
+/// `--emit diffractive`: the masks of a trained split-step task and their re-simulation.
+fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+    let Some(checkpoint) = &args.checkpoint else {
+        return Err(
+            "`--emit diffractive` needs `--checkpoint RUN_DIR`, the output folder of `npdec run`"
+                .to_string(),
+        );
+    };
+    let checkpoint = trained::checkpoint_file(checkpoint)?;
+    let options = crate::build_diffractive::DiffractiveArgs {
+        checkpoint: &checkpoint,
+        index: args.diffractive.index,
+        unit: args.diffractive.unit,
+        levels: args.diffractive.levels,
+    };
+    crate::build_diffractive::emit(&loaded.model, &args.file, &args.out, &options)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--emit obj`: an object file and a C header per solve task.

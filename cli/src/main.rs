@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod build_diffractive;
 mod check;
 mod engine;
 mod explain;
@@ -147,6 +148,15 @@ enum Command {
         /// Input voltage for an input value of 1, in volts (`--emit spice`).
         #[arg(long, default_value_t = 0.1)]
         volts_per_unit: f64,
+        /// Refractive index of the mask material (`--emit diffractive`).
+        #[arg(long, default_value_t = 1.5)]
+        index: f64,
+        /// Metres per length unit of the model's coordinates (`--emit diffractive`).
+        #[arg(long, default_value_t = 1e-6)]
+        unit: f64,
+        /// Height levels of the GDSII mask layers (`--emit diffractive`).
+        #[arg(long, default_value_t = 16)]
+        levels: usize,
     },
     /// Start an interactive session: declare as in a file, step a solve, look at fields.
     #[command(
@@ -255,6 +265,9 @@ fn main() -> ExitCode {
             g_min,
             g_max,
             volts_per_unit,
+            index,
+            unit,
+            levels,
         } => build::run(&build::BuildArgs {
             file,
             emit,
@@ -268,6 +281,11 @@ fn main() -> ExitCode {
                 g_min,
                 g_max,
                 volts_per_unit,
+            },
+            diffractive: build::DiffractiveFlags {
+                index,
+                unit,
+                levels,
             },
         }),
         Command::Lsp => npdec_lsp::run_stdio()

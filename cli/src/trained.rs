@@ -47,7 +47,7 @@ pub fn first_train_task(model: &Model) -> Option<&TrainTask> {
 
 /// Returns the checkpoint file a `--checkpoint` argument names: the file itself, or
 /// `checkpoint.npdc` in a run's output folder.
-fn checkpoint_file(path: &Path) -> Result<PathBuf, String> {
+pub fn checkpoint_file(path: &Path) -> Result<PathBuf, String> {
     if path.is_dir() {
         let file = path.join(CHECKPOINT_FILE);
         if !file.is_file() {

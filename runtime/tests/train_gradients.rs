@@ -389,3 +389,46 @@ train net on d using euler(steps = 5) until 1 loss cross_entropy(y, label) optim
     assert_eq!(kept.epoch, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn split_step_complex_field_gradients() {
+    // A small diffractive classifier: a complex field on a periodic 8 × 8 grid (4 × 4 samples
+    // padded by 2), per-step phases, a real rate part, and detector integrals of |E|² and |E|.
+    let source = "model d2nn
+grid (x, y) in [-4, 4] points 8
+field E(x, y): complex
+data d = npy(\"x.npy\", labels = \"y.npy\") split 6 pad 2
+param phase(t, x, y) ~ normal(0, 1)
+param V(x, y) ~ normal(0, 0.5)
+param gain = 3
+equation propagate: dt(E) = -0.5i * laplace(E) - 1i * phase * E - 0.2 * V^2 * E + (0.1 + 0.3i) * E
+boundary E: periodic on x, y
+initial E = d.input * (1 + 0.5i)
+readout y = gain * [integral(abs(E)^2 * (x < 0)), integral(abs(E)^2 * (x >= 0) * (y < 0)), integral(abs(E) * (y >= 0))] / integral(abs(E)^2)
+train propagate on d using split_step(steps = 3) until 1.5 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 3
+";
+    let dir = temp_dir("split-step");
+    let samples = ndarray::Array3::from_shape_fn((8, 4, 4), |(i, r, c)| {
+        ((i * 5 + r * 3 + c * 7) % 11) as f64 / 11.0
+    });
+    ndarray_npy::write_npy(dir.join("x.npy"), &samples).expect("write samples");
+    let labels = ndarray::Array1::from_shape_fn(8, |i| (i % 3) as i64);
+    ndarray_npy::write_npy(dir.join("y.npy"), &labels).expect("write labels");
+    let model = checked_model(&dir, source);
+    let report = check_gradients(&model, &dir, 5).expect("gradient check runs");
+    for check in &report.checks {
+        assert!(
+            check.taylor_passed,
+            "Taylor rates {:?} (remainders {:?})",
+            check.rates, check.remainders
+        );
+        assert!(
+            check.dot_relative_error <= DOT_TOLERANCE,
+            "dot test {} vs {} (relative {:e})",
+            check.dot_tangent,
+            check.dot_adjoint,
+            check.dot_relative_error
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

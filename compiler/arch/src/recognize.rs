@@ -308,7 +308,7 @@ fn collect_unique_layers<'e>(
             collect_unique_layers(model, a, discretization, out, seen);
             collect_unique_layers(model, b, discretization, out, seen);
         }
-        Expr::Call(_, args) => args
+        Expr::Call(_, args) | Expr::Stack(args) => args
             .iter()
             .for_each(|a| collect_unique_layers(model, a, discretization, out, seen)),
         Expr::Real(_)

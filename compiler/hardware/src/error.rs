@@ -44,6 +44,8 @@ pub enum HardwareError {
     InputLengthMismatch { expected: usize, found: usize },
     /// A robustness setting is outside its valid range.
     InvalidRobustnessSetting { message: String },
+    /// A diffractive stack or its emission options are not usable.
+    InvalidDiffractive { message: String },
     /// Reading or writing a file failed.
     Io {
         path: PathBuf,
@@ -118,6 +120,9 @@ impl fmt::Display for HardwareError {
             ),
             HardwareError::InvalidRobustnessSetting { message } => {
                 write!(f, "invalid robustness setting: {message}")
+            }
+            HardwareError::InvalidDiffractive { message } => {
+                write!(f, "invalid diffractive stack: {message}")
             }
             HardwareError::Io { path, source } => {
                 write!(f, "failed to write `{}`: {source}", path.display())

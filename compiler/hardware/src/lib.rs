@@ -1,8 +1,10 @@
 //! Hardware backends of npdec: a dense weight matrix becomes a photonic Mach–Zehnder mesh
 //! ([`photonic`], files written by [`emit_photonic`]) or a resistive crossbar SPICE netlist
-//! ([`spice`], written by [`emit_spice`]). Each emitter rebuilds the weights from what it wrote
+//! ([`spice`], written by [`emit_spice`]); a trained paraxial NPDE becomes a stack of diffractive
+//! phase masks ([`diffractive`]), re-simulated by an independent angular-spectrum propagator. Each emitter rebuilds the weights from what it wrote
 //! and rejects a layout that does not reproduce them.
 
+pub mod diffractive;
 pub mod error;
 pub mod photonic;
 pub mod photonic_files;

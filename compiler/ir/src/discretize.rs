@@ -381,7 +381,8 @@ impl<'m> Lowerer<'m> {
             | Expr::Unary(..)
             | Expr::Binary(..)
             | Expr::Call(..)
-            | Expr::Compare(..) => {
+            | Expr::Compare(..)
+            | Expr::Stack(_) => {
                 let mut inputs = Vec::new();
                 let pointwise = this.lower_pointwise(expr, target, &mut inputs)?;
                 let types: Vec<ValueType> = inputs
@@ -482,6 +483,16 @@ impl<'m> Lowerer<'m> {
                     self.span,
                     "inputs and labels exist only in training",
                     "use the data source in a `train` task",
+                );
+                return None;
+            }
+            Expr::Stack(_) => {
+                self.error(
+                    Code::E0207,
+                    "a vector of numbers used in a solve",
+                    self.span,
+                    "vectors `[a, b, …]` are class scores of a training readout",
+                    "use the vector in a `readout` of a `train` task",
                 );
                 return None;
             }
@@ -1398,7 +1409,7 @@ pub fn field_degree(expr: &Expr, fields: &[FieldId]) -> Option<u32> {
                 BinaryOp::Div | BinaryOp::Pow => None,
             }
         }
-        Expr::Call(..) | Expr::Compare(..) => {
+        Expr::Call(..) | Expr::Compare(..) | Expr::Stack(_) => {
             let reads_unknown = expr
                 .any(|e| matches!(e, Expr::Field(f) | Expr::Channel(f, _) if fields.contains(f)));
             if reads_unknown {
@@ -1452,6 +1463,31 @@ fn split_equation(
         );
         return None;
     }
+    let (rate, laplace) = match split_spectral(equation) {
+        Ok(split) => split,
+        Err(term) => {
+            lowerer.error(
+                Code::E0241,
+                "scheme `split_step` needs terms of the form `c * laplace(u)` or `a * u`",
+                term_span(equation, &term),
+                "this term is neither a constant times the Laplacian nor a multiple of the field",
+                "write the equation as `dt(u) = c * laplace(u) + a(x, t, |u|) * u`, or use `rk4`",
+            );
+            return None;
+        }
+    };
+    let spectral = SpectralLaplace {
+        re: laplace.0,
+        im: laplace.1,
+    };
+    Some((rate, Some(spectral)))
+}
+
+/// Splits the right-hand side of an equation for split-step Fourier into the rate `a` of its
+/// pointwise part `a·u` and the constant coefficient `(re, im)` of its Laplacian `c·∇²u`. Returns the
+/// first term of neither form as the error.
+pub fn split_spectral(equation: &npdec_symbolic::Equation) -> Result<(Expr, (f64, f64)), Expr> {
+    let field = equation.field;
     let mut laplace = (0.0, 0.0);
     let mut rate: Option<Expr> = None;
     // A library function such as `1i * (0.5 * laplace(u) - V * u)` is one term of the equation;
@@ -1486,23 +1522,10 @@ fn split_equation(
                     None => a,
                 });
             }
-            _ => {
-                lowerer.error(
-                    Code::E0241,
-                    "scheme `split_step` needs terms of the form `c * laplace(u)` or `a * u`",
-                    term_span(equation, &term),
-                    "this term is neither a constant times the Laplacian nor a multiple of the field",
-                    "write the equation as `dt(u) = c * laplace(u) + a(x, t, |u|) * u`, or use `rk4`",
-                );
-                return None;
-            }
+            _ => return Err(term),
         }
     }
-    let spectral = SpectralLaplace {
-        re: laplace.0,
-        im: laplace.1,
-    };
-    Some((simplify(&rate.unwrap_or(Expr::Real(0.0))), Some(spectral)))
+    Ok((simplify(&rate.unwrap_or(Expr::Real(0.0))), laplace))
 }
 
 /// Rewrites an expression as a list of summands by distributing products and quotients over sums:

@@ -83,6 +83,7 @@ pub fn simplify(expr: &Expr) -> Expr {
             operand: Box::new(simplify(operand)),
         },
         Expr::Reduce(op, a) => Expr::Reduce(*op, Box::new(simplify(a))),
+        Expr::Stack(items) => Expr::Stack(items.iter().map(simplify).collect()),
     }
 }
 

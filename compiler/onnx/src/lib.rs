@@ -132,6 +132,11 @@ pub fn export_network(
         let time = step as f64 * dt;
         let prefix = format!("step{step}");
         match lowered.scheme {
+            ExplicitScheme::SplitStep => {
+                return Err(error(
+                    "split-step Fourier tasks have no ONNX export: ONNX has no complex Fourier transform of the field",
+                ))
+            }
             ExplicitScheme::Euler => {
                 let rates = builder.rates(lowered, &states, &input, step, time, &prefix)?;
                 for (index, (slot, rate)) in lowered.states.iter().zip(rates).enumerate() {
@@ -580,6 +585,11 @@ impl Builder<'_> {
                 continue;
             }
             let value = match &node.op {
+                Op::Stack(_) => {
+                    return Err(error(
+                        "vectors of numbers `[a, b, …]` in a readout have no ONNX export yet",
+                    ))
+                }
                 Op::Constant(entries) => Value {
                     name: self.floats("constant", &[1, entries.len()], entries),
                     len,
@@ -1052,7 +1062,7 @@ fn needed_by(tape: &Tape, root: usize) -> Vec<bool> {
         let operands: Vec<usize> = match &tape.nodes[index].op {
             Op::Neg(a) => vec![*a],
             Op::Binary(_, a, b) | Op::Compare(_, a, b) => vec![*a, *b],
-            Op::Call(_, args) => args.clone(),
+            Op::Call(_, args) | Op::Stack(args) => args.clone(),
             Op::Channel { operand, .. }
             | Op::Softmax { operand, .. }
             | Op::MatMul { operand, .. }

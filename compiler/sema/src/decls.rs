@@ -10,7 +10,7 @@ use npdec_symbolic::{
 use npdec_syntax::ast::{self, ExprKind, ItemKind, ParamInit, ParamMode};
 
 const GRID_CLAUSES: &[&str] = &["in", "points", "step", "index", "image"];
-const DATA_CLAUSES: &[&str] = &["split", "scale"];
+const DATA_CLAUSES: &[&str] = &["split", "scale", "pad"];
 const INITIALIZERS: &[&str] = &["zeros", "ones", "normal", "uniform", "glorot", "he"];
 
 impl Checker<'_> {
@@ -842,11 +842,27 @@ impl Checker<'_> {
             None => 1.0,
             Some(value) => self.const_real(&value)?,
         };
+        let pad = match found.get("pad").and_then(|c| self.single(c)).cloned() {
+            None => 0,
+            Some(value) => {
+                let v = self.const_real(&value)?;
+                if v >= 0.0 && v.fract() == 0.0 && v <= 4096.0 {
+                    v as usize
+                } else {
+                    self.error(
+                        Diagnostic::error(Code::E0131, "invalid padding", value.span, format!("{v} is not a count of samples' entries"))
+                            .with_help("give the number of zeros to add on each side of every sample dimension, such as `pad 18`"),
+                    );
+                    return None;
+                }
+            }
+        };
         Some(DataSource {
             name: name.name.clone(),
             format,
             split,
             scale,
+            pad,
             span: name.span,
         })
     }

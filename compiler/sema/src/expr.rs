@@ -165,11 +165,14 @@ impl Checker<'_> {
                 );
                 None
             }
+            ExprKind::List(items) if place == Place::Model && !items.is_empty() => {
+                self.lower_stack(items)
+            }
             ExprKind::Tuple(_) | ExprKind::List(_) => {
                 self.invalid_operand(
                     span,
                     "a list is not a value here",
-                    "lists only appear in declarations such as `grid x in [0, 1]`",
+                    "lists appear in declarations such as `grid x in [0, 1]`, and as vectors of numbers such as `[integral(u), integral(v)]` in readouts",
                 );
                 None
             }
@@ -235,6 +238,46 @@ impl Checker<'_> {
             }
         }
         typed
+    }
+
+    /// Lowers `[a, b, …]`, a vector of real numbers such as the class scores of a readout.
+    fn lower_stack(&mut self, items: &[ast::Expr]) -> Option<Typed> {
+        let mut lowered = Vec::with_capacity(items.len());
+        let mut failed = false;
+        for item in items {
+            match self.lower(item, Place::Model) {
+                Some(typed) if typed.shape == Shape::Scalar && !typed.complex => {
+                    lowered.push(typed.expr)
+                }
+                Some(typed) => {
+                    failed = true;
+                    let what = if typed.complex {
+                        "a complex value".to_string()
+                    } else {
+                        self.describe_shape(&typed.shape)
+                    };
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0202,
+                            "an entry of a vector must be a real number",
+                            item.span,
+                            format!("this is {what}"),
+                        )
+                        .with_help("reduce a field to a number first, as in `[integral(abs(E)^2 * mask), …]`"),
+                    );
+                }
+                None => failed = true,
+            }
+        }
+        if failed {
+            return None;
+        }
+        let n = lowered.len();
+        Some(Typed {
+            expr: Expr::Stack(lowered),
+            complex: false,
+            shape: Shape::Tensor(vec![n]),
+        })
     }
 
     pub(crate) fn invalid_operand(&mut self, span: Span, message: &str, help: &str) {

@@ -65,6 +65,7 @@ impl Model {
                 )
             }
             Expr::Call(function, args) => (format!("{}({})", function.name(), self.list(args)), 5),
+            Expr::Stack(items) => (format!("[{}]", self.list(items)), 5),
             Expr::Derivative { operand, axes } => {
                 let names: Vec<&str> = axes.iter().map(|a| self.axis(*a).name.as_str()).collect();
                 (

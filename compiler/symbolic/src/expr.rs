@@ -152,6 +152,8 @@ pub enum Expr {
     },
     /// A reduction of a field to a number.
     Reduce(ReduceOp, Box<Expr>),
+    /// A vector of numbers `[a, b, …]`, one entry per item (class scores of a readout).
+    Stack(Vec<Expr>),
 }
 
 impl Expr {
@@ -194,7 +196,7 @@ impl Expr {
                 matrix.walk(visit);
                 operand.walk(visit);
             }
-            Expr::Call(_, args) => args.iter().for_each(|a| a.walk(visit)),
+            Expr::Call(_, args) | Expr::Stack(args) => args.iter().for_each(|a| a.walk(visit)),
         }
     }
 

@@ -153,6 +153,9 @@ pub struct DataSource {
     pub split: Option<Split>,
     /// Every input value is multiplied by this before use.
     pub scale: f64,
+    /// Zeros added on both sides of every sample dimension (a 28 × 28 image with `pad 18` becomes
+    /// 64 × 64, the image in the middle).
+    pub pad: usize,
     pub span: Span,
 }
 

@@ -104,6 +104,39 @@ impl Dataset {
         self.len() == 0
     }
 
+    /// Returns the data set with `pad` zeros added on both sides of every sample dimension: a
+    /// sample of shape `[28, 28]` with `pad = 18` becomes `[64, 64]` with the image in the middle.
+    pub fn padded(&self, pad: usize) -> Dataset {
+        let shape: Vec<usize> = if self.sample_shape.is_empty() {
+            vec![self.features()]
+        } else {
+            self.sample_shape.clone()
+        };
+        let padded_shape: Vec<usize> = shape.iter().map(|n| n + 2 * pad).collect();
+        let features: usize = padded_shape.iter().product();
+        let mut inputs = Array2::zeros((self.len(), features));
+        let mut index = vec![0usize; shape.len()];
+        for (source, mut target) in self.inputs.rows().into_iter().zip(inputs.rows_mut()) {
+            for (flat, value) in source.iter().enumerate() {
+                let mut rest = flat;
+                for (position, n) in shape.iter().enumerate().rev() {
+                    index[position] = rest % n;
+                    rest /= n;
+                }
+                let mut padded = 0;
+                for (position, n) in padded_shape.iter().enumerate() {
+                    padded = padded * n + index[position] + pad;
+                }
+                target[padded] = *value;
+            }
+        }
+        Dataset {
+            inputs,
+            targets: self.targets.clone(),
+            sample_shape: padded_shape,
+        }
+    }
+
     /// Returns the number of input values per sample.
     pub fn features(&self) -> usize {
         self.inputs.ncols()
@@ -192,6 +225,9 @@ pub fn load_data_source(source: &DataSource, base_dir: &Path) -> Result<TrainTes
     };
     if source.scale != 1.0 {
         dataset.inputs *= source.scale;
+    }
+    if source.pad > 0 {
+        dataset = dataset.padded(source.pad);
     }
     let (train, test) = dataset.split(source.split)?;
     Ok(TrainTestData { train, test })

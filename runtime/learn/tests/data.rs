@@ -18,6 +18,7 @@ fn source(format: DataFormat, split: Option<Split>, scale: f64) -> DataSource {
         format,
         split,
         scale,
+        pad: 0,
         span: Default::default(),
     }
 }
@@ -72,6 +73,37 @@ fn mnist_scale_maps_grey_levels_to_unit() {
     let min = data.train.inputs.iter().copied().fold(f64::MAX, f64::min);
     assert_eq!(max, 1.0);
     assert_eq!(min, 0.0);
+}
+
+#[test]
+fn mnist_pad_centres_each_image_in_zeros() {
+    let plain = load_data_source(&mnist_source(), &common::example_data()).unwrap();
+    let mut padded_source = mnist_source();
+    padded_source.pad = 3;
+    let padded = load_data_source(&padded_source, &common::example_data()).unwrap();
+    assert_eq!(padded.train.sample_shape, vec![34, 34]);
+    assert_eq!(padded.test.features(), 34 * 34);
+    for (a, b) in plain
+        .test
+        .inputs
+        .rows()
+        .into_iter()
+        .zip(padded.test.inputs.rows())
+        .take(50)
+    {
+        for r in 0..34 {
+            for c in 0..34 {
+                let inside = (3..31).contains(&r) && (3..31).contains(&c);
+                let expected = if inside {
+                    a[(r - 3) * 28 + (c - 3)]
+                } else {
+                    0.0
+                };
+                assert_eq!(b[r * 34 + c], expected, "entry ({r}, {c})");
+            }
+        }
+        assert!((a.sum() - b.sum()).abs() < 1e-9);
+    }
 }
 
 #[test]

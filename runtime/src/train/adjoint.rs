@@ -192,6 +192,21 @@ impl<'a> Network<'a> {
                     impose_dirichlet(slot, state);
                 }
             }
+            ExplicitScheme::SplitStep => {
+                let values = self.split_first_half(params, chunk, step, states);
+                for (state, slot) in states.iter_mut().zip(&self.task.states) {
+                    if let Some(split) = &slot.split {
+                        apply_rate(
+                            state,
+                            &values[split.rate_re],
+                            &values[split.rate_im],
+                            dt,
+                            false,
+                        );
+                        split.half_step.apply(state, false);
+                    }
+                }
+            }
             ExplicitScheme::Rk4 => {
                 let stages = self.rk4_stages(params, chunk, states, step);
                 for (s_index, (state, slot)) in states.iter_mut().zip(&self.task.states).enumerate()
@@ -203,6 +218,25 @@ impl<'a> Network<'a> {
                 }
             }
         }
+    }
+
+    /// Applies the first Fourier half step of a split step to `states` and returns the values of
+    /// the right-hand-side tape (the rates) at the half step.
+    fn split_first_half(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        step: usize,
+        states: &mut [Array2<f64>],
+    ) -> Vec<Array2<f64>> {
+        for (state, slot) in states.iter_mut().zip(&self.task.states) {
+            if let Some(split) = &slot.split {
+                split.half_step.apply(state, false);
+            }
+        }
+        let time = (step as f64 + 0.5) * self.task.dt;
+        let (_, values) = self.rhs(params, chunk, states, step, time);
+        values
     }
 
     fn rk4_stages(
@@ -268,6 +302,42 @@ impl<'a> Network<'a> {
                     params, chunk, states, &values, step, time, &d_rates, adjoint, gradients,
                 );
             }
+            ExplicitScheme::SplitStep => {
+                let mut half = states.to_vec();
+                let values = self.split_first_half(params, chunk, step, &mut half);
+                let mut seeds: Vec<(NodeIndex, Array2<f64>)> = Vec::new();
+                for ((lambda, slot), u) in adjoint.iter_mut().zip(&self.task.states).zip(&half) {
+                    let Some(split) = &slot.split else {
+                        continue;
+                    };
+                    let (re, im) = (&values[split.rate_re], &values[split.rate_im]);
+                    let mut v = u.clone();
+                    apply_rate(&mut v, re, im, dt, false);
+                    split.half_step.apply(lambda, true);
+                    let points = slot.points;
+                    let (rows, _) = lambda.dim();
+                    let mut d_re = Array2::zeros((rows, points));
+                    let mut d_im = Array2::zeros((rows, points));
+                    for b in 0..rows {
+                        for i in 0..points {
+                            let (lr, li) = (lambda[[b, i]], lambda[[b, points + i]]);
+                            let (vr, vi) = (v[[b, i]], v[[b, points + i]]);
+                            d_re[[b, i]] = dt * (lr * vr + li * vi);
+                            d_im[[b, i]] = dt * (li * vr - lr * vi);
+                        }
+                    }
+                    seeds.push((split.rate_re, d_re));
+                    seeds.push((split.rate_im, d_im));
+                    apply_rate(lambda, re, im, dt, true);
+                    split.half_step.apply(lambda, true);
+                }
+                let env = self.env(&half, params, chunk, step, time + 0.5 * dt);
+                let mut unused: Vec<Array2<f64>> =
+                    half.iter().map(|u| Array2::zeros(u.raw_dim())).collect();
+                self.task
+                    .rhs
+                    .backward(&env, &values, seeds, &mut unused, gradients);
+            }
             ExplicitScheme::Rk4 => {
                 let stages = self.rk4_stages(params, chunk, states, step);
                 let mut d_rates: Vec<Vec<Array2<f64>>> = RK4_WEIGHTS
@@ -330,6 +400,11 @@ impl<'a> Network<'a> {
             zero_dirichlet(slot, lambda);
         }
         match self.task.scheme {
+            // Split-step Fourier has no continuous adjoint here: its exact discrete reverse step
+            // serves both gradient methods.
+            ExplicitScheme::SplitStep => {
+                self.step_reverse(params, chunk, step, states, adjoint, gradients)
+            }
             ExplicitScheme::Euler => {
                 // λ_n = λ + Δt F_u(u_{n+1})ᵀ λ and g += Δt F_θ(u_{n+1})ᵀ λ.
                 let (_, values) = self.rhs(params, chunk, &next, step, end);
@@ -653,6 +728,45 @@ impl<'a> Network<'a> {
                         zero_dirichlet(slot, t);
                     }
                 }
+                ExplicitScheme::SplitStep => {
+                    let mut half = states.clone();
+                    let values = self.split_first_half(params, chunk, step, &mut half);
+                    for (t, slot) in tangents.iter_mut().zip(&self.task.states) {
+                        if let Some(split) = &slot.split {
+                            split.half_step.apply(t, false);
+                        }
+                    }
+                    let env = self.env(&half, params, chunk, step, time + 0.5 * dt);
+                    let node_tangents = self.task.rhs.tangent(&env, &values, &tangents, direction);
+                    for ((t, slot), u) in tangents.iter_mut().zip(&self.task.states).zip(&half) {
+                        let Some(split) = &slot.split else {
+                            continue;
+                        };
+                        let (re, im) = (&values[split.rate_re], &values[split.rate_im]);
+                        let mut v = u.clone();
+                        apply_rate(&mut v, re, im, dt, false);
+                        apply_rate(t, re, im, dt, false);
+                        let points = slot.points;
+                        let (rows, _) = t.dim();
+                        let at = |m: &Option<Array2<f64>>, b: usize, i: usize| {
+                            m.as_ref().map_or(0.0, |m| m[[b.min(m.nrows() - 1), i]])
+                        };
+                        let (t_re, t_im) =
+                            (&node_tangents[split.rate_re], &node_tangents[split.rate_im]);
+                        for b in 0..rows {
+                            for i in 0..points {
+                                let (da_re, da_im) = (dt * at(t_re, b, i), dt * at(t_im, b, i));
+                                let (vr, vi) = (
+                                    v[[b.min(v.nrows() - 1), i]],
+                                    v[[b.min(v.nrows() - 1), points + i]],
+                                );
+                                t[[b, i]] += vr * da_re - vi * da_im;
+                                t[[b, points + i]] += vi * da_re + vr * da_im;
+                            }
+                        }
+                        split.half_step.apply(t, false);
+                    }
+                }
                 ExplicitScheme::Rk4 => {
                     let stages = self.rk4_stages(params, chunk, &states, step);
                     let mut stage_rate_tangents: Vec<Vec<Array2<f64>>> = Vec::new();
@@ -788,6 +902,34 @@ fn add_rows(target: &mut ndarray::ArrayViewMut2<f64>, value: &Array2<f64>) {
     for r in 0..rows {
         for i in 0..len {
             target[[r, i]] += value[[r.min(value.nrows() - 1), i % value.ncols()]];
+        }
+    }
+}
+
+/// Multiplies each complex row `[re block, im block]` of `state` by `g = exp(Δt·a)` (or by
+/// `conj(g)` when `conjugate`), with `a = re + i·im` given per entry (rows broadcast).
+fn apply_rate(
+    state: &mut Array2<f64>,
+    re: &Array2<f64>,
+    im: &Array2<f64>,
+    dt: f64,
+    conjugate: bool,
+) {
+    let (rows, len) = state.dim();
+    let points = len / 2;
+    let sign = if conjugate { -1.0 } else { 1.0 };
+    for b in 0..rows {
+        for i in 0..points {
+            let a_re = re[[b.min(re.nrows() - 1), i]];
+            let a_im = im[[b.min(im.nrows() - 1), i]];
+            let magnitude = (dt * a_re).exp();
+            let (g_re, g_im) = (
+                magnitude * (dt * a_im).cos(),
+                sign * magnitude * (dt * a_im).sin(),
+            );
+            let (u_re, u_im) = (state[[b, i]], state[[b, points + i]]);
+            state[[b, i]] = u_re * g_re - u_im * g_im;
+            state[[b, points + i]] = u_re * g_im + u_im * g_re;
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - `sequence` gives row `n` of the sample at step `n`.
 
 use crate::train::linear::{tap_operator, BoundedGrid};
+use crate::train::spectral::SpectralStep;
 use crate::train::tape::{unary, NodeIndex, Op, Shrink, Tape};
 use npdec_ir::fornberg::centered_weights;
 use npdec_symbolic::{
@@ -30,6 +31,22 @@ pub struct StateSlot {
     pub initial: NodeIndex,
     /// Flat indices (within one channel) and values of the Dirichlet nodes.
     pub dirichlet: Vec<(usize, f64)>,
+    /// For a complex field under split-step Fourier: the rate of its pointwise part and its
+    /// Fourier half step. The state then holds the real parts, then the imaginary parts
+    /// (`channels` is 2).
+    pub split: Option<SplitSlot>,
+}
+
+/// A complex field advanced by split-step Fourier: `∂u/∂t = c ∇²u + a·u`, with the rate
+/// `a = re + i·im` lowered into the right-hand-side tape as two real nodes.
+#[derive(Clone, Debug)]
+pub struct SplitSlot {
+    /// The coefficient `c = (re, im)` of `c ∇²u`.
+    pub laplace: (f64, f64),
+    pub rate_re: NodeIndex,
+    pub rate_im: NodeIndex,
+    /// `exp(Δt/2 · c ∇²)`.
+    pub half_step: Arc<SpectralStep>,
 }
 
 impl StateSlot {
@@ -42,11 +59,14 @@ impl StateSlot {
     }
 }
 
-/// The explicit schemes training differentiates through.
+/// The schemes training differentiates through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExplicitScheme {
     Euler,
     Rk4,
+    /// Strang splitting of complex fields: half a step of `c ∇²u` in Fourier space, the exact
+    /// factor `exp(Δt·a)` with `a` at the half step, another half step.
+    SplitStep,
 }
 
 /// The loss the head computes from the final state.
@@ -98,9 +118,10 @@ pub fn lower_train_task(
     let scheme = match discretization.scheme {
         Scheme::Euler => ExplicitScheme::Euler,
         Scheme::Rk4 => ExplicitScheme::Rk4,
+        Scheme::SplitStep => ExplicitScheme::SplitStep,
         ref other => {
             return Err(format!(
-                "training differentiates through explicit schemes only: expected one of `euler`, `rk4`, found `{}`",
+                "training differentiates through `euler`, `rk4` and `split_step` only, found `{}`",
                 other.name()
             ))
         }
@@ -133,10 +154,24 @@ pub fn lower_train_task(
         });
     }
     for field in &fields {
-        if model.field(*field).complex {
+        let declaration = model.field(*field);
+        if scheme == ExplicitScheme::SplitStep {
+            if !declaration.complex || declaration.channels != 1 {
+                return Err(format!(
+                    "field `{}` is advanced by `split_step`, which trains complex fields of one channel only",
+                    declaration.name
+                ));
+            }
+            if let Some(axis) = declaration.axes.iter().find(|a| !model.axis(**a).periodic) {
+                return Err(format!(
+                    "`split_step` needs periodic axes, and `{}` is not periodic",
+                    model.axis(*axis).name
+                ));
+            }
+        } else if declaration.complex {
             return Err(format!(
-                "field `{}` is complex: training supports real fields only",
-                model.field(*field).name
+                "field `{}` is complex: training supports complex fields with `split_step` only",
+                declaration.name
             ));
         }
     }
@@ -152,7 +187,65 @@ pub fn lower_train_task(
 
     // Right-hand sides.
     let mut rhs_per_field: Vec<Vec<(Option<usize>, NodeIndex)>> = vec![Vec::new(); fields.len()];
+    let mut splits: Vec<Option<SplitSlot>> = vec![None; fields.len()];
     for id in &task.equations {
+        if scheme != ExplicitScheme::SplitStep {
+            break;
+        }
+        let equation = model.equation(*id);
+        let slot = fields
+            .iter()
+            .position(|f| *f == equation.field)
+            .expect("collected above");
+        let (rate, laplace) = npdec_ir::discretize::split_spectral(equation).map_err(|term| {
+            format!(
+                "equation `{}`: `split_step` needs terms `c * laplace(u)` or `a * u`, found `{}`",
+                equation.name,
+                model.display_expr(&term)
+            )
+        })?;
+        if rate.any(|e| matches!(e, Expr::Field(_) | Expr::Channel(..))) {
+            return Err(format!(
+                "equation `{}`: training through `split_step` needs a rate `a` in `a * u` that reads no field",
+                equation.name
+            ));
+        }
+        let (re, im) = complex_parts(model, &rate).ok_or_else(|| {
+            format!(
+                "equation `{}`: the rate `a` in `a * u` must be a sum of complex constants times real expressions",
+                equation.name
+            )
+        })?;
+        let target = Target::field(model, equation.field, 1);
+        let points = model.field_points(equation.field);
+        let rate_re = lowering.lower(&re, &target)?;
+        let rate_re = lowering.widen(rate_re, points, &equation.name)?;
+        let rate_im = lowering.lower(&im, &target)?;
+        let rate_im = lowering.widen(rate_im, points, &equation.name)?;
+        let axes = &model.field(equation.field).axes;
+        let extents: Vec<usize> = axes.iter().map(|a| model.axis(*a).points).collect();
+        let lengths: Vec<f64> = axes
+            .iter()
+            .map(|a| {
+                let axis = model.axis(*a);
+                match axis.kind {
+                    AxisKind::Interval { min, max } => max - min,
+                    AxisKind::Index => axis.points as f64,
+                }
+            })
+            .collect();
+        let half_step = SpectralStep::new(&extents, &lengths, laplace, discretization.dt / 2.0);
+        splits[slot] = Some(SplitSlot {
+            laplace,
+            rate_re,
+            rate_im,
+            half_step: Arc::new(half_step),
+        });
+    }
+    for id in &task.equations {
+        if scheme == ExplicitScheme::SplitStep {
+            break;
+        }
         let equation = model.equation(*id);
         let slot = fields
             .iter()
@@ -180,12 +273,23 @@ pub fn lower_train_task(
             return Err(format!("field `{}` has no initial value", field.name));
         };
         let target = Target::field(model, *field_id, field.channels);
-        let node = lowering.lower(&initial.value, &target)?;
-        let node = lowering.widen(
-            node,
-            field.channels * model.field_points(*field_id),
-            &field.name,
-        )?;
+        let points = model.field_points(*field_id);
+        let node = if field.complex {
+            let (re, im) = complex_parts(model, &initial.value).ok_or_else(|| {
+                format!(
+                    "the initial value of `{}` must be a sum of complex constants times real expressions",
+                    field.name
+                )
+            })?;
+            let re = lowering.lower(&re, &target)?;
+            let re = lowering.widen(re, points, &field.name)?;
+            let im = lowering.lower(&im, &target)?;
+            let im = lowering.widen(im, points, &field.name)?;
+            lowering.tape.push(Op::Stack(vec![re, im]), 2 * points)
+        } else {
+            let node = lowering.lower(&initial.value, &target)?;
+            lowering.widen(node, field.channels * points, &field.name)?
+        };
         initial_nodes.push(node);
     }
     let initial = std::mem::take(&mut lowering.tape);
@@ -211,11 +315,12 @@ pub fn lower_train_task(
         let grid = BoundedGrid::of_field(model, *field_id, &vec![0; field.axes.len()], 2)?;
         states.push(StateSlot {
             field: *field_id,
-            channels: field.channels,
+            channels: if field.complex { 2 } else { field.channels },
             points: model.field_points(*field_id),
             rhs: rhs_per_field[slot].clone(),
             initial: initial_nodes[slot],
             dirichlet: grid.dirichlet_nodes(),
+            split: splits[slot].clone(),
         });
     }
     let param_step_sizes = model
@@ -399,7 +504,13 @@ impl Lowering<'_> {
         if let Some(node) = self.state_nodes.get(&(slot, Vec::new())) {
             return Ok(*node);
         }
-        let len = self.model.field(field).channels * self.model.field_points(field);
+        let declaration = self.model.field(field);
+        let channels = if declaration.complex {
+            2
+        } else {
+            declaration.channels
+        };
+        let len = channels * self.model.field_points(field);
         let node = self.tape.push(Op::State(slot), len);
         self.state_nodes.insert((slot, Vec::new()), node);
         Ok(node)
@@ -432,6 +543,41 @@ impl Lowering<'_> {
                 let values = coordinate_values(model, field, *axis, &target.halo)?;
                 let len = values.len();
                 self.tape.push(Op::Constant(values), len)
+            }
+            Expr::Field(field) if model.field(*field).complex => {
+                return Err(format!(
+                    "complex field `{}` is read in training only through `abs`, `abs(…)^2`, `re` and `im`",
+                    model.field(*field).name
+                ))
+            }
+            Expr::Binary(BinaryOp::Pow, base, exponent)
+                if **exponent == Expr::Real(2.0) && self.complex_abs(base).is_some() =>
+            {
+                let field = self.complex_abs(base).expect("checked by the guard");
+                self.intensity(field)?
+            }
+            Expr::Call(Function::Abs, args) if self.complex_abs_args(args).is_some() => {
+                let field = self.complex_abs_args(args).expect("checked by the guard");
+                let intensity = self.intensity(field)?;
+                let len = self.len(intensity);
+                self.tape
+                    .push(Op::Call(Function::Sqrt, vec![intensity]), len)
+            }
+            Expr::Call(function @ (Function::Re | Function::Im), args)
+                if self.complex_abs_args(args).is_some() =>
+            {
+                let field = self.complex_abs_args(args).expect("checked by the guard");
+                let state = self.state(field)?;
+                let points = model.field_points(field);
+                let channel = usize::from(*function == Function::Im);
+                self.tape.push(
+                    Op::Channel {
+                        operand: state,
+                        channel,
+                        points,
+                    },
+                    points,
+                )
             }
             Expr::Field(field) => self.padded_state(*field, target)?,
             Expr::Channel(field, channel) => {
@@ -655,7 +801,34 @@ impl Lowering<'_> {
                     *rows,
                 )
             }
+            Expr::Stack(items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for item in items {
+                    let node = self.lower(item, target)?;
+                    if self.len(node) != 1 {
+                        return Err(format!(
+                            "an entry of a vector has {} entries per sample where 1 is expected",
+                            self.len(node)
+                        ));
+                    }
+                    parts.push(node);
+                }
+                let len = parts.len();
+                self.tape.push(Op::Stack(parts), len)
+            }
             Expr::Reduce(op, operand) => {
+                // Outside an equation (a readout), the reduction runs on the grid of the field it
+                // reads, so coordinates and cell volumes are those of that grid.
+                let mut own = None;
+                if target.field.is_none() {
+                    operand.walk(&mut |e| {
+                        if let Expr::Field(f) | Expr::Channel(f, _) = e {
+                            own.get_or_insert(*f);
+                        }
+                    });
+                }
+                let own_target = own.map(|f| Target::field(model, f, 1));
+                let target = own_target.as_ref().unwrap_or(target);
                 let a = self.lower(operand, &target.unpadded())?;
                 let len = self.len(a);
                 let weights = reduce_weights(model, *op, len, target);
@@ -669,6 +842,45 @@ impl Lowering<'_> {
                 )
             }
         })
+    }
+
+    /// Returns the complex field `u` of `abs(u)`, if `expr` is that.
+    fn complex_abs(&self, expr: &Expr) -> Option<FieldId> {
+        match expr {
+            Expr::Call(Function::Abs, args) => self.complex_abs_args(args),
+            _ => None,
+        }
+    }
+
+    /// Returns the complex field `u` if `args` is `[u]`.
+    fn complex_abs_args(&self, args: &[Expr]) -> Option<FieldId> {
+        match args {
+            [Expr::Field(f)] if self.model.field(*f).complex => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// Lowers `|u|² = re(u)² + im(u)²` of a complex field.
+    fn intensity(&mut self, field: FieldId) -> Result<NodeIndex, String> {
+        let state = self.state(field)?;
+        let points = self.model.field_points(field);
+        let parts: Vec<NodeIndex> = (0..2)
+            .map(|channel| {
+                let part = self.tape.push(
+                    Op::Channel {
+                        operand: state,
+                        channel,
+                        points,
+                    },
+                    points,
+                );
+                self.tape
+                    .push(Op::Binary(BinaryOp::Mul, part, part), points)
+            })
+            .collect();
+        Ok(self
+            .tape
+            .push(Op::Binary(BinaryOp::Add, parts[0], parts[1]), points))
     }
 
     /// Returns the field whose grid and boundary conditions a spatial operator uses: the operand's
@@ -1028,6 +1240,102 @@ fn coordinate_values(
             origin + (index[position] as f64 - halo[position] as f64) * spacing
         })
         .collect())
+}
+
+/// Evaluates a real expression of coordinates and numbers on the grid of `field` (one value per
+/// point, in array order).
+pub fn grid_values(model: &Model, field: FieldId, expr: &Expr) -> Result<Vec<f64>, String> {
+    let sample = SampleShape {
+        features: 0,
+        dims: Vec::new(),
+        label_width: 1,
+    };
+    let mut lowering = Lowering {
+        model,
+        sample: &sample,
+        space_order: 2,
+        fields: Vec::new(),
+        tape: Tape::default(),
+        state_nodes: HashMap::new(),
+    };
+    let target = Target::field(model, field, 1);
+    let points = model.field_points(field);
+    let node = lowering.lower(expr, &target)?;
+    let node = lowering.widen(node, points, "the expression")?;
+    let params = crate::train::tape::ParamValues {
+        values: Vec::new(),
+        step_sizes: Vec::new(),
+    };
+    let env = crate::train::tape::Env {
+        states: &[],
+        params: &params,
+        samples: None,
+        labels: None,
+        step: 0,
+        time: 0.0,
+        batch: 1,
+    };
+    let values = lowering.tape.forward(&env);
+    Ok(values[node].row(0).to_vec())
+}
+
+/// Splits an expression into real and imaginary parts `(re, im)`, both real expressions, when it
+/// is built from real expressions and complex constants by `+`, `−`, `*` and division by a real
+/// expression; returns `None` otherwise.
+pub fn complex_parts(model: &Model, expr: &Expr) -> Option<(Expr, Expr)> {
+    let is_real = |e: &Expr| {
+        !e.any(|x| match x {
+            Expr::Complex(..) => true,
+            Expr::Param(p) => model.param(*p).complex,
+            Expr::Field(f) | Expr::Channel(f, _) => model.field(*f).complex,
+            _ => false,
+        })
+    };
+    let parts = match expr {
+        Expr::Complex(re, im) => (Expr::Real(*re), Expr::Real(*im)),
+        e if is_real(e) => (e.clone(), Expr::Real(0.0)),
+        Expr::Unary(op, a) => {
+            let (re, im) = complex_parts(model, a)?;
+            (
+                Expr::Unary(*op, Box::new(re)),
+                Expr::Unary(*op, Box::new(im)),
+            )
+        }
+        Expr::Binary(op @ (BinaryOp::Add | BinaryOp::Sub), a, b) => {
+            let (ar, ai) = complex_parts(model, a)?;
+            let (br, bi) = complex_parts(model, b)?;
+            (Expr::binary(*op, ar, br), Expr::binary(*op, ai, bi))
+        }
+        Expr::Binary(BinaryOp::Mul, a, b) => {
+            let (ar, ai) = complex_parts(model, a)?;
+            let (br, bi) = complex_parts(model, b)?;
+            (
+                Expr::binary(
+                    BinaryOp::Sub,
+                    Expr::binary(BinaryOp::Mul, ar.clone(), br.clone()),
+                    Expr::binary(BinaryOp::Mul, ai.clone(), bi.clone()),
+                ),
+                Expr::binary(
+                    BinaryOp::Add,
+                    Expr::binary(BinaryOp::Mul, ar, bi),
+                    Expr::binary(BinaryOp::Mul, ai, br),
+                ),
+            )
+        }
+        Expr::Binary(BinaryOp::Div, a, b) => {
+            let (br, bi) = complex_parts(model, b)?;
+            if npdec_ir::simplify(&bi) != Expr::Real(0.0) {
+                return None;
+            }
+            let (ar, ai) = complex_parts(model, a)?;
+            (
+                Expr::binary(BinaryOp::Div, ar, br.clone()),
+                Expr::binary(BinaryOp::Div, ai, br),
+            )
+        }
+        _ => return None,
+    };
+    Some((npdec_ir::simplify(&parts.0), npdec_ir::simplify(&parts.1)))
 }
 
 /// Returns per-entry weights of a reduction: cell volumes for `norm`, trapezoidal weights for

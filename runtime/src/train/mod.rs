@@ -4,16 +4,21 @@
 //! - [`tape`]: batched array operations with their vector–Jacobian products;
 //! - [`linear`]: stencils and padding composed with ghost-cell rules, as sparse matrices;
 //! - [`lower`]: a train task's equations, initial values, readouts and loss as tapes;
-//! - [`adjoint`]: Euler and RK4 forward and reverse steps with binomial checkpointing;
+//! - [`adjoint`]: Euler, RK4 and split-step Fourier forward and reverse steps with binomial
+//!   checkpointing;
+//! - [`spectral`]: the Fourier half step of split-step training on complex states;
+//! - [`diffractive`]: the phase masks, distances and detectors of a trained split-step task;
 //! - [`params`]: initial parameter values and the flat vector optimizers see;
 //! - [`gradcheck`]: Taylor and dot tests of the adjoint gradient;
 //! - [`training`]: mini-batches across threads, optimizers, checkpoints and reports.
 
 pub mod adjoint;
+pub mod diffractive;
 pub mod gradcheck;
 pub mod linear;
 pub mod lower;
 pub mod params;
+pub mod spectral;
 pub mod tape;
 pub mod training;
 

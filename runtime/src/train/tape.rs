@@ -109,6 +109,9 @@ pub enum Op {
         backward: Vec<(isize, f64)>,
         forward: Vec<(isize, f64)>,
     },
+    /// The operands one after the other (a vector of numbers, or the real and imaginary blocks
+    /// of a complex state); operands with one row broadcast over the batch.
+    Stack(Vec<NodeIndex>),
     /// A reduction over all entries of a sample, with per-entry weights for `norm` and
     /// `integral` (the cell volumes).
     Reduce {
@@ -407,6 +410,21 @@ impl Tape {
                 backward,
                 forward,
             ),
+            Op::Stack(parts) => {
+                let rows = parts.iter().map(|p| values[*p].nrows()).max().unwrap_or(1);
+                let mut out = Array2::zeros((rows, node.len));
+                let mut offset = 0;
+                for part in parts {
+                    let value = &values[*part];
+                    let width = value.ncols();
+                    for r in 0..rows {
+                        out.slice_mut(s![r, offset..offset + width])
+                            .assign(&value.row(r.min(value.nrows() - 1)));
+                    }
+                    offset += width;
+                }
+                out
+            }
             Op::Reduce {
                 op,
                 operand,
@@ -687,6 +705,16 @@ impl Tape {
                     upwind_backward(v, u, &adjoint, *channels, geometry, backward, forward);
                 push_adjoint(adjoints, *velocity, reduce_to(&dv, v.nrows(), v.ncols()));
                 push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+            }
+            Op::Stack(parts) => {
+                let mut offset = 0;
+                for part in parts {
+                    let value = &values[*part];
+                    let width = value.ncols();
+                    let slice = adjoint.slice(s![.., offset..offset + width]).to_owned();
+                    push_adjoint(adjoints, *part, reduce_to(&slice, value.nrows(), width));
+                    offset += width;
+                }
             }
             Op::Reduce {
                 op,
@@ -1392,6 +1420,29 @@ impl Tape {
                     accumulate(&mut out, extra);
                 }
                 out
+            }
+            Op::Stack(parts) => {
+                if parts.iter().all(|p| tangents[*p].is_none()) {
+                    return None;
+                }
+                let rows = parts
+                    .iter()
+                    .filter_map(|p| tangents[*p].as_ref().map(|t| t.nrows()))
+                    .max()
+                    .unwrap_or(1);
+                let mut out = Array2::zeros((rows, node.len));
+                let mut offset = 0;
+                for part in parts {
+                    let width = values[*part].ncols();
+                    if let Some(t) = &tangents[*part] {
+                        for r in 0..rows {
+                            out.slice_mut(s![r, offset..offset + width])
+                                .assign(&t.row(r.min(t.nrows() - 1)));
+                        }
+                    }
+                    offset += width;
+                }
+                Some(out)
             }
             Op::Reduce {
                 op,

@@ -774,6 +774,16 @@ fn make_checkpoint(
     }
 }
 
+/// Replaces `params` by the parameters saved in the checkpoint file at `path`.
+pub fn load_checkpoint_params(
+    model: &Model,
+    params: &mut ParamValues,
+    path: &Path,
+) -> Result<(), TrainError> {
+    let checkpoint = read_checkpoint(path).map_err(|e| TrainError::new(e.to_string()))?;
+    restore(model, params, &checkpoint)
+}
+
 fn restore(
     model: &Model,
     params: &mut ParamValues,

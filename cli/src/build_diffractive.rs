@@ -1,0 +1,131 @@
+//! `npdec build --emit diffractive`: the phase masks of a trained split-step task, their files,
+//! and their re-simulation by the independent angular-spectrum propagator of `npdec-hardware`.
+
+use npdec_hardware::diffractive::{
+    emit_diffractive, simulated_accuracy, DiffractiveLayout, DiffractiveOptions, Kernel, Rect,
+};
+use npdec_symbolic::{Model, Task};
+use serde::Serialize;
+use std::path::Path;
+
+/// Options of the diffractive emitter from the command line.
+pub struct DiffractiveArgs<'a> {
+    pub checkpoint: &'a Path,
+    /// Refractive index of the mask material.
+    pub index: f64,
+    /// Metres per length unit of the model's coordinates.
+    pub unit: f64,
+    /// Height levels in the GDSII file.
+    pub levels: usize,
+}
+
+#[derive(Serialize)]
+struct Verification {
+    test_samples: usize,
+    digital_accuracy: f64,
+    simulated_accuracy: f64,
+    /// `simulated − digital`, in percentage points.
+    difference_points: f64,
+    simulated_accuracy_fresnel: f64,
+    propagator: &'static str,
+}
+
+/// Writes the stack of the model's one train task and compares its re-simulation with the
+/// digital model.
+pub fn emit(model: &Model, file: &Path, out: &Path, args: &DiffractiveArgs) -> Result<(), String> {
+    let tasks: Vec<_> = model
+        .tasks
+        .iter()
+        .filter_map(|t| match t {
+            Task::Train(task) => Some(task),
+            _ => None,
+        })
+        .collect();
+    let [task] = tasks.as_slice() else {
+        return Err(format!(
+            "`--emit diffractive` needs exactly one train task, and `{}` has {}",
+            file.display(),
+            tasks.len()
+        ));
+    };
+    if !(args.unit.is_finite() && args.unit > 0.0) {
+        return Err(format!(
+            "--unit {} must be a positive length in metres",
+            args.unit
+        ));
+    }
+    let base_dir = file.parent().unwrap_or(Path::new("."));
+    let stack = npdec_runtime::train::diffractive::diffractive_stack(
+        model,
+        task,
+        base_dir,
+        args.checkpoint,
+    )?;
+    let unit = args.unit;
+    // Layout rows follow the field's first axis (y), columns its second axis (x).
+    let layout = DiffractiveLayout {
+        wavelength: 2.0 * std::f64::consts::PI / stack.wave_number * unit,
+        pitch: stack.spacing.0 * unit,
+        origin: (stack.origin.1 * unit, stack.origin.0 * unit),
+        masks: stack.masks.clone(),
+        distances: stack.distances.iter().map(|d| d * unit).collect(),
+        detectors: stack
+            .detectors
+            .iter()
+            .map(|r| Rect {
+                x_min: r.second.0 * unit,
+                x_max: r.second.1 * unit,
+                y_min: r.first.0 * unit,
+                y_max: r.first.1 * unit,
+            })
+            .collect(),
+    };
+    let options = DiffractiveOptions {
+        index: args.index,
+        levels: args.levels,
+    };
+    let report = emit_diffractive(&layout, &options, out).map_err(|e| e.to_string())?;
+    let simulated = simulated_accuracy(
+        &layout,
+        Kernel::Exact,
+        &stack.test_inputs,
+        &stack.test_labels,
+    )
+    .map_err(|e| e.to_string())?;
+    let fresnel = simulated_accuracy(
+        &layout,
+        Kernel::Fresnel,
+        &stack.test_inputs,
+        &stack.test_labels,
+    )
+    .map_err(|e| e.to_string())?;
+    let verification = Verification {
+        test_samples: stack.test_labels.len(),
+        digital_accuracy: stack.digital_accuracy,
+        simulated_accuracy: simulated,
+        difference_points: 100.0 * (simulated - stack.digital_accuracy),
+        simulated_accuracy_fresnel: fresnel,
+        propagator: "angular spectrum, zero-padded to twice the window, band-limited (Matsushima and Shimobaba 2009)",
+    };
+    let path = out.join("verification.json");
+    let text = serde_json::to_string_pretty(&verification).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    println!(
+        "wrote {} masks of {} × {} pixels ({:.3} µm pitch, λ = {:.4} µm) and {}",
+        report.layers.len(),
+        report.pixels.0,
+        report.pixels.1,
+        report.pixel_pitch_m * 1e6,
+        report.wavelength_m * 1e6,
+        report.gds.display()
+    );
+    println!(
+        "test accuracy on {} samples: digital {:.2} %, re-simulated {:.2} % (difference {:+.2} points; paraxial kernel {:.2} %)",
+        verification.test_samples,
+        100.0 * verification.digital_accuracy,
+        100.0 * verification.simulated_accuracy,
+        verification.difference_points,
+        100.0 * verification.simulated_accuracy_fresnel
+    );
+    Ok(())
+}
