@@ -47,7 +47,9 @@ fn propagation_conserves_energy_while_the_beam_stays_in_the_window() {
 fn light_that_leaves_the_window_is_lost_not_wrapped() {
     // A narrow beam at the left edge tilted outwards: after propagation most of it has left.
     let n = 32;
-    let tilt = -0.5 * PI / PITCH; // half the Nyquist wave number, towards −x
+    // exp(+i·a·x) travels towards −x in the exp(i(ωt − kz)) convention; a is half the Nyquist
+    // wave number.
+    let tilt = 0.5 * PI / PITCH;
     let field = Array2::from_shape_fn((n, n), |(r, c)| {
         let (x, y) = ((c as f64 - 4.0) * PITCH, (r as f64 - 16.0) * PITCH);
         Complex64::from_polar((-(x * x + y * y) / (8e-6f64).powi(2)).exp(), tilt * x)
