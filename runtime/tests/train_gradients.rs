@@ -404,8 +404,8 @@ param gain = 3
 equation propagate: dt(E) = -0.5i * laplace(E) - 1i * phase * E - 0.2 * V^2 * E + (0.1 + 0.3i) * E
 boundary E: periodic on x, y
 initial E = d.input * (1 + 0.5i)
-readout y = gain * [integral(abs(E)^2 * min(max(-x, 0), 1)), integral(abs(E)^2 * max(x, 0) * max(-y, 0)), integral(abs(E) * min(max(y + 1, 0), 1))] / integral(abs(E)^2)
-train propagate on d using split_step(steps = 3) until 1.5 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 3
+readout scores = gain * [integral(abs(E)^2 * min(max(-x, 0), 1)), integral(abs(E)^2 * max(x, 0) * max(-y, 0)), integral(abs(E) * min(max(y + 1, 0), 1))] / integral(abs(E)^2)
+train propagate on d using split_step(steps = 3) until 1.5 loss cross_entropy(scores, label) optimizer adam() epochs 1 batch 3
 ";
     let dir = temp_dir("split-step");
     let samples = ndarray::Array3::from_shape_fn((8, 4, 4), |(i, r, c)| {
