@@ -110,6 +110,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         }
     }
     for expect in &report.expects {
+        if let Some(reason) = &expect.skipped {
+            if !args.quiet {
+                eprintln!(
+                    "expect {}: skipped (value {:e}): {reason}",
+                    expect.text, expect.value
+                );
+            }
+            continue;
+        }
         let verdict = if expect.passed { "passed" } else { "FAILED" };
         if !args.quiet || !expect.passed {
             eprintln!(
@@ -128,7 +137,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     if report.all_passed() {
         Ok(ExitCode::SUCCESS)
     } else {
-        let failed = report.expects.iter().filter(|e| !e.passed).count();
+        let failed = report
+            .expects
+            .iter()
+            .filter(|e| !e.passed && e.skipped.is_none())
+            .count();
         terminal::print_error(&format!(
             "{failed} expectation{} failed",
             if failed == 1 { "" } else { "s" }

@@ -98,6 +98,7 @@ codes! {
     E0260 = "E0260", "unknown loss, optimizer, metric or gradient method";
     E0261 = "E0261", "invalid training setup";
     E0270 = "E0270", "expectation is not a comparison";
+    E0271 = "E0271", "invalid training metric in an expectation";
     // Warnings.
     W0001 = "W0001", "unused declaration";
     W0002 = "W0002", "unused import";

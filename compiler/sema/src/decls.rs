@@ -10,7 +10,7 @@ use npdec_symbolic::{
 use npdec_syntax::ast::{self, ExprKind, ItemKind, ParamInit, ParamMode};
 
 const GRID_CLAUSES: &[&str] = &["in", "points", "step", "index", "image"];
-const DATA_CLAUSES: &[&str] = &["split", "scale", "pad"];
+const DATA_CLAUSES: &[&str] = &["split", "scale", "pad", "shift"];
 const INITIALIZERS: &[&str] = &["zeros", "ones", "normal", "uniform", "glorot", "he"];
 
 impl Checker<'_> {
@@ -857,12 +857,17 @@ impl Checker<'_> {
                 }
             }
         };
+        let shift = match found.get("shift").and_then(|c| self.single(c)).cloned() {
+            None => 0,
+            Some(value) => self.const_integer(&value, 0)?,
+        };
         Some(DataSource {
             name: name.name.clone(),
             format,
             split,
             scale,
             pad,
+            shift,
             span: name.span,
         })
     }

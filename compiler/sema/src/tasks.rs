@@ -4,8 +4,8 @@ use crate::expr::{Place, Shape};
 use crate::scope::{Checker, DeclKind};
 use npdec_diagnostics::{one_of, Code, Diagnostic, Span};
 use npdec_symbolic::{
-    Discretization, EquationId, Expect, GradientMethod, Loss, Metric, Optimizer, Scheme, SolveTask,
-    Task, TrainTask,
+    CompareOp, Discretization, EquationId, Expect, GradientMethod, Loss, Metric, MetricExpect,
+    Optimizer, Schedule, Scheme, SolveTask, Task, TrainTask, TrainingMetric,
 };
 use npdec_syntax::ast::{self, ExprKind, ItemKind, TaskKind};
 
@@ -22,6 +22,7 @@ const TRAIN_CLAUSES: &[&str] = &[
     "metrics",
     "l2",
     "gradient",
+    "schedule",
 ];
 const SCHEMES: &[&str] = &[
     "euler",
@@ -36,6 +37,18 @@ const OPTIMIZERS: &[&str] = &["sgd", "adam", "lbfgs", "pseudoinverse"];
 const LOSSES: &[&str] = &["cross_entropy", "mse"];
 const METRICS: &[&str] = &["accuracy", "loss", "mse"];
 const GRADIENTS: &[&str] = &["discrete", "continuous"];
+const SCHEDULES: &[&str] = &["constant", "cosine"];
+
+/// Turns a comparison around, so that `a op b` reads `b flip(op) a`.
+fn flip(op: ast::CompareOp) -> ast::CompareOp {
+    match op {
+        ast::CompareOp::Less => ast::CompareOp::Greater,
+        ast::CompareOp::LessEqual => ast::CompareOp::GreaterEqual,
+        ast::CompareOp::Greater => ast::CompareOp::Less,
+        ast::CompareOp::GreaterEqual => ast::CompareOp::LessEqual,
+        other => other,
+    }
+}
 
 /// A scheme as written, before the step is known.
 struct SchemeChoice {
@@ -500,6 +513,28 @@ impl Checker<'_> {
             None => Some(0.0),
             Some(value) => self.const_real(&value).filter(|v| *v >= 0.0),
         };
+        let schedule = match found.get("schedule").and_then(|c| self.single(c)).cloned() {
+            None => Some(Schedule::Constant),
+            Some(value) => match value.as_name().map(|n| n.name.as_str()) {
+                Some("constant") => Some(Schedule::Constant),
+                Some("cosine") => Some(Schedule::Cosine),
+                _ => {
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0260,
+                            format!(
+                                "unknown learning-rate schedule `{}`",
+                                self.sources.snippet(value.span)
+                            ),
+                            value.span,
+                            "not a schedule",
+                        )
+                        .with_help(format!("the schedules are {}", one_of(SCHEDULES))),
+                    );
+                    None
+                }
+            },
+        };
         let metrics = match found.get("metrics") {
             None => Some(vec![Metric::Loss]),
             Some(clause) => {
@@ -576,6 +611,7 @@ impl Checker<'_> {
             epochs: epochs?,
             batch: batch?,
             l2: l2?,
+            schedule: schedule?,
             metrics: metrics?,
             gradient: gradient?,
             span,
@@ -716,6 +752,33 @@ impl Checker<'_> {
             let ItemKind::Expect(expr) = &item.kind else {
                 continue;
             };
+            if let ExprKind::Compare(op, a, b) = &expr.kind {
+                let left = self.metric_name(a);
+                let right = self.metric_name(b);
+                match (left, right) {
+                    (Some(metric), None) => {
+                        self.lower_metric_expect(module, metric, *op, b, expr);
+                        continue;
+                    }
+                    (None, Some(metric)) => {
+                        self.lower_metric_expect(module, metric, flip(*op), a, expr);
+                        continue;
+                    }
+                    (Some(_), Some(second)) => {
+                        self.error(
+                            Diagnostic::error(
+                                Code::E0271,
+                                "an expectation compares one training metric with a bound",
+                                second.span,
+                                "a second metric",
+                            )
+                            .with_help("write one expectation per metric, e.g. `expect test_accuracy >= 0.98`"),
+                        );
+                        continue;
+                    }
+                    (None, None) => {}
+                }
+            }
             if !matches!(expr.kind, ExprKind::Compare(..)) {
                 self.error(
                     Diagnostic::error(
@@ -741,6 +804,127 @@ impl Checker<'_> {
                 span: expr.span,
             });
         }
+    }
+
+    /// Returns the name on one side of an expectation when it names a training metric: an
+    /// undeclared name that is a metric or starts with `test_` or `train_` (a misspelt metric).
+    fn metric_name<'e>(&self, side: &'e ast::Expr) -> Option<&'e ast::Ident> {
+        let ExprKind::Name(name) = &side.kind else {
+            return None;
+        };
+        let looks_like_metric = TrainingMetric::from_name(&name.name).is_some()
+            || name.name.starts_with("test_")
+            || name.name.starts_with("train_");
+        (looks_like_metric && self.lookup(&name.name).is_none()).then_some(name)
+    }
+
+    /// Lowers `expect METRIC op BOUND`, with `op` already turned so that the metric is on the left.
+    fn lower_metric_expect(
+        &mut self,
+        module: &ast::Module,
+        name: &ast::Ident,
+        op: ast::CompareOp,
+        bound: &ast::Expr,
+        expr: &ast::Expr,
+    ) {
+        let names: Vec<&str> = TrainingMetric::ALL.iter().map(|m| m.name()).collect();
+        let Some(metric) = TrainingMetric::from_name(&name.name) else {
+            let help = match crate::suggest::closest(&name.name, names.iter().copied()) {
+                Some(s) => format!(
+                    "did you mean `{s}`? the training metrics are {}",
+                    one_of(&names)
+                ),
+                None => format!("the training metrics are {}", one_of(&names)),
+            };
+            self.error(
+                Diagnostic::error(
+                    Code::E0271,
+                    format!("unknown training metric `{}`", name.name),
+                    name.span,
+                    "not a training metric",
+                )
+                .with_help(help),
+            );
+            return;
+        };
+        let has_train = module.items.iter().any(|item| {
+            matches!(
+                item.kind,
+                ItemKind::Task {
+                    kind: TaskKind::Train,
+                    ..
+                }
+            )
+        });
+        if !has_train {
+            self.error(
+                Diagnostic::error(
+                    Code::E0271,
+                    format!("`{}` needs a `train` task", name.name),
+                    name.span,
+                    "no task trains this model",
+                )
+                .with_help("training metrics exist only after a `train` task; compare fields or parameters instead"),
+            );
+            return;
+        }
+        // The metrics belong to the last train task, as in `summary.json`.
+        let task = self.model.tasks.iter().rev().find_map(|t| match t {
+            Task::Train(train) => Some(train.clone()),
+            Task::Solve(_) => None,
+        });
+        if let Some(task) = &task {
+            if metric.needs_classes() && matches!(task.loss, Loss::Mse { .. }) {
+                self.error(
+                    Diagnostic::error(
+                        Code::E0271,
+                        format!("`{}` needs a classification loss", name.name),
+                        name.span,
+                        "the train task has no classes",
+                    )
+                    .with_label(task.span, "trained with `mse` here")
+                    .with_help("accuracy is measured for `cross_entropy` losses; compare `test_loss` or `train_loss` instead"),
+                );
+                return;
+            }
+            let source = &self.model.data[task.data.0];
+            if metric.needs_test_set() && source.split.is_none() {
+                let help = format!(
+                    "give `{}` a test set with a `split` clause, e.g. `split 0.8`, or compare `train_loss`",
+                    source.name
+                );
+                self.error(
+                    Diagnostic::error(
+                        Code::E0271,
+                        format!("`{}` needs a test set", name.name),
+                        name.span,
+                        "no samples are held out for testing",
+                    )
+                    .with_label(source.span, "this data source has no `split`")
+                    .with_help(help),
+                );
+                return;
+            }
+        }
+        let Some(bound) = self.const_real(bound) else {
+            return;
+        };
+        let op = match op {
+            ast::CompareOp::Less => CompareOp::Less,
+            ast::CompareOp::LessEqual => CompareOp::LessEqual,
+            ast::CompareOp::Greater => CompareOp::Greater,
+            ast::CompareOp::GreaterEqual => CompareOp::GreaterEqual,
+            ast::CompareOp::Equal => CompareOp::Equal,
+            ast::CompareOp::NotEqual => CompareOp::NotEqual,
+        };
+        let text = self.sources.snippet(expr.span).to_string();
+        self.model.metric_expects.push(MetricExpect {
+            text,
+            metric,
+            op,
+            bound,
+            span: expr.span,
+        });
     }
 
     /// Lowers the readouts that no loss referred to, so their errors are reported too.

@@ -1,6 +1,6 @@
 //! The declarations of a checked model.
 
-use crate::expr::Expr;
+use crate::expr::{CompareOp, Expr};
 use npdec_diagnostics::Span;
 use serde::Serialize;
 
@@ -156,6 +156,10 @@ pub struct DataSource {
     /// Zeros added on both sides of every sample dimension (a 28 × 28 image with `pad 18` becomes
     /// 64 × 64, the image in the middle).
     pub pad: usize,
+    /// Data augmentation: each training sample, viewed as an image, is translated by a random whole
+    /// number of pixels in `-shift..=shift` along each of its two axes at every epoch (zeros fill
+    /// the uncovered pixels). 0 leaves the samples as they are; the test set is never shifted.
+    pub shift: usize,
     pub span: Span,
 }
 
@@ -332,6 +336,17 @@ pub enum Optimizer {
     },
 }
 
+/// How the learning rate of SGD or Adam changes over the epochs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Schedule {
+    /// The learning rate the optimizer names, in every epoch.
+    #[default]
+    Constant,
+    /// Cosine annealing without restarts (Loshchilov & Hutter 2017): epoch `e` of `E` (from 0)
+    /// uses `lr · (1 + cos(π e / E)) / 2`.
+    Cosine,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Metric {
     Accuracy,
@@ -362,6 +377,8 @@ pub struct TrainTask {
     pub batch: usize,
     /// L2 regularization weight on the learnable parameters.
     pub l2: f64,
+    /// The learning-rate schedule over the epochs.
+    pub schedule: Schedule,
     pub metrics: Vec<Metric>,
     pub gradient: GradientMethod,
     pub span: Span,
@@ -383,6 +400,77 @@ pub struct Expect {
     pub span: Span,
 }
 
+/// A figure of the last `train` task that an expectation may compare, such as
+/// `expect test_accuracy >= 0.98`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum TrainingMetric {
+    /// The fraction of test samples classified correctly after the last epoch.
+    TestAccuracy,
+    /// The mean loss over the test set after the last epoch.
+    TestLoss,
+    /// The fraction of training samples classified correctly during the last epoch.
+    TrainAccuracy,
+    /// The mean training loss of the last epoch.
+    TrainLoss,
+}
+
+impl TrainingMetric {
+    /// Every metric, in the order the documentation lists them.
+    pub const ALL: &'static [TrainingMetric] = &[
+        TrainingMetric::TestAccuracy,
+        TrainingMetric::TestLoss,
+        TrainingMetric::TrainAccuracy,
+        TrainingMetric::TrainLoss,
+    ];
+
+    /// The name written in an expectation.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainingMetric::TestAccuracy => "test_accuracy",
+            TrainingMetric::TestLoss => "test_loss",
+            TrainingMetric::TrainAccuracy => "train_accuracy",
+            TrainingMetric::TrainLoss => "train_loss",
+        }
+    }
+
+    /// Returns the metric of this name.
+    pub fn from_name(name: &str) -> Option<TrainingMetric> {
+        TrainingMetric::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == name)
+    }
+
+    /// True for the metrics that only classification (a `cross_entropy` loss) has.
+    pub fn needs_classes(self) -> bool {
+        matches!(
+            self,
+            TrainingMetric::TestAccuracy | TrainingMetric::TrainAccuracy
+        )
+    }
+
+    /// True for the metrics of the test set, which needs a `split` of the data.
+    pub fn needs_test_set(self) -> bool {
+        matches!(
+            self,
+            TrainingMetric::TestAccuracy | TrainingMetric::TestLoss
+        )
+    }
+}
+
+/// `expect test_accuracy >= 0.98`: a metric of the last train task compared with a constant,
+/// evaluated by `npdec run` after training. `0.98 <= test_accuracy` is stored in the same form,
+/// with the metric on the left.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricExpect {
+    /// The source text of the comparison, shown in results.
+    pub text: String,
+    pub metric: TrainingMetric,
+    pub op: CompareOp,
+    pub bound: f64,
+    pub span: Span,
+}
+
 /// A checked model.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Model {
@@ -397,6 +485,8 @@ pub struct Model {
     pub readouts: Vec<Readout>,
     pub tasks: Vec<Task>,
     pub expects: Vec<Expect>,
+    /// Expectations on training metrics, in source order.
+    pub metric_expects: Vec<MetricExpect>,
 }
 
 impl Model {

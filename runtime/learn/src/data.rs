@@ -711,6 +711,58 @@ impl ShuffleRng {
     }
 }
 
+/// Data augmentation by random translation: each row of `inputs` holds one or more `rows × cols`
+/// images one after the other (channels first), and each sample is moved by its own random whole
+/// number of pixels in `-shift..=shift` down and right (negative: up and left), the same for all of
+/// its images. Pixels moved in from outside the image are zero. Draws two numbers from `rng` per
+/// sample, so a run stays reproducible from its seed.
+pub fn shift_images(
+    inputs: &mut Array2<f64>,
+    rows: usize,
+    cols: usize,
+    shift: usize,
+    rng: &mut ShuffleRng,
+) -> Result<(), DataError> {
+    let plane = rows * cols;
+    if plane == 0 || inputs.ncols() % plane != 0 {
+        return Err(DataError::general(format!(
+            "cannot shift samples of {} values as images of {rows} × {cols} pixels",
+            inputs.ncols()
+        )));
+    }
+    if shift == 0 {
+        return Ok(());
+    }
+    let span = 2 * shift as u64 + 1;
+    let mut moved = vec![0.0; inputs.ncols()];
+    for mut sample in inputs.rows_mut() {
+        let down = rng.below(span) as isize - shift as isize;
+        let right = rng.below(span) as isize - shift as isize;
+        moved.iter_mut().for_each(|v| *v = 0.0);
+        for image in 0..sample.len() / plane {
+            let base = image * plane;
+            for r in 0..rows as isize {
+                let source_row = r - down;
+                if source_row < 0 || source_row >= rows as isize {
+                    continue;
+                }
+                for c in 0..cols as isize {
+                    let source_col = c - right;
+                    if source_col < 0 || source_col >= cols as isize {
+                        continue;
+                    }
+                    moved[base + (r as usize) * cols + c as usize] =
+                        sample[base + source_row as usize * cols + source_col as usize];
+                }
+            }
+        }
+        for (target, value) in sample.iter_mut().zip(&moved) {
+            *target = *value;
+        }
+    }
+    Ok(())
+}
+
 /// The inputs and targets of one mini-batch, copied out of a data set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {

@@ -211,6 +211,23 @@ impl StepOptimizer {
         }
     }
 
+    /// The step size the next update uses.
+    pub fn learning_rate(&self) -> f64 {
+        match self {
+            StepOptimizer::Sgd(sgd) => sgd.learning_rate,
+            StepOptimizer::Adam(adam) => adam.learning_rate,
+        }
+    }
+
+    /// Changes the step size of later updates (a learning-rate schedule); the moments and the
+    /// velocity are kept.
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        match self {
+            StepOptimizer::Sgd(sgd) => sgd.learning_rate = learning_rate,
+            StepOptimizer::Adam(adam) => adam.learning_rate = learning_rate,
+        }
+    }
+
     pub fn step(&mut self, parameters: &mut [f64], gradient: &[f64]) -> Result<(), OptimError> {
         match self {
             StepOptimizer::Sgd(sgd) => sgd.step(parameters, gradient),

@@ -7,8 +7,8 @@ use std::path::Path;
 use ndarray::{array, Array1, Array2};
 use ndarray_npy::WriteNpyExt;
 use npdec_learn::data::{
-    load_data_source, read_csv, read_idx, read_idx_dataset, read_npy_dataset, MiniBatches,
-    ShuffleRng, Standardizer, Targets,
+    load_data_source, read_csv, read_idx, read_idx_dataset, read_npy_dataset, shift_images,
+    MiniBatches, ShuffleRng, Standardizer, Targets,
 };
 use npdec_symbolic::model::{DataFormat, DataSource, LabelColumn, Split};
 
@@ -19,6 +19,7 @@ fn source(format: DataFormat, split: Option<Split>, scale: f64) -> DataSource {
         split,
         scale,
         pad: 0,
+        shift: 0,
         span: Default::default(),
     }
 }
@@ -492,4 +493,75 @@ fn mini_batches_cover_every_sample_once() {
 
     assert!(MiniBatches::new(&data, vec![0, 1], 0).is_err());
     assert!(MiniBatches::new(&data, vec![0, 7], 2).is_err());
+}
+
+/// Finds the translation (down, right) that turns `image` into `moved`, zeros filling the edges.
+fn translation_of(
+    image: &[f64],
+    moved: &[f64],
+    rows: usize,
+    cols: usize,
+    limit: isize,
+) -> Option<(isize, isize)> {
+    for down in -limit..=limit {
+        for right in -limit..=limit {
+            let matches = (0..rows as isize).all(|r| {
+                (0..cols as isize).all(|c| {
+                    let (sr, sc) = (r - down, c - right);
+                    let expected = if sr < 0 || sc < 0 || sr >= rows as isize || sc >= cols as isize
+                    {
+                        0.0
+                    } else {
+                        image[(sr as usize) * cols + sc as usize]
+                    };
+                    moved[(r as usize) * cols + c as usize] == expected
+                })
+            });
+            if matches {
+                return Some((down, right));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn shift_images_translates_each_sample_within_the_limit() {
+    let (rows, cols, samples) = (5, 6, 200);
+    // Distinct values everywhere, so exactly one translation explains each result.
+    let inputs = Array2::from_shape_fn((samples, 2 * rows * cols), |(s, i)| {
+        1.0 + (s * 1000 + i) as f64
+    });
+    let mut moved = inputs.clone();
+    let mut rng = ShuffleRng::from_seed(7);
+    shift_images(&mut moved, rows, cols, 2, &mut rng).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for s in 0..samples {
+        let plane = rows * cols;
+        let row = inputs.row(s).to_vec();
+        let out = moved.row(s).to_vec();
+        let first = translation_of(&row[..plane], &out[..plane], rows, cols, 2)
+            .unwrap_or_else(|| panic!("sample {s} is not a translation by at most 2 pixels"));
+        let second = translation_of(&row[plane..], &out[plane..], rows, cols, 2).unwrap();
+        assert_eq!(first, second, "both channels of sample {s} move together");
+        seen.insert(first);
+    }
+    // 200 draws from 25 equally likely translations miss a given one with probability
+    // (24/25)^200 ≈ 3e-4; the seed is fixed, so the check is deterministic.
+    assert_eq!(seen.len(), 25, "translations drawn: {seen:?}");
+
+    // The same seed draws the same translations; shift 0 changes nothing.
+    let mut again = inputs.clone();
+    shift_images(&mut again, rows, cols, 2, &mut ShuffleRng::from_seed(7)).unwrap();
+    assert_eq!(again, moved);
+    let mut unchanged = inputs.clone();
+    shift_images(&mut unchanged, rows, cols, 0, &mut rng).unwrap();
+    assert_eq!(unchanged, inputs);
+}
+
+#[test]
+fn shift_images_rejects_samples_that_are_not_images() {
+    let mut inputs = Array2::zeros((3, 10));
+    let error = shift_images(&mut inputs, 3, 3, 1, &mut ShuffleRng::from_seed(0)).unwrap_err();
+    assert!(error.to_string().contains("3 × 3"), "{error}");
 }

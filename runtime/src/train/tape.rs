@@ -12,7 +12,8 @@
 //! Spatial operators (derivatives, Laplacians, the padding of convolutions) are
 //! [`SparseOperator`]s built from the same stencil and ghost-cell weights as the IR, so their
 //! adjoint is the transposed matrix. Dense layers are GEMMs over the batch (`ndarray`'s `dot`,
-//! which calls `matrixmultiply`); convolutions use im2col and a GEMM.
+//! which calls `matrixmultiply`); convolutions are sums of contiguous slices of the padded input
+//! (see `ConvolutionPlan`).
 
 use crate::train::linear::SparseOperator;
 use ndarray::{s, Array2, ArrayView2, Axis};
@@ -361,25 +362,13 @@ impl Tape {
                 out_channels,
                 operand,
             } => {
-                let padded = &values[*operand];
-                let columns = im2col(padded, taps, *kernel_volume, *in_channels, *padded_points);
-                let kernel = ArrayView2::from_shape(
-                    (*out_channels, in_channels * kernel_volume),
+                let plan = ConvolutionPlan::new(taps, *kernel_volume, *padded_points);
+                plan.forward(
+                    &values[*operand],
                     env.params.at_step(*kernel, env.step),
+                    *in_channels,
+                    *out_channels,
                 )
-                .expect("kernel parameter of the declared shape");
-                let points = taps.len() / kernel_volume;
-                let products = columns.dot(&kernel.t()); // [batch · points, out]
-                let batch = padded.nrows();
-                let mut out = Array2::zeros((batch, out_channels * points));
-                for b in 0..batch {
-                    for p in 0..points {
-                        for o in 0..*out_channels {
-                            out[[b, o * points + p]] = products[[b * points + p, o]];
-                        }
-                    }
-                }
-                out
             }
             Op::DivGrad {
                 coefficient,
@@ -645,38 +634,15 @@ impl Tape {
                 operand,
             } => {
                 let u = &values[*operand];
-                let columns = im2col(u, taps, *kernel_volume, *in_channels, *padded_points);
-                let points = taps.len() / kernel_volume;
-                let batch = adjoint.nrows();
-                let mut d_products = Array2::zeros((batch * points, *out_channels));
-                for b in 0..batch {
-                    for p in 0..points {
-                        for o in 0..*out_channels {
-                            d_products[[b * points + p, o]] = adjoint[[b, o * points + p]];
-                        }
-                    }
-                }
-                let kernel_view = ArrayView2::from_shape(
-                    (*out_channels, in_channels * kernel_volume),
-                    env.params.at_step(*kernel, env.step),
-                )
-                .expect("kernel parameter of the declared shape");
-                let d_kernel = d_products.t().dot(&columns);
+                let plan = ConvolutionPlan::new(taps, *kernel_volume, *padded_points);
                 let range = gradients.step_range(*kernel, env.step);
-                for (g, d) in gradients.values[kernel.0][range]
-                    .iter_mut()
-                    .zip(d_kernel.iter())
-                {
-                    *g += d;
-                }
-                let d_columns = d_products.dot(&kernel_view);
-                let du = col2im(
-                    &d_columns,
-                    taps,
-                    *kernel_volume,
+                let du = plan.backward(
+                    u,
+                    &adjoint,
+                    env.params.at_step(*kernel, env.step),
+                    &mut gradients.values[kernel.0][range],
                     *in_channels,
-                    *padded_points,
-                    batch,
+                    *out_channels,
                 );
                 push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
             }
@@ -1117,56 +1083,135 @@ fn reduce(op: ReduceOp, row: &[f64], weights: &[f64]) -> f64 {
     }
 }
 
-/// Gathers the kernel windows of a padded batch: row `b · points + p`, column
-/// `in · kernel_volume + k`.
-fn im2col(
-    padded: &Array2<f64>,
-    taps: &[usize],
-    kernel_volume: usize,
-    in_channels: usize,
+/// A convolution as runs of contiguous points. The tap of kernel entry `k` for output point `p`
+/// is `taps[p · kernel_volume + k] = base(p) + offset(k)` (the lowering adds a kernel offset to a
+/// point's padded position), and consecutive points along the last axis have consecutive bases, so
+/// each output row reads a contiguous slice of the padded input for each kernel entry. The
+/// convolution is then a sum of scaled slices (`axpy`), which the compiler vectorizes, with no
+/// gathered copy of the windows (im2col) and no transposition.
+struct ConvolutionPlan {
+    /// `(first output point, first padded point of kernel entry 0, length)` of each run.
+    runs: Vec<(usize, usize, usize)>,
+    /// `offset(k)`, relative to kernel entry 0.
+    offsets: Vec<usize>,
+    points: usize,
     padded_points: usize,
-) -> Array2<f64> {
-    let batch = padded.nrows();
-    let points = taps.len() / kernel_volume;
-    let mut columns = Array2::zeros((batch * points, in_channels * kernel_volume));
-    for b in 0..batch {
-        let sample = padded.row(b);
-        for p in 0..points {
-            let mut out = columns.row_mut(b * points + p);
-            for c in 0..in_channels {
-                let base = c * padded_points;
-                for k in 0..kernel_volume {
-                    out[c * kernel_volume + k] = sample[base + taps[p * kernel_volume + k]];
-                }
-            }
-        }
-    }
-    columns
 }
 
-/// Scatters window adjoints back onto the padded points: the adjoint of [`im2col`].
-fn col2im(
-    d_columns: &Array2<f64>,
-    taps: &[usize],
-    kernel_volume: usize,
-    in_channels: usize,
-    padded_points: usize,
-    batch: usize,
-) -> Array2<f64> {
-    let points = taps.len() / kernel_volume;
-    let mut padded = Array2::zeros((batch, in_channels * padded_points));
-    for b in 0..batch {
+impl ConvolutionPlan {
+    fn new(taps: &[usize], kernel_volume: usize, padded_points: usize) -> ConvolutionPlan {
+        let points = taps.len() / kernel_volume;
+        let offsets: Vec<usize> = (0..kernel_volume).map(|k| taps[k] - taps[0]).collect();
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
         for p in 0..points {
-            let row = d_columns.row(b * points + p);
-            for c in 0..in_channels {
-                let base = c * padded_points;
-                for k in 0..kernel_volume {
-                    padded[[b, base + taps[p * kernel_volume + k]]] += row[c * kernel_volume + k];
+            let base = taps[p * kernel_volume];
+            debug_assert!(
+                (0..kernel_volume).all(|k| taps[p * kernel_volume + k] == base + offsets[k])
+            );
+            match runs.last_mut() {
+                Some((start, first, length))
+                    if *first + *length == base && *start + *length == p =>
+                {
+                    *length += 1;
+                }
+                _ => runs.push((p, base, 1)),
+            }
+        }
+        ConvolutionPlan {
+            runs,
+            offsets,
+            points,
+            padded_points,
+        }
+    }
+
+    /// `out[b, o, p] = Σ_{c,k} kernel[o, c, k] · padded[b, c, base(p) + offset(k)]`.
+    fn forward(
+        &self,
+        padded: &Array2<f64>,
+        kernel: &[f64],
+        in_channels: usize,
+        out_channels: usize,
+    ) -> Array2<f64> {
+        let kernel_volume = self.offsets.len();
+        let padded = padded.as_standard_layout();
+        let mut out = Array2::zeros((padded.nrows(), out_channels * self.points));
+        for (source, mut target) in padded.rows().into_iter().zip(out.rows_mut()) {
+            let source = source.to_slice().expect("standard layout");
+            let target = target.as_slice_mut().expect("standard layout");
+            for (o, target) in target.chunks_exact_mut(self.points).enumerate() {
+                for (c, source) in source.chunks_exact(self.padded_points).enumerate() {
+                    let weights = &kernel[(o * in_channels + c) * kernel_volume..][..kernel_volume];
+                    for (&w, &offset) in weights.iter().zip(&self.offsets) {
+                        for &(start, first, length) in &self.runs {
+                            let from = &source[first + offset..][..length];
+                            for (t, s) in target[start..start + length].iter_mut().zip(from) {
+                                *t += w * s;
+                            }
+                        }
+                    }
                 }
             }
         }
+        out
     }
-    padded
+
+    /// Adds the kernel gradient `Σ_{b,p} adjoint[b, o, p] · padded[b, c, base(p) + offset(k)]`
+    /// to `d_kernel` and returns the adjoint of the padded input.
+    fn backward(
+        &self,
+        padded: &Array2<f64>,
+        adjoint: &Array2<f64>,
+        kernel: &[f64],
+        d_kernel: &mut [f64],
+        in_channels: usize,
+        out_channels: usize,
+    ) -> Array2<f64> {
+        let kernel_volume = self.offsets.len();
+        let padded = padded.as_standard_layout();
+        let adjoint = adjoint.as_standard_layout();
+        debug_assert_eq!(padded.nrows(), adjoint.nrows());
+        let mut d_padded = Array2::zeros(padded.raw_dim());
+        for ((source, gradient), mut d_source) in padded
+            .rows()
+            .into_iter()
+            .zip(adjoint.rows())
+            .zip(d_padded.rows_mut())
+        {
+            let source = source.to_slice().expect("standard layout");
+            let gradient = gradient.to_slice().expect("standard layout");
+            let d_source = d_source.as_slice_mut().expect("standard layout");
+            for (o, gradient) in gradient
+                .chunks_exact(self.points)
+                .take(out_channels)
+                .enumerate()
+            {
+                for (c, (source, d_source)) in source
+                    .chunks_exact(self.padded_points)
+                    .zip(d_source.chunks_exact_mut(self.padded_points))
+                    .take(in_channels)
+                    .enumerate()
+                {
+                    let index = (o * in_channels + c) * kernel_volume;
+                    for k in 0..kernel_volume {
+                        let (w, offset) = (kernel[index + k], self.offsets[k]);
+                        let mut sum = 0.0;
+                        for &(start, first, length) in &self.runs {
+                            let g = &gradient[start..start + length];
+                            let from = &source[first + offset..][..length];
+                            sum += g.iter().zip(from).map(|(a, b)| a * b).sum::<f64>();
+                            let into = &mut d_source[first + offset..][..length];
+                            for (d, a) in into.iter_mut().zip(g) {
+                                *d += w * a;
+                            }
+                        }
+                        d_kernel[index + k] += sum;
+                    }
+                }
+            }
+        }
+        d_padded
+    }
 }
 
 /// Returns the unary operator of the symbolic model as a tape operation.
@@ -1358,20 +1403,9 @@ impl Tape {
                 out_channels,
                 operand,
             } => {
-                let points = taps.len() / kernel_volume;
+                let plan = ConvolutionPlan::new(taps, *kernel_volume, *padded_points);
                 let convolve = |padded: &Array2<f64>, weights: &[f64]| -> Array2<f64> {
-                    let columns =
-                        im2col(padded, taps, *kernel_volume, *in_channels, *padded_points);
-                    let kernel = ArrayView2::from_shape(
-                        (*out_channels, in_channels * kernel_volume),
-                        weights,
-                    )
-                    .expect("kernel of the declared shape");
-                    let products = columns.dot(&kernel.t());
-                    let batch = padded.nrows();
-                    Array2::from_shape_fn((batch, out_channels * points), |(b, i)| {
-                        products[[b * points + i % points, i / points]]
-                    })
+                    plan.forward(padded, weights, *in_channels, *out_channels)
                 };
                 let mut out = convolve(&values[*operand], param_tangent.at_step(*kernel, env.step));
                 if let Some(t) = &tangents[*operand] {

@@ -10,7 +10,9 @@ use crate::train::params::{
 use crate::train::tape::{Op, ParamValues};
 use ndarray::{s, Array2, Axis};
 use npdec_learn::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, NamedArray};
-use npdec_learn::data::{load_data_source, Dataset, MiniBatches, ShuffleRng, Targets};
+use npdec_learn::data::{
+    load_data_source, shift_images, Dataset, MiniBatches, ShuffleRng, Targets,
+};
 use npdec_learn::loss::{add_l2_gradient, l2_penalty, ConfusionMatrix};
 use npdec_learn::optim::{
     fit_linear_readout, minimize, LbfgsOptions, OptimizerState, StepOptimizer,
@@ -19,7 +21,7 @@ use npdec_learn::report::{
     plot_confusion_matrix, plot_training_curves, EpochProgress, EpochRecord,
 };
 use npdec_learn::revolve::default_snapshots;
-use npdec_symbolic::{Model, Optimizer, TrainTask};
+use npdec_symbolic::{Expr, Model, Optimizer, Schedule, TrainTask};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -57,6 +59,9 @@ pub struct TrainReport {
     pub train_loss: f64,
     /// Wall time of each epoch in seconds.
     pub epoch_seconds: Vec<f64>,
+    /// True when [`TrainOptions::max_epochs`] or [`TrainOptions::max_train_samples`] cut the
+    /// run short of the task as written.
+    pub shortened: bool,
     pub history: Vec<EpochRecord>,
     /// The trained parameters by name, flattened, for expectations and tests.
     #[serde(skip)]
@@ -89,6 +94,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.npdc";
 /// Everything prepared for a train task: the lowered tapes, the data and the parameters.
 pub struct Prepared {
     pub lowered: LoweredTask,
+    /// True when `max_train_samples` left out part of the training set.
+    pub fewer_samples: bool,
     pub train: Dataset,
     pub test: Dataset,
     pub params: ParamValues,
@@ -105,9 +112,11 @@ pub fn prepare(
     let data = load_data_source(source, base_dir)
         .map_err(|e| TrainError::new(format!("cannot load data `{}`: {e}", source.name)))?;
     let mut train = data.train;
+    let mut fewer_samples = false;
     if let Some(limit) = options.max_train_samples {
         if limit < train.len() {
             train = train.select(&(0..limit).collect::<Vec<_>>());
+            fewer_samples = true;
         }
     }
     let label_width = match &train.targets {
@@ -129,6 +138,7 @@ pub fn prepare(
     .map_err(TrainError::new)?;
     Ok(Prepared {
         lowered,
+        fewer_samples,
         train,
         test: data.test,
         params,
@@ -262,6 +272,7 @@ pub fn train_task(
 ) -> Result<TrainReport, TrainError> {
     let Prepared {
         lowered,
+        fewer_samples,
         train,
         test,
         mut params,
@@ -282,7 +293,7 @@ pub fn train_task(
         .snapshots
         .unwrap_or_else(|| default_snapshots(lowered.steps))
         .max(1);
-    pool.install(|| {
+    let mut report = pool.install(|| {
         run_training(
             model,
             task,
@@ -295,7 +306,10 @@ pub fn train_task(
             threads,
             snapshots,
         )
-    })
+    })?;
+    let fewer_epochs = options.max_epochs.is_some_and(|e| e < task.epochs);
+    report.shortened = fewer_samples || fewer_epochs;
+    Ok(report)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -351,8 +365,28 @@ fn run_training(
                 _ => StepOptimizer::from_model(&task.optimizer)
                     .map_err(|e| TrainError::new(e.to_string()))?,
             };
+            // The schedule scales the rate the task names, also after `--resume`, where the
+            // restored optimizer holds the rate of the last epoch.
+            let base_rate = match &task.optimizer {
+                Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr,
+                _ => optimizer.learning_rate(),
+            };
+            let shift = model.data[task.data.0].shift;
+            let image = if shift > 0 {
+                Some(image_shape(model, task, train)?)
+            } else {
+                None
+            };
             for epoch in first_epoch..epochs {
                 let started = Instant::now();
+                // The schedule spans the task's epochs, so a shortened run and a resumed one
+                // use the rates of the full run.
+                optimizer.set_learning_rate(scheduled_rate(
+                    task.schedule,
+                    base_rate,
+                    epoch,
+                    epochs.max(task.epochs),
+                ));
                 let batches = MiniBatches::shuffled(train, task.batch, &mut rng)
                     .map_err(|e| TrainError::new(e.to_string()))?;
                 let mut progress = if options.progress {
@@ -360,7 +394,11 @@ fn run_training(
                 } else {
                     EpochProgress::hidden(epoch + 1, epochs, batches.batch_count() as u64)
                 };
-                for (step, batch) in batches.enumerate() {
+                for (step, mut batch) in batches.enumerate() {
+                    if let Some((rows, cols)) = image {
+                        shift_images(&mut batch.inputs, rows, cols, shift, &mut rng)
+                            .map_err(|e| TrainError::new(e.to_string()))?;
+                    }
                     let result = batch_gradient(
                         network,
                         params,
@@ -551,6 +589,7 @@ fn run_training(
         test_loss: last.and_then(|r| r.test_loss),
         train_loss: last.map_or(f64::NAN, |r| r.train_loss),
         epoch_seconds,
+        shortened: false,
         parameters: model
             .params
             .iter()
@@ -689,6 +728,47 @@ fn readout_shape_error() -> TrainError {
     TrainError::new(
         "`pseudoinverse` fits a linear readout: the loss must score `W @ h` or `W @ h + b` with parameters `W` and `b`",
     )
+}
+
+/// The learning rate of epoch `epoch` (from 0) of `epochs` under a schedule.
+pub fn scheduled_rate(schedule: Schedule, base: f64, epoch: usize, epochs: usize) -> f64 {
+    match schedule {
+        Schedule::Constant => base,
+        Schedule::Cosine => {
+            let progress = epoch as f64 / epochs.max(1) as f64;
+            base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
+}
+
+/// The `rows × cols` pixels of the images that `shift` translates: the last two dimensions of a
+/// sample with two or more, or else the last two axes of the field the sample initializes.
+fn image_shape(
+    model: &Model,
+    task: &TrainTask,
+    train: &Dataset,
+) -> Result<(usize, usize), TrainError> {
+    let features = train.features();
+    let from_data = match train.sample_shape.as_slice() {
+        [.., rows, cols] => Some((*rows, *cols)),
+        _ => None,
+    };
+    let from_field = model.initials.iter().find_map(|initial| {
+        if !matches!(&initial.value, Expr::Input(d) if *d == task.data) {
+            return None;
+        }
+        match model.field(initial.field).axes.as_slice() {
+            [.., rows, cols] => Some((model.axis(*rows).points, model.axis(*cols).points)),
+            _ => None,
+        }
+    });
+    match from_data.or(from_field) {
+        Some((rows, cols)) if rows * cols > 0 && features % (rows * cols) == 0 => Ok((rows, cols)),
+        _ => Err(TrainError::new(format!(
+            "`shift` translates images, but the samples of `{}` ({features} values each) are not images of a two-dimensional grid",
+            model.data[task.data.0].name
+        ))),
+    }
 }
 
 fn optimizer_name(optimizer: &Optimizer) -> &'static str {
