@@ -1193,8 +1193,8 @@ impl ConvolutionPlan {
                     .enumerate()
                 {
                     let index = (o * in_channels + c) * kernel_volume;
-                    for k in 0..kernel_volume {
-                        let (w, offset) = (kernel[index + k], self.offsets[k]);
+                    for (k, &offset) in self.offsets.iter().enumerate() {
+                        let w = kernel[index + k];
                         let mut sum = 0.0;
                         for &(start, first, length) in &self.runs {
                             let g = &gradient[start..start + length];
