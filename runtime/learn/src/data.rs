@@ -724,7 +724,7 @@ pub fn shift_images(
     rng: &mut ShuffleRng,
 ) -> Result<(), DataError> {
     let plane = rows * cols;
-    if plane == 0 || inputs.ncols() % plane != 0 {
+    if plane == 0 || !inputs.ncols().is_multiple_of(plane) {
         return Err(DataError::general(format!(
             "cannot shift samples of {} values as images of {rows} × {cols} pixels",
             inputs.ncols()

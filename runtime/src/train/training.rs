@@ -763,7 +763,9 @@ fn image_shape(
         }
     });
     match from_data.or(from_field) {
-        Some((rows, cols)) if rows * cols > 0 && features % (rows * cols) == 0 => Ok((rows, cols)),
+        Some((rows, cols)) if rows * cols > 0 && features.is_multiple_of(rows * cols) => {
+            Ok((rows, cols))
+        }
         _ => Err(TrainError::new(format!(
             "`shift` translates images, but the samples of `{}` ({features} values each) are not images of a two-dimensional grid",
             model.data[task.data.0].name
