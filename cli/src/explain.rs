@@ -69,12 +69,28 @@ pub fn run(target: &str, view: &ModelView) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let path = Path::new(target);
-    if !path.exists() {
+    if path.exists() {
+        return explain_model(path, view);
+    }
+    if looks_like_code(target) {
         return Err(format!(
-            "`{target}` is neither a diagnostic code (such as E0100 or W0001, see docs/diagnostics.md) nor a model file"
+            "`{target}` is not a diagnostic code of npdec; docs/diagnostics.md lists every code"
         ));
     }
-    explain_model(path, view)
+    if path.extension().is_some_and(|e| e == "npde") {
+        return Err(format!("cannot read `{target}`: the file does not exist"));
+    }
+    Err(format!(
+        "`{target}` is neither a diagnostic code (such as E0100 or W0001, see docs/diagnostics.md) nor a model file"
+    ))
+}
+
+/// Returns true for a word shaped like a diagnostic code: `E` or `W` and four digits, in any case.
+fn looks_like_code(target: &str) -> bool {
+    let bytes = target.trim().as_bytes();
+    bytes.len() == 5
+        && matches!(bytes[0], b'E' | b'e' | b'W' | b'w')
+        && bytes[1..].iter().all(u8::is_ascii_digit)
 }
 
 fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {

@@ -85,10 +85,10 @@ enum Command {
         #[arg(long)]
         snapshots: Option<usize>,
         /// Train for this many epochs instead of the `epochs` clause of each train task.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_parser = parse_positive)]
         epochs: Option<u64>,
         /// Train on the first N samples of the training set only (the test set is unchanged).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = parse_positive)]
         train_samples: Option<u64>,
     },
     /// Benchmark the JIT's stencil sweeps beside the memory bandwidth measured in the same run.
@@ -201,7 +201,30 @@ enum PrecisionArg {
     F64,
 }
 
+/// Parses a count that must be at least 1, such as `--epochs`.
+fn parse_positive(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(0) => Err("expected a whole number of at least 1, found 0".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number of at least 1, found `{value}`")),
+    }
+}
+
+/// Restores the default action of SIGPIPE, which the Rust runtime ignores, so that `npdec … | head`
+/// ends quietly when the reader closes the pipe, as other Unix tools do, instead of panicking on the
+/// failed write to standard output.
+#[cfg(unix)]
+fn restore_sigpipe() {
+    // SAFETY: this runs first in `main`, before any other thread exists, and `SIG_DFL` is a valid
+    // action for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    restore_sigpipe();
     let cli = Cli::parse();
     terminal::init_logging(cli.quiet, cli.verbose);
     let result = match cli.command {

@@ -16,6 +16,7 @@ use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -120,7 +121,12 @@ pub fn run() -> Result<ExitCode, String> {
     let mut editor: Editor<ReplHelper, rustyline::history::DefaultHistory> =
         Editor::new().map_err(|e| format!("cannot start the line editor: {e}"))?;
     editor.set_helper(Some(ReplHelper { names: Vec::new() }));
-    let history = std::env::var_os("HOME").map(|home| Path::new(&home).join(".npdec_history"));
+    // A script piped to standard input is not typed, so it stays out of the history file.
+    let history = std::io::stdin()
+        .is_terminal()
+        .then(|| std::env::var_os("HOME"))
+        .flatten()
+        .map(|home| Path::new(&home).join(".npdec_history"));
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }

@@ -104,8 +104,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 format!(", test accuracy {:.2} %", 100.0 * a)
             });
             eprintln!(
-                "trained with {} for {} epochs ({:.2} s per epoch): train loss {:.4}{accuracy}",
-                trained.optimizer, trained.epochs, mean_seconds, trained.train_loss
+                "trained with {} for {} epoch{} ({:.2} s per epoch): train loss {:.4}{accuracy}",
+                trained.optimizer,
+                trained.epochs,
+                if trained.epochs == 1 { "" } else { "s" },
+                mean_seconds,
+                trained.train_loss
             );
         }
     }
@@ -128,9 +132,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         }
     }
     if !args.quiet {
+        let files = report.outputs.len();
         eprintln!(
-            "wrote {} files to {}",
-            report.outputs.len(),
+            "wrote {files} file{} to {}",
+            if files == 1 { "" } else { "s" },
             out_dir.display()
         );
     }

@@ -52,3 +52,27 @@ fn explain_rejects_malformed_code() {
     assert!(stderr.contains("diagnostic code"), "{stderr}");
     assert!(stderr.contains("E0100"), "{stderr}");
 }
+
+#[test]
+fn explain_unknown_code_names_catalogue() {
+    let output = explain("W9999");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("`W9999` is not a diagnostic code of npdec"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("docs/diagnostics.md"), "{stderr}");
+}
+
+#[test]
+fn explain_missing_model_file() {
+    let output = explain("no_such_model.npde");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(
+        stderr.contains("cannot read `no_such_model.npde`: the file does not exist"),
+        "{stderr}"
+    );
+}

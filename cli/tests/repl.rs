@@ -164,3 +164,32 @@ fn terminal_session_in_tmux() {
     std::thread::sleep(Duration::from_millis(200));
     let _ = tmux(&["kill-session", "-t", &session]);
 }
+
+#[test]
+fn piped_session_keeps_no_history() {
+    let home = std::env::temp_dir().join(format!("npdec_repl_home_{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("home folder");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .arg("repl")
+        .env("NO_COLOR", "1")
+        .env("HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("npdec repl starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"grid x in [0, 1] points 11\n:source\n")
+        .expect("write script");
+    let output = child.wait_with_output().expect("the session ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(stdout.contains("grid x in [0, 1] points 11"), "{stdout}");
+    assert!(
+        !home.join(".npdec_history").exists(),
+        "a piped script was written to the history file"
+    );
+}
