@@ -206,7 +206,9 @@ fn parse_positive(value: &str) -> Result<u64, String> {
     match value.parse::<u64>() {
         Ok(0) => Err("expected a whole number of at least 1, found 0".to_string()),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("expected a whole number of at least 1, found `{value}`")),
+        Err(_) => Err(format!(
+            "expected a whole number of at least 1, found `{value}`"
+        )),
     }
 }
 
