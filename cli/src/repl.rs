@@ -122,11 +122,11 @@ pub fn run() -> Result<ExitCode, String> {
         Editor::new().map_err(|e| format!("cannot start the line editor: {e}"))?;
     editor.set_helper(Some(ReplHelper { names: Vec::new() }));
     // A script piped to standard input is not typed, so it stays out of the history file.
-    let history = std::io::stdin()
-        .is_terminal()
-        .then(|| std::env::var_os("HOME"))
-        .flatten()
-        .map(|home| Path::new(&home).join(".npdec_history"));
+    let history = if std::io::stdin().is_terminal() {
+        std::env::var_os("HOME").map(|home| Path::new(&home).join(".npdec_history"))
+    } else {
+        None
+    };
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
