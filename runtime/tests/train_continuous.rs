@@ -10,8 +10,14 @@ use npdec_runtime::train::TrainOptions;
 use npdec_symbolic::{GradientMethod, Model, Task};
 use std::path::{Path, PathBuf};
 
+/// Returns a new directory for one call, unique across the tests that run in parallel in this process.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("npdec-continuous-{name}-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "npdec-continuous-{name}-{}-{call}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temporary directory");
     dir
