@@ -26,6 +26,15 @@ pub fn init_logging(quiet: bool, verbose: u8) {
         .try_init();
 }
 
+/// Prints a warning that is not about a span of source, such as a model with nothing to run.
+pub fn print_warning(message: &str) {
+    if stderr_color() {
+        eprintln!("\x1b[1;33mwarning\x1b[0m: {message}");
+    } else {
+        eprintln!("warning: {message}");
+    }
+}
+
 /// Prints an error that is not about a span of source, such as an unreadable file.
 pub fn print_error(message: &str) {
     if stderr_color() {

@@ -44,6 +44,10 @@ fn run_counts_one_file_in_singular() {
     let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("wrote 1 file to out/empty"), "{stderr}");
+    assert!(
+        stderr.contains("warning: `empty.npde` has no solve or train task, so nothing was run"),
+        "{stderr}"
+    );
 }
 
 /// `npdec explain E0100 | head -1`: the reader closes the pipe, and npdec ends without a panic.
