@@ -17,6 +17,7 @@ pub fn run(
     files: &[PathBuf],
     format: Format,
     gradients: bool,
+    jit: bool,
     quiet: bool,
 ) -> Result<ExitCode, String> {
     let mut any_error = false;
@@ -33,7 +34,7 @@ pub fn run(
         any_error |= checked.has_errors();
         if gradients {
             if let Some(model) = &checked.model {
-                any_error |= !check_gradients(path, model, quiet);
+                any_error |= !check_gradients(path, model, jit, quiet);
             }
         }
         match format {
@@ -65,11 +66,16 @@ pub fn run(
     Ok(ExitCode::from(u8::from(any_error)))
 }
 
-/// Runs the Taylor and dot tests of every train task and prints their figures; returns whether
-/// they passed.
-fn check_gradients(path: &Path, model: &npdec_symbolic::Model, quiet: bool) -> bool {
+/// Runs the Taylor and dot tests of every train task, with the JIT's adjoint of the rates when
+/// `jit` is set and it compiles them, and prints their figures; returns whether they passed.
+fn check_gradients(path: &Path, model: &npdec_symbolic::Model, jit: bool, quiet: bool) -> bool {
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    let report = match npdec_runtime::train::check_gradients(model, base_dir, 0) {
+    let compiler = crate::engine::Jit {
+        options: npdec_jit::JitOptions::default(),
+    };
+    let compiler = jit.then_some(&compiler as &dyn npdec_runtime::engine::Compiler);
+    let report = match npdec_runtime::train::check_gradients_compiled(model, base_dir, 0, compiler)
+    {
         Ok(report) => report,
         Err(message) => {
             terminal::print_error(&format!(
@@ -80,6 +86,13 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, quiet: bool) -> b
         }
     };
     for check in &report.checks {
+        if let Some(reason) = &check.adjoint_fallback {
+            terminal::print_warning(&format!(
+                "{}: task {}: the JIT cannot compile the adjoint, so the tape computes it: {reason}",
+                path.display(),
+                check.task + 1
+            ));
+        }
         let rates: Vec<String> = check.rates.iter().map(|r| format!("{r:.3}")).collect();
         let verdict = |passed: bool| if passed { "passed" } else { "FAILED" };
         if !quiet || !check.taylor_passed {
@@ -95,13 +108,14 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, quiet: bool) -> b
         }
         if !quiet || !check.dot_passed {
             eprintln!(
-                "{}: task {}: dot test {} (<Jv, w> = {:.15e}, <v, J^T w> = {:.15e}, relative difference {:.1e})",
+                "{}: task {}: dot test {} (<Jv, w> = {:.15e}, <v, J^T w> = {:.15e}, relative difference {:.1e}, adjoint by the {})",
                 path.display(),
                 check.task + 1,
                 verdict(check.dot_passed),
                 check.dot_tangent,
                 check.dot_adjoint,
-                check.dot_relative_error
+                check.dot_relative_error,
+                check.adjoint_engine
             );
         }
         if let (false, Some(difference)) = (quiet, check.continuous_difference) {

@@ -1,8 +1,12 @@
-//! The Cranelift JIT as the runtime's compiler for solves (`npdec run --engine jit`, the default).
+//! The Cranelift JIT as the runtime's compiler for solves and for the adjoint of training
+//! (`npdec run --engine jit`, the default).
 
 use npdec_ir::graph::{Graph, NodeId, NodeKind};
+use npdec_jit::adjoint::CompiledTape;
 use npdec_jit::{EulerStepper, JitEvaluator, JitFloat, JitOptions};
 use npdec_runtime::engine::{CompiledRhs, CompiledSteps, Compiler};
+use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::lower::LoweredTask;
 use npdec_runtime::Value;
 use npdec_symbolic::FieldId;
 
@@ -106,5 +110,16 @@ impl Compiler for Jit {
 
     fn compile_euler_f32(&self, graph: &Graph) -> Result<Box<dyn CompiledSteps<f32>>, String> {
         self.compile_steps(graph)
+    }
+
+    fn compile_rates(&self, task: &LoweredTask) -> Result<Box<dyn CompiledRates>, String> {
+        let compiled = CompiledTape::<f64>::new(task, &self.options)
+            .map_err(|unsupported| unsupported.to_string())?;
+        tracing::info!(
+            kernels = compiled.kernel_count(),
+            codegen_ms = compiled.compile_time().as_secs_f64() * 1e3,
+            "compiled the rates of a train task and their adjoint"
+        );
+        Ok(Box::new(compiled))
     }
 }

@@ -48,6 +48,9 @@ enum Command {
         /// Also check the adjoint gradients of train tasks (Taylor and dot tests).
         #[arg(long)]
         gradients: bool,
+        /// Who computes the adjoint of the rates for --gradients: JIT kernels, or the tape.
+        #[arg(long, value_enum, default_value_t = EngineArg::Jit)]
+        engine: EngineArg,
     },
     /// Run a model's tasks, evaluate its expectations and write the results.
     #[command(
@@ -189,7 +192,8 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum EngineArg {
-    /// Compile solves with Cranelift; a task it cannot compile runs on the interpreter with a warning.
+    /// Compile solves, and the rates and adjoint of training, with Cranelift; what it cannot
+    /// compile runs on the interpreter or the tape with a warning.
     Jit,
     /// The reference interpreter, the ground truth.
     Interp,
@@ -234,7 +238,14 @@ fn main() -> ExitCode {
             files,
             format,
             gradients,
-        } => check::run(&files, format, gradients, cli.quiet),
+            engine,
+        } => check::run(
+            &files,
+            format,
+            gradients,
+            engine == EngineArg::Jit,
+            cli.quiet,
+        ),
         Command::Explain {
             target,
             dump_ir,

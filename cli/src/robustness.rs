@@ -45,6 +45,7 @@ pub fn measure(
     let network = Network {
         model,
         task: &prepared.lowered,
+        compiled: None,
     };
     let weights: Vec<(String, Array2<f64>)> = matrices
         .iter()

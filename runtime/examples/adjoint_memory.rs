@@ -67,6 +67,7 @@ train heat on d using euler(steps = {steps}) until {} loss mse(u, label) optimiz
     let network = Network {
         model: &model,
         task: &prepared.lowered,
+        compiled: None,
     };
     let labels = label_matrix(&prepared.train.targets);
     let chunk = Chunk {

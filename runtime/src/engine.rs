@@ -51,4 +51,16 @@ pub trait Compiler: Send + Sync + std::fmt::Debug {
     fn compile_euler_f32(&self, _graph: &Graph) -> Result<Box<dyn CompiledSteps<f32>>, String> {
         Err(format!("the {} does not compile whole steps", self.name()))
     }
+    /// Compiles the rates of a lowered train task and their vector–Jacobian products, which
+    /// training and gradient checks then use inside the Euler and RK4 steps, or returns the reason
+    /// (naming the operation) why it cannot.
+    fn compile_rates(
+        &self,
+        _task: &crate::train::lower::LoweredTask,
+    ) -> Result<Box<dyn crate::train::compiled::CompiledRates>, String> {
+        Err(format!(
+            "the {} does not compile the adjoint of train tasks",
+            self.name()
+        ))
+    }
 }

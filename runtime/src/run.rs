@@ -283,6 +283,7 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             &base_dir,
             options.out_dir.as_deref(),
             &options.train,
+            options.compiler.as_deref(),
         )
         .map_err(|error| {
             let mut diagnostic = Diagnostic::error(
@@ -296,6 +297,21 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             }
             vec![diagnostic]
         })?;
+        if let (Some(compiler), Some(reason)) = (&options.compiler, &report.adjoint_fallback) {
+            warnings.push(
+                Diagnostic::warning(
+                    Code::W0003,
+                    format!(
+                        "the {} cannot compile the adjoint of this task; it trains on the tape",
+                        compiler.name()
+                    ),
+                    train.span,
+                    "trained with the tape's adjoint",
+                )
+                .with_note(reason.clone())
+                .with_help("the gradients are the same, only slower; `--engine interp` silences this warning"),
+            );
+        }
         training.push(report);
     }
 

@@ -83,10 +83,12 @@ fn difference(boundary: &str, scheme: &str, points: usize, steps: usize) -> f64 
     let a = Network {
         model: &model,
         task: &discrete,
+        compiled: None,
     };
     let b = Network {
         model: &model,
         task: &prepared.lowered,
+        compiled: None,
     };
     gradient_difference(&a, &b, &prepared.params, &chunk).expect("gradients")
 }

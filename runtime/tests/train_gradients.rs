@@ -237,6 +237,7 @@ fn batch_gradient_matches_central_differences() {
     let network = Network {
         model: &model,
         task: &prepared.lowered,
+        compiled: None,
     };
     let inputs = prepared.train.inputs.clone();
     let targets = prepared.train.targets.clone();
@@ -278,6 +279,7 @@ fn checkpointing_keeps_gradient_bit_identical() {
     let network = Network {
         model: &model,
         task: &prepared.lowered,
+        compiled: None,
     };
     let labels = label_matrix(&prepared.train.targets);
     let classes = match &prepared.train.targets {

@@ -12,9 +12,13 @@
 //! 5. [`aot`] writes the same step as an object file with a C header;
 //! 6. [`bench`] measures sweeps against the memory bandwidth of the machine.
 //!
+//! Training takes a separate path: [`adjoint::CompiledTape`] compiles the rates of a lowered train
+//! task and their vector–Jacobian products from its tape, with the same code generator.
+//!
 //! A node the JIT cannot compile makes construction fail with [`Unsupported`], which names the
 //! node, so the caller can fall back to the interpreter and report why once.
 
+pub mod adjoint;
 pub mod aot;
 pub mod bench;
 pub mod blocking;

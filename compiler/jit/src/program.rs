@@ -235,7 +235,7 @@ pub fn flag_builder(opt_level: OptLevel, position_independent: bool) -> settings
     flags
 }
 
-type KernelFn = unsafe extern "C" fn(*const *mut u8, f64, i64, i64);
+pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut u8, f64, i64, i64);
 
 /// Buffer base pointers handed to kernels on other threads.
 #[derive(Clone, Copy)]
@@ -555,7 +555,7 @@ impl<T: JitFloat> CompiledPlan<T> {
 }
 
 /// Returns a JIT builder for the host with the registered settings.
-fn jit_builder(opt_level: OptLevel) -> Result<JITBuilder, String> {
+pub(crate) fn jit_builder(opt_level: OptLevel) -> Result<JITBuilder, String> {
     let isa_builder = cranelift_native::builder()
         .map_err(|e| format!("the host machine is not supported: {e}"))?;
     let isa = isa_builder

@@ -15,6 +15,7 @@
 //! The result is not the exact gradient of the discrete loss, so optimizers see a gradient with an
 //! error of the scheme's order in `Δt`.
 
+use crate::train::compiled::CompiledRates;
 use crate::train::lower::{ExplicitScheme, Head, LoweredTask, StateSlot};
 use crate::train::tape::{Env, NodeIndex, ParamValues};
 use ndarray::{s, Array2, ArrayView2};
@@ -63,6 +64,9 @@ pub enum HeadSeed<'a> {
 pub struct Network<'a> {
     pub model: &'a Model,
     pub task: &'a LoweredTask,
+    /// Compiled rates and their adjoint, used in place of the `rhs` tape inside the Euler and
+    /// RK4 steps when present. Tangent-linear sweeps always run on the tape.
+    pub compiled: Option<&'a dyn CompiledRates>,
 }
 
 impl<'a> Network<'a> {
@@ -107,8 +111,47 @@ impl<'a> Network<'a> {
         (states, values)
     }
 
-    /// Evaluates the right-hand sides `F(states)` at step `step` and time `time`.
+    /// Evaluates the right-hand sides `F(states)` at step `step` and time `time`: the rates and
+    /// the values of the `rhs` tape, which are empty when compiled code computed the rates.
     fn rhs(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+        step: usize,
+        time: f64,
+    ) -> (Vec<Array2<f64>>, Vec<Array2<f64>>) {
+        match self.compiled_rates() {
+            Some(compiled) => (compiled.rates(states, params, step, time), Vec::new()),
+            None => self.rhs_tape(params, chunk, states, step, time),
+        }
+    }
+
+    /// Returns the compiled rates when the steps use them: split-step Fourier reads rate nodes of
+    /// the tape itself, so it always runs on the tape.
+    fn compiled_rates(&self) -> Option<&'a dyn CompiledRates> {
+        self.compiled
+            .filter(|_| self.task.scheme != ExplicitScheme::SplitStep)
+    }
+
+    /// Returns the tape values [`Self::rhs_backward`] needs at the given states: none when
+    /// compiled code runs the reverse sweep, which recomputes what it needs.
+    fn backward_values(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        states: &[Array2<f64>],
+        step: usize,
+        time: f64,
+    ) -> Vec<Array2<f64>> {
+        match self.compiled_rates() {
+            Some(_) => Vec::new(),
+            None => self.rhs_tape(params, chunk, states, step, time).1,
+        }
+    }
+
+    /// Evaluates the right-hand sides on the tape: the rates and the values of every tape node.
+    fn rhs_tape(
         &self,
         params: &ParamValues,
         chunk: &Chunk,
@@ -156,6 +199,18 @@ impl<'a> Network<'a> {
         state_adjoints: &mut [Array2<f64>],
         gradients: &mut ParamValues,
     ) {
+        if let Some(compiled) = self.compiled_rates() {
+            compiled.rates_backward(
+                states,
+                params,
+                step,
+                time,
+                d_rates,
+                state_adjoints,
+                gradients,
+            );
+            return;
+        }
         let env = self.env(states, params, chunk, step, time);
         let mut seeds: Vec<(NodeIndex, Array2<f64>)> = Vec::new();
         for (slot, d_rate) in self.task.states.iter().zip(d_rates) {
@@ -235,7 +290,7 @@ impl<'a> Network<'a> {
             }
         }
         let time = (step as f64 + 0.5) * self.task.dt;
-        let (_, values) = self.rhs(params, chunk, states, step, time);
+        let (_, values) = self.rhs_tape(params, chunk, states, step, time);
         values
     }
 
@@ -296,7 +351,7 @@ impl<'a> Network<'a> {
         }
         match self.task.scheme {
             ExplicitScheme::Euler => {
-                let (_, values) = self.rhs(params, chunk, states, step, time);
+                let values = self.backward_values(params, chunk, states, step, time);
                 let d_rates: Vec<Array2<f64>> = adjoint.iter().map(|l| l * dt).collect();
                 self.rhs_backward(
                     params, chunk, states, &values, step, time, &d_rates, adjoint, gradients,
@@ -407,7 +462,7 @@ impl<'a> Network<'a> {
             }
             ExplicitScheme::Euler => {
                 // λ_n = λ + Δt F_u(u_{n+1})ᵀ λ and g += Δt F_θ(u_{n+1})ᵀ λ.
-                let (_, values) = self.rhs(params, chunk, &next, step, end);
+                let values = self.backward_values(params, chunk, &next, step, end);
                 let d_rates: Vec<Array2<f64>> = adjoint.iter().map(|l| l * dt).collect();
                 self.rhs_backward(
                     params, chunk, &next, &values, step, end, &d_rates, adjoint, gradients,
@@ -447,7 +502,7 @@ impl<'a> Network<'a> {
                     for (a, slot) in argument.iter_mut().zip(&self.task.states) {
                         zero_dirichlet(slot, a);
                     }
-                    let (_, values) = self.rhs(params, chunk, stage_state, step, time);
+                    let values = self.backward_values(params, chunk, stage_state, step, time);
                     let mut k: Vec<Array2<f64>> = argument
                         .iter()
                         .map(|a| Array2::zeros(a.raw_dim()))
@@ -837,7 +892,7 @@ impl<'a> Network<'a> {
         time: f64,
         direction: &ParamValues,
     ) -> Vec<Array2<f64>> {
-        let (_, values) = self.rhs(params, chunk, states, step, time);
+        let (_, values) = self.rhs_tape(params, chunk, states, step, time);
         let env = self.env(states, params, chunk, step, time);
         let node_tangents = self.task.rhs.tangent(&env, &values, tangents, direction);
         let batch = chunk.samples.nrows();

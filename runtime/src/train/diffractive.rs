@@ -109,6 +109,7 @@ pub fn diffractive_stack(
     let network = Network {
         model,
         task: lowered,
+        compiled: None,
     };
     let test = &prepared.test;
     let Targets::Classes { labels, .. } = &test.targets else {

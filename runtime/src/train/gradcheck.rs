@@ -13,10 +13,11 @@
 //! continuous` the relative difference of the continuous gradient from the discrete one is
 //! reported too. The model is only read, and nothing is written.
 
+use crate::engine::Compiler;
 use crate::train::adjoint::{Chunk, HeadSeed, Network};
 use crate::train::params::{flatten_learnable, learnable, unflatten_learnable};
 use crate::train::tape::ParamValues;
-use crate::train::training::{label_matrix, prepare, TrainOptions};
+use crate::train::training::{compile_rates, label_matrix, prepare, TrainOptions};
 use ndarray::{s, Array2};
 use npdec_learn::data::{ShuffleRng, Targets};
 use npdec_symbolic::{GradientMethod, Model, Task};
@@ -48,6 +49,10 @@ pub struct GradientCheck {
     pub dot_passed: bool,
     /// `‖g_continuous − g_discrete‖ / ‖g_discrete‖` for a task with `gradient continuous`.
     pub continuous_difference: Option<f64>,
+    /// What ran the adjoint of the rates: `JIT` or `tape`.
+    pub adjoint_engine: String,
+    /// Why the compiler could not compile the rates, when one was given and could not.
+    pub adjoint_fallback: Option<String>,
 }
 
 /// The checks of every train task of a model.
@@ -62,12 +67,24 @@ impl GradientCheckReport {
     }
 }
 
-/// Runs the Taylor and dot tests on every train task of `model`; data paths are relative to
-/// `base_dir`.
+/// Runs the Taylor and dot tests on every train task of `model` with the tape's adjoint; data
+/// paths are relative to `base_dir`.
 pub fn check_gradients(
     model: &Model,
     base_dir: &Path,
     seed: u64,
+) -> Result<GradientCheckReport, String> {
+    check_gradients_compiled(model, base_dir, seed, None)
+}
+
+/// Runs the Taylor and dot tests on every train task of `model`, with the adjoint of the rates
+/// compiled by `compiler` where it can compile them. The tangent of the dot test always runs on
+/// the tape, so with a compiler the dot test compares the compiled adjoint against the tape.
+pub fn check_gradients_compiled(
+    model: &Model,
+    base_dir: &Path,
+    seed: u64,
+    compiler: Option<&dyn Compiler>,
 ) -> Result<GradientCheckReport, String> {
     let mut checks = Vec::new();
     for (index, task) in model.tasks.iter().enumerate() {
@@ -80,9 +97,11 @@ pub fn check_gradients(
         let mut prepared = prepare(model, task, base_dir, &options).map_err(|e| e.message)?;
         let method = prepared.lowered.gradient;
         prepared.lowered.gradient = GradientMethod::Discrete;
+        let (compiled, fallback) = compile_rates(compiler, &prepared.lowered);
         let network = Network {
             model,
             task: &prepared.lowered,
+            compiled: compiled.as_deref(),
         };
         let labels = label_matrix(&prepared.train.targets);
         let classes = match &prepared.train.targets {
@@ -97,12 +116,19 @@ pub fn check_gradients(
         };
         let mut check = check_chunk(&network, &prepared.params, &chunk, seed)?;
         check.task = index;
+        check.adjoint_engine = match &compiled {
+            Some(_) => compiler.map_or("tape", |c| c.name()).to_string(),
+            None => "tape".to_string(),
+        };
+        check.adjoint_fallback = fallback;
         if method == GradientMethod::Continuous {
             let mut continuous = prepared.lowered.clone();
             continuous.gradient = GradientMethod::Continuous;
+            let (compiled_continuous, _) = compile_rates(compiler, &continuous);
             let continuous_network = Network {
                 model,
                 task: &continuous,
+                compiled: compiled_continuous.as_deref(),
             };
             check.continuous_difference = Some(gradient_difference(
                 &network,
@@ -254,5 +280,7 @@ pub fn check_chunk(
         dot_relative_error,
         dot_passed: dot_relative_error <= DOT_TOLERANCE,
         continuous_difference: None,
+        adjoint_engine: "tape".to_string(),
+        adjoint_fallback: None,
     })
 }

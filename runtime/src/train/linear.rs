@@ -13,11 +13,14 @@ use npdec_ir::ghost_cells::{dirichlet_weights, extrapolation_degree, robin_degre
 use npdec_ir::simplify::constant_value;
 use npdec_symbolic::{BoundaryKind, Expr, FieldId, Model, Side};
 
-/// An affine map `y = A u + c` stored row by row (compressed sparse rows).
+/// An affine map `y = A u + c` stored row by row (compressed sparse rows). Rows and columns are
+/// the points of two grids of the same rank, flattened in row-major order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparseOperator {
     rows: usize,
     columns: usize,
+    row_extents: Vec<usize>,
+    column_extents: Vec<usize>,
     row_start: Vec<usize>,
     column: Vec<usize>,
     weight: Vec<f64>,
@@ -31,6 +34,32 @@ impl SparseOperator {
 
     pub fn columns(&self) -> usize {
         self.columns
+    }
+
+    /// Returns the extents of the grid the rows are the points of.
+    pub fn row_extents(&self) -> &[usize] {
+        &self.row_extents
+    }
+
+    /// Returns the extents of the grid the columns are the points of.
+    pub fn column_extents(&self) -> &[usize] {
+        &self.column_extents
+    }
+
+    /// Returns `Aᵀ` with no constant part: the operator whose [`Self::apply`] is this one's
+    /// [`Self::apply_transpose`].
+    pub fn transpose(&self) -> SparseOperator {
+        let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); self.columns];
+        for r in 0..self.rows {
+            for (c, w) in self.row_entries(r) {
+                rows[c].push((r, w));
+            }
+        }
+        let mut builder = Builder::new(&self.row_extents);
+        for row in rows {
+            builder.push_row(row, 0.0);
+        }
+        builder.finish(&self.column_extents)
     }
 
     /// Returns the entries `(column, weight)` of row `row`.
@@ -369,7 +398,7 @@ impl BoundedGrid {
             .map(|(n, h)| n + 2 * h)
             .collect();
         let points: usize = padded.iter().product();
-        let mut builder = Builder::new(self.points());
+        let mut builder = Builder::new(&self.extents);
         let mut index = vec![0i64; self.extents.len()];
         let mut shifted = index.clone();
         for flat in 0..points {
@@ -384,7 +413,7 @@ impl BoundedGrid {
             }
             builder.push_row(row, constant);
         }
-        Ok(builder.finish())
+        Ok(builder.finish(&padded))
     }
 
     /// Builds the padding map from the grid to the grid widened by `halo[axis]` on both sides.
@@ -396,7 +425,7 @@ impl BoundedGrid {
             .map(|(n, h)| n + 2 * h)
             .collect();
         let rows: usize = padded.iter().product();
-        let mut builder = Builder::new(self.points());
+        let mut builder = Builder::new(&self.extents);
         let mut index = vec![0i64; padded.len()];
         for flat in 0..rows {
             unflatten(flat, &padded, &mut index);
@@ -408,7 +437,7 @@ impl BoundedGrid {
             self.resolve(&mut index, 1.0, &mut row, &mut constant)?;
             builder.push_row(row, constant);
         }
-        Ok(builder.finish())
+        Ok(builder.finish(&padded))
     }
 }
 
@@ -426,7 +455,7 @@ pub fn tap_operator(
         .map(|(n, s)| n.saturating_sub(2 * s))
         .collect();
     let points: usize = out_extents.iter().product();
-    let mut builder = Builder::new(in_extents.iter().product());
+    let mut builder = Builder::new(in_extents);
     let mut index = vec![0i64; in_extents.len()];
     let mut shifted = index.clone();
     for flat in 0..points {
@@ -443,11 +472,12 @@ pub fn tap_operator(
         }
         builder.push_row(row, 0.0);
     }
-    Ok(builder.finish())
+    Ok(builder.finish(&out_extents))
 }
 
 struct Builder {
     columns: usize,
+    column_extents: Vec<usize>,
     row_start: Vec<usize>,
     column: Vec<usize>,
     weight: Vec<f64>,
@@ -455,9 +485,10 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(columns: usize) -> Builder {
+    fn new(column_extents: &[usize]) -> Builder {
         Builder {
-            columns,
+            columns: column_extents.iter().product(),
+            column_extents: column_extents.to_vec(),
             row_start: vec![0],
             column: Vec::new(),
             weight: Vec::new(),
@@ -484,10 +515,13 @@ impl Builder {
         self.constant.push(constant);
     }
 
-    fn finish(self) -> SparseOperator {
+    fn finish(self, row_extents: &[usize]) -> SparseOperator {
+        debug_assert_eq!(row_extents.iter().product::<usize>(), self.constant.len());
         SparseOperator {
             rows: self.constant.len(),
             columns: self.columns,
+            row_extents: row_extents.to_vec(),
+            column_extents: self.column_extents,
             row_start: self.row_start,
             column: self.column,
             weight: self.weight,

@@ -6,6 +6,8 @@
 //! - [`lower`]: a train task's equations, initial values, readouts and loss as tapes;
 //! - [`adjoint`]: Euler, RK4 and split-step Fourier forward and reverse steps with binomial
 //!   checkpointing;
+//! - [`compiled`]: the hook through which a compiler runs the rates and their adjoint inside the
+//!   steps;
 //! - [`spectral`]: the Fourier half step of split-step training on complex states;
 //! - [`diffractive`]: the phase masks, distances and detectors of a trained split-step task;
 //! - [`params`]: initial parameter values and the flat vector optimizers see;
@@ -13,6 +15,7 @@
 //! - [`training`]: mini-batches across threads, optimizers, checkpoints and reports.
 
 pub mod adjoint;
+pub mod compiled;
 pub mod diffractive;
 pub mod gradcheck;
 pub mod linear;
@@ -22,5 +25,7 @@ pub mod spectral;
 pub mod tape;
 pub mod training;
 
-pub use gradcheck::{check_gradients, GradientCheck, GradientCheckReport};
+pub use gradcheck::{
+    check_gradients, check_gradients_compiled, GradientCheck, GradientCheckReport,
+};
 pub use training::{train_task, TrainError, TrainOptions, TrainReport};

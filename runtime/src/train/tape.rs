@@ -213,7 +213,8 @@ impl ParamValues {
         }
     }
 
-    fn step_range(&self, id: ParamId, step: usize) -> std::ops::Range<usize> {
+    /// Returns the entries of parameter `id` that time step `step` uses.
+    pub fn step_range(&self, id: ParamId, step: usize) -> std::ops::Range<usize> {
         let size = self.step_sizes[id.0];
         let total = self.values[id.0].len();
         if total == size {

@@ -1,8 +1,10 @@
 //! The training loop of a `train` task: data, mini-batches split across threads, the adjoint
 //! gradient, the optimizer, per-epoch test metrics, checkpoints, and the report files.
 
+use crate::engine::Compiler;
 use crate::output::write_atomically;
 use crate::train::adjoint::{Chunk, ChunkResult, HeadSeed, Network, NonFinite};
+use crate::train::compiled::CompiledRates;
 use crate::train::lower::{lower_train_task, Head, LoweredTask, SampleShape};
 use crate::train::params::{
     flatten_learnable, initialize_params, learnable, param_shape, unflatten_learnable,
@@ -63,6 +65,11 @@ pub struct TrainReport {
     /// run short of the task as written.
     pub shortened: bool,
     pub history: Vec<EpochRecord>,
+    /// What ran the rates and their adjoint inside the time steps: `JIT` or `tape`.
+    pub adjoint_engine: String,
+    /// Why the compiler given to [`train_task`] could not compile the rates, when it could not.
+    #[serde(skip)]
+    pub adjoint_fallback: Option<String>,
     /// The trained parameters by name, flattened, for expectations and tests.
     #[serde(skip)]
     pub parameters: Vec<(String, Vec<f64>)>,
@@ -262,13 +269,31 @@ pub fn evaluate_dataset(
     Ok((loss_sum, outputs))
 }
 
-/// Trains one task and writes its checkpoint, curves, confusion matrix into `out_dir`.
+/// Compiles the rates of a lowered task with `compiler`: the compiled rates, or `None` with the
+/// reason the compiler gave.
+pub fn compile_rates(
+    compiler: Option<&dyn Compiler>,
+    lowered: &LoweredTask,
+) -> (Option<Box<dyn CompiledRates>>, Option<String>) {
+    let Some(compiler) = compiler else {
+        return (None, None);
+    };
+    match compiler.compile_rates(lowered) {
+        Ok(compiled) => (Some(compiled), None),
+        Err(reason) => (None, Some(reason)),
+    }
+}
+
+/// Trains one task and writes its checkpoint, curves, confusion matrix into `out_dir`. With a
+/// `compiler`, the rates and their adjoint run as compiled code where it can compile them, and on
+/// the tape otherwise ([`TrainReport::adjoint_fallback`] says why).
 pub fn train_task(
     model: &Model,
     task: &TrainTask,
     base_dir: &Path,
     out_dir: Option<&Path>,
     options: &TrainOptions,
+    compiler: Option<&dyn Compiler>,
 ) -> Result<TrainReport, TrainError> {
     let Prepared {
         lowered,
@@ -277,9 +302,11 @@ pub fn train_task(
         test,
         mut params,
     } = prepare(model, task, base_dir, options)?;
+    let (compiled, adjoint_fallback) = compile_rates(compiler, &lowered);
     let network = Network {
         model,
         task: &lowered,
+        compiled: compiled.as_deref(),
     };
     let threads = options
         .threads
@@ -309,6 +336,11 @@ pub fn train_task(
     })?;
     let fewer_epochs = options.max_epochs.is_some_and(|e| e < task.epochs);
     report.shortened = fewer_samples || fewer_epochs;
+    report.adjoint_engine = match &compiled {
+        Some(_) => compiler.map_or("tape", |c| c.name()).to_string(),
+        None => "tape".to_string(),
+    };
+    report.adjoint_fallback = adjoint_fallback;
     Ok(report)
 }
 
@@ -590,6 +622,8 @@ fn run_training(
         train_loss: last.map_or(f64::NAN, |r| r.train_loss),
         epoch_seconds,
         shortened: false,
+        adjoint_engine: "tape".to_string(),
+        adjoint_fallback: None,
         parameters: model
             .params
             .iter()

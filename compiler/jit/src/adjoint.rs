@@ -1,0 +1,1360 @@
+//! The rates of a lowered train task and their vector–Jacobian products as JIT-compiled kernels:
+//! the discrete adjoint of the right-hand sides inside training's Euler and RK4 steps.
+//!
+//! Every value of the task's `rhs` tape gets a buffer holding its entries for one sample, and the
+//! forward sweep runs one kernel per tape operation, one sample (batch row) at a time. The reverse
+//! sweep runs the transposed operations in the opposite order and accumulates into one adjoint
+//! buffer per value that depends on a state or a parameter:
+//! - a pointwise operation adds the adjoint times its partial derivatives, which it evaluates from
+//!   the stored forward values;
+//! - a sparse operator (a stencil composed with the ghost-cell rules of the boundary conditions,
+//!   see `npdec_runtime::train::linear`) runs as one box kernel per block of rows that share
+//!   their offsets and weights, and its adjoint runs the same way on the transposed matrix:
+//!   mirrored offsets in the interior, transposed ghost rules near the boundaries;
+//! - a value read by a longer one (a scalar parameter, a one-channel field read by every
+//!   channel) sums the adjoint over its copies, by unrolled loads or by a final sum.
+//!
+//! Parameter gradients are the adjoints of the parameter values, summed over the batch. The time
+//! stepping itself (the Euler and RK4 updates, Dirichlet nodes, checkpointing) stays in
+//! `npdec_runtime::train::adjoint`, which calls [`CompiledTape`] through its `CompiledRates` hook.
+
+use crate::codegen::{define_kernel, math_functions, BufferLayout, CodegenOptions, KernelSpec};
+use crate::kexpr::{sum, Arithmetic, Intrinsic, Kexpr, MathFunction};
+use crate::program::{jit_builder, registered_math, JitFloat, JitOptions, KernelFn};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::JITModule;
+use cranelift_module::Module;
+use ndarray::Array2;
+use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::linear::SparseOperator;
+use npdec_runtime::train::lower::{ExplicitScheme, LoweredTask, StateSlot};
+use npdec_runtime::train::tape::{NodeIndex, Op, ParamValues, Tape};
+use npdec_symbolic::{BinaryOp, CompareOp, Function, ParamId};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The most copies a broadcast value's adjoint sums with unrolled loads; a scalar sums any number
+/// with a final sum instead.
+const MAX_UNROLLED_COPIES: usize = 64;
+
+/// The most constant-coefficient blocks a sparse operator may split into. A stencil with ghost
+/// rules has a handful per boundary face; an operator without stencil structure has about one per
+/// row, and box kernels would be slower than the tape's sparse product.
+const MAX_STENCIL_BLOCKS: usize = 512;
+
+/// A tape operation the JIT cannot compile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnsupportedOp {
+    /// The index of the operation in the `rhs` tape.
+    pub node: NodeIndex,
+    /// The operation's name, as in the tape's `Op`.
+    pub op: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnsupportedOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the JIT cannot compile operation #{} ({}) of the right-hand-side tape: {}",
+            self.node, self.op, self.reason
+        )
+    }
+}
+
+impl std::error::Error for UnsupportedOp {}
+
+/// Returns the name of a tape operation's kind.
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Constant(_) => "Constant",
+        Op::Time => "Time",
+        Op::State(_) => "State",
+        Op::Param(_) => "Param",
+        Op::Input { .. } => "Input",
+        Op::Sequence { .. } => "Sequence",
+        Op::Label(_) => "Label",
+        Op::Neg(_) => "Neg",
+        Op::Binary(..) => "Binary",
+        Op::Compare(..) => "Compare",
+        Op::Call(..) => "Call",
+        Op::Channel { .. } => "Channel",
+        Op::Softmax { .. } => "Softmax",
+        Op::MatMul { .. } => "MatMul",
+        Op::Linear { .. } => "Linear",
+        Op::Convolution { .. } => "Convolution",
+        Op::DivGrad { .. } => "DivGrad",
+        Op::Upwind { .. } => "Upwind",
+        Op::Stack(_) => "Stack",
+        Op::Reduce { .. } => "Reduce",
+    }
+}
+
+/// One step of a sweep.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Kernel(usize),
+    /// `memory[target][0] += Σ memory[source]`: the adjoint of a scalar read by a longer value.
+    SumInto {
+        source: usize,
+        target: usize,
+    },
+}
+
+/// A block of rows of a sparse operator that share the offsets and weights of their entries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StencilBlock {
+    /// Per axis of the row grid, the half-open range of the block.
+    pub region: Vec<(isize, isize)>,
+    /// `(column index − row index, weight)` of every entry, in column order.
+    pub taps: Vec<(Vec<isize>, f64)>,
+    pub constant: f64,
+}
+
+fn unflatten(mut flat: usize, extents: &[usize]) -> Vec<isize> {
+    let mut index = vec![0isize; extents.len()];
+    for a in (0..extents.len()).rev() {
+        index[a] = (flat % extents[a]) as isize;
+        flat /= extents[a];
+    }
+    index
+}
+
+fn flatten(index: &[isize], extents: &[usize]) -> usize {
+    index
+        .iter()
+        .zip(extents)
+        .fold(0, |flat, (i, n)| flat * n + *i as usize)
+}
+
+/// Splits the rows of a sparse operator into boxes whose rows share their taps (offsets from the
+/// row's grid index to the column's grid index, and weights) and constant, so each box runs as a
+/// stencil kernel. Boxes grow greedily: along the last axis first, then along earlier axes while a
+/// whole slab matches.
+pub fn stencil_blocks(operator: &SparseOperator) -> Result<Vec<StencilBlock>, String> {
+    let (row_extents, column_extents) = (operator.row_extents(), operator.column_extents());
+    let rank = row_extents.len();
+    if rank == 0 || column_extents.len() != rank {
+        return Err(format!(
+            "the operator maps a grid of {} axes to one of {rank}, and kernels need one rank",
+            column_extents.len()
+        ));
+    }
+    type Pattern = (Vec<(Vec<isize>, u64)>, u64);
+    let mut ids: HashMap<Pattern, usize> = HashMap::new();
+    let mut patterns: Vec<Pattern> = Vec::new();
+    let mut row_pattern = Vec::with_capacity(operator.rows());
+    for row in 0..operator.rows() {
+        let index = unflatten(row, row_extents);
+        let taps: Vec<(Vec<isize>, u64)> = operator
+            .row_entries(row)
+            .map(|(column, weight)| {
+                let at = unflatten(column, column_extents);
+                let offset = at.iter().zip(&index).map(|(c, r)| c - r).collect();
+                (offset, weight.to_bits())
+            })
+            .collect();
+        let key = (taps, operator.constants()[row].to_bits());
+        let id = match ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                ids.insert(key.clone(), patterns.len());
+                patterns.push(key);
+                patterns.len() - 1
+            }
+        };
+        row_pattern.push(id);
+    }
+
+    let mut covered = vec![false; operator.rows()];
+    let mut blocks = Vec::new();
+    for row in 0..operator.rows() {
+        if covered[row] {
+            continue;
+        }
+        let id = row_pattern[row];
+        let low = unflatten(row, row_extents);
+        let mut high: Vec<isize> = low.iter().map(|i| i + 1).collect();
+        // Every point of the box [low, high) with axis `axis` fixed at `at` matches the pattern.
+        let slab_matches = |high: &[isize], axis: usize, at: isize| -> bool {
+            let mut region: Vec<(isize, isize)> =
+                low.iter().zip(high).map(|(l, h)| (*l, *h)).collect();
+            region[axis] = (at, at + 1);
+            let mut index: Vec<isize> = region.iter().map(|(l, _)| *l).collect();
+            loop {
+                let flat = flatten(&index, row_extents);
+                if covered[flat] || row_pattern[flat] != id {
+                    return false;
+                }
+                let mut a = rank;
+                loop {
+                    if a == 0 {
+                        return true;
+                    }
+                    a -= 1;
+                    index[a] += 1;
+                    if index[a] < region[a].1 {
+                        break;
+                    }
+                    index[a] = region[a].0;
+                }
+            }
+        };
+        for axis in (0..rank).rev() {
+            while (high[axis] as usize) < row_extents[axis] && slab_matches(&high, axis, high[axis])
+            {
+                high[axis] += 1;
+            }
+        }
+        let region: Vec<(isize, isize)> = low.iter().zip(&high).map(|(l, h)| (*l, *h)).collect();
+        let mut index = low.clone();
+        loop {
+            covered[flatten(&index, row_extents)] = true;
+            let mut a = rank;
+            let mut done = true;
+            while a > 0 {
+                a -= 1;
+                index[a] += 1;
+                if index[a] < region[a].1 {
+                    done = false;
+                    break;
+                }
+                index[a] = region[a].0;
+            }
+            if done {
+                break;
+            }
+        }
+        let (taps, constant) = &patterns[id];
+        blocks.push(StencilBlock {
+            region,
+            taps: taps
+                .iter()
+                .map(|(o, w)| (o.clone(), f64::from_bits(*w)))
+                .collect(),
+            constant: f64::from_bits(*constant),
+        });
+        if blocks.len() > MAX_STENCIL_BLOCKS {
+            return Err(format!(
+                "the operator of {} rows splits into more than {MAX_STENCIL_BLOCKS} blocks of constant coefficients, so it is not a stencil",
+                operator.rows()
+            ));
+        }
+    }
+    Ok(blocks)
+}
+
+/// Where a kernel of a pointwise operation evaluates its operands: kernel-frame index `i` stands
+/// for entry `i + shift` of the operation's value, which lies in the block of `block` entries that
+/// starts at `base`. Operands of one entry broadcast, operands of `block` entries repeat per block.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    full: usize,
+    block: usize,
+    shift: isize,
+    base: isize,
+}
+
+/// The operands' lengths that decide the blocks of a pointwise operation of `full` entries.
+fn block_length(full: usize, operands: &[usize]) -> Result<usize, String> {
+    let mut block = full;
+    for len in operands {
+        if *len == 1 || *len == full {
+            continue;
+        }
+        if full % len != 0 || (block != full && block != *len) {
+            return Err(format!(
+                "operands of {operands:?} entries do not broadcast to {full} entries by whole blocks"
+            ));
+        }
+        block = *len;
+    }
+    Ok(block)
+}
+
+struct Builder<'t> {
+    tape: &'t Tape,
+    memory_lens: Vec<usize>,
+    /// Each buffer slot the kernels see: a memory and the layout it is read with.
+    slots: Vec<(usize, BufferLayout)>,
+    slot_of: HashMap<(usize, usize, Vec<usize>), usize>,
+    value: Vec<Option<usize>>,
+    adjoint: Vec<Option<usize>>,
+    specs: Vec<KernelSpec>,
+    forward: Vec<Step>,
+    reverse: Vec<Step>,
+}
+
+impl<'t> Builder<'t> {
+    fn len(&self, node: NodeIndex) -> usize {
+        self.tape.nodes[node].len
+    }
+
+    fn memory(&mut self, len: usize) -> usize {
+        self.memory_lens.push(len);
+        self.memory_lens.len() - 1
+    }
+
+    /// Returns the slot reading `memory` as `channels` planes of a grid of `extents`.
+    fn slot(&mut self, memory: usize, channels: usize, extents: Vec<usize>) -> usize {
+        let key = (memory, channels, extents.clone());
+        if let Some(slot) = self.slot_of.get(&key) {
+            return *slot;
+        }
+        self.slots
+            .push((memory, BufferLayout { channels, extents }));
+        let slot = self.slots.len() - 1;
+        self.slot_of.insert(key, slot);
+        slot
+    }
+
+    fn flat(&mut self, memory: usize) -> usize {
+        let len = self.memory_lens[memory];
+        self.slot(memory, 1, vec![len])
+    }
+
+    fn value_memory(&self, node: NodeIndex) -> usize {
+        self.value[node].expect("operands are computed before their users")
+    }
+
+    /// Returns the entry of `memory` that a frame's kernel-frame index `i` reads.
+    fn read(&mut self, memory: usize, frame: Frame) -> Kexpr {
+        let len = self.memory_lens[memory];
+        let slot = self.flat(memory);
+        if len == 1 {
+            Kexpr::Uniform {
+                buffer: slot,
+                index: 0,
+            }
+        } else if len == frame.full {
+            Kexpr::Load {
+                buffer: slot,
+                channel: 0,
+                offset: vec![frame.shift],
+            }
+        } else {
+            debug_assert_eq!(len, frame.block);
+            Kexpr::Load {
+                buffer: slot,
+                channel: 0,
+                offset: vec![frame.shift - frame.base],
+            }
+        }
+    }
+
+    fn push(&mut self, spec: KernelSpec, forward: bool) {
+        self.specs.push(spec);
+        let step = Step::Kernel(self.specs.len() - 1);
+        if forward {
+            self.forward.push(step);
+        } else {
+            self.reverse.push(step);
+        }
+    }
+
+    /// Emits the kernels writing `expr(frame)` into `memory`, one per block of the value.
+    fn pointwise_kernels(
+        &mut self,
+        memory: usize,
+        full: usize,
+        block: usize,
+        expr: &mut dyn FnMut(&mut Self, Frame) -> Kexpr,
+        forward: bool,
+    ) {
+        let output = self.flat(memory);
+        for m in 0..full / block {
+            let base = (m * block) as isize;
+            let frame = Frame {
+                full,
+                block,
+                shift: 0,
+                base,
+            };
+            let value = expr(self, frame);
+            let spec = KernelSpec {
+                name: format!("k{}", self.specs.len()),
+                output,
+                output_shift: vec![0],
+                region: vec![(base, base + block as isize)],
+                channels: vec![(0, value)],
+                readonly_inputs: forward,
+            };
+            self.push(spec, forward);
+        }
+    }
+
+    /// Emits the forward kernels of operation `node`, after those of its operands.
+    fn forward_op(&mut self, node: NodeIndex) -> Result<(), String> {
+        let tape = self.tape;
+        let full = self.len(node);
+        let memory = self.memory(full);
+        self.value[node] = Some(memory);
+        if let Some((kind, operands)) = Pointwise::of(&tape.nodes[node].op) {
+            let memories: Vec<usize> = operands.iter().map(|o| self.value_memory(*o)).collect();
+            let lens: Vec<usize> = operands.iter().map(|o| self.len(*o)).collect();
+            let block = block_length(full, &lens)?;
+            let mut failure = None;
+            self.pointwise_kernels(
+                memory,
+                full,
+                block,
+                &mut |b: &mut Self, f: Frame| {
+                    let x: Vec<Kexpr> = memories.iter().map(|m| b.read(*m, f)).collect();
+                    kind.value(&x).unwrap_or_else(|reason| {
+                        failure = Some(reason);
+                        Kexpr::Const(f64::NAN)
+                    })
+                },
+                true,
+            );
+            return failure.map_or(Ok(()), Err);
+        }
+        match &tape.nodes[node].op {
+            Op::Constant(_) | Op::Time | Op::State(_) | Op::Param(_) => Ok(()),
+            Op::Channel {
+                operand,
+                channel,
+                points,
+            } => {
+                let source = self.value_memory(*operand);
+                let (input, output) = (self.flat(source), self.flat(memory));
+                let spec = KernelSpec {
+                    name: format!("k{}", self.specs.len()),
+                    output,
+                    output_shift: vec![0],
+                    region: vec![(0, *points as isize)],
+                    channels: vec![(
+                        0,
+                        Kexpr::Load {
+                            buffer: input,
+                            channel: 0,
+                            offset: vec![(channel * points) as isize],
+                        },
+                    )],
+                    readonly_inputs: true,
+                };
+                self.push(spec, true);
+                Ok(())
+            }
+            Op::Linear {
+                operator,
+                channels,
+                operand,
+            } => {
+                if full != channels * operator.rows()
+                    || self.len(*operand) != channels * operator.columns()
+                {
+                    return Err(format!(
+                        "the operator of {} rows and {} columns does not match values of {} and {} entries",
+                        operator.rows(),
+                        operator.columns(),
+                        self.len(*operand),
+                        full
+                    ));
+                }
+                let blocks = stencil_blocks(operator)?;
+                let source = self.value_memory(*operand);
+                let input = self.slot(source, *channels, operator.column_extents().to_vec());
+                let output = self.slot(memory, *channels, operator.row_extents().to_vec());
+                for block in blocks {
+                    let channel_exprs = (0..*channels)
+                        .map(|c| {
+                            let mut terms = vec![Kexpr::Const(block.constant)];
+                            for (offset, weight) in &block.taps {
+                                terms.push(Kexpr::binary(
+                                    Arithmetic::Mul,
+                                    Kexpr::Const(*weight),
+                                    Kexpr::Load {
+                                        buffer: input,
+                                        channel: c,
+                                        offset: offset.clone(),
+                                    },
+                                ));
+                            }
+                            (c, sum(terms))
+                        })
+                        .collect();
+                    let spec = KernelSpec {
+                        name: format!("k{}", self.specs.len()),
+                        output,
+                        output_shift: vec![0; block.region.len()],
+                        region: block.region,
+                        channels: channel_exprs,
+                        readonly_inputs: true,
+                    };
+                    self.push(spec, true);
+                }
+                Ok(())
+            }
+            Op::Input { .. } | Op::Sequence { .. } | Op::Label(_) => Err(
+                "the right-hand side reads data samples, which the compiled rates do not load"
+                    .into(),
+            ),
+            Op::Softmax { .. }
+            | Op::MatMul { .. }
+            | Op::Convolution { .. }
+            | Op::DivGrad { .. }
+            | Op::Upwind { .. }
+            | Op::Stack(_)
+            | Op::Reduce { .. } => Err("the operation has no compiled form yet".into()),
+            Op::Neg(_) | Op::Binary(..) | Op::Compare(..) | Op::Call(..) => {
+                unreachable!("pointwise operations are compiled above")
+            }
+        }
+    }
+
+    /// Emits the kernels adding operation `node`'s contributions to the adjoints of its operands.
+    fn reverse_op(&mut self, node: NodeIndex) -> Result<(), String> {
+        let tape = self.tape;
+        let full = self.len(node);
+        let Some(adjoint) = self.adjoint[node] else {
+            return Ok(());
+        };
+        let value = self.value_memory(node);
+        if let Some((kind, operands)) = Pointwise::of(&tape.nodes[node].op) {
+            let memories: Vec<usize> = operands.iter().map(|o| self.value_memory(*o)).collect();
+            let lens: Vec<usize> = operands.iter().map(|o| self.len(*o)).collect();
+            let block = block_length(full, &lens)?;
+            for (k, operand) in operands.iter().enumerate() {
+                let Some(target) = self.adjoint[*operand] else {
+                    continue;
+                };
+                if !kind.differentiable() {
+                    continue;
+                }
+                let mut contribution = |b: &mut Self, f: Frame| -> Kexpr {
+                    let x: Vec<Kexpr> = memories.iter().map(|m| b.read(*m, f)).collect();
+                    let out = b.read(value, f);
+                    let g = b.read(adjoint, f);
+                    kind.adjoint(k, &x, out, g)
+                };
+                let target_len = self.memory_lens[target];
+                if target_len == full {
+                    self.pointwise_kernels(
+                        target,
+                        full,
+                        block,
+                        &mut |b: &mut Self, f: Frame| {
+                            let own = b.read(target, f);
+                            let c = contribution(b, f);
+                            Kexpr::binary(Arithmetic::Add, own, c)
+                        },
+                        false,
+                    );
+                } else if target_len == 1 {
+                    let scratch = self.memory(full);
+                    self.pointwise_kernels(scratch, full, block, &mut contribution, false);
+                    self.reverse.push(Step::SumInto {
+                        source: scratch,
+                        target,
+                    });
+                } else {
+                    let copies = full / block;
+                    if copies > MAX_UNROLLED_COPIES {
+                        return Err(format!(
+                            "a value of {block} entries is read {copies} times, more than the {MAX_UNROLLED_COPIES} copies whose adjoints are summed"
+                        ));
+                    }
+                    let output = self.flat(target);
+                    let mut terms = vec![Kexpr::Load {
+                        buffer: output,
+                        channel: 0,
+                        offset: vec![0],
+                    }];
+                    for m in 0..copies {
+                        let at = (m * block) as isize;
+                        terms.push(contribution(
+                            self,
+                            Frame {
+                                full,
+                                block,
+                                shift: at,
+                                base: at,
+                            },
+                        ));
+                    }
+                    let spec = KernelSpec {
+                        name: format!("k{}", self.specs.len()),
+                        output,
+                        output_shift: vec![0],
+                        region: vec![(0, block as isize)],
+                        channels: vec![(0, sum(terms))],
+                        readonly_inputs: false,
+                    };
+                    self.push(spec, false);
+                }
+            }
+            return Ok(());
+        }
+        match &tape.nodes[node].op {
+            Op::Constant(_) | Op::Time | Op::State(_) | Op::Param(_) => Ok(()),
+            Op::Channel {
+                operand,
+                channel,
+                points,
+            } => {
+                let Some(target) = self.adjoint[*operand] else {
+                    return Ok(());
+                };
+                let (output, input) = (self.flat(target), self.flat(adjoint));
+                let start = (channel * points) as isize;
+                let spec = KernelSpec {
+                    name: format!("k{}", self.specs.len()),
+                    output,
+                    output_shift: vec![0],
+                    region: vec![(start, start + *points as isize)],
+                    channels: vec![(
+                        0,
+                        Kexpr::binary(
+                            Arithmetic::Add,
+                            Kexpr::Load {
+                                buffer: output,
+                                channel: 0,
+                                offset: vec![0],
+                            },
+                            Kexpr::Load {
+                                buffer: input,
+                                channel: 0,
+                                offset: vec![-start],
+                            },
+                        ),
+                    )],
+                    readonly_inputs: false,
+                };
+                self.push(spec, false);
+                Ok(())
+            }
+            Op::Linear {
+                operator,
+                channels,
+                operand,
+            } => {
+                let Some(target) = self.adjoint[*operand] else {
+                    return Ok(());
+                };
+                let transposed = operator.transpose();
+                let blocks = stencil_blocks(&transposed)?;
+                let input = self.slot(adjoint, *channels, operator.row_extents().to_vec());
+                let output = self.slot(target, *channels, operator.column_extents().to_vec());
+                for block in blocks {
+                    if block.taps.is_empty() {
+                        continue;
+                    }
+                    let rank = block.region.len();
+                    let channel_exprs = (0..*channels)
+                        .map(|c| {
+                            let mut terms = vec![Kexpr::Load {
+                                buffer: output,
+                                channel: c,
+                                offset: vec![0; rank],
+                            }];
+                            for (offset, weight) in &block.taps {
+                                terms.push(Kexpr::binary(
+                                    Arithmetic::Mul,
+                                    Kexpr::Const(*weight),
+                                    Kexpr::Load {
+                                        buffer: input,
+                                        channel: c,
+                                        offset: offset.clone(),
+                                    },
+                                ));
+                            }
+                            (c, sum(terms))
+                        })
+                        .collect();
+                    let spec = KernelSpec {
+                        name: format!("k{}", self.specs.len()),
+                        output,
+                        output_shift: vec![0; rank],
+                        region: block.region,
+                        channels: channel_exprs,
+                        readonly_inputs: false,
+                    };
+                    self.push(spec, false);
+                }
+                Ok(())
+            }
+            other => Err(format!(
+                "the {} operation has no compiled adjoint",
+                op_name(other)
+            )),
+        }
+    }
+}
+
+/// The pointwise operations of a tape, with their operands.
+#[derive(Clone, Copy, Debug)]
+enum Pointwise {
+    Neg,
+    Binary(BinaryOp),
+    Compare(CompareOp),
+    Call(Function),
+}
+
+impl Pointwise {
+    fn of(op: &Op) -> Option<(Pointwise, Vec<NodeIndex>)> {
+        match op {
+            Op::Neg(a) => Some((Pointwise::Neg, vec![*a])),
+            Op::Binary(op, a, b) => Some((Pointwise::Binary(*op), vec![*a, *b])),
+            Op::Compare(op, a, b) => Some((Pointwise::Compare(*op), vec![*a, *b])),
+            Op::Call(function, args) => Some((Pointwise::Call(*function), args.clone())),
+            _ => None,
+        }
+    }
+
+    /// Returns the value at one entry from the operands' values, with the tape's arithmetic.
+    fn value(self, x: &[Kexpr]) -> Result<Kexpr, String> {
+        let select =
+            |op, left: &Kexpr, right: Kexpr, then: Kexpr, otherwise: Kexpr| Kexpr::Select {
+                op,
+                left: Box::new(left.clone()),
+                right: Box::new(right),
+                then: Box::new(then),
+                otherwise: Box::new(otherwise),
+            };
+        Ok(match (self, x) {
+            (Pointwise::Neg, [a]) => Kexpr::unary(Intrinsic::Neg, a.clone()),
+            (Pointwise::Binary(op), [a, b]) => {
+                let (a, b) = (a.clone(), b.clone());
+                match op {
+                    BinaryOp::Add => Kexpr::binary(Arithmetic::Add, a, b),
+                    BinaryOp::Sub => Kexpr::binary(Arithmetic::Sub, a, b),
+                    BinaryOp::Mul => Kexpr::binary(Arithmetic::Mul, a, b),
+                    BinaryOp::Div => Kexpr::binary(Arithmetic::Div, a, b),
+                    // The tape squares by one multiplication and calls `powf` otherwise.
+                    BinaryOp::Pow => select(
+                        CompareOp::Equal,
+                        &b,
+                        Kexpr::Const(2.0),
+                        Kexpr::binary(Arithmetic::Mul, a.clone(), a.clone()),
+                        Kexpr::Call(MathFunction::Pow, vec![a, b.clone()]),
+                    ),
+                }
+            }
+            (Pointwise::Compare(op), [a, b]) => {
+                select(op, a, b.clone(), Kexpr::Const(1.0), Kexpr::Const(0.0))
+            }
+            (Pointwise::Call(function), [a]) => {
+                let a = a.clone();
+                let math = |f: MathFunction, x: Kexpr| Kexpr::Call(f, vec![x]);
+                match function {
+                    Function::Tanh => math(MathFunction::Tanh, a),
+                    Function::Exp => math(MathFunction::Exp, a),
+                    Function::Log => math(MathFunction::Log, a),
+                    Function::Sin => math(MathFunction::Sin, a),
+                    Function::Cos => math(MathFunction::Cos, a),
+                    Function::Sqrt => Kexpr::unary(Intrinsic::Sqrt, a),
+                    Function::Abs => Kexpr::unary(Intrinsic::Abs, a),
+                    Function::Relu => Kexpr::binary(Arithmetic::Max, a, Kexpr::Const(0.0)),
+                    Function::Sigmoid => Kexpr::binary(
+                        Arithmetic::Div,
+                        Kexpr::Const(1.0),
+                        Kexpr::binary(
+                            Arithmetic::Add,
+                            Kexpr::Const(1.0),
+                            math(MathFunction::Exp, Kexpr::unary(Intrinsic::Neg, a)),
+                        ),
+                    ),
+                    Function::Conj | Function::Re => a,
+                    Function::Im => Kexpr::Const(0.0),
+                    Function::Max | Function::Min | Function::Softmax => {
+                        return Err(format!("`{function:?}` of one argument is not compiled"))
+                    }
+                }
+            }
+            (Pointwise::Call(function @ (Function::Max | Function::Min)), [a, b]) => {
+                let op = if function == Function::Max {
+                    Arithmetic::Max
+                } else {
+                    Arithmetic::Min
+                };
+                Kexpr::binary(op, a.clone(), b.clone())
+            }
+            (kind, operands) => {
+                return Err(format!(
+                    "{kind:?} of {} operands is not compiled",
+                    operands.len()
+                ))
+            }
+        })
+    }
+
+    /// Returns false for an operation whose value has zero derivatives (comparisons and `im`).
+    fn differentiable(self) -> bool {
+        !matches!(self, Pointwise::Compare(_) | Pointwise::Call(Function::Im))
+    }
+
+    /// Returns `g · ∂value/∂x[operand]` from the operands `x`, the value `out` and its adjoint `g`,
+    /// with the tape's formulas (see `Tape::backward`).
+    fn adjoint(self, operand: usize, x: &[Kexpr], out: Kexpr, g: Kexpr) -> Kexpr {
+        let mul = |a: Kexpr, b: Kexpr| Kexpr::binary(Arithmetic::Mul, a, b);
+        let div = |a: Kexpr, b: Kexpr| Kexpr::binary(Arithmetic::Div, a, b);
+        let select = |op, left: Kexpr, right: Kexpr, then: Kexpr, otherwise: Kexpr| Kexpr::Select {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+            then: Box::new(then),
+            otherwise: Box::new(otherwise),
+        };
+        let neg = |a: Kexpr| Kexpr::unary(Intrinsic::Neg, a);
+        match self {
+            Pointwise::Neg => neg(g),
+            Pointwise::Binary(op) => {
+                let (a, b) = (x[0].clone(), x[1].clone());
+                match (op, operand) {
+                    (BinaryOp::Add, _) | (BinaryOp::Sub, 0) => g,
+                    (BinaryOp::Sub, _) => neg(g),
+                    (BinaryOp::Mul, 0) => mul(g, b),
+                    (BinaryOp::Mul, _) => mul(g, a),
+                    (BinaryOp::Div, 0) => div(g, b),
+                    (BinaryOp::Div, _) => div(mul(neg(g), a), mul(b.clone(), b)),
+                    // d/dx x^y = y · x^(y−1), zero for y = 0.
+                    (BinaryOp::Pow, 0) => mul(
+                        g,
+                        select(
+                            CompareOp::Equal,
+                            b.clone(),
+                            Kexpr::Const(0.0),
+                            Kexpr::Const(0.0),
+                            mul(
+                                b.clone(),
+                                Kexpr::Call(
+                                    MathFunction::Pow,
+                                    vec![a, Kexpr::binary(Arithmetic::Sub, b, Kexpr::Const(1.0))],
+                                ),
+                            ),
+                        ),
+                    ),
+                    // d/dy x^y = x^y · ln x, taken as zero for x ≤ 0.
+                    (BinaryOp::Pow, _) => mul(
+                        g,
+                        select(
+                            CompareOp::Greater,
+                            a.clone(),
+                            Kexpr::Const(0.0),
+                            mul(out, Kexpr::Call(MathFunction::Log, vec![a])),
+                            Kexpr::Const(0.0),
+                        ),
+                    ),
+                }
+            }
+            Pointwise::Compare(_) => Kexpr::Const(0.0),
+            Pointwise::Call(function @ (Function::Max | Function::Min)) if x.len() == 2 => {
+                let (a, b) = (x[0].clone(), x[1].clone());
+                let op = if function == Function::Max {
+                    CompareOp::GreaterEqual
+                } else {
+                    CompareOp::LessEqual
+                };
+                let zero = Kexpr::Const(0.0);
+                if operand == 0 {
+                    select(op, a, b, g, zero)
+                } else {
+                    select(op, a, b, zero, g)
+                }
+            }
+            Pointwise::Call(function) => {
+                let a = x[0].clone();
+                let one = Kexpr::Const(1.0);
+                let derivative = match function {
+                    Function::Tanh => Kexpr::binary(Arithmetic::Sub, one, mul(out.clone(), out)),
+                    Function::Relu => select(
+                        CompareOp::Greater,
+                        a,
+                        Kexpr::Const(0.0),
+                        one,
+                        Kexpr::Const(0.0),
+                    ),
+                    Function::Sigmoid => mul(out.clone(), Kexpr::binary(Arithmetic::Sub, one, out)),
+                    Function::Exp => out,
+                    Function::Log => div(one, a),
+                    Function::Sin => Kexpr::Call(MathFunction::Cos, vec![a]),
+                    Function::Cos => neg(Kexpr::Call(MathFunction::Sin, vec![a])),
+                    // NOTE: the sign of x, taken as 1 at x = ±0 and for NaN, where the tape's
+                    // `signum` gives −1 at −0 and NaN for NaN.
+                    Function::Abs => select(
+                        CompareOp::Less,
+                        a,
+                        Kexpr::Const(0.0),
+                        Kexpr::Const(-1.0),
+                        one,
+                    ),
+                    Function::Sqrt => div(Kexpr::Const(0.5), out),
+                    Function::Conj | Function::Re => one,
+                    Function::Im | Function::Max | Function::Min | Function::Softmax => {
+                        Kexpr::Const(0.0)
+                    }
+                };
+                mul(g, derivative)
+            }
+        }
+    }
+}
+
+/// Returns, per tape node, whether the values of `roots` depend on it.
+fn ancestors(tape: &Tape, roots: &[NodeIndex]) -> Vec<bool> {
+    let mut needed = vec![false; tape.nodes.len()];
+    for root in roots {
+        needed[*root] = true;
+    }
+    for node in (0..tape.nodes.len()).rev() {
+        if needed[node] {
+            for operand in operands(&tape.nodes[node].op) {
+                needed[operand] = true;
+            }
+        }
+    }
+    needed
+}
+
+/// Returns the operands of a tape operation.
+fn operands(op: &Op) -> Vec<NodeIndex> {
+    match op {
+        Op::Constant(_)
+        | Op::Time
+        | Op::State(_)
+        | Op::Param(_)
+        | Op::Input { .. }
+        | Op::Sequence { .. }
+        | Op::Label(_) => Vec::new(),
+        Op::Neg(a)
+        | Op::Channel { operand: a, .. }
+        | Op::Softmax { operand: a, .. }
+        | Op::MatMul { operand: a, .. }
+        | Op::Linear { operand: a, .. }
+        | Op::Convolution { operand: a, .. }
+        | Op::Reduce { operand: a, .. } => vec![*a],
+        Op::Binary(_, a, b) | Op::Compare(_, a, b) => vec![*a, *b],
+        Op::DivGrad {
+            coefficient,
+            operand,
+            ..
+        } => vec![*coefficient, *operand],
+        Op::Upwind {
+            velocity, operand, ..
+        } => vec![*velocity, *operand],
+        Op::Call(_, args) | Op::Stack(args) => args.clone(),
+    }
+}
+
+/// Owns the code of the kernels.
+struct Code(#[allow(dead_code)] JITModule);
+
+// SAFETY: the module is finalized before `Code` is built and never touched again until it drops;
+// the kernels only execute its code, which nothing writes.
+unsafe impl Send for Code {}
+unsafe impl Sync for Code {}
+
+/// The buffers of one evaluation. Concurrent callers (chunks of a batch on several threads) each
+/// take their own.
+struct Workspace<T> {
+    memories: Vec<Vec<T>>,
+}
+
+/// The rates of a lowered task's `rhs` tape and their adjoint as JIT-compiled kernels, for one
+/// sample at a time (see the module documentation).
+pub struct CompiledTape<T: JitFloat> {
+    _code: Code,
+    kernels: Vec<(KernelFn, i64, i64)>,
+    forward: Vec<Step>,
+    reverse: Vec<Step>,
+    /// The memory behind each buffer slot the kernels index.
+    slot_memory: Vec<usize>,
+    memory_lens: Vec<usize>,
+    /// Memories filled once: constants.
+    constants: Vec<(usize, Vec<f64>)>,
+    states: Vec<(usize, usize, Option<usize>)>,
+    params: Vec<(ParamId, usize, Option<usize>)>,
+    times: Vec<usize>,
+    /// Per state slot: its entries and `(channel range start, entries, value memory, adjoint
+    /// memory)` of each right-hand side.
+    rates: Vec<(usize, Vec<(usize, usize, usize, Option<usize>)>)>,
+    adjoints: Vec<usize>,
+    workspaces: Mutex<Vec<Workspace<T>>>,
+    compile_time: Duration,
+    kernel_count: usize,
+}
+
+impl<T: JitFloat> CompiledTape<T> {
+    /// Compiles the rates of a lowered task's Euler or RK4 steps.
+    pub fn new(task: &LoweredTask, options: &JitOptions) -> Result<Self, UnsupportedOp> {
+        let tape = &task.rhs;
+        if task.scheme == ExplicitScheme::SplitStep {
+            return Err(UnsupportedOp {
+                node: 0,
+                op: "SplitStep",
+                reason: "split-step Fourier steps run on the tape".into(),
+            });
+        }
+        let roots: Vec<NodeIndex> = task
+            .states
+            .iter()
+            .flat_map(|slot| slot.rhs.iter().map(|(_, node)| *node))
+            .collect();
+        Self::compile(tape, &task.states, &roots, options)
+    }
+
+    /// Compiles the tape's values of `roots` and their adjoint; `slots` give the states' layouts.
+    pub fn compile(
+        tape: &Tape,
+        slots: &[StateSlot],
+        roots: &[NodeIndex],
+        options: &JitOptions,
+    ) -> Result<Self, UnsupportedOp> {
+        let started = Instant::now();
+        let needed = ancestors(tape, roots);
+        let mut active = vec![false; tape.nodes.len()];
+        for (node, entry) in tape.nodes.iter().enumerate() {
+            active[node] = match entry.op {
+                Op::State(_) | Op::Param(_) => true,
+                _ => operands(&entry.op).iter().any(|o| active[*o]),
+            };
+        }
+        let mut builder = Builder {
+            tape,
+            memory_lens: Vec::new(),
+            slots: Vec::new(),
+            slot_of: HashMap::new(),
+            value: vec![None; tape.nodes.len()],
+            adjoint: vec![None; tape.nodes.len()],
+            specs: Vec::new(),
+            forward: Vec::new(),
+            reverse: Vec::new(),
+        };
+        let failure = |node: NodeIndex, reason: String| UnsupportedOp {
+            node,
+            op: op_name(&tape.nodes[node].op),
+            reason,
+        };
+        for node in 0..tape.nodes.len() {
+            if needed[node] {
+                builder
+                    .forward_op(node)
+                    .map_err(|reason| failure(node, reason))?;
+            }
+        }
+        for node in 0..tape.nodes.len() {
+            if needed[node] && active[node] {
+                let len = builder.len(node);
+                builder.adjoint[node] = Some(builder.memory(len));
+            }
+        }
+        for node in (0..tape.nodes.len()).rev() {
+            if needed[node] && active[node] {
+                builder
+                    .reverse_op(node)
+                    .map_err(|reason| failure(node, reason))?;
+            }
+        }
+
+        let mut constants = Vec::new();
+        let mut states = Vec::new();
+        let mut params = Vec::new();
+        let mut times = Vec::new();
+        for (node, entry) in tape.nodes.iter().enumerate() {
+            let Some(memory) = builder.value[node] else {
+                continue;
+            };
+            match &entry.op {
+                Op::Constant(values) => constants.push((memory, values.clone())),
+                Op::State(index) => {
+                    let slot = slots
+                        .get(*index)
+                        .ok_or_else(|| failure(node, format!("state {index} has no slot")))?;
+                    if slot.len() != entry.len {
+                        return Err(failure(
+                            node,
+                            format!(
+                                "the state has {} entries where its slot has {}",
+                                entry.len,
+                                slot.len()
+                            ),
+                        ));
+                    }
+                    states.push((*index, memory, builder.adjoint[node]));
+                }
+                Op::Param(id) => params.push((*id, memory, builder.adjoint[node])),
+                Op::Time => times.push(memory),
+                _ => {}
+            }
+        }
+        let rates = slots
+            .iter()
+            .map(|slot| {
+                let parts = slot
+                    .rhs
+                    .iter()
+                    .map(|(channel, node)| {
+                        let (start, entries) = match channel {
+                            Some(c) => (c * slot.points, slot.points),
+                            None => (0, slot.len()),
+                        };
+                        (
+                            start,
+                            entries,
+                            builder.value_memory(*node),
+                            builder.adjoint[*node],
+                        )
+                    })
+                    .collect();
+                (slot.len(), parts)
+            })
+            .collect();
+        let adjoints = builder.adjoint.iter().flatten().copied().collect();
+
+        let code_failure = |reason: String| UnsupportedOp {
+            node: roots.first().copied().unwrap_or(0),
+            op: "kernel",
+            reason,
+        };
+        let precision = T::PRECISION;
+        let mut jit = jit_builder(options.opt_level).map_err(code_failure)?;
+        for function in math_functions(
+            builder
+                .specs
+                .iter()
+                .flat_map(|k| k.channels.iter().map(|(_, e)| e)),
+        ) {
+            let address = registered_math(function, precision).ok_or_else(|| {
+                code_failure(format!("no implementation of {function:?} is registered"))
+            })?;
+            jit.symbol(function.symbol(precision == crate::Precision::F32), address);
+        }
+        let mut module = JITModule::new(jit);
+        let mut context = module.make_context();
+        let mut builder_context = FunctionBuilderContext::new();
+        let codegen = CodegenOptions { simd: options.simd };
+        let layouts: Vec<BufferLayout> = builder.slots.iter().map(|(_, l)| l.clone()).collect();
+        let mut ids = Vec::with_capacity(builder.specs.len());
+        for spec in &builder.specs {
+            ids.push(
+                define_kernel(
+                    &mut module,
+                    &mut context,
+                    &mut builder_context,
+                    spec,
+                    &layouts,
+                    precision,
+                    codegen,
+                )
+                .map_err(code_failure)?,
+            );
+        }
+        module
+            .finalize_definitions()
+            .map_err(|e| code_failure(e.to_string()))?;
+        let kernels = ids
+            .into_iter()
+            .zip(&builder.specs)
+            .map(|(id, spec)| {
+                let code = module.get_finalized_function(id);
+                // SAFETY: every kernel was defined with the signature of `KernelFn`.
+                let function = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+                let (start, end) = spec.region[0];
+                (function, start as i64, end as i64)
+            })
+            .collect();
+        let kernel_count = builder.specs.len();
+        Ok(CompiledTape {
+            _code: Code(module),
+            kernels,
+            forward: builder.forward,
+            reverse: builder.reverse,
+            slot_memory: builder.slots.iter().map(|(m, _)| *m).collect(),
+            memory_lens: builder.memory_lens,
+            constants,
+            states,
+            params,
+            times,
+            rates,
+            adjoints,
+            workspaces: Mutex::new(Vec::new()),
+            compile_time: started.elapsed(),
+            kernel_count,
+        })
+    }
+
+    /// Returns the time spent building and compiling the kernels.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// Returns the number of kernels of the forward and reverse sweeps together.
+    pub fn kernel_count(&self) -> usize {
+        self.kernel_count
+    }
+
+    fn take_workspace(&self) -> Workspace<T> {
+        let reused = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        reused.unwrap_or_else(|| {
+            let mut memories: Vec<Vec<T>> = self
+                .memory_lens
+                .iter()
+                .map(|len| vec![T::zero(); *len])
+                .collect();
+            for (memory, values) in &self.constants {
+                for (target, v) in memories[*memory].iter_mut().zip(values) {
+                    *target = T::of(*v);
+                }
+            }
+            Workspace { memories }
+        })
+    }
+
+    fn return_workspace(&self, workspace: Workspace<T>) {
+        self.workspaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(workspace);
+    }
+
+    /// Fills the values that are the same for every sample: parameters and time.
+    fn load_shared(
+        &self,
+        workspace: &mut Workspace<T>,
+        params: &ParamValues,
+        step: usize,
+        time: f64,
+    ) {
+        for (id, memory, _) in &self.params {
+            let values = params.at_step(*id, step);
+            for (target, v) in workspace.memories[*memory].iter_mut().zip(values) {
+                *target = T::of(*v);
+            }
+        }
+        for memory in &self.times {
+            workspace.memories[*memory][0] = T::of(time);
+        }
+    }
+
+    fn load_row(&self, workspace: &mut Workspace<T>, states: &[Array2<f64>], row: usize) {
+        for (index, memory, _) in &self.states {
+            let state = &states[*index];
+            let source = state.row(row.min(state.nrows() - 1));
+            for (target, v) in workspace.memories[*memory].iter_mut().zip(source.iter()) {
+                *target = T::of(*v);
+            }
+        }
+    }
+
+    fn run(&self, workspace: &mut Workspace<T>, steps: &[Step]) {
+        let pointers: Vec<*mut u8> = self
+            .slot_memory
+            .iter()
+            .map(|m| workspace.memories[*m].as_mut_ptr().cast::<u8>())
+            .collect();
+        for step in steps {
+            match *step {
+                Step::Kernel(index) => {
+                    let (function, start, end) = self.kernels[index];
+                    // SAFETY: the pointers cover every buffer slot of the kernels, each memory
+                    // has the length its slots' layouts need, and the regions stay inside them.
+                    unsafe { function(pointers.as_ptr(), 0.0, start, end) };
+                }
+                Step::SumInto { source, target } => {
+                    let total = workspace.memories[source]
+                        .iter()
+                        .fold(T::zero(), |a, b| a + *b);
+                    workspace.memories[target][0] += total;
+                }
+            }
+        }
+    }
+
+    fn batch(states: &[Array2<f64>]) -> usize {
+        states.iter().map(|s| s.nrows()).max().unwrap_or(1)
+    }
+}
+
+impl<T: JitFloat> CompiledRates for CompiledTape<T> {
+    fn rates(
+        &self,
+        states: &[Array2<f64>],
+        params: &ParamValues,
+        step: usize,
+        time: f64,
+    ) -> Vec<Array2<f64>> {
+        let batch = Self::batch(states);
+        let mut workspace = self.take_workspace();
+        self.load_shared(&mut workspace, params, step, time);
+        let mut rates: Vec<Array2<f64>> = self
+            .rates
+            .iter()
+            .map(|(len, _)| Array2::zeros((batch, *len)))
+            .collect();
+        for row in 0..batch {
+            self.load_row(&mut workspace, states, row);
+            self.run(&mut workspace, &self.forward);
+            for (rate, (_, parts)) in rates.iter_mut().zip(&self.rates) {
+                let mut target = rate.row_mut(row);
+                for (start, entries, memory, _) in parts {
+                    let value = &workspace.memories[*memory];
+                    for i in 0..*entries {
+                        target[start + i] += value[i % value.len()].to_f64_lossy();
+                    }
+                }
+            }
+        }
+        self.return_workspace(workspace);
+        rates
+    }
+
+    fn rates_backward(
+        &self,
+        states: &[Array2<f64>],
+        params: &ParamValues,
+        step: usize,
+        time: f64,
+        d_rates: &[Array2<f64>],
+        state_adjoints: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+    ) {
+        let batch = Self::batch(states);
+        let mut workspace = self.take_workspace();
+        self.load_shared(&mut workspace, params, step, time);
+        for row in 0..batch {
+            self.load_row(&mut workspace, states, row);
+            self.run(&mut workspace, &self.forward);
+            for memory in &self.adjoints {
+                workspace.memories[*memory].fill(T::zero());
+            }
+            for (d_rate, (_, parts)) in d_rates.iter().zip(&self.rates) {
+                let seed = d_rate.row(row.min(d_rate.nrows() - 1));
+                for (start, entries, _, adjoint) in parts {
+                    let Some(adjoint) = adjoint else { continue };
+                    let target = &mut workspace.memories[*adjoint];
+                    let len = target.len();
+                    for i in 0..*entries {
+                        target[i % len] += T::of(seed[start + i]);
+                    }
+                }
+            }
+            self.run(&mut workspace, &self.reverse);
+            for (index, _, adjoint) in &self.states {
+                let Some(adjoint) = adjoint else { continue };
+                let target = &mut state_adjoints[*index];
+                let rows = target.nrows();
+                let mut target = target.row_mut(row.min(rows - 1));
+                for (t, a) in target.iter_mut().zip(&workspace.memories[*adjoint]) {
+                    *t += a.to_f64_lossy();
+                }
+            }
+            for (id, _, adjoint) in &self.params {
+                let Some(adjoint) = adjoint else { continue };
+                let range = gradients.step_range(*id, step);
+                for (g, a) in gradients.values[id.0][range]
+                    .iter_mut()
+                    .zip(&workspace.memories[*adjoint])
+                {
+                    *g += a.to_f64_lossy();
+                }
+            }
+        }
+        self.return_workspace(workspace);
+    }
+}

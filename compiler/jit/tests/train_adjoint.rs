@@ -1,0 +1,488 @@
+//! The JIT's rates and adjoint of training against the tape's: single Euler and RK4 steps forward
+//! and backward on random states, adjoints and parameters for every boundary kind in 1-D and 2-D,
+//! in f64 and f32; Taylor and dot tests through the JIT; the recovery of the diffusion coefficient
+//! of `identify_diffusion`; and the fallback to the tape for an operation the JIT cannot compile.
+
+use ndarray::Array2;
+use npdec_ir::graph::{Graph, NodeId};
+use npdec_jit::adjoint::CompiledTape;
+use npdec_jit::{JitFloat, JitOptions};
+use npdec_runtime::engine::{CompiledRhs, Compiler};
+use npdec_runtime::train::adjoint::{Chunk, Network};
+use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::gradcheck::{
+    check_gradients_compiled, DOT_TOLERANCE, TAYLOR_RATE_TOLERANCE,
+};
+use npdec_runtime::train::lower::{lower_train_task, LoweredTask, SampleShape};
+use npdec_runtime::train::params::initialize_params;
+use npdec_runtime::train::tape::ParamValues;
+use npdec_runtime::train::TrainOptions;
+use npdec_runtime::{run_model, RunOptions};
+use npdec_symbolic::{Model, Task};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("npdec-jitadj-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}
+
+/// A linear congruential generator: small, seeded, enough for test data.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Returns a value in [−1, 1).
+    fn symmetric(&mut self) -> f64 {
+        2.0 * self.next() - 1.0
+    }
+}
+
+/// Writes `samples` rows of `features` values in [−1, 1) with a class label in `0..3` last.
+fn write_csv(path: &Path, samples: usize, features: usize, seed: u64) {
+    let mut rng = Lcg(seed);
+    let mut text = String::new();
+    for i in 0..samples {
+        let row: Vec<String> = (0..features)
+            .map(|_| format!("{:.6}", 0.5 * rng.symmetric()))
+            .collect();
+        text.push_str(&row.join(","));
+        text.push_str(&format!(",{}\n", i % 3));
+    }
+    std::fs::write(path, text).expect("write CSV");
+}
+
+fn checked_model(dir: &Path, source: &str) -> Model {
+    let path = dir.join("model.npde");
+    std::fs::write(&path, source).expect("write model");
+    let (_, checked) = npdec_sema::check_path(&path).expect("read model");
+    match checked.model {
+        Some(model) => model,
+        None => panic!(
+            "the test model does not check: {:#?}\n{source}",
+            checked.diagnostics
+        ),
+    }
+}
+
+/// The JIT as a compiler of train tasks only, as the command line's engine uses it.
+#[derive(Debug)]
+struct TrainJit;
+
+impl Compiler for TrainJit {
+    fn name(&self) -> &str {
+        "JIT"
+    }
+
+    fn compile_f64<'g>(
+        &self,
+        _graph: &'g Graph,
+        _roots: &[NodeId],
+    ) -> Result<Box<dyn CompiledRhs<f64> + 'g>, String> {
+        Err("this test compiler compiles train tasks only".into())
+    }
+
+    fn compile_f32<'g>(
+        &self,
+        _graph: &'g Graph,
+        _roots: &[NodeId],
+    ) -> Result<Box<dyn CompiledRhs<f32> + 'g>, String> {
+        Err("this test compiler compiles train tasks only".into())
+    }
+
+    fn compile_rates(&self, task: &LoweredTask) -> Result<Box<dyn CompiledRates>, String> {
+        let compiled = CompiledTape::<f64>::new(task, &JitOptions::default())
+            .map_err(|unsupported| unsupported.to_string())?;
+        Ok(Box::new(compiled))
+    }
+}
+
+/// The boundary declarations of every kind on `x`, and the same kind on both sides.
+const BOUNDARIES: [(&str, &str); 5] = [
+    ("periodic", "boundary u: periodic on x"),
+    ("dirichlet", "boundary u: dirichlet(0.2) on x"),
+    ("neumann", "boundary u: neumann(0.5) on x"),
+    ("robin", "boundary u: robin(1, 2, 0.1) on x"),
+    (
+        "mixed",
+        "boundary u: dirichlet(-0.1) on x.min\nboundary u: robin(2, 1, 0.3) on x.max",
+    ),
+];
+
+const SCHEMES: [&str; 2] = ["euler", "rk4"];
+
+/// Reaction–diffusion with a scalar and a grid coefficient, first and second derivatives of the
+/// state and of a nonlinear operand, and every pointwise function the examples use.
+const BODY_1D: &str = "D * laplace(u) + P * u - 0.5 * u^3 + 0.2 * tanh(u) * exp(-u^2) - 0.1 * diff(u^2, x) + 0.05 * laplace(tanh(u)) + 0.1 * sin(x) / (1.5 + cos(u))";
+
+/// A classifier over a 1-D grid of 9 points whose equation is `dt(u) = body`.
+fn line_model(boundary: &str, scheme: &str, body: &str) -> String {
+    format!(
+        "model line
+grid x in [0, 1] points 9
+field u(x)
+{boundary}
+data d = csv(\"data.csv\", label = last) split 6
+param D = 0.3
+param P(x) ~ normal(0.1, 0.05)
+param Wout[3, 9] ~ glorot
+equation net: dt(u) = {body}
+initial u = d.input
+readout y = Wout @ u
+train net on d using {scheme}(steps = 3) until 0.003 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 3
+"
+    )
+}
+
+/// A classifier over a 2-D grid of 6 × 5 points and two channels, with a one-channel grid
+/// coefficient read by both channels.
+fn plane_model(boundaries: &str, scheme: &str) -> String {
+    format!(
+        "model plane
+grid x in [0, 1] points 6
+grid y in [0, 1] points 5
+field u(x, y)[2]
+{boundaries}
+data d = csv(\"data.csv\", label = last) split 6
+param D = 0.2
+param P(x, y) ~ normal(0.1, 0.05)
+param Wout[3, 60] ~ glorot
+equation net: dt(u) = D * laplace(u) + P * u - 0.3 * u^3 + 0.1 * diff(tanh(u), y) + 0.05 * diff(u, x) * exp(-u^2)
+initial u = 0.1 * sin(3 * x) * cos(2 * y)
+readout s = Wout @ u
+train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label) optimizer adam() epochs 1 batch 3
+"
+    )
+}
+
+/// Boundary sets of the 2-D model: every kind, and a different kind on each side and axis.
+const PLANE_BOUNDARIES: [(&str, &str); 3] = [
+    (
+        "mixed",
+        "boundary u: neumann(0.2) on x.min\nboundary u: dirichlet(0.1) on x.max\nboundary u: periodic on y",
+    ),
+    (
+        "robin",
+        "boundary u: robin(1, 2, 0.1) on x\nboundary u: dirichlet(-0.2) on y.min\nboundary u: neumann(0.3) on y.max",
+    ),
+    (
+        "periodic",
+        "boundary u: periodic on x\nboundary u: periodic on y",
+    ),
+];
+
+struct Fixture {
+    dir: PathBuf,
+    model: Model,
+    lowered: LoweredTask,
+}
+
+fn fixture(name: &str, source: &str, features: usize) -> Fixture {
+    let dir = temp_dir(name);
+    write_csv(&dir.join("data.csv"), 8, features, 99);
+    let model = checked_model(&dir, source);
+    let task = model
+        .tasks
+        .iter()
+        .find_map(|t| match t {
+            Task::Train(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a train task");
+    let sample = SampleShape {
+        features,
+        dims: vec![features],
+        label_width: 1,
+    };
+    let lowered = lower_train_task(&model, &task, &sample).expect("lowers");
+    Fixture {
+        dir,
+        model,
+        lowered,
+    }
+}
+
+/// Returns `max |a − b| / max |b|` over two lists of arrays.
+fn relative_difference(a: &[Array2<f64>], b: &[Array2<f64>]) -> f64 {
+    let mut difference = 0.0f64;
+    let mut scale = 0.0f64;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.dim(), y.dim());
+        for (p, q) in x.iter().zip(y) {
+            difference = difference.max((p - q).abs());
+            scale = scale.max(q.abs());
+        }
+    }
+    difference / scale.max(1e-300)
+}
+
+fn flat_gradient(values: &ParamValues) -> Array2<f64> {
+    let flat: Vec<f64> = values.values.iter().flatten().copied().collect();
+    let len = flat.len();
+    Array2::from_shape_vec((1, len), flat).expect("one row")
+}
+
+/// Runs one step forward and one step backward through the tape and through the JIT compiled in
+/// precision `T`, from random states, adjoints and parameters, and returns the relative
+/// differences of the new states, the adjoints and the parameter gradients.
+fn step_differences<T: JitFloat>(fixture: &Fixture, seed: u64) -> [f64; 3] {
+    let lowered = &fixture.lowered;
+    let compiled = CompiledTape::<T>::new(lowered, &JitOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", fixture.dir.display()));
+    let mut rng = Lcg(seed);
+    let mut params = initialize_params(
+        &fixture.model,
+        lowered.steps,
+        &lowered.param_step_sizes,
+        seed,
+    )
+    .expect("params");
+    for values in &mut params.values {
+        for v in values.iter_mut() {
+            *v += 0.1 * rng.symmetric();
+        }
+    }
+    let batch = 3;
+    let features = 1;
+    let samples = Array2::zeros((batch, features));
+    let labels = Array2::zeros((batch, 1));
+    let chunk = Chunk {
+        samples: samples.view(),
+        labels: labels.view(),
+        classes: None,
+    };
+    let states: Vec<Array2<f64>> = lowered
+        .states
+        .iter()
+        .map(|slot| Array2::from_shape_fn((batch, slot.len()), |_| 0.8 * rng.symmetric()))
+        .collect();
+    let lambda: Vec<Array2<f64>> = states
+        .iter()
+        .map(|s| Array2::from_shape_fn(s.raw_dim(), |_| rng.symmetric()))
+        .collect();
+    let tape = Network {
+        model: &fixture.model,
+        task: lowered,
+        compiled: None,
+    };
+    let jit = Network {
+        model: &fixture.model,
+        task: lowered,
+        compiled: Some(&compiled),
+    };
+    let step = 1;
+
+    let (mut tape_next, mut jit_next) = (states.clone(), states.clone());
+    tape.step_forward(&params, &chunk, step, &mut tape_next);
+    jit.step_forward(&params, &chunk, step, &mut jit_next);
+
+    let (mut tape_lambda, mut jit_lambda) = (lambda.clone(), lambda);
+    let (mut tape_gradient, mut jit_gradient) = (params.zeros_like(), params.zeros_like());
+    tape.step_reverse(
+        &params,
+        &chunk,
+        step,
+        &states,
+        &mut tape_lambda,
+        &mut tape_gradient,
+    );
+    jit.step_reverse(
+        &params,
+        &chunk,
+        step,
+        &states,
+        &mut jit_lambda,
+        &mut jit_gradient,
+    );
+    [
+        relative_difference(&jit_next, &tape_next),
+        relative_difference(&jit_lambda, &tape_lambda),
+        relative_difference(
+            &[flat_gradient(&jit_gradient)],
+            &[flat_gradient(&tape_gradient)],
+        ),
+    ]
+}
+
+fn assert_steps_agree(name: &str, fixture: &Fixture) {
+    for seed in [1, 2] {
+        let [states, adjoints, gradients] = step_differences::<f64>(fixture, seed);
+        assert!(states <= 1e-12, "{name}, f64: states differ by {states:e}");
+        assert!(
+            adjoints <= 1e-12,
+            "{name}, f64: adjoints differ by {adjoints:e}"
+        );
+        assert!(
+            gradients <= 1e-12,
+            "{name}, f64: parameter gradients differ by {gradients:e}"
+        );
+        let [states, adjoints, gradients] = step_differences::<f32>(fixture, seed);
+        assert!(states <= 1e-5, "{name}, f32: states differ by {states:e}");
+        assert!(
+            adjoints <= 1e-5,
+            "{name}, f32: adjoints differ by {adjoints:e}"
+        );
+        assert!(
+            gradients <= 1e-5,
+            "{name}, f32: parameter gradients differ by {gradients:e}"
+        );
+    }
+}
+
+#[test]
+fn line_steps_match_tape_for_every_boundary() {
+    for (kind, boundary) in BOUNDARIES {
+        for scheme in SCHEMES {
+            let name = format!("line-{kind}-{scheme}");
+            let fixture = fixture(&name, &line_model(boundary, scheme, BODY_1D), 9);
+            assert_steps_agree(&name, &fixture);
+            let _ = std::fs::remove_dir_all(&fixture.dir);
+        }
+    }
+}
+
+#[test]
+fn plane_steps_match_tape_for_every_boundary() {
+    for (kind, boundaries) in PLANE_BOUNDARIES {
+        for scheme in SCHEMES {
+            let name = format!("plane-{kind}-{scheme}");
+            let fixture = fixture(&name, &plane_model(boundaries, scheme), 4);
+            assert_steps_agree(&name, &fixture);
+            let _ = std::fs::remove_dir_all(&fixture.dir);
+        }
+    }
+}
+
+#[test]
+fn taylor_and_dot_tests_through_jit() {
+    let cases = [
+        (
+            "taylor-line-mixed",
+            line_model(BOUNDARIES[4].1, "rk4", BODY_1D),
+            9,
+        ),
+        (
+            "taylor-line-robin",
+            line_model(BOUNDARIES[3].1, "euler", BODY_1D),
+            9,
+        ),
+        ("taylor-plane", plane_model(PLANE_BOUNDARIES[1].1, "rk4"), 4),
+    ];
+    for (name, source, features) in cases {
+        let dir = temp_dir(name);
+        write_csv(&dir.join("data.csv"), 8, features, 7);
+        let model = checked_model(&dir, &source);
+        let report =
+            check_gradients_compiled(&model, &dir, 5, Some(&TrainJit)).expect("the check runs");
+        for check in &report.checks {
+            assert_eq!(
+                check.adjoint_engine, "JIT",
+                "{name}: {:?}",
+                check.adjoint_fallback
+            );
+            assert!(
+                check
+                    .rates
+                    .iter()
+                    .all(|r| (r - 2.0).abs() <= TAYLOR_RATE_TOLERANCE),
+                "{name}: Taylor rates {:?} (remainders {:?})",
+                check.rates,
+                check.remainders
+            );
+            assert!(
+                check.dot_relative_error <= DOT_TOLERANCE,
+                "{name}: dot test {} vs {} (relative {:e})",
+                check.dot_tangent,
+                check.dot_adjoint,
+                check.dot_relative_error
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn identify_diffusion_through_jit() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let path = examples.join("identify_diffusion.npde");
+    let (_, checked) = npdec_sema::check_path(&path).expect("reads the example");
+    let model = checked.model.expect("the example checks");
+    let out = temp_dir("identify");
+    let options = RunOptions {
+        out_dir: Some(out.clone()),
+        model_dir: Some(examples),
+        train: TrainOptions::default(),
+        compiler: Some(Arc::new(TrainJit)),
+        ..RunOptions::default()
+    };
+    let report = run_model(&model, &options).expect("trains");
+    let trained = &report.training[0];
+    assert_eq!(trained.adjoint_engine, "JIT");
+    assert_eq!(trained.adjoint_fallback, None);
+    let (_, d) = trained
+        .parameters
+        .iter()
+        .find(|(name, _)| name == "D")
+        .expect("parameter D");
+    assert!(
+        (d[0] - 0.1).abs() <= 0.001,
+        "D = {} is not within 1 % of 0.1",
+        d[0]
+    );
+    assert!(
+        report.expects.iter().all(|e| e.passed),
+        "{:?}",
+        report.expects
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn dense_layer_falls_back_to_tape() {
+    let source = line_model(BOUNDARIES[0].1, "euler", "D * laplace(u) + tanh(W @ u)").replace(
+        "param D = 0.3",
+        "param D = 0.3\nparam W[9, 9] ~ normal(0, 0.3)",
+    );
+    let fixture = fixture("fallback", &source, 9);
+    let error = match CompiledTape::<f64>::new(&fixture.lowered, &JitOptions::default()) {
+        Ok(_) => panic!("a dense layer in the right-hand side compiled"),
+        Err(error) => error,
+    };
+    assert_eq!(error.op, "MatMul");
+    assert!(error.to_string().contains("MatMul"), "{error}");
+
+    let options = RunOptions {
+        out_dir: Some(fixture.dir.join("out")),
+        model_dir: Some(fixture.dir.clone()),
+        train: TrainOptions {
+            max_epochs: Some(1),
+            ..TrainOptions::default()
+        },
+        compiler: Some(Arc::new(TrainJit)),
+        ..RunOptions::default()
+    };
+    let report = run_model(&fixture.model, &options).expect("trains on the tape");
+    assert_eq!(report.training[0].adjoint_engine, "tape");
+    let warnings: Vec<&str> = report
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("adjoint"))
+        .map(|w| w.message.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", report.warnings);
+    let notes: Vec<&String> = report.warnings.iter().flat_map(|w| &w.notes).collect();
+    assert!(
+        notes.iter().any(|n| n.contains("MatMul")),
+        "the warning does not name the operation: {notes:?}"
+    );
+    let _ = std::fs::remove_dir_all(&fixture.dir);
+}

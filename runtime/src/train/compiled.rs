@@ -1,0 +1,40 @@
+//! Compiled right-hand sides of a lowered train task: the hook through which a compiler (the
+//! Cranelift JIT of `npdec-jit`, which depends on this crate) replaces the tape's forward and
+//! reverse sweeps of `F(u, θ)` inside the time steps.
+//!
+//! [`Network`](crate::train::adjoint::Network) keeps the time stepping, the Dirichlet rules, the
+//! checkpointing, the initial values and the head on the tape, and calls a [`CompiledRates`] for
+//! every evaluation of the rates and every vector–Jacobian product of the rates.
+
+use crate::train::tape::ParamValues;
+use ndarray::Array2;
+
+/// `F(u, θ)` of every state slot and its vector–Jacobian products, evaluated by compiled code.
+///
+/// Both methods take the states of a chunk as `[batch, slot.len()]` arrays in the tape's layout
+/// (channels first, then the grid axes) and must agree with the tape's `rhs` tape to rounding.
+pub trait CompiledRates: Send + Sync {
+    /// Returns the rates `F(u, θ)` of every state slot at time step `step` and time `time`, as
+    /// `[batch, slot.len()]` arrays (zero for a slot without an equation).
+    fn rates(
+        &self,
+        states: &[Array2<f64>],
+        params: &ParamValues,
+        step: usize,
+        time: f64,
+    ) -> Vec<Array2<f64>>;
+
+    /// Adds `F_uᵀ r̄` to `state_adjoints` and `F_θᵀ r̄` to `gradients` at step `step`, where `r̄`
+    /// is `d_rates`, the cotangents of the rates, and the Jacobians are evaluated at `states`.
+    #[allow(clippy::too_many_arguments)]
+    fn rates_backward(
+        &self,
+        states: &[Array2<f64>],
+        params: &ParamValues,
+        step: usize,
+        time: f64,
+        d_rates: &[Array2<f64>],
+        state_adjoints: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+    );
+}
