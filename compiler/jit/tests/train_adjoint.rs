@@ -449,8 +449,8 @@ fn identify_diffusion_through_jit() {
 #[test]
 fn dense_layer_falls_back_to_tape() {
     let source = line_model(BOUNDARIES[0].1, "euler", "D * laplace(u) + tanh(W @ u)").replace(
-        "param D = 0.3",
-        "param D = 0.3\nparam W[9, 9] ~ normal(0, 0.3)",
+        "param P(x) ~ normal(0.1, 0.05)",
+        "param W[9, 9] ~ normal(0, 0.3)",
     );
     let fixture = fixture("fallback", &source, 9);
     let error = match CompiledTape::<f64>::new(&fixture.lowered, &JitOptions::default()) {
