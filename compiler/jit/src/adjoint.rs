@@ -9,8 +9,8 @@
 //!   the stored forward values;
 //! - a sparse operator (a stencil composed with the ghost-cell rules of the boundary conditions,
 //!   see `npdec_runtime::train::linear`) runs as one box kernel per block of rows that share
-//!   their offsets and weights, and its adjoint runs the same way on the transposed matrix:
-//!   mirrored offsets in the interior, transposed ghost rules near the boundaries;
+//!   their offsets and weights. Its adjoint runs the same way on the transposed matrix, with
+//!   mirrored offsets in the interior and transposed ghost rules near the boundaries;
 //! - a value read by a longer one (a scalar parameter, a one-channel field read by every
 //!   channel) sums the adjoint over its copies, by unrolled loads or by a final sum.
 //!
@@ -34,13 +34,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The most copies a broadcast value's adjoint sums with unrolled loads; a scalar sums any number
-/// with a final sum instead.
+/// The maximum number of copies whose adjoints a broadcast value sums with unrolled loads. A scalar
+/// sums any number of copies with a final sum instead.
 const MAX_UNROLLED_COPIES: usize = 64;
 
-/// The most constant-coefficient blocks a sparse operator may split into. A stencil with ghost
-/// rules has a handful per boundary face; an operator without stencil structure has about one per
-/// row, and box kernels would be slower than the tape's sparse product.
+/// The maximum number of constant-coefficient blocks a sparse operator may split into. A stencil
+/// with ghost rules has a handful per boundary face, but an operator without stencil structure has
+/// about one per row, and box kernels would then be slower than the tape's sparse product.
 const MAX_STENCIL_BLOCKS: usize = 512;
 
 /// A tape operation the JIT cannot compile.
@@ -245,9 +245,9 @@ pub fn stencil_blocks(operator: &SparseOperator) -> Result<Vec<StencilBlock>, St
     Ok(blocks)
 }
 
-/// Where a kernel of a pointwise operation evaluates its operands: kernel-frame index `i` stands
-/// for entry `i + shift` of the operation's value, which lies in the block of `block` entries that
-/// starts at `base`. Operands of one entry broadcast, operands of `block` entries repeat per block.
+/// The placement of a pointwise kernel: kernel-frame index `i` is entry `i + shift` of the
+/// operation's value, which lies in the block of `block` entries that starts at `base`. Operands of
+/// one entry broadcast, and operands of `block` entries repeat per block.
 #[derive(Clone, Copy, Debug)]
 struct Frame {
     full: usize,
@@ -256,14 +256,15 @@ struct Frame {
     base: isize,
 }
 
-/// The operands' lengths that decide the blocks of a pointwise operation of `full` entries.
+/// Returns the block length of a pointwise operation of `full` entries: the length of its operands
+/// that are neither scalars nor `full` long, which must all be equal and divide `full`.
 fn block_length(full: usize, operands: &[usize]) -> Result<usize, String> {
     let mut block = full;
     for len in operands {
         if *len == 1 || *len == full {
             continue;
         }
-        if full % len != 0 || (block != full && block != *len) {
+        if !full.is_multiple_of(*len) || (block != full && block != *len) {
             return Err(format!(
                 "operands of {operands:?} entries do not broadcast to {full} entries by whole blocks"
             ));
@@ -946,6 +947,15 @@ struct Code(#[allow(dead_code)] JITModule);
 unsafe impl Send for Code {}
 unsafe impl Sync for Code {}
 
+/// One right-hand side of a state slot: entries `start..start + entries` of the rate (one channel
+/// or all), the memory of its value and that of its adjoint, if it has one.
+struct RatePart {
+    start: usize,
+    entries: usize,
+    value: usize,
+    adjoint: Option<usize>,
+}
+
 /// The buffers of one evaluation. Concurrent callers (chunks of a batch on several threads) each
 /// take their own.
 struct Workspace<T> {
@@ -967,9 +977,8 @@ pub struct CompiledTape<T: JitFloat> {
     states: Vec<(usize, usize, Option<usize>)>,
     params: Vec<(ParamId, usize, Option<usize>)>,
     times: Vec<usize>,
-    /// Per state slot: its entries and `(channel range start, entries, value memory, adjoint
-    /// memory)` of each right-hand side.
-    rates: Vec<(usize, Vec<(usize, usize, usize, Option<usize>)>)>,
+    /// Per state slot: its entries and its right-hand sides.
+    rates: Vec<(usize, Vec<RatePart>)>,
     adjoints: Vec<usize>,
     workspaces: Mutex<Vec<Workspace<T>>>,
     compile_time: Duration,
@@ -1027,25 +1036,22 @@ impl<T: JitFloat> CompiledTape<T> {
             op: op_name(&tape.nodes[node].op),
             reason,
         };
-        for node in 0..tape.nodes.len() {
-            if needed[node] {
-                builder
-                    .forward_op(node)
-                    .map_err(|reason| failure(node, reason))?;
-            }
+        let computed: Vec<NodeIndex> = (0..tape.nodes.len()).filter(|n| needed[*n]).collect();
+        let differentiated: Vec<NodeIndex> =
+            computed.iter().copied().filter(|n| active[*n]).collect();
+        for &node in &computed {
+            builder
+                .forward_op(node)
+                .map_err(|reason| failure(node, reason))?;
         }
-        for node in 0..tape.nodes.len() {
-            if needed[node] && active[node] {
-                let len = builder.len(node);
-                builder.adjoint[node] = Some(builder.memory(len));
-            }
+        for &node in &differentiated {
+            let len = builder.len(node);
+            builder.adjoint[node] = Some(builder.memory(len));
         }
-        for node in (0..tape.nodes.len()).rev() {
-            if needed[node] && active[node] {
-                builder
-                    .reverse_op(node)
-                    .map_err(|reason| failure(node, reason))?;
-            }
+        for &node in differentiated.iter().rev() {
+            builder
+                .reverse_op(node)
+                .map_err(|reason| failure(node, reason))?;
         }
 
         let mut constants = Vec::new();
@@ -1090,12 +1096,12 @@ impl<T: JitFloat> CompiledTape<T> {
                             Some(c) => (c * slot.points, slot.points),
                             None => (0, slot.len()),
                         };
-                        (
+                        RatePart {
                             start,
                             entries,
-                            builder.value_memory(*node),
-                            builder.adjoint[*node],
-                        )
+                            value: builder.value_memory(*node),
+                            adjoint: builder.adjoint[*node],
+                        }
                     })
                     .collect();
                 (slot.len(), parts)
@@ -1292,10 +1298,10 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             self.run(&mut workspace, &self.forward);
             for (rate, (_, parts)) in rates.iter_mut().zip(&self.rates) {
                 let mut target = rate.row_mut(row);
-                for (start, entries, memory, _) in parts {
-                    let value = &workspace.memories[*memory];
-                    for i in 0..*entries {
-                        target[start + i] += value[i % value.len()].to_f64_lossy();
+                for part in parts {
+                    let value = &workspace.memories[part.value];
+                    for i in 0..part.entries {
+                        target[part.start + i] += value[i % value.len()].to_f64_lossy();
                     }
                 }
             }
@@ -1325,12 +1331,14 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             }
             for (d_rate, (_, parts)) in d_rates.iter().zip(&self.rates) {
                 let seed = d_rate.row(row.min(d_rate.nrows() - 1));
-                for (start, entries, _, adjoint) in parts {
-                    let Some(adjoint) = adjoint else { continue };
-                    let target = &mut workspace.memories[*adjoint];
+                for part in parts {
+                    let Some(adjoint) = part.adjoint else {
+                        continue;
+                    };
+                    let target = &mut workspace.memories[adjoint];
                     let len = target.len();
-                    for i in 0..*entries {
-                        target[i % len] += T::of(seed[start + i]);
+                    for i in 0..part.entries {
+                        target[i % len] += T::of(seed[part.start + i]);
                     }
                 }
             }
