@@ -66,8 +66,8 @@ pub fn run(
     Ok(ExitCode::from(u8::from(any_error)))
 }
 
-/// Runs the Taylor and dot tests of every train task, with the JIT's adjoint of the rates when
-/// `jit` is set and it compiles them, and prints their figures; returns whether they passed.
+/// Runs the Taylor and dot tests of every train task and prints their figures. The JIT computes the
+/// adjoint of the rates when `jit` is set and it compiles them. Returns whether the tests passed.
 fn check_gradients(path: &Path, model: &npdec_symbolic::Model, jit: bool, quiet: bool) -> bool {
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let compiler = crate::engine::Jit {

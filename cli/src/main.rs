@@ -48,7 +48,7 @@ enum Command {
         /// Also check the adjoint gradients of train tasks (Taylor and dot tests).
         #[arg(long)]
         gradients: bool,
-        /// Who computes the adjoint of the rates for --gradients: JIT kernels, or the tape.
+        /// The engine of the adjoint of the rates for --gradients: JIT kernels, or the tape.
         #[arg(long, value_enum, default_value_t = EngineArg::Jit)]
         engine: EngineArg,
     },

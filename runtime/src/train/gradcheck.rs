@@ -49,9 +49,9 @@ pub struct GradientCheck {
     pub dot_passed: bool,
     /// `‖g_continuous − g_discrete‖ / ‖g_discrete‖` for a task with `gradient continuous`.
     pub continuous_difference: Option<f64>,
-    /// What ran the adjoint of the rates: `JIT` or `tape`.
+    /// The engine of the adjoint of the rates: `JIT` or `tape`.
     pub adjoint_engine: String,
-    /// Why the compiler could not compile the rates, when one was given and could not.
+    /// The reason the given compiler could not compile the rates, if any.
     pub adjoint_fallback: Option<String>,
 }
 

@@ -65,9 +65,9 @@ pub struct TrainReport {
     /// run short of the task as written.
     pub shortened: bool,
     pub history: Vec<EpochRecord>,
-    /// What ran the rates and their adjoint inside the time steps: `JIT` or `tape`.
+    /// The engine of the rates and their adjoint inside the time steps: `JIT` or `tape`.
     pub adjoint_engine: String,
-    /// Why the compiler given to [`train_task`] could not compile the rates, when it could not.
+    /// The reason the compiler given to [`train_task`] could not compile the rates, if any.
     #[serde(skip)]
     pub adjoint_fallback: Option<String>,
     /// The trained parameters by name, flattened, for expectations and tests.
@@ -286,7 +286,7 @@ pub fn compile_rates(
 
 /// Trains one task and writes its checkpoint, curves, confusion matrix into `out_dir`. With a
 /// `compiler`, the rates and their adjoint run as compiled code where it can compile them, and on
-/// the tape otherwise ([`TrainReport::adjoint_fallback`] says why).
+/// the tape otherwise, with the reason in [`TrainReport::adjoint_fallback`].
 pub fn train_task(
     model: &Model,
     task: &TrainTask,
