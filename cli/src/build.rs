@@ -15,6 +15,7 @@ use crate::terminal;
 use crate::trained::{self, DenseMatrix, Parameters};
 use ndarray::Array2;
 use npdec_diagnostics::{render, RenderOptions, SourceMap};
+use npdec_runtime::output::write_atomically;
 use npdec_symbolic::Model;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -144,12 +145,8 @@ fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
             args.file.display()
         ));
     }
-    create_folder(&args.out)?;
-    let precision = if args.f32 {
-        npdec_jit::Precision::F32
-    } else {
-        npdec_jit::Precision::F64
-    };
+    // Every task is checked before the first file is written, so a rejected build leaves the
+    // outputs of an earlier build as they were.
     for graph in &program.solves {
         // The object file implements explicit Euler steps only.
         if let Some((_, step)) = graph.time_step() {
@@ -161,6 +158,14 @@ fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
                 ));
             }
         }
+    }
+    create_folder(&args.out)?;
+    let precision = if args.f32 {
+        npdec_jit::Precision::F32
+    } else {
+        npdec_jit::Precision::F64
+    };
+    for graph in &program.solves {
         let artifacts = npdec_jit::aot::write_step_object(graph, precision, &args.out)
             .map_err(|e| e.to_string())?;
         println!(
@@ -199,8 +204,8 @@ fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> 
         let report = crate::robustness::measure(&loaded.model, args, &parameters, &matrices)?;
         let path = args.out.join("robustness.json");
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text)
-            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        write_atomically(&path, |temporary| std::fs::write(temporary, text))
+            .map_err(|e| format!("cannot write {e}"))?;
         println!("{}", crate::robustness::describe(&report));
         println!("wrote {}", path.display());
     }
@@ -260,8 +265,10 @@ fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
     .map_err(|e| format!("cannot export `{}` to ONNX: {e}", model.name))?;
     create_folder(&args.out)?;
     let path = args.out.join(format!("{}.onnx", model.name));
-    std::fs::write(&path, &exported.bytes)
-        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    write_atomically(&path, |temporary| {
+        std::fs::write(temporary, &exported.bytes)
+    })
+    .map_err(|e| format!("cannot write {e}"))?;
     let operators: Vec<String> = exported
         .operators
         .iter()

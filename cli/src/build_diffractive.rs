@@ -4,6 +4,7 @@
 use npdec_hardware::diffractive::{
     emit_diffractive, simulated_accuracy, DiffractiveLayout, DiffractiveOptions, Kernel, Rect,
 };
+use npdec_runtime::output::write_atomically;
 use npdec_symbolic::{Model, Task};
 use serde::Serialize;
 use std::path::Path;
@@ -109,7 +110,8 @@ pub fn emit(model: &Model, file: &Path, out: &Path, args: &DiffractiveArgs) -> R
     };
     let path = out.join("verification.json");
     let text = serde_json::to_string_pretty(&verification).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    write_atomically(&path, |temporary| std::fs::write(temporary, text))
+        .map_err(|e| format!("cannot write {e}"))?;
     println!(
         "wrote {} masks of {} × {} pixels ({:.3} µm pitch, λ = {:.4} µm) and {}",
         report.layers.len(),

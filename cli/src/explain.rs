@@ -141,36 +141,14 @@ fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
     }
     println!("equations (normal form, one term per summand):");
     for equation in &model.equations {
-        let target = match equation.channel {
-            Some(k) => format!("{}[{k}]", model.field(equation.field).name),
-            None => model.field(equation.field).name.clone(),
-        };
-        let terms: Vec<String> = equation
-            .terms
-            .iter()
-            .map(|t| model.display_expr(&t.expr))
-            .collect();
         let line = sources
             .get(equation.span.file)
             .line_column(equation.span.start as usize)
             .line;
-        match equation.time_order {
-            0 => println!(
-                "  {}: {} = 0    (steady in {target}; line {line})",
-                equation.name,
-                terms.join(" + ")
-            ),
-            1 => println!(
-                "  {}: dt({target}) = {}    (line {line})",
-                equation.name,
-                terms.join(" + ")
-            ),
-            _ => println!(
-                "  {}: dt2({target}) = {}    (line {line})",
-                equation.name,
-                terms.join(" + ")
-            ),
-        }
+        println!(
+            "  {}",
+            describe_equation(&model, equation, &format!("line {line}"))
+        );
     }
 
     let file_name = path.file_name().map_or_else(
@@ -179,7 +157,12 @@ fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
     );
     println!("layers:");
     for architecture in &architectures {
-        print!("{}", npdec_arch::render_table(architecture, &file_name));
+        let source = |layer: &npdec_arch::Layer| {
+            layer
+                .line
+                .map_or_else(String::new, |line| format!("{file_name}:{line}"))
+        };
+        print!("{}", npdec_arch::render_table(architecture, source));
     }
 
     let program = match npdec_ir::discretize_model(&model) {
@@ -209,4 +192,24 @@ fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Formats an equation in normal form, such as `heat: dt(u) = 0.1 * laplace(u)    (line 9)`, where
+/// `source` names the place it was declared.
+pub(crate) fn describe_equation(
+    model: &npdec_symbolic::Model,
+    equation: &npdec_symbolic::Equation,
+    source: &str,
+) -> String {
+    let target = match equation.channel {
+        Some(k) => format!("{}[{k}]", model.field(equation.field).name),
+        None => model.field(equation.field).name.clone(),
+    };
+    let terms = model.display_sum(equation.terms.iter().map(|t| &t.expr));
+    let name = &equation.name;
+    match equation.time_order {
+        0 => format!("{name}: {terms} = 0    (steady in {target}; {source})"),
+        1 => format!("{name}: dt({target}) = {terms}    ({source})"),
+        _ => format!("{name}: dt2({target}) = {terms}    ({source})"),
+    }
 }

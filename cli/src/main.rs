@@ -163,7 +163,7 @@ enum Command {
     },
     /// Start an interactive session: declare as in a file, step a solve, look at fields.
     #[command(
-        after_help = "Example:\n  npdec repl\n  npde> :load examples/heat1d.npde\n  npde> :step 100\n  npde> :show u"
+        after_help = "Example:\n  npdec repl\n  npde> :load examples/heat1d.npde\n  npde> :step 100\n  npde> :show u\n\nExit status: 0 when the session ends. With standard input not a terminal, as in\n`npdec repl < session.txt`, the status is 1 if any input line produced an error."
     )]
     Repl,
     /// Run the language server on standard input and output, for editors.

@@ -48,11 +48,25 @@ const COMMANDS: &[(&str, &str)] = &[
 struct Session {
     /// The accepted statements, as the text of a model file.
     text: String,
+    /// Where each accepted statement of `text` came from, in order of its byte offset.
+    origins: Vec<Origin>,
     /// Steps taken by `:step` in the first solve task.
     step: usize,
     /// The folder data paths are relative to.
     base_dir: PathBuf,
     color: bool,
+    /// Whether any input so far produced an error. A script piped to standard input exits with 1
+    /// when it did.
+    failed: bool,
+}
+
+/// The start of statements in the session text that were typed or loaded from one file.
+struct Origin {
+    /// Byte offset in the session text.
+    start: usize,
+    /// The file of `:load`, with the one-based session line its first line became. `None` for
+    /// statements typed at the prompt.
+    file: Option<(String, usize)>,
 }
 
 /// Completes commands, keywords, built-in names and the names the session declares.
@@ -114,15 +128,18 @@ pub fn run() -> Result<ExitCode, String> {
     let color = terminal::stderr_color();
     let mut session = Session {
         text: String::new(),
+        origins: Vec::new(),
         step: 0,
         base_dir: std::env::current_dir().unwrap_or_default(),
         color,
+        failed: false,
     };
+    let interactive = std::io::stdin().is_terminal();
     let mut editor: Editor<ReplHelper, rustyline::history::DefaultHistory> =
         Editor::new().map_err(|e| format!("cannot start the line editor: {e}"))?;
     editor.set_helper(Some(ReplHelper { names: Vec::new() }));
     // A script piped to standard input is not typed, so it stays out of the history file.
-    let history = if std::io::stdin().is_terminal() {
+    let history = if interactive {
         std::env::var_os("HOME").map(|home| Path::new(&home).join(".npdec_history"))
     } else {
         None
@@ -168,7 +185,7 @@ pub fn run() -> Result<ExitCode, String> {
             continue;
         }
         let _ = editor.add_history_entry(pending.trim_end());
-        session.add(&pending);
+        session.add(&pending, None);
         pending.clear();
         if let Some(helper) = editor.helper_mut() {
             helper.names = session.declared_names();
@@ -176,6 +193,10 @@ pub fn run() -> Result<ExitCode, String> {
     }
     if let Some(path) = &history {
         let _ = editor.save_history(path);
+    }
+    // A script must be able to tell that a line failed; at a terminal the user saw it.
+    if session.failed && !interactive {
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -233,8 +254,15 @@ impl Session {
         (sources, checked)
     }
 
-    /// Adds a statement if it brings no new error; otherwise shows the new errors.
-    fn add(&mut self, statement: &str) {
+    /// Reports an error that is not a diagnostic, such as a command with a missing argument.
+    fn error(&mut self, message: &str) {
+        self.failed = true;
+        eprintln!("{message}");
+    }
+
+    /// Adds statements if they bring no new error; otherwise shows the new errors. `file` is the
+    /// path of `:load`, or `None` for statements typed at the prompt.
+    fn add(&mut self, statement: &str, file: Option<&str>) {
         let (_, before) = self.check_text(&self.text);
         let errors_before = before.diagnostics.iter().filter(|d| d.is_error()).count();
         let candidate = format!("{}{statement}", self.text);
@@ -257,11 +285,32 @@ impl Session {
                 .count()
                 <= errors_before
         {
+            let first_line = self.text.lines().count() + 1;
+            self.origins.push(Origin {
+                start: self.text.len(),
+                file: file.map(|path| (path.to_string(), first_line)),
+            });
             self.text = candidate;
             return;
         }
+        self.failed = true;
         for diagnostic in blocking {
             eprint!("{}", render(diagnostic, &sources, self.options()));
+        }
+    }
+
+    /// Returns where the session text at byte `offset` came from: `<repl>:LINE` for typed
+    /// statements, or the file and line of a `:load`ed one.
+    fn locate(&self, sources: &SourceMap, span: npdec_diagnostics::Span) -> String {
+        let line = sources.get(span.file).line_column(span.start as usize).line;
+        let origin = self
+            .origins
+            .iter()
+            .rev()
+            .find(|origin| origin.start <= span.start as usize);
+        match origin.and_then(|origin| origin.file.as_ref()) {
+            Some((path, first_line)) => format!("{path}:{}", line + 1 - first_line),
+            None => format!("<repl>:{line}"),
         }
     }
 
@@ -290,6 +339,7 @@ impl Session {
             ":source" => print!("{}", self.text),
             ":reset" => {
                 self.text.clear();
+                self.origins.clear();
                 self.step = 0;
             }
             ":check" => {
@@ -298,6 +348,7 @@ impl Session {
                     eprint!("{}", render(diagnostic, &sources, self.options()));
                 }
                 let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
+                self.failed |= errors > 0;
                 println!(
                     "{} error{}, {} warning{}",
                     errors,
@@ -307,9 +358,12 @@ impl Session {
                 );
             }
             ":load" => match arguments.first() {
-                None => eprintln!("usage: :load FILE.npde"),
+                None => self.error("usage: :load FILE.npde"),
                 Some(path) => match std::fs::read_to_string(path) {
-                    Err(error) => terminal::print_error(&format!("cannot read `{path}`: {error}")),
+                    Err(error) => {
+                        self.failed = true;
+                        terminal::print_error(&format!("cannot read `{path}`: {error}"))
+                    }
                     Ok(text) => {
                         if let Some(parent) = Path::new(path)
                             .parent()
@@ -318,7 +372,7 @@ impl Session {
                             self.base_dir = parent.to_path_buf();
                         }
                         let before = self.text.len();
-                        self.add(&format!("{text}\n"));
+                        self.add(&format!("{text}\n"), Some(path));
                         if self.text.len() > before {
                             println!("loaded {path}");
                         }
@@ -331,28 +385,31 @@ impl Session {
                     None => 1,
                     Some(Ok(n)) => n,
                     Some(Err(_)) => {
-                        eprintln!("usage: :step N, with N a whole number");
+                        self.error("usage: :step N, with N a whole number");
                         return true;
                     }
                 };
                 self.advance(count);
             }
             ":show" => match arguments.first() {
-                None => eprintln!("usage: :show FIELD"),
+                None => self.error("usage: :show FIELD"),
                 Some(name) => self.show(name, None),
             },
             ":plot" => match (arguments.first(), arguments.get(1)) {
                 (Some(name), Some(file)) => self.show(name, Some(Path::new(file))),
-                _ => eprintln!("usage: :plot FIELD FILE.png"),
+                _ => self.error("usage: :plot FIELD FILE.png"),
             },
-            other => eprintln!("unknown command `{other}`; :help lists the commands"),
+            other => self.error(&format!(
+                "unknown command `{other}`; :help lists the commands"
+            )),
         }
         true
     }
 
-    fn model(&self) -> Option<Model> {
+    fn model(&mut self) -> Option<Model> {
         let (sources, checked) = self.check_text(&self.text);
         if checked.model.is_none() {
+            self.failed = true;
             for diagnostic in checked.diagnostics.iter().filter(|d| d.is_error()) {
                 eprint!("{}", render(diagnostic, &sources, self.options()));
             }
@@ -360,23 +417,20 @@ impl Session {
         checked.model
     }
 
-    fn explain(&self) {
+    fn explain(&mut self) {
         let Some(model) = self.model() else { return };
+        let mut sources = SourceMap::new();
+        sources.add("<repl>", self.text.clone());
         for equation in &model.equations {
-            let terms: Vec<String> = equation
-                .terms
-                .iter()
-                .map(|t| model.display_expr(&t.expr))
-                .collect();
+            let source = self.locate(&sources, equation.span);
             println!(
-                "  {}: dt({}) = {}",
-                equation.name,
-                model.field(equation.field).name,
-                terms.join(" + ")
+                "  {}",
+                crate::explain::describe_equation(&model, equation, &source)
             );
         }
         for architecture in npdec_arch::recognize(&model) {
-            print!("{}", npdec_arch::render_table(&architecture, "<repl>"));
+            let source = |layer: &npdec_arch::Layer| self.locate(&sources, layer.span);
+            print!("{}", npdec_arch::render_table(&architecture, source));
         }
     }
 
@@ -385,8 +439,8 @@ impl Session {
             return;
         };
         let Some(index) = model.tasks.iter().position(|t| matches!(t, Task::Solve(_))) else {
-            eprintln!(
-                "no solve task yet: add one, e.g. `solve heat using euler(dt = 1e-3) until 1`"
+            self.error(
+                "no solve task yet: add one, e.g. `solve heat using euler(dt = 1e-3) until 1`",
             );
             return;
         };
@@ -399,25 +453,28 @@ impl Session {
         task.discretization.until = self.step as f64 * dt;
         match solve_states(&model, index) {
             Ok(_) => println!("step {} (t = {})", self.step, self.step as f64 * dt),
-            Err(message) => terminal::print_error(&message),
+            Err(message) => {
+                self.failed = true;
+                terminal::print_error(&message)
+            }
         }
     }
 
     /// Prints a summary and heat map of a field at the current step, or plots it to `plot`.
-    fn show(&self, name: &str, plot: Option<&Path>) {
+    fn show(&mut self, name: &str, plot: Option<&Path>) {
         let Some(mut model) = self.model() else {
             return;
         };
         let Some(field) = model.fields.iter().position(|f| f.name == name) else {
             let names: Vec<&str> = model.fields.iter().map(|f| f.name.as_str()).collect();
-            eprintln!(
+            self.error(&format!(
                 "unknown field `{name}`; the fields are {}",
                 names.join(", ")
-            );
+            ));
             return;
         };
         let Some(index) = model.tasks.iter().position(|t| matches!(t, Task::Solve(_))) else {
-            eprintln!("no solve task yet: add one to give the fields values");
+            self.error("no solve task yet: add one to give the fields values");
             return;
         };
         if let Task::Solve(task) = &mut model.tasks[index] {
@@ -426,10 +483,13 @@ impl Session {
         }
         let states = match solve_states(&model, index) {
             Ok(states) => states,
-            Err(message) => return terminal::print_error(&message),
+            Err(message) => {
+                self.failed = true;
+                return terminal::print_error(&message);
+            }
         };
         let Some(value) = states.get(field).cloned().flatten() else {
-            eprintln!("`{name}` has no value in the first solve task");
+            self.error(&format!("`{name}` has no value in the first solve task"));
             return;
         };
         let magnitude: ndarray::ArrayD<f64> = match &value {
@@ -437,10 +497,16 @@ impl Session {
             Value::Complex(a) => a.mapv(|z| z.norm()),
         };
         if let Some(path) = plot {
-            match npdec_runtime::output::plot_field(path, &magnitude) {
+            // The plot is drawn to a temporary file and renamed, so a failed plot leaves an earlier
+            // file of that name intact.
+            let written = npdec_runtime::output::write_atomically(path, |temporary| {
+                npdec_runtime::output::plot_field(temporary, &magnitude)
+            });
+            match written {
                 Ok(()) => println!("wrote {}", path.display()),
                 Err(error) => {
-                    terminal::print_error(&format!("cannot plot to `{}`: {error}", path.display()))
+                    self.failed = true;
+                    terminal::print_error(&format!("cannot plot to {error}"))
                 }
             }
             return;
@@ -465,14 +531,22 @@ fn solve_states(model: &Model, index: usize) -> Result<npdec_runtime::States<f64
     let Task::Solve(task) = &model.tasks[index] else {
         return Err("not a solve task".to_string());
     };
-    let graph = npdec_ir::discretize_solve(model, task).map_err(|d| {
+    // A solve of zero steps is invalid, so the state before the first step comes from a solve of
+    // one step that never runs.
+    let steps = task.discretization.steps;
+    let mut task = task.clone();
+    if steps == 0 {
+        task.discretization.steps = 1;
+        task.discretization.until = task.discretization.dt;
+    }
+    let graph = npdec_ir::discretize_solve(model, &task).map_err(|d| {
         d.first().map_or_else(
             || "the model cannot be discretized".to_string(),
             |d| format!("{}: {}", d.code, d.message),
         )
     })?;
     let mut stepper = Stepper::<f64>::new(&graph).ok_or("the solve task has no time step")?;
-    if task.discretization.steps == 0 {
+    if steps == 0 {
         return Ok(stepper.initial_states().0);
     }
     Ok(stepper.run(&mut |_, _, _| {}))

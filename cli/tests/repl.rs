@@ -2,7 +2,8 @@
 //! (tmux, which `.ci/run` installs; without it the second test says so and passes, except under CI).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = "grid x in [0, 1] points 21
@@ -23,10 +24,11 @@ solve heat using euler(dt = 1e-3) until 1
 :quit
 ";
 
-#[test]
-fn piped_session_checks_steps_and_shows() {
+/// Runs `npdec repl` in `folder` with `script` piped to standard input.
+fn run_script(script: &str, folder: &Path) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_npdec"))
         .arg("repl")
+        .current_dir(folder)
         .env("NO_COLOR", "1")
         .env("HOME", std::env::temp_dir())
         .stdin(Stdio::piped())
@@ -38,10 +40,31 @@ fn piped_session_checks_steps_and_shows() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(SCRIPT.as_bytes())
+        .write_all(script.as_bytes())
         .expect("write script");
-    let output = child.wait_with_output().expect("the session ends");
-    assert!(output.status.success());
+    child.wait_with_output().expect("the session ends")
+}
+
+/// Returns an empty folder for one test.
+fn scratch_folder(name: &str) -> PathBuf {
+    let folder = std::env::temp_dir().join(format!("npdec_repl_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&folder);
+    std::fs::create_dir_all(&folder).expect("scratch folder");
+    folder
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the cli crate sits in the repository root")
+        .to_path_buf()
+}
+
+#[test]
+fn piped_session_checks_steps_and_shows() {
+    let output = run_script(SCRIPT, &std::env::temp_dir());
+    // The script has errors, so the piped session exits with 1.
+    assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     // The misspelled operator is a diagnostic, and the session goes on without that statement.
@@ -59,6 +82,16 @@ fn piped_session_checks_steps_and_shows() {
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(summary.contains("max 9.06"), "{summary}");
     assert!(stdout.contains("residual(conv 3 1→1 fixed)"), "{stdout}");
+    // The rejected first `heat` took no session line, so the accepted one starts on line 4.
+    assert!(
+        stdout.contains("heat: dt(u) = 0.1 * laplace(u)    (<repl>:4)"),
+        "{stdout}"
+    );
+    let layer = stdout
+        .lines()
+        .find(|l| l.contains("conv 3 1→1 fixed") && !l.contains("residual("))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(layer.trim_end().ends_with("<repl>:4"), "{layer}");
     assert!(
         stderr.contains("unknown field `v`; the fields are u"),
         "{stderr}"
@@ -78,8 +111,9 @@ fn terminal_session_in_tmux() {
     }
     let session = format!("npdec-repl-{}", std::process::id());
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().expect("tmux runs");
+    // The shell prints the exit status of the session, and keeps the pane open to show it.
     let command = format!(
-        "NO_COLOR=1 HOME={} {} repl",
+        "NO_COLOR=1 HOME={} {} repl; echo exit status $?; sleep 20",
         std::env::temp_dir().display(),
         env!("CARGO_BIN_EXE_npdec")
     );
@@ -159,10 +193,15 @@ fn terminal_session_in_tmux() {
     tmux(&["send-keys", "-t", &session, "-l", ":show u"]);
     tmux(&["send-keys", "-t", &session, "Enter"]);
     wait_for("u at step 10");
+    // An error at the terminal is shown, and the session still exits with 0.
+    tmux(&["send-keys", "-t", &session, "-l", ":show v"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for("unknown field `v`");
     tmux(&["send-keys", "-t", &session, "-l", ":quit"]);
     tmux(&["send-keys", "-t", &session, "Enter"]);
-    std::thread::sleep(Duration::from_millis(200));
+    let screen = wait_for("exit status");
     let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(screen.contains("exit status 0"), "{screen}");
 }
 
 #[test]
@@ -192,4 +231,126 @@ fn piped_session_keeps_no_history() {
         !home.join(".npdec_history").exists(),
         "a piped script was written to the history file"
     );
+}
+
+#[test]
+fn piped_session_without_errors_exits_zero() {
+    let output = run_script(
+        "grid x in [0, 1] points 11\nfield u(x)\n:check\n:source\n",
+        &std::env::temp_dir(),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn piped_session_fails_on_each_kind_of_error() {
+    for line in [
+        "const a = 1 +\n2 + b",
+        ":frobnicate",
+        ":load no/such/file.npde",
+        ":show",
+        ":show u",
+        ":step",
+    ] {
+        let output = run_script(&format!("{line}\n"), &std::env::temp_dir());
+        assert_eq!(output.status.code(), Some(1), "`{line}` did not fail");
+    }
+}
+
+#[test]
+fn explain_names_loaded_file_lines() {
+    let heat1d = std::fs::read_to_string(repo_root().join("examples/heat1d.npde"))
+        .expect("examples/heat1d.npde is readable");
+    let line = heat1d
+        .lines()
+        .position(|l| l.starts_with("equation heat"))
+        .expect("heat1d declares `heat`")
+        + 1;
+    // A typed statement first, so that the file's lines differ from the session's lines.
+    let output = run_script(
+        "const unused_offset = 1\n:load examples/heat1d.npde\n:explain\n",
+        &repo_root(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let source = format!("examples/heat1d.npde:{line}");
+    assert!(
+        stdout.contains(&format!("heat: dt(u) = 0.1 * laplace(u)    ({source})")),
+        "{stdout}"
+    );
+    let layer = stdout
+        .lines()
+        .find(|l| l.contains("conv 3 1→1 fixed") && !l.contains("residual("))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(layer.trim_end().ends_with(&source), "{layer}");
+}
+
+#[test]
+fn explain_prints_subtraction() {
+    let output = run_script(
+        "grid x in [0, 1] points 21
+field u(x)
+equation heat: dt(u) = 0.1 * laplace(u) - 2 * u - -u^2 + -(u * u)
+boundary u: dirichlet(0) on x
+initial u = sin(pi * x)
+solve heat using euler(dt = 1e-3) until 1
+:explain
+",
+        &std::env::temp_dir(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let equation = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("heat:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(!equation.contains("+ -"), "{equation}");
+    assert!(equation.contains("0.1 * laplace(u) - 2 * u"), "{equation}");
+}
+
+#[test]
+fn failed_plot_keeps_earlier_file() {
+    let folder = scratch_folder("plot");
+    std::fs::write(folder.join("earlier.txt"), "earlier output").expect("earlier file");
+    let output = run_script(
+        "grid x in [0, 1] points 11
+field u(x)
+equation heat: dt(u) = laplace(u)
+boundary u: dirichlet(0) on x
+initial u = sin(pi * x)
+solve heat using euler(dt = 1e-3) until 1
+:show u
+:plot u earlier.txt
+:step 10
+:plot u plot.png
+",
+        &folder,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot plot to"), "{stderr}");
+    // Before the first `:step`, a field shows its initial state.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("u at step 0: min 0"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(folder.join("earlier.txt")).expect("earlier file"),
+        "earlier output"
+    );
+    let png = std::fs::read(folder.join("plot.png")).expect("plot.png was written");
+    assert!(png.starts_with(b"\x89PNG"), "plot.png is not a PNG");
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .expect("readable folder")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["earlier.txt", "plot.png"]);
 }

@@ -217,12 +217,7 @@ impl Analysis {
                             1 => format!("dt({field}) = "),
                             _ => format!("dt2({field}) = "),
                         };
-                        let terms: Vec<String> = e
-                            .terms
-                            .iter()
-                            .map(|t| model.display_expr(&t.expr))
-                            .collect();
-                        let rhs = terms.join(" + ");
+                        let rhs = model.display_sum(e.terms.iter().map(|t| &t.expr));
                         if e.time_order == 0 {
                             format!("{rhs} = 0    (steady, unknown {field})")
                         } else {

@@ -1,10 +1,11 @@
 //! Text and Graphviz renderings of recognized architectures.
 
-use crate::Architecture;
+use crate::{Architecture, Layer};
 use std::fmt::Write;
 
-/// Renders the layer table and the summary line of one architecture.
-pub fn render_table(architecture: &Architecture, file: &str) -> String {
+/// Renders the layer table and the summary line of one architecture. `source` returns the text of
+/// the source column for a layer, such as `heat1d.npde:9`.
+pub fn render_table(architecture: &Architecture, source: impl Fn(&Layer) -> String) -> String {
     let header = ["#", "layer", "shape", "params", "term", "source"];
     let rows: Vec<[String; 6]> = architecture
         .layers
@@ -15,9 +16,7 @@ pub fn render_table(architecture: &Architecture, file: &str) -> String {
             } else {
                 format!("{} → {}", layer.input, layer.output)
             };
-            let source = layer
-                .line
-                .map_or_else(String::new, |line| format!("{file}:{line}"));
+            let source = source(layer);
             let term = if layer.term.chars().count() > 48 {
                 format!("{}…", layer.term.chars().take(47).collect::<String>())
             } else {

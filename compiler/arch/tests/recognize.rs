@@ -189,7 +189,11 @@ fn table_lists_layers_with_sources() {
     for layer in &mut architectures[0].layers {
         layer.line = Some(9);
     }
-    let table = render_table(&architectures[0], "heat1d.npde");
+    let table = render_table(&architectures[0], |layer| {
+        layer
+            .line
+            .map_or_else(String::new, |line| format!("heat1d.npde:{line}"))
+    });
     assert!(table.contains("conv 3 1→1 fixed"), "{table}");
     assert!(table.contains("heat1d.npde:9"), "{table}");
     assert!(

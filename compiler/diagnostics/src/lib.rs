@@ -8,6 +8,7 @@
 mod codes;
 mod render;
 mod source;
+pub mod suggest;
 
 pub use codes::{Code, Explanation};
 pub use render::{render, render_all, to_json, JsonDiagnostic, RenderOptions};

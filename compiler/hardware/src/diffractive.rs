@@ -387,12 +387,13 @@ pub fn emit_diffractive(
         });
     }
     let gds = out.join("diffractive.gds");
-    gds_library(layout, &phases, options)
-        .save(&gds)
-        .map_err(|error| HardwareError::Gds {
+    let library = gds_library(layout, &phases, options);
+    crate::write_atomically(&gds, |temporary| {
+        library.save(temporary).map_err(|error| HardwareError::Gds {
             path: gds.clone(),
             message: error.to_string(),
-        })?;
+        })
+    })?;
     let report = DiffractiveReport {
         wavelength_m: layout.wavelength,
         pixel_pitch_m: layout.pitch,
@@ -411,9 +412,11 @@ pub fn emit_diffractive(
 }
 
 fn write_npy(path: &Path, array: &Array2<f64>) -> Result<(), HardwareError> {
-    ndarray_npy::write_npy(path, array).map_err(|error| HardwareError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(error.to_string()),
+    crate::write_atomically(path, |temporary| {
+        ndarray_npy::write_npy(temporary, array).map_err(|error| HardwareError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(error.to_string()),
+        })
     })
 }
 
@@ -424,8 +427,10 @@ fn write_grey_png(path: &Path, phase: &Array2<f64>) -> Result<(), HardwareError>
         source,
     };
     let (rows, columns) = phase.dim();
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), columns as u32, rows as u32);
+    // The image is encoded in memory, so that every write error surfaces here instead of being
+    // lost when a buffered file is dropped.
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, columns as u32, rows as u32);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
     let pixels: Vec<u8> = phase
@@ -437,7 +442,11 @@ fn write_grey_png(path: &Path, phase: &Array2<f64>) -> Result<(), HardwareError>
         .map_err(|e| io(std::io::Error::other(e.to_string())))?;
     writer
         .write_image_data(&pixels)
-        .map_err(|e| io(std::io::Error::other(e.to_string())))
+        .and_then(|()| writer.finish())
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    crate::write_atomically(path, |temporary| {
+        std::fs::write(temporary, &bytes).map_err(io)
+    })
 }
 
 fn nm(metres: f64) -> i32 {

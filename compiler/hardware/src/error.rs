@@ -137,6 +137,28 @@ impl fmt::Display for HardwareError {
     }
 }
 
+impl HardwareError {
+    /// Names `path` in place of the file an I/O, JSON or GDSII error names, such as the temporary
+    /// file of an atomic write.
+    pub(crate) fn with_path(self, path: &std::path::Path) -> Self {
+        match self {
+            HardwareError::Io { source, .. } => HardwareError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            HardwareError::Json { source, .. } => HardwareError::Json {
+                path: path.to_path_buf(),
+                source,
+            },
+            HardwareError::Gds { message, .. } => HardwareError::Gds {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
 impl std::error::Error for HardwareError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

@@ -75,6 +75,36 @@ pub(crate) fn check_layer_names<'a>(
     Ok(())
 }
 
+/// Writes a file through `write`, which receives a temporary path in the same folder, then renames
+/// the temporary file to `path`. Readers see the old file or the whole new one, and a failed write
+/// leaves an earlier file at `path` in place and removes the temporary one.
+///
+/// NOTE: the file is not synced to disk, so this protects against a failed or killed process, not
+/// against a power loss. `npdec_runtime::output::write_atomically` does the same for `npdec run`,
+/// but this crate depends on no other npdec crate.
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), HardwareError>,
+) -> Result<(), HardwareError> {
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = write(&temporary)
+        .map_err(|error| error.with_path(path))
+        .and_then(|()| {
+            std::fs::rename(&temporary, path).map_err(|source| HardwareError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
 /// Creates `directory` and its parents.
 pub(crate) fn create_output_folder(directory: &Path) -> Result<(), HardwareError> {
     std::fs::create_dir_all(directory).map_err(|source| HardwareError::Io {
@@ -144,8 +174,10 @@ pub(crate) fn write_json_file(path: &Path, value: &impl Serialize) -> Result<(),
         path: path.to_path_buf(),
         source,
     })?;
-    std::fs::write(path, text).map_err(|source| HardwareError::Io {
-        path: PathBuf::from(path),
-        source,
+    write_atomically(path, |temporary| {
+        std::fs::write(temporary, text).map_err(|source| HardwareError::Io {
+            path: PathBuf::from(path),
+            source,
+        })
     })
 }

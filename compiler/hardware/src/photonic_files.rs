@@ -158,9 +158,11 @@ pub fn write_photonic_files(
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), HardwareError> {
-    std::fs::write(path, text).map_err(|source| HardwareError::Io {
-        path: path.to_path_buf(),
-        source,
+    crate::write_atomically(path, |temporary| {
+        std::fs::write(temporary, text).map_err(|source| HardwareError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     })
 }
 
@@ -398,12 +400,13 @@ pub fn gds_library(layer: &PhotonicLayer) -> GdsLibrary {
 }
 
 fn write_gds(layer: &PhotonicLayer, path: &Path) -> Result<(), HardwareError> {
-    gds_library(layer)
-        .save(path)
-        .map_err(|error| HardwareError::Gds {
+    let library = gds_library(layer);
+    crate::write_atomically(path, |temporary| {
+        library.save(temporary).map_err(|error| HardwareError::Gds {
             path: path.to_path_buf(),
             message: error.to_string(),
         })
+    })
 }
 
 /// Draws the mesh as SVG in µm: waveguides as lines, MZIs as blue boxes spanning their two modes,

@@ -249,9 +249,11 @@ pub fn emit_spice(
         let netlist_path = out.join(format!("{}.cir", crossbar.name));
         let mapping_path = out.join(format!("{}.crossbar.json", crossbar.name));
         let netlist = crossbar.netlist(&vec![1.0; crossbar.inputs])?;
-        std::fs::write(&netlist_path, netlist).map_err(|source| HardwareError::Io {
-            path: netlist_path.clone(),
-            source,
+        crate::write_atomically(&netlist_path, |temporary| {
+            std::fs::write(temporary, netlist).map_err(|source| HardwareError::Io {
+                path: netlist_path.clone(),
+                source,
+            })
         })?;
         write_json_file(&mapping_path, &crossbar)?;
         tracing::debug!(

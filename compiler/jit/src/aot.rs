@@ -41,7 +41,8 @@ pub struct AotArtifacts {
 pub enum AotError {
     Unsupported(Unsupported),
     Codegen(String),
-    Io(std::io::Error),
+    /// Writing a file failed; the message names the file.
+    Io(String),
 }
 
 impl std::fmt::Display for AotError {
@@ -49,7 +50,7 @@ impl std::fmt::Display for AotError {
         match self {
             AotError::Unsupported(u) => write!(f, "{u}"),
             AotError::Codegen(message) => write!(f, "code generation failed: {message}"),
-            AotError::Io(e) => write!(f, "failed to write the object file: {e}"),
+            AotError::Io(message) => write!(f, "failed to write {message}"),
         }
     }
 }
@@ -160,12 +161,18 @@ pub fn write_step_object(
         .emit()
         .map_err(|e| AotError::Codegen(e.to_string()))?;
 
-    std::fs::create_dir_all(dir).map_err(AotError::Io)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| AotError::Io(format!("the folder {}: {e}", dir.display())))?;
     let object = dir.join(format!("{prefix}.o"));
     let header = dir.join(format!("{prefix}.h"));
-    std::fs::write(&object, bytes).map_err(AotError::Io)?;
-    std::fs::write(&header, header_text(graph, &plan, precision, &prefix, dt))
+    // Each file is renamed into place once complete, so a failed build never leaves half a file.
+    npdec_runtime::output::write_atomically(&object, |temporary| std::fs::write(temporary, bytes))
         .map_err(AotError::Io)?;
+    let header_text = header_text(graph, &plan, precision, &prefix, dt);
+    npdec_runtime::output::write_atomically(&header, |temporary| {
+        std::fs::write(temporary, header_text)
+    })
+    .map_err(AotError::Io)?;
     Ok(AotArtifacts {
         object,
         header,

@@ -28,8 +28,17 @@ impl Checker<'_> {
                         "did you mean `{s}`? the clauses are {}",
                         one_of(valid)
                     )),
-                    None => diagnostic
-                        .with_help(format!("the clauses of {owner} are {}", one_of(valid))),
+                    None => match npdec_syntax::lexer::Token::statement_keyword_typo(
+                        &clause.name.name,
+                    ) {
+                        // A misspelled keyword after the last clause reads as one more clause.
+                        Some(keyword) => diagnostic.with_help(format!(
+                            "did you mean `{keyword}`? a new statement starts with a keyword, and the clauses of {owner} are {}",
+                            one_of(valid)
+                        )),
+                        None => diagnostic
+                            .with_help(format!("the clauses of {owner} are {}", one_of(valid))),
+                    },
                 };
                 self.error(diagnostic);
                 continue;

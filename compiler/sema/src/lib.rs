@@ -20,10 +20,9 @@ mod equations;
 mod expr;
 mod modules;
 mod scope;
-mod suggest;
 mod tasks;
 
-use npdec_diagnostics::{Diagnostic, FileId, SourceMap};
+use npdec_diagnostics::{suggest, Diagnostic, FileId, SourceMap};
 use npdec_symbolic::Model;
 use std::path::{Path, PathBuf};
 

@@ -319,7 +319,8 @@ impl<'s> Checker<'s> {
     }
 
     /// Returns the names that a statement which failed to parse was declaring, such as `u` in
-    /// `field u x` or `x` and `y` in `grid (x, y) in [0, 1] point 11`.
+    /// `field u x`, `x` and `y` in `grid (x, y) in [0, 1] point 11`, or `heat` in
+    /// `equaton heat: dt(u) = laplace(u)`, where a line starts with a misspelled keyword.
     fn names_in_unparsed(&self, span: Span) -> Vec<Ident> {
         use npdec_syntax::lexer::Token;
         let text = self
@@ -340,30 +341,43 @@ impl<'s> Checker<'s> {
             }),
             _ => None,
         };
-        match tokens.first().map(|t| &t.1) {
-            Some(
-                Token::Field
-                | Token::Const
-                | Token::Param
-                | Token::Data
-                | Token::Equation
-                | Token::Readout
-                | Token::Fn,
-            ) => ident(1).into_iter().collect(),
-            Some(Token::Grid) if matches!(tokens.get(1), Some((_, Token::LParen, _))) => (2..)
-                .step_by(2)
-                .map_while(|i| {
-                    let name = ident(i)?;
-                    matches!(
-                        tokens.get(i + 1),
-                        Some((_, Token::Comma | Token::RParen, _))
-                    )
-                    .then_some(name)
-                })
-                .collect(),
-            Some(Token::Grid) => ident(1).into_iter().collect(),
-            _ => Vec::new(),
+        // The statement starts at the first token. A misspelled keyword at the start of a later line
+        // starts another statement, which the parser swallowed into this one.
+        let mut starts: Vec<(usize, &str)> = Vec::new();
+        for (index, (start, token, _)) in tokens.iter().enumerate() {
+            let starts_line = index == 0
+                || text
+                    .get(tokens[index - 1].2..*start)
+                    .is_some_and(|gap| gap.contains('\n'));
+            let keyword = match token {
+                Token::Ident(name) if starts_line => Token::statement_keyword_typo(name),
+                _ if index == 0 => Some(token.text()),
+                _ => None,
+            };
+            if let Some(keyword) = keyword {
+                starts.push((index, keyword));
+            }
         }
+        let mut names = Vec::new();
+        for (index, keyword) in starts {
+            match keyword {
+                "field" | "const" | "param" | "data" | "equation" | "readout" | "fn" => {
+                    names.extend(ident(index + 1))
+                }
+                "grid" if matches!(tokens.get(index + 1), Some((_, Token::LParen, _))) => names
+                    .extend((index + 2..).step_by(2).map_while(|i| {
+                        let name = ident(i)?;
+                        matches!(
+                            tokens.get(i + 1),
+                            Some((_, Token::Comma | Token::RParen, _))
+                        )
+                        .then_some(name)
+                    })),
+                "grid" => names.extend(ident(index + 1)),
+                _ => {}
+            }
+        }
+        names
     }
 
     /// Ends checking and returns the model with all diagnostics.

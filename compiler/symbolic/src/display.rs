@@ -10,10 +10,56 @@ impl Model {
         self.format(expr, 0)
     }
 
+    /// Formats the terms of a sum, such as the right-hand side of an equation in normal form. A
+    /// negated term is subtracted, so `[a, -b]` prints as `a - b`.
+    pub fn display_sum<'a>(&self, terms: impl IntoIterator<Item = &'a Expr>) -> String {
+        let mut text = String::new();
+        for (index, term) in terms.into_iter().enumerate() {
+            if index == 0 {
+                text = self.format(term, 0);
+                continue;
+            }
+            match negated(term) {
+                Some(positive) => {
+                    text.push_str(" - ");
+                    text.push_str(&self.format(&positive, 2));
+                }
+                None => {
+                    text.push_str(" + ");
+                    text.push_str(&self.format(term, 1));
+                }
+            }
+        }
+        text
+    }
+
     fn format(&self, expr: &Expr, parent: u8) -> String {
+        // Adding a negated term subtracts it, and subtracting one adds it.
+        if let Expr::Binary(op @ (BinaryOp::Add | BinaryOp::Sub), a, b) = expr {
+            if let Some(positive) = negated(b) {
+                let flipped = if *op == BinaryOp::Add {
+                    BinaryOp::Sub
+                } else {
+                    BinaryOp::Add
+                };
+                return self.format(
+                    &Expr::Binary(flipped, a.clone(), Box::new(positive)),
+                    parent,
+                );
+            }
+        }
         let (text, precedence) = match expr {
+            // A negative number reads as a negation, so `(-2)^x` keeps its parentheses.
+            Expr::Real(v) if *v < 0.0 => (format_number(*v), 3),
             Expr::Real(v) => (format_number(*v), 5),
+            Expr::Complex(re, im) if *re == 0.0 && *im < 0.0 => {
+                (format!("{}i", format_number(*im)), 3)
+            }
             Expr::Complex(re, im) if *re == 0.0 => (format!("{}i", format_number(*im)), 5),
+            Expr::Complex(re, im) if *im < 0.0 => (
+                format!("{} - {}i", format_number(*re), format_number(-*im)),
+                1,
+            ),
             Expr::Complex(re, im) => (
                 format!("{} + {}i", format_number(*re), format_number(*im)),
                 1,
@@ -26,6 +72,12 @@ impl Model {
             Expr::Input(data) => (format!("{}.input", self.data[data.0].name), 5),
             Expr::Label(data) => (format!("{}.label", self.data[data.0].name), 5),
             Expr::Sequence(data) => (format!("{}.sequence", self.data[data.0].name), 5),
+            // `-(a * b)` prints as `-a * b`, which parses as `(-a) * b` and has the same value.
+            Expr::Unary(UnaryOp::Neg, a)
+                if matches!(**a, Expr::Binary(BinaryOp::Mul | BinaryOp::Div, ..)) =>
+            {
+                (format!("-{}", self.format(a, 2)), 2)
+            }
             Expr::Unary(UnaryOp::Neg, a) => (format!("-{}", self.format(a, 4)), 3),
             Expr::Binary(op, a, b) => {
                 let (symbol, precedence, right_extra) = match op {
@@ -184,6 +236,16 @@ impl Model {
         };
         let ty = if param.complex { "complex" } else { "real" };
         format!("parameter {}: {shape}, {ty}, {mode}{per_step}", param.name)
+    }
+}
+
+/// Returns `x` for a term that is `-x`: a negation, or a negative number.
+fn negated(expr: &Expr) -> Option<Expr> {
+    match expr {
+        Expr::Unary(UnaryOp::Neg, operand) => Some((**operand).clone()),
+        Expr::Real(v) if *v < 0.0 => Some(Expr::Real(-*v)),
+        Expr::Complex(re, im) if *re == 0.0 && *im < 0.0 => Some(Expr::Complex(0.0, -*im)),
+        _ => None,
     }
 }
 

@@ -210,6 +210,16 @@ impl Token {
         }
     }
 
+    /// Returns the statement keyword that `name` is a likely misspelling of, such as `equation` for
+    /// `equaton`. Names shorter than three characters are never corrected, because the clause name
+    /// `in` is one edit away from `fn`.
+    pub fn statement_keyword_typo(name: &str) -> Option<&'static str> {
+        if name.chars().count() < 3 || Self::KEYWORDS.contains(&name) {
+            return None;
+        }
+        npdec_diagnostics::suggest::closest(name, Self::STATEMENT_KEYWORDS.iter().copied())
+    }
+
     /// Keywords that start a statement, where the parser resumes after a syntax error.
     pub const STATEMENT_KEYWORDS: &'static [&'static str] = &[
         "use", "model", "grid", "field", "const", "param", "data", "equation", "boundary",

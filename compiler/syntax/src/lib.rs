@@ -38,6 +38,7 @@ pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
         .map(|t| t.0)
         .collect();
     let token_starts: Vec<usize> = tokens.iter().map(|t| t.0).collect();
+    let all_tokens = tokens.clone();
 
     let mut recovered = Vec::new();
     let result = grammar::ModuleParser::new().parse(
@@ -93,10 +94,70 @@ pub fn parse(file: FileId, text: &str) -> (ast::Module, Vec<Diagnostic>) {
                 continue;
             }
         }
-        diagnostics.push(syntax_error(file, text, recovery.error));
+        diagnostics.push(syntax_error(file, text, &all_tokens, recovery.error));
     }
     diagnostics.sort_by_key(|d| d.span());
+    let misspelled: Vec<usize> = diagnostics
+        .iter()
+        .filter(|d| d.code == Code::E0010)
+        .map(|d| d.span().range())
+        .filter(|range| {
+            text.get(range.clone())
+                .is_some_and(|name| Token::statement_keyword_typo(name).is_some())
+        })
+        .map(|range| range.start)
+        .collect();
+    let module = split_at_misspelled_keywords(file, module, &misspelled);
     (module, diagnostics)
+}
+
+/// Ends each statement at a misspelled keyword that the parser took for one of its clauses, as in
+/// `grid x in [0, 1] points 11` followed by `equaton heat: …` on the next line. The clauses from the
+/// misspelled keyword on become an [`ast::ItemKind::Error`] item, so that later stages neither
+/// report them as unknown clauses nor miss the name `heat` that the statement was declaring.
+fn split_at_misspelled_keywords(
+    file: FileId,
+    module: ast::Module,
+    misspelled: &[usize],
+) -> ast::Module {
+    if misspelled.is_empty() {
+        return module;
+    }
+    let mut items = Vec::with_capacity(module.items.len());
+    for mut item in module.items {
+        let clauses = match &mut item.kind {
+            ast::ItemKind::Grid { clauses, .. }
+            | ast::ItemKind::Data { clauses, .. }
+            | ast::ItemKind::Task { clauses, .. } => Some(clauses),
+            _ => None,
+        };
+        let Some(clauses) = clauses else {
+            items.push(item);
+            continue;
+        };
+        let Some(index) = clauses
+            .iter()
+            .position(|c| misspelled.contains(&(c.name.span.start as usize)))
+        else {
+            items.push(item);
+            continue;
+        };
+        let rest = Span::new(
+            file,
+            clauses[index].span.start as usize,
+            item.span.end as usize,
+        );
+        clauses.truncate(index);
+        if let Some(last) = clauses.last() {
+            item.span = Span::new(file, item.span.start as usize, last.span.end as usize);
+        }
+        items.push(item);
+        items.push(ast::Item {
+            kind: ast::ItemKind::Error,
+            span: rest,
+        });
+    }
+    ast::Module { items }
 }
 
 /// Parses a single expression, as the REPL and tests do.
@@ -107,6 +168,7 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<ast::Expr, Vec<Diagnostic>
         diagnostics.push(diagnostic);
         return Err(diagnostics);
     }
+    let all_tokens = tokens.clone();
     let mut recovered = Vec::new();
     let result =
         grammar::ExprParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, ()>));
@@ -116,12 +178,12 @@ pub fn parse_expr(file: FileId, text: &str) -> Result<ast::Expr, Vec<Diagnostic>
             diagnostics.extend(
                 recovered
                     .into_iter()
-                    .map(|r| syntax_error(file, text, r.error)),
+                    .map(|r| syntax_error(file, text, &all_tokens, r.error)),
             );
             Err(diagnostics)
         }
         Err(error) => {
-            diagnostics.push(syntax_error(file, text, error));
+            diagnostics.push(syntax_error(file, text, &all_tokens, error));
             Err(diagnostics)
         }
     }
@@ -172,14 +234,42 @@ fn check_complexity(file: FileId, tokens: &[lexer::Spanned]) -> Option<Diagnosti
     None
 }
 
-fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -> Diagnostic {
+fn syntax_error(
+    file: FileId,
+    text: &str,
+    tokens: &[lexer::Spanned],
+    error: ParseError<usize, Token, ()>,
+) -> Diagnostic {
     match error {
         ParseError::UnrecognizedToken {
             token: (start, token, end),
             expected,
         } => {
-            let span = Span::new(file, start, end);
+            let index = tokens.iter().position(|t| t.0 == start);
+            if let Some(diagnostic) = index.and_then(|i| misspelled_keyword(file, text, tokens, i))
+            {
+                return diagnostic;
+            }
             let expected = describe_expected(&expected);
+            // Newlines carry no meaning, so a token left over at the end of a line only fails at
+            // the first token of the next statement. The mistake sits on the line that ended.
+            let previous = index
+                .and_then(|i| i.checked_sub(1))
+                .map(|i| &tokens[i])
+                .filter(|(_, _, previous_end)| {
+                    text.get(*previous_end..start)
+                        .is_some_and(|gap| gap.contains('\n'))
+                });
+            if let Some((previous_start, previous, previous_end)) = previous {
+                return unfinished_line(
+                    text,
+                    Span::new(file, *previous_start, *previous_end),
+                    previous,
+                    (start, &token),
+                    &expected,
+                );
+            }
+            let span = Span::new(file, start, end);
             let mut diagnostic = Diagnostic::error(
                 Code::E0010,
                 format!("expected {expected}, found {token}"),
@@ -235,6 +325,71 @@ fn syntax_error(file: FileId, text: &str, error: ParseError<usize, Token, ()>) -
                 .with_help("check the statement against docs/language.md")
         }
     }
+}
+
+/// Reports a syntax error on a line that starts with a misspelled statement keyword, such as
+/// `equaton heat: dt(u) = laplace(u)`, with the keyword it most likely meant. Returns `None` when
+/// the line of the token at `index` starts with anything else.
+fn misspelled_keyword(
+    file: FileId,
+    text: &str,
+    tokens: &[lexer::Spanned],
+    index: usize,
+) -> Option<Diagnostic> {
+    let line_start = text
+        .get(..tokens[index].0)?
+        .rfind('\n')
+        .map_or(0, |newline| newline + 1);
+    let (start, token, end) = tokens[..=index].iter().find(|t| t.0 >= line_start)?;
+    let Token::Ident(name) = token else {
+        return None;
+    };
+    let keyword = Token::statement_keyword_typo(name)?;
+    Some(
+        Diagnostic::error(
+            Code::E0010,
+            format!("expected a statement, found identifier `{name}`"),
+            Span::new(file, *start, *end),
+            "not a keyword",
+        )
+        .with_help(format!("did you mean `{keyword}`?")),
+    )
+}
+
+/// Reports a statement that stops at the end of a line, on the last token of that line: a stray
+/// token such as `extra` in `grid x in [0, 1] points 101 extra`, or an operator with nothing after
+/// it. `next` is the token on a later line where the parser failed.
+fn unfinished_line(
+    text: &str,
+    span: Span,
+    last: &Token,
+    next: (usize, &Token),
+    expected: &str,
+) -> Diagnostic {
+    let (next_start, next_token) = next;
+    let next_line = text.get(..next_start).unwrap_or(text).matches('\n').count() + 1;
+    let last_text = text.get(span.range()).unwrap_or_else(|| last.text());
+    let wanted = if expected.contains("number") {
+        "a value"
+    } else {
+        expected
+    };
+    // An identifier after which a value is expected is a clause name without its value, or a
+    // token that does not belong at all.
+    let label = if matches!(last, Token::Ident(_)) && expected.contains("number") {
+        "unexpected here"
+    } else {
+        "the statement is unfinished at the end of this line"
+    };
+    Diagnostic::error(
+        Code::E0010,
+        format!("expected {expected} after `{last_text}`, found {next_token} on line {next_line}"),
+        span,
+        label,
+    )
+    .with_help(format!(
+        "insert {wanted} after `{last_text}`, or remove `{last_text}`"
+    ))
 }
 
 /// Turns lalrpop's list of expected terminals into "one of `a`, `b` or `c`".

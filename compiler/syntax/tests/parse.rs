@@ -107,3 +107,79 @@ fn end_of_file_span_covers_a_whole_character() {
         .expect("unexpected end of file");
     assert_eq!(&text[eof.span().range()], "ψ");
 }
+
+/// Returns the source text under the primary label of each diagnostic.
+fn labelled<'a>(text: &'a str, diagnostics: &[npdec_diagnostics::Diagnostic]) -> Vec<&'a str> {
+    diagnostics
+        .iter()
+        .map(|d| &text[d.span().range()])
+        .collect()
+}
+
+#[test]
+fn stray_token_at_line_end_is_labelled() {
+    let text = "grid x in [0, 1] points 101 extra\nfield u(x)\n";
+    let (_, diagnostics) = parse(FileId(0), text);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_eq!(diagnostics[0].code, Code::E0010);
+    assert_eq!(labelled(text, &diagnostics), vec!["extra"]);
+    assert!(
+        diagnostics[0].message.contains("after `extra`"),
+        "{}",
+        diagnostics[0].message
+    );
+    assert_eq!(
+        diagnostics[0].help.as_deref(),
+        Some("insert a value after `extra`, or remove `extra`")
+    );
+}
+
+#[test]
+fn unfinished_lines_are_labelled_at_their_end() {
+    let text = "grid x in [0, 1] points\n\n# a comment\nfield u(x\nconst c = 1 +\nconst d = 2\n";
+    let (_, diagnostics) = parse(FileId(0), text);
+    assert_eq!(labelled(text, &diagnostics), vec!["points", "x", "+"]);
+    assert!(
+        diagnostics[0].message.ends_with("found `field` on line 4"),
+        "{}",
+        diagnostics[0].message
+    );
+}
+
+#[test]
+fn unexpected_token_within_line_is_labelled() {
+    let text = "field u x\n";
+    let (_, diagnostics) = parse(FileId(0), text);
+    assert_eq!(labelled(text, &diagnostics), vec!["x"], "{diagnostics:#?}");
+}
+
+#[test]
+fn misspelled_keyword_gets_suggestion() {
+    for (text, typo, keyword) in [
+        ("equaton heat: dt(u) = laplace(u)\n", "equaton", "equation"),
+        ("const a = 1\nfeild u(x)\n", "feild", "field"),
+        (
+            "grid x in [0, 1] points 11\nequaton heat: dt(u) = 0\n",
+            "equaton",
+            "equation",
+        ),
+        ("field u(x)\nslove heat until 1 extra\n", "slove", "solve"),
+    ] {
+        let (_, diagnostics) = parse(FileId(0), text);
+        assert_eq!(labelled(text, &diagnostics), vec![typo], "{text}");
+        assert_eq!(
+            diagnostics[0].help.as_deref(),
+            Some(format!("did you mean `{keyword}`?").as_str()),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn short_names_are_not_keyword_typos() {
+    // `in` is one edit from `fn`, but it is a clause name, so no keyword is suggested.
+    let text = "grid x\nin [0, 1] points 11 :\n";
+    let (_, diagnostics) = parse(FileId(0), text);
+    assert_eq!(labelled(text, &diagnostics), vec![":"], "{diagnostics:#?}");
+    assert_ne!(diagnostics[0].help.as_deref(), Some("did you mean `fn`?"));
+}
