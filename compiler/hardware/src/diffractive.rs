@@ -284,7 +284,7 @@ impl DiffractiveLayout {
     pub fn phase_delays(&self) -> Vec<Array2<f64>> {
         self.masks
             .iter()
-            .map(|m| m.mapv(|t| (-t.arg()).rem_euclid(2.0 * PI)))
+            .map(|m| m.mapv(|t| crate::photonic::wrap_phase(-t.arg())))
             .collect()
     }
 }

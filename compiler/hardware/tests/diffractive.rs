@@ -245,3 +245,16 @@ fn rejects_unusable_stacks_and_options() {
     assert!(error.to_string().contains("distances"), "{error}");
     assert!(!out.exists());
 }
+
+#[test]
+fn phase_delays_stay_below_two_pi() {
+    // A transmission with a tiny positive argument has a delay just below 0, which `rem_euclid`
+    // alone would round up to exactly 2π.
+    let mut layout = two_class_layout();
+    layout.masks[0][(5, 5)] = Complex64::from_polar(1.0, 1e-17);
+    layout.masks[0][(5, 6)] = Complex64::from_polar(1.0, -1e-17);
+    let phases = layout.phase_delays();
+    assert!(phases[0].iter().all(|p| (0.0..2.0 * PI).contains(p)));
+    assert_eq!(phases[0][(5, 5)], 0.0);
+    assert!((phases[0][(5, 6)] - 1e-17).abs() < 1e-30);
+}

@@ -205,8 +205,17 @@ pub struct TrainTestData {
 }
 
 /// Reads a data source, resolving its paths against `base_dir` (the model file's folder),
-/// multiplies every input by the source's `scale` and applies its split.
-pub fn load_data_source(source: &DataSource, base_dir: &Path) -> Result<TrainTestData, DataError> {
+/// multiplies every input by the source's `scale`, pads it and applies its split.
+///
+/// `field_shape` is the grid shape of the field the samples initialize, if known. A flat sample
+/// (one CSV row) is padded as an image when the field is at least two-dimensional and each of its
+/// dimensions less `2 · pad` multiplies out to the sample's length, so `pad 4` turns the 64 values
+/// of an 8 × 8 digit into a 16 × 16 image. Otherwise a flat sample is padded as a vector.
+pub fn load_data_source(
+    source: &DataSource,
+    base_dir: &Path,
+    field_shape: Option<&[usize]>,
+) -> Result<TrainTestData, DataError> {
     if !source.scale.is_finite() {
         return Err(DataError::general(format!(
             "data source `{}`: invalid scale {}: expected a finite number",
@@ -227,10 +236,29 @@ pub fn load_data_source(source: &DataSource, base_dir: &Path) -> Result<TrainTes
         dataset.inputs *= source.scale;
     }
     if source.pad > 0 {
+        if dataset.sample_shape.len() <= 1 {
+            if let Some(shape) = field_shape.and_then(|f| unpadded_image(f, source.pad)) {
+                if shape.iter().product::<usize>() == dataset.features() {
+                    dataset.sample_shape = shape;
+                }
+            }
+        }
         dataset = dataset.padded(source.pad);
     }
     let (train, test) = dataset.split(source.split)?;
     Ok(TrainTestData { train, test })
+}
+
+/// The shape of an image that `pad` zeros on every side turn into `field_shape`, if the field is
+/// at least two-dimensional and larger than `2 · pad` along every axis.
+fn unpadded_image(field_shape: &[usize], pad: usize) -> Option<Vec<usize>> {
+    if field_shape.len() < 2 {
+        return None;
+    }
+    field_shape
+        .iter()
+        .map(|n| n.checked_sub(2 * pad).filter(|m| *m > 0))
+        .collect()
 }
 
 /// Reads a whole file, decompressing it when it starts with the gzip magic bytes.

@@ -47,7 +47,7 @@ fn idx_u8(dims: &[u32], values: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mnist_split_counts_and_shapes() {
-    let data = load_data_source(&mnist_source(), &common::example_data()).unwrap();
+    let data = load_data_source(&mnist_source(), &common::example_data(), None).unwrap();
     assert_eq!(data.train.len(), 8000);
     assert_eq!(data.test.len(), 2000);
     assert_eq!(data.train.features(), 784);
@@ -69,7 +69,7 @@ fn mnist_split_counts_and_shapes() {
 
 #[test]
 fn mnist_scale_maps_grey_levels_to_unit() {
-    let data = load_data_source(&mnist_source(), &common::example_data()).unwrap();
+    let data = load_data_source(&mnist_source(), &common::example_data(), None).unwrap();
     let max = data.train.inputs.iter().copied().fold(f64::MIN, f64::max);
     let min = data.train.inputs.iter().copied().fold(f64::MAX, f64::min);
     assert_eq!(max, 1.0);
@@ -78,10 +78,10 @@ fn mnist_scale_maps_grey_levels_to_unit() {
 
 #[test]
 fn mnist_pad_centres_each_image_in_zeros() {
-    let plain = load_data_source(&mnist_source(), &common::example_data()).unwrap();
+    let plain = load_data_source(&mnist_source(), &common::example_data(), None).unwrap();
     let mut padded_source = mnist_source();
     padded_source.pad = 3;
-    let padded = load_data_source(&padded_source, &common::example_data()).unwrap();
+    let padded = load_data_source(&padded_source, &common::example_data(), None).unwrap();
     assert_eq!(padded.train.sample_shape, vec![34, 34]);
     assert_eq!(padded.test.features(), 34 * 34);
     for (a, b) in plain
@@ -117,7 +117,7 @@ fn digits_csv_split_counts_and_shapes() {
         Some(Split::Count(1440)),
         1.0,
     );
-    let data = load_data_source(&digits, &common::example_data()).unwrap();
+    let data = load_data_source(&digits, &common::example_data(), None).unwrap();
     assert_eq!(data.train.len(), 1440);
     assert_eq!(data.test.len(), 357);
     assert_eq!(data.train.features(), 64);
@@ -126,6 +126,47 @@ fn digits_csv_split_counts_and_shapes() {
     assert_eq!(counts.iter().sum::<usize>(), 1440);
     let max = data.train.inputs.iter().copied().fold(f64::MIN, f64::max);
     assert_eq!(max, 16.0);
+}
+
+#[test]
+fn csv_pad_views_rows_as_field_images() {
+    let mut digits = source(
+        DataFormat::Csv {
+            path: "digits.csv.gz".to_string(),
+            label_column: LabelColumn::Last,
+        },
+        Some(Split::Count(1440)),
+        1.0,
+    );
+    let plain = load_data_source(&digits, &common::example_data(), None).unwrap();
+    digits.pad = 4;
+    let padded = load_data_source(&digits, &common::example_data(), Some(&[16, 16])).unwrap();
+    assert_eq!(padded.train.sample_shape, vec![16, 16]);
+    for (a, b) in plain
+        .test
+        .inputs
+        .rows()
+        .into_iter()
+        .zip(padded.test.inputs.rows())
+    {
+        for r in 0..16 {
+            for c in 0..16 {
+                let inside = (4..12).contains(&r) && (4..12).contains(&c);
+                let expected = if inside {
+                    a[(r - 4) * 8 + (c - 4)]
+                } else {
+                    0.0
+                };
+                assert_eq!(b[r * 16 + c], expected, "entry ({r}, {c})");
+            }
+        }
+    }
+
+    // A field shape that the rows do not fit leaves them flat vectors, padded at both ends.
+    let flat = load_data_source(&digits, &common::example_data(), Some(&[20, 20])).unwrap();
+    assert_eq!(flat.train.sample_shape, vec![72]);
+    let one_dimensional = load_data_source(&digits, &common::example_data(), Some(&[72])).unwrap();
+    assert_eq!(one_dimensional.train.sample_shape, vec![72]);
 }
 
 #[test]

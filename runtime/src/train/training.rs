@@ -116,7 +116,8 @@ pub fn prepare(
     options: &TrainOptions,
 ) -> Result<Prepared, TrainError> {
     let source = &model.data[task.data.0];
-    let data = load_data_source(source, base_dir)
+    let field_shape = initialized_field_shape(model, task);
+    let data = load_data_source(source, base_dir, field_shape.as_deref())
         .map_err(|e| TrainError::new(format!("cannot load data `{}`: {e}", source.name)))?;
     let mut train = data.train;
     let mut fewer_samples = false;
@@ -773,6 +774,24 @@ pub fn scheduled_rate(schedule: Schedule, base: f64, epoch: usize, epochs: usize
             base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
         }
     }
+}
+
+/// The grid shape of the field that the task's data samples initialize (`initial u = d.input`).
+fn initialized_field_shape(model: &Model, task: &TrainTask) -> Option<Vec<usize>> {
+    model
+        .initials
+        .iter()
+        .find_map(|initial| match &initial.value {
+            Expr::Input(d) if *d == task.data => Some(
+                model
+                    .field(initial.field)
+                    .axes
+                    .iter()
+                    .map(|axis| model.axis(*axis).points)
+                    .collect(),
+            ),
+            _ => None,
+        })
 }
 
 /// The `rows × cols` pixels of the images that `shift` translates: the last two dimensions of a
