@@ -208,9 +208,9 @@ pub struct TrainTestData {
 /// multiplies every input by the source's `scale`, pads it and applies its split.
 ///
 /// `field_shape` is the grid shape of the field the samples initialize, if known. A flat sample
-/// (one CSV row) is padded as an image when the field is at least two-dimensional and each of its
-/// dimensions less `2 · pad` multiplies out to the sample's length, so `pad 4` turns the 64 values
-/// of an 8 × 8 digit into a 16 × 16 image. Otherwise a flat sample is padded as a vector.
+/// (one CSV row) is padded as an image when that field is at least two-dimensional and the
+/// product of its dimensions less `2 · pad` equals the sample's length. So `pad 4` turns the 64
+/// values of an 8 × 8 digit into a 16 × 16 image. Otherwise a flat sample is padded as a vector.
 pub fn load_data_source(
     source: &DataSource,
     base_dir: &Path,
@@ -249,8 +249,8 @@ pub fn load_data_source(
     Ok(TrainTestData { train, test })
 }
 
-/// The shape of an image that `pad` zeros on every side turn into `field_shape`, if the field is
-/// at least two-dimensional and larger than `2 · pad` along every axis.
+/// Returns the shape of the image that `pad` zeros on every side turn into `field_shape`, if the
+/// field is at least two-dimensional and larger than `2 · pad` along every axis.
 fn unpadded_image(field_shape: &[usize], pad: usize) -> Option<Vec<usize>> {
     if field_shape.len() < 2 {
         return None;
