@@ -169,3 +169,52 @@ fn engines_agree_and_complex_falls_back_once() {
     );
     let _ = std::fs::remove_dir_all(&out_root);
 }
+
+/// `dt(u) = upsample(pool(u, 2), 2) − u` keeps the block means of `u` and damps the rest by
+/// `exp(−t)`, because upsampling after pooling is a projection. The JIT does not compile pooling,
+/// so the task falls back to the interpreter with one warning.
+#[test]
+fn pooled_solve_falls_back_and_keeps_block_means() {
+    let folder = std::env::temp_dir().join(format!("npdec-pooled-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let model = folder.join("two_grid.npde");
+    std::fs::write(
+        &model,
+        "grid x in [0, 1] points 64
+field u(x)
+equation relax: dt(u) = upsample(pool(u, 2), 2) - u
+boundary u: neumann(0) on x
+initial u = sin(7 * pi * x)
+solve relax using rk4(dt = 1e-2) until 1
+expect max(abs(pool(u, 2) - pool(sin(7 * pi * x), 2))) < 1e-12
+expect max(abs(u - upsample(pool(u, 2), 2) - exp(-t) * (sin(7 * pi * x) - upsample(pool(sin(7 * pi * x), 2), 2)))) < 1e-9
+",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "--out",
+            folder.join("out").to_str().unwrap(),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("npdec runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("[W0003] Warning: the JIT cannot compile this task")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("pool"), "the warning names the node:\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("out/summary.json")).unwrap()).unwrap();
+    for expect in summary["expects"].as_array().unwrap() {
+        assert_eq!(expect["passed"], true, "{expect}");
+    }
+    let _ = std::fs::remove_dir_all(&folder);
+}

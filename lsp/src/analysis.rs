@@ -33,6 +33,8 @@ const BUILTIN_DOCS: &[(&str, &str)] = &[
     ("div", "`div(c * grad(u))`: variable-coefficient diffusion in conservative form"),
     ("upwind", "`upwind(a, u, x, order = 1)`: a·∂u/∂x, one-sided against the flow"),
     ("conv", "`conv(K, u)`: multi-channel convolution with a kernel parameter `K[out, in, k, …]`"),
+    ("pool", "`pool(u, k)`: the mean of each block of k points per axis, on a grid k times coarser"),
+    ("upsample", "`upsample(u, k)`: each point copied to its block of k points per axis, on a grid k times finer"),
     ("tanh", "hyperbolic tangent"),
     ("relu", "max(x, 0)"),
     ("sigmoid", "1 / (1 + exp(−x))"),

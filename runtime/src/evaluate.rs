@@ -163,6 +163,14 @@ impl<'g, T: Real> Evaluator<'g, T> {
                     ))
                 }
             }
+            NodeKind::Resample { kind, factor } => {
+                let pool = *kind == npdec_symbolic::Resample::Pool;
+                if node.value.complex {
+                    Value::Complex(resample(&inputs[0].to_complex(), pool, *factor, &shape))
+                } else {
+                    Value::Real(resample(&inputs[0].real_part(), pool, *factor, &shape))
+                }
+            }
             NodeKind::Reduce(op) => {
                 let input_id = graph.inputs(id)[0];
                 let Grid::Points { axes, .. } = &graph.node(input_id).value.grid else {
@@ -218,6 +226,40 @@ fn apply_taps<T: Real, E: Element<T>>(
         Zip::from(&mut out)
             .and(&window)
             .for_each(|o, x| *o += x.scale(weight));
+    }
+    out
+}
+
+/// Pools (`pool`: the mean of each block of `factor` points per axis) or upsamples (each value
+/// copied to its block) a `[channels, n₁, …]` array into `shape`. Written point by point, as the
+/// reference the JIT and the training tape are tested against.
+fn resample<T: Real, E: Element<T>>(
+    input: &ArrayD<E>,
+    pool: bool,
+    factor: usize,
+    shape: &[usize],
+) -> ArrayD<E> {
+    let mut out = ArrayD::<E>::zeros(IxDyn(shape));
+    if pool {
+        let block = factor.pow(shape.len() as u32 - 1);
+        let scale = T::of(1.0 / block as f64);
+        let mut coarse = vec![0; shape.len()];
+        for (index, value) in input.indexed_iter() {
+            coarse[0] = index[0];
+            for a in 1..shape.len() {
+                coarse[a] = index[a] / factor;
+            }
+            out[IxDyn(&coarse)] += value.scale(scale);
+        }
+    } else {
+        let mut coarse = vec![0; shape.len()];
+        for (index, value) in out.indexed_iter_mut() {
+            coarse[0] = index[0];
+            for a in 1..shape.len() {
+                coarse[a] = index[a] / factor;
+            }
+            *value = input[IxDyn(&coarse)];
+        }
     }
     out
 }

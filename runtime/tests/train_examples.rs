@@ -79,6 +79,14 @@ fn digits_beats_chance() {
 }
 
 #[test]
+fn digits_pool_beats_chance() {
+    let report = run_short("digits_pool", 3, 1440);
+    skips_accuracy_expect(&report, 0.9);
+    let accuracy = test_accuracy(&report);
+    assert!(accuracy > 0.5, "test accuracy {accuracy}");
+}
+
+#[test]
 fn mnist_mlp_beats_chance() {
     let report = run_short("mnist_mlp", 1, 1000);
     skips_accuracy_expect(&report, 0.96);

@@ -166,6 +166,29 @@ train net on d using {scheme}(steps = 2) until 0.4 loss cross_entropy(y, label) 
 }
 
 #[test]
+fn pooling_and_upsampling_gradients() {
+    for scheme in SCHEMES {
+        let source = format!(
+            "model pooled
+grid (r, c) image (4, 6)
+field u(r, c)[2]
+data d = csv(\"data.csv\", label = last) split 6
+param K[2, 2, 3, 3] ~ normal(0, 0.3)
+param a = 0.4
+param Wout[3, 12] ~ glorot
+param bout[3] ~ normal(0, 0.1)
+equation net: dt(u) = tanh(conv(K, u)) + a * upsample(pool(u * u, 2), 2) - u
+boundary u: neumann(0) on r, c
+initial u = d.input
+readout y = Wout @ pool(tanh(u), 2) + bout + mean(pool(u, 2))
+train net on d using {scheme}(steps = 2) until 0.4 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 3
+"
+        );
+        assert_gradients(&format!("pool-{scheme}"), &source, 24);
+    }
+}
+
+#[test]
 fn sequence_and_reduction_gradients() {
     for scheme in SCHEMES {
         let source = format!(

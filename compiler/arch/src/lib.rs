@@ -9,7 +9,10 @@
 //! - `conv(K, u)` is a convolution with the learnable kernel `K[out, in, k…]`;
 //! - `W @ u` is a dense (fully connected) layer, nonlocal in space;
 //! - a pointwise function around a term is its activation;
-//! - `data.sequence` in a term is the input of a recurrent cell.
+//! - `data.sequence` in a term is the input of a recurrent cell;
+//! - `pool(u, k)`, a restriction to the grid of `k` times fewer points per axis by cell averaging,
+//!   is an average-pooling layer with a `k × … × k` window and stride `k`; `upsample(u, k)`, a
+//!   prolongation by injection, is a nearest-neighbour upsampling layer.
 //!
 //! Across the steps of a task, parameters that do not depend on `t` are shared: with an input
 //! sequence the network is recurrent (an RNN cell applied at every step), otherwise it is a
@@ -75,6 +78,19 @@ pub enum LayerKind {
     },
     /// A fully connected layer `W x` with `W[rows, columns]`.
     Dense { rows: usize, columns: usize },
+    /// Average pooling with a window and stride of `factor` along each axis: grid restriction.
+    /// `input` and `output` are `[channels, points per axis…]`.
+    Pool {
+        factor: usize,
+        input: Vec<usize>,
+        output: Vec<usize>,
+    },
+    /// Nearest-neighbour upsampling by `factor` along each axis: grid prolongation.
+    Upsample {
+        factor: usize,
+        input: Vec<usize>,
+        output: Vec<usize>,
+    },
     /// A pointwise activation.
     Activation { function: String },
     /// A pointwise term that is no layer of its own, such as a reaction `u(1 − u)` or a potential.
@@ -112,6 +128,13 @@ impl LayerKind {
                 )
             }
             LayerKind::Dense { rows, columns } => format!("dense {columns}→{rows}"),
+            LayerKind::Pool { factor, input, .. } => {
+                format!("avg pool {}", vec![factor.to_string(); input.len() - 1].join("×"))
+            }
+            LayerKind::Upsample { factor, input, .. } => format!(
+                "upsample {} nearest",
+                vec![factor.to_string(); input.len() - 1].join("×")
+            ),
             LayerKind::Activation { function } => function.clone(),
             LayerKind::Pointwise => "pointwise".to_string(),
             LayerKind::SequenceInput => "sequence input".to_string(),

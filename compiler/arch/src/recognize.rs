@@ -2,8 +2,8 @@
 
 use crate::{Architecture, Depth, Layer, LayerKind, Padding};
 use npdec_symbolic::{
-    BoundaryKind, Discretization, EquationId, Expr, FieldId, Function, Model, ParamId, Scheme,
-    Task, UnaryOp,
+    BoundaryKind, Discretization, EquationId, Expr, FieldId, Function, Model, ParamId, Resample,
+    Scheme, Task, UnaryOp,
 };
 use std::collections::BTreeSet;
 
@@ -98,18 +98,20 @@ fn architecture(
             if found.is_empty() {
                 found.push((LayerKind::Pointwise, 0));
             }
-            // Biases and coefficients belong to the term's first layer.
+            // Biases and coefficients belong to the term's first layer that can own weights.
             let total: usize = term_params.iter().map(|p| param_size(model, *p)).sum();
             if total > weighted {
-                found[0].1 += total - weighted;
+                found[owner_of_rest(&found)].1 += total - weighted;
             }
             for (kind, parameters) in found {
                 parts.push(kind.short());
+                let (input, output) =
+                    resample_shapes(&kind).unwrap_or_else(|| (shape.clone(), shape.clone()));
                 layers.push(Layer {
                     index: 0,
                     kind,
-                    input: shape.clone(),
-                    output: shape.clone(),
+                    input,
+                    output,
                     parameters,
                     term: model.display_expr(&term.expr),
                     equation: equation.name.clone(),
@@ -134,7 +136,7 @@ fn architecture(
                 found.push((LayerKind::Pointwise, 0));
             }
             if total > weighted {
-                found[0].1 += total - weighted;
+                found[owner_of_rest(&found)].1 += total - weighted;
             }
             let shorts: Vec<String> = found.iter().map(|(k, _)| k.short()).collect();
             readout_parts.push(format!("readout {}: {}", readout.name, shorts.join(" + ")));
@@ -152,11 +154,12 @@ fn architecture(
                 line: None,
             });
             for (kind, parameters) in found {
+                let (input, output) = resample_shapes(&kind).unwrap_or_default();
                 layers.push(Layer {
                     index: 0,
                     kind,
-                    input: String::new(),
-                    output: String::new(),
+                    input,
+                    output,
                     parameters,
                     term: model.display_expr(&readout.expr),
                     equation: readout.name.clone(),
@@ -203,6 +206,15 @@ fn architecture(
         parameters,
         summary,
     }
+}
+
+/// Returns the layer that the biases and coefficients of a term count towards: its first layer
+/// other than pooling and upsampling, which have no weights, or else its first layer.
+fn owner_of_rest(found: &[(LayerKind, usize)]) -> usize {
+    found
+        .iter()
+        .position(|(kind, _)| !matches!(kind, LayerKind::Pool { .. } | LayerKind::Upsample { .. }))
+        .unwrap_or(0)
 }
 
 fn is_minus_field(expr: &Expr, field: FieldId) -> bool {
@@ -300,6 +312,38 @@ fn collect_unique_layers<'e>(
                 0,
             ));
         }
+        Expr::Resample {
+            kind,
+            factor,
+            operand,
+            axes,
+        } => {
+            collect_unique_layers(model, operand, discretization, out, seen);
+            let channels = resampled_channels(model, operand);
+            let mut output = vec![channels];
+            output.extend(axes.iter().map(|a| model.axis(*a).points));
+            let mut input = vec![channels];
+            input.extend(output[1..].iter().map(|n| match kind {
+                Resample::Pool => n * factor,
+                Resample::Upsample => n / factor,
+            }));
+            let factor = *factor;
+            out.push((
+                match kind {
+                    Resample::Pool => LayerKind::Pool {
+                        factor,
+                        input,
+                        output,
+                    },
+                    Resample::Upsample => LayerKind::Upsample {
+                        factor,
+                        input,
+                        output,
+                    },
+                },
+                0,
+            ));
+        }
         Expr::Sequence(_) => out.push((LayerKind::SequenceInput, 0)),
         Expr::Unary(_, a) | Expr::Reduce(_, a) => {
             collect_unique_layers(model, a, discretization, out, seen)
@@ -365,6 +409,33 @@ fn stencil_shape(model: &Model, expr: &Expr, order: usize) -> (String, Vec<usize
             ("diff".to_string(), axes.iter().map(radius).collect())
         }
         _ => (String::new(), Vec::new()),
+    }
+}
+
+/// Returns the shapes of a pooling or upsampling layer as `channels×points…` text.
+fn resample_shapes(kind: &LayerKind) -> Option<(String, String)> {
+    let text = |dims: &[usize]| {
+        dims.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("×")
+    };
+    match kind {
+        LayerKind::Pool { input, output, .. } | LayerKind::Upsample { input, output, .. } => {
+            Some((text(input), text(output)))
+        }
+        _ => None,
+    }
+}
+
+/// Returns the channel count of the operand of `pool` or `upsample`: that of the convolution,
+/// channel or field it reads.
+fn resampled_channels(model: &Model, operand: &Expr) -> usize {
+    match operand {
+        Expr::Convolution { kernel, .. } => model.param(*kernel).dims[0],
+        Expr::Resample { operand, .. } => resampled_channels(model, operand),
+        Expr::Call(_, args) if args.len() == 1 => resampled_channels(model, &args[0]),
+        _ => operand_channels(model, operand),
     }
 }
 

@@ -170,6 +170,42 @@ fn conv3x3(
     out
 }
 
+/// Average pooling with a `factor × factor` window and stride of `channels × size × size` images.
+fn average_pool(input: &[f64], channels: usize, size: usize, factor: usize) -> Vec<f64> {
+    let coarse = size / factor;
+    let mut out = vec![0.0; channels * coarse * coarse];
+    for ch in 0..channels {
+        for r in 0..coarse {
+            for c in 0..coarse {
+                let mut sum = 0.0;
+                for a in 0..factor {
+                    for b in 0..factor {
+                        let (row, column) = (r * factor + a, c * factor + b);
+                        sum += input[(ch * size + row) * size + column];
+                    }
+                }
+                out[(ch * coarse + r) * coarse + c] = sum / (factor * factor) as f64;
+            }
+        }
+    }
+    out
+}
+
+/// Nearest-neighbour upsampling of `channels × coarse × coarse` images by `factor`.
+fn nearest_upsample(input: &[f64], channels: usize, coarse: usize, factor: usize) -> Vec<f64> {
+    let size = coarse * factor;
+    let mut out = vec![0.0; channels * size * size];
+    for ch in 0..channels {
+        for row in 0..size {
+            for column in 0..size {
+                out[(ch * size + row) * size + column] =
+                    input[(ch * coarse + row / factor) * coarse + column / factor];
+            }
+        }
+    }
+    out
+}
+
 /// The second derivative of a line with the centered stencil of `order`, spacing `h`.
 fn second_derivative(line: &[f64], order: usize, h: f64, side: Side) -> Vec<f64> {
     let weights = centered_weights(2, order);
@@ -227,6 +263,23 @@ fn reference(name: &str, model: &Model, params: &ParamValues, x: &[f64]) -> Vec<
                 }
             }
             dense(p("Wout", 0), &u, Some(p("bout", 0)))
+        }
+        // 4 × residual(conv 3×3 8→8 per step + tanh + avg pool 2×2 + upsample 2×2 nearest)
+        // → avg pool 2×2 → dense 128→10.
+        "digits_pool" => {
+            let side = Side::Neumann {
+                degree: robin_degree(2, 8),
+            };
+            let mut u: Vec<f64> = (0..8).flat_map(|_| x.iter().copied()).collect();
+            for step in 0..4 {
+                let conv = conv3x3(p("K", step), &u, 8, 8, 8, side, p("c", step)[0]);
+                let coarse = nearest_upsample(&average_pool(&u, 8, 8, 2), 8, 4, 2);
+                let a = p("a", step)[0];
+                for i in 0..u.len() {
+                    u[i] += 0.5 * (conv[i].tanh() + a * (coarse[i] - u[i]));
+                }
+            }
+            dense(p("Wout", 0), &average_pool(&u, 8, 8, 2), Some(p("bout", 0)))
         }
         // 28 × plain leaky cell: h += Δt (−h + tanh(W h + U x_n + b)), then dense 128→10.
         "mnist_rnn" => {
@@ -291,6 +344,7 @@ fn plain_layers_equal_the_interpreter_for_every_example() {
         "mnist_cnn",
         "mnist_rnn",
         "digits",
+        "digits_pool",
         "identify_diffusion",
     ] {
         let path = examples_dir().join(format!("{name}.npde"));

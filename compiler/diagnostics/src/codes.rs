@@ -76,6 +76,7 @@ codes! {
     E0205 = "E0205", "derivative along an axis the operand does not have";
     E0206 = "E0206", "operator needs a field";
     E0207 = "E0207", "invalid operand";
+    E0208 = "E0208", "invalid pooling or upsampling";
     // Equations and conditions.
     E0210 = "E0210", "invalid equation left-hand side";
     E0211 = "E0211", "field has more than one equation";

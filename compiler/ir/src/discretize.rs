@@ -25,8 +25,8 @@ use crate::graph::{
 use crate::simplify::{constant_value, simplify};
 use npdec_diagnostics::{Code, Diagnostic, Span};
 use npdec_symbolic::{
-    AxisId, BinaryOp, BoundaryKind, Expr, FieldId, Function, Initializer, Model, ReduceOp, Scheme,
-    Side, SolveTask, Task, UnaryOp,
+    AxisId, BinaryOp, BoundaryKind, Expr, FieldId, Function, Initializer, Model, ReduceOp,
+    Resample, Scheme, Side, SolveTask, Task, UnaryOp,
 };
 use std::collections::HashMap;
 
@@ -367,6 +367,7 @@ impl<'m> Lowerer<'m> {
             | Expr::Upwind { .. }
             | Expr::Convolution { .. }
             | Expr::MatMul { .. }
+            | Expr::Resample { .. }
             | Expr::Reduce(..) => this.lower_operator(expr, target),
             Expr::Field(field) => this.lower_field(*field, target),
             Expr::Real(_)
@@ -522,6 +523,7 @@ impl<'m> Lowerer<'m> {
             | Expr::Upwind { .. }
             | Expr::Convolution { .. }
             | Expr::MatMul { .. }
+            | Expr::Resample { .. }
             | Expr::Reduce(..) => {
                 let node = self.lower(expr, target)?;
                 input_leaf(inputs, node, None)
@@ -942,6 +944,12 @@ impl<'m> Lowerer<'m> {
                 self.lower_convolution(*kernel, operand, target)
             }
             Expr::MatMul { matrix, operand } => self.lower_matmul(matrix, operand, target),
+            Expr::Resample {
+                kind,
+                factor,
+                operand,
+                axes,
+            } => self.lower_resample(*kind, *factor, operand, axes, target),
             Expr::Reduce(op, operand) => {
                 let axes = self.expression_axes(operand)?;
                 if axes.is_empty() {
@@ -1119,8 +1127,10 @@ impl<'m> Lowerer<'m> {
         let mut field_axes: Option<Vec<AxisId>> = None;
         let mut coordinates = Vec::new();
         let mut mismatch = false;
-        expr.walk(&mut |e| {
+        // A resampled value lives on its own axes, whatever grid its operand is on.
+        expr.walk_pruned(&mut |e| {
             let axes = match e {
+                Expr::Resample { axes, .. } => Some(axes.clone()),
                 Expr::Field(f) | Expr::Channel(f, _) => Some(self.model.field(*f).axes.clone()),
                 Expr::Param(p) if !self.model.param(*p).axes.is_empty() => {
                     Some(self.model.param(*p).axes.clone())
@@ -1142,6 +1152,7 @@ impl<'m> Lowerer<'m> {
                     None => field_axes = Some(axes),
                 }
             }
+            !matches!(e, Expr::Resample { .. })
         });
         if mismatch {
             self.error(
@@ -1211,6 +1222,50 @@ impl<'m> Lowerer<'m> {
             NodeKind::Convolution { kernel },
             target.value(dims[0], complex),
             &[kernel_node, operand],
+        ))
+    }
+
+    /// Lowers `pool` or `upsample`: the operand on the grid of its own axes, without ghost layers,
+    /// then one resampling node onto `axes`.
+    fn lower_resample(
+        &mut self,
+        kind: Resample,
+        factor: usize,
+        operand: &Expr,
+        axes: &[AxisId],
+        target: &Target,
+    ) -> Option<NodeId> {
+        if target.axes != axes || target.halo.iter().any(|h| *h > 0) {
+            let names: Vec<&str> = axes
+                .iter()
+                .map(|a| self.model.axis(*a).name.as_str())
+                .collect();
+            self.error(
+                Code::E0208,
+                format!("`{}` on ({}) used on another grid", kind.name(), names.join(", ")),
+                self.span,
+                "grid mismatch",
+                "use a resampled value only on its own grid and outside spatial operators",
+            );
+            return None;
+        }
+        let fine = self.expression_axes(operand)?;
+        if fine.len() != axes.len() {
+            self.error(
+                Code::E0208,
+                format!("`{}` of a value without a grid", kind.name()),
+                self.span,
+                "operand has no axes",
+                "resample a field",
+            );
+            return None;
+        }
+        let operand = self.lower(operand, &Target::grid(fine))?;
+        let value = self.graph.node(operand).value.clone();
+        Some(self.add(
+            NodeKind::Resample { kind, factor },
+            target.value(value.channels, value.complex),
+            &[operand],
         ))
     }
 
@@ -1420,7 +1475,8 @@ pub fn field_degree(expr: &Expr, fields: &[FieldId]) -> Option<u32> {
         }
         Expr::Derivative { operand, .. }
         | Expr::Laplace(operand)
-        | Expr::Convolution { operand, .. } => degree(operand),
+        | Expr::Convolution { operand, .. }
+        | Expr::Resample { operand, .. } => degree(operand),
         Expr::DivGrad {
             coefficient,
             operand,
@@ -1514,6 +1570,7 @@ pub fn split_spectral(equation: &npdec_symbolic::Equation) -> Result<(Expr, (f64
                             | Expr::Upwind { .. }
                             | Expr::Convolution { .. }
                             | Expr::MatMul { .. }
+                            | Expr::Resample { .. }
                     )
                 }) =>
             {

@@ -108,6 +108,7 @@ fn details(graph: &Graph, kind: &NodeKind) -> String {
         } => format!(" axis {position} order {order}"),
         NodeKind::Dense => String::new(),
         NodeKind::Convolution { kernel } => format!(" {}", graph.param(*kernel).name),
+        NodeKind::Resample { factor, .. } => format!(" by {factor}"),
         NodeKind::Reduce(op) => format!(" {op:?}").to_lowercase(),
         NodeKind::Initial {
             field,

@@ -40,6 +40,9 @@
 //! - [`NodeKind::Convolution`]: `Σ_in K[out, in, …] ⋆ u[in]`, cross-correlation with a kernel
 //!   centered on the point. Inputs: a tensor `[out, in, k₁, …, k_d]` with odd `k`, and a grid value
 //!   whose halo is larger by `(k − 1) / 2` than the output's.
+//! - [`NodeKind::Resample`]: `pool` (the mean over blocks of `factor` points per axis) or
+//!   `upsample` (each coarse value copied to its block of `factor` points per axis). Input and
+//!   output have halo 0; the output lives on the coarse or fine axes that the checker derived.
 //! - [`NodeKind::Reduce`]: a reduction of a grid value with halo 0 to one number (over points and
 //!   channels).
 //! - [`NodeKind::Initial`]: a sink holding the initial value of a field (or of its time derivative).
@@ -50,8 +53,8 @@
 //! - [`NodeKind::Expect`]: a sink comparing two scalars after the solves.
 
 use npdec_symbolic::{
-    Axis, AxisId, BinaryOp, CompareOp, Field, FieldId, Function, Param, ParamId, ReduceOp, Scheme,
-    Side, UnaryOp,
+    Axis, AxisId, BinaryOp, CompareOp, Field, FieldId, Function, Param, ParamId, ReduceOp,
+    Resample, Scheme, Side, UnaryOp,
 };
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, NodeIndexable};
@@ -271,6 +274,10 @@ pub enum NodeKind {
     Convolution {
         kernel: ParamId,
     },
+    Resample {
+        kind: Resample,
+        factor: usize,
+    },
     Reduce(ReduceOp),
     Initial {
         field: FieldId,
@@ -297,6 +304,14 @@ impl NodeKind {
             NodeKind::Upwind { .. } => "upwind",
             NodeKind::Dense => "dense",
             NodeKind::Convolution { .. } => "convolution",
+            NodeKind::Resample {
+                kind: Resample::Pool,
+                ..
+            } => "pool",
+            NodeKind::Resample {
+                kind: Resample::Upsample,
+                ..
+            } => "upsample",
             NodeKind::Reduce(_) => "reduce",
             NodeKind::Initial { .. } => "initial",
             NodeKind::TimeStep(_) => "time_step",

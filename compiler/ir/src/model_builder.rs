@@ -40,6 +40,7 @@ impl ModelBuilder {
             points,
             periodic,
             span: Span::default(),
+            resampling: None,
         });
         AxisId(self.model.axes.len() - 1)
     }

@@ -78,6 +78,17 @@ pub fn simplify(expr: &Expr) -> Expr {
             kernel: *kernel,
             operand: Box::new(simplify(operand)),
         },
+        Expr::Resample {
+            kind,
+            factor,
+            operand,
+            axes,
+        } => Expr::Resample {
+            kind: *kind,
+            factor: *factor,
+            operand: Box::new(simplify(operand)),
+            axes: axes.clone(),
+        },
         Expr::MatMul { matrix, operand } => Expr::MatMul {
             matrix: Box::new(simplify(matrix)),
             operand: Box::new(simplify(operand)),

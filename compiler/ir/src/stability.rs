@@ -131,6 +131,7 @@ impl SymbolAnalysis<'_> {
             NodeKind::Param { .. }
             | NodeKind::Dense
             | NodeKind::Convolution { .. }
+            | NodeKind::Resample { .. }
             | NodeKind::Reduce(_)
             | NodeKind::Initial { .. }
             | NodeKind::TimeStep(_)

@@ -31,6 +31,8 @@
 //! - T8: `initial` and each `time_step` input have the field's grid with halo 0 and one channel or the
 //!   field's channel count (one for a single-channel update). Dirichlet faces name an axis of the
 //!   field. `expect` inputs are scalars.
+//! - T9: `pool` and `upsample` read a halo-0 grid value with the node's channels, one input axis per
+//!   output axis, the fine axis `factor` times as many points as the coarse one, and give halo 0.
 
 use crate::graph::{GhostRule, Graph, Grid, NodeId, NodeKind, PointwiseExpr, ValueType};
 
@@ -117,6 +119,7 @@ impl Checker<'_> {
             NodeKind::State { .. } | NodeKind::Param { .. } => 0,
             NodeKind::Boundary { .. }
             | NodeKind::Stencil(_)
+            | NodeKind::Resample { .. }
             | NodeKind::Reduce(_)
             | NodeKind::Initial { .. } => 1,
             NodeKind::DivGrad { .. }
@@ -172,6 +175,7 @@ impl Checker<'_> {
             | NodeKind::DivGrad { .. }
             | NodeKind::Upwind { .. }
             | NodeKind::Dense
+            | NodeKind::Resample { .. }
             | NodeKind::Reduce(_)
             | NodeKind::Expect { .. } => true,
         };
@@ -381,6 +385,32 @@ impl Checker<'_> {
                         format!("T6: operand grid {:?}", operand.grid)
                     });
                 }
+            }
+            NodeKind::Resample { kind, factor } => {
+                let input = self.input_value(0).cloned();
+                let Some(input) = input else { return };
+                let Grid::Points {
+                    axes: in_axes,
+                    halo: in_halo,
+                } = &input.grid
+                else {
+                    return self.fail("T9: resample of a value without a grid".into());
+                };
+                let fits = in_axes.len() == axes.len()
+                    && in_axes.iter().zip(axes.iter()).all(|(i, o)| {
+                        let (fine, coarse) = match kind {
+                            npdec_symbolic::Resample::Pool => (i, o),
+                            npdec_symbolic::Resample::Upsample => (o, i),
+                        };
+                        graph.axis(*fine).points == graph.axis(*coarse).points * factor
+                    });
+                self.ensure(
+                    fits && *factor >= 2
+                        && halo.iter().all(|h| *h == 0)
+                        && in_halo.iter().all(|h| *h == 0)
+                        && input.channels == value.channels,
+                    || format!("T9: {} by {factor} from {:?}", node.kind.name(), input.grid),
+                );
             }
             NodeKind::Reduce(_) => {
                 let input = self.input_value(0).map(|v| v.grid.clone());

@@ -155,6 +155,13 @@ impl<'g> PlanBuilder<'g> {
                 NodeKind::Initial { .. } | NodeKind::TimeStep(_) | NodeKind::Expect { .. } => {
                     return Err(unsupported(graph, *id, "a sink has no value to compute"));
                 }
+                NodeKind::Resample { .. } => {
+                    return Err(unsupported(
+                        graph,
+                        *id,
+                        "pooling and upsampling are not compiled",
+                    ));
+                }
                 NodeKind::State { .. }
                 | NodeKind::Param { .. }
                 | NodeKind::Boundary { .. }
@@ -204,6 +211,7 @@ impl<'g> PlanBuilder<'g> {
             | NodeKind::Param { .. }
             | NodeKind::Boundary { .. }
             | NodeKind::Dense
+            | NodeKind::Resample { .. }
             | NodeKind::Reduce(_)
             | NodeKind::Initial { .. }
             | NodeKind::TimeStep(_)
@@ -232,6 +240,7 @@ impl<'g> PlanBuilder<'g> {
             | NodeKind::Param { .. }
             | NodeKind::Boundary { .. }
             | NodeKind::Dense
+            | NodeKind::Resample { .. }
             | NodeKind::Reduce(_)
             | NodeKind::Initial { .. }
             | NodeKind::Expect { .. } => false,
@@ -322,6 +331,7 @@ impl<'g> PlanBuilder<'g> {
                 | NodeKind::DivGrad { .. }
                 | NodeKind::Upwind { .. }
                 | NodeKind::Dense
+                | NodeKind::Resample { .. }
                 | NodeKind::Convolution { .. }
                 | NodeKind::Reduce(_) => {
                     let layout = self.layout_of(&node.value);
@@ -367,6 +377,13 @@ impl<'g> PlanBuilder<'g> {
                     }
                 }
                 NodeKind::Param { .. } => {}
+                NodeKind::Resample { .. } => {
+                    return Err(unsupported(
+                        graph,
+                        id,
+                        "pooling and upsampling are not compiled",
+                    ))
+                }
                 NodeKind::Boundary { field, axes } => self.boundary(id, *field, axes)?,
                 NodeKind::Reduce(op) => {
                     let input = graph.inputs(id)[0];
@@ -1087,6 +1104,7 @@ impl<'g> PlanBuilder<'g> {
             | NodeKind::Param { .. }
             | NodeKind::Boundary { .. }
             | NodeKind::Dense
+            | NodeKind::Resample { .. }
             | NodeKind::Reduce(_)
             | NodeKind::Initial { .. }
             | NodeKind::TimeStep(_)

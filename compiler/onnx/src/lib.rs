@@ -11,6 +11,7 @@
 //! | `W @ u` | `Gemm` (`transB = 1`) |
 //! | `conv(K, u)`: padding by the boundary condition, then the kernel | `Gather` (or `MatMul` and `Add` where a ghost is not a copy), `Reshape`, `Conv` |
 //! | a fixed stencil with its boundary rows (`laplace`, `diff`) | `MatMul` by its matrix, `Add` of its constant part |
+//! | `pool(u, k)`, `upsample(u, k)` | `Reshape` to images, `AveragePool` (window and stride `k`) or `Resize` (`nearest`, scale `k`) |
 //! | `div(c * grad(u))`, `upwind` | not exported: an error names them |
 //! | arithmetic, activations | `Add`, `Sub`, `Mul`, `Div`, `Pow`, `Neg`, `Tanh`, `Relu`, `Sigmoid`, `Exp`, `Log`, `Sin`, `Cos`, `Abs`, `Sqrt`, `Max`, `Min` |
 //! | comparisons | `Less`, `Greater`, …, `Cast` |
@@ -323,6 +324,24 @@ fn int_attribute(name: &str, value: i64) -> AttributeProto {
         name: Some(name.to_string()),
         i: Some(value),
         r#type: Some(attribute_type::INT),
+        ..Default::default()
+    }
+}
+
+fn ints_attribute(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_string()),
+        ints: values.to_vec(),
+        r#type: Some(attribute_type::INTS),
+        ..Default::default()
+    }
+}
+
+fn string_attribute(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.to_string()),
+        s: Some(value.as_bytes().to_vec()),
+        r#type: Some(attribute_type::STRING),
         ..Default::default()
     }
 }
@@ -855,6 +874,17 @@ impl Builder<'_> {
                         batched: a.batched,
                     }
                 }
+                Op::Resample {
+                    pool,
+                    factor,
+                    fine,
+                    channels,
+                    operand,
+                    ..
+                } => {
+                    let a = values[*operand].clone();
+                    self.resample(&a, *pool, *factor, fine, *channels, len, prefix)
+                }
                 Op::Convolution {
                     kernel,
                     padded_points,
@@ -972,6 +1002,54 @@ impl Builder<'_> {
         })
     }
 
+    /// `pool` as `AveragePool` with a window and stride of `factor` per axis, or `upsample` as a
+    /// nearest-neighbour `Resize` by `factor` (the `asymmetric` coordinates and `floor` rounding
+    /// make fine point `i` read coarse point `⌊i / factor⌋`), on the value reshaped to images
+    /// `[batch, channels, n₁, …]`.
+    #[allow(clippy::too_many_arguments)]
+    fn resample(
+        &mut self,
+        a: &Value,
+        pool: bool,
+        factor: usize,
+        fine: &[usize],
+        channels: usize,
+        len: usize,
+        prefix: &str,
+    ) -> Value {
+        let mut image_shape = vec![-1, channels as i64];
+        if pool {
+            image_shape.extend(fine.iter().map(|n| *n as i64));
+        } else {
+            image_shape.extend(fine.iter().map(|n| (n / factor) as i64));
+        }
+        let image = self.reshape(&a.name, &image_shape, prefix);
+        let resampled = if pool {
+            let window = vec![factor as i64; fine.len()];
+            let attributes = vec![
+                ints_attribute("kernel_shape", &window),
+                ints_attribute("strides", &window),
+            ];
+            self.op("AveragePool", &[&image], attributes, prefix)
+        } else {
+            let mut scales = vec![1.0, 1.0];
+            scales.extend(std::iter::repeat_n(factor as f64, fine.len()));
+            let scales = self.floats("scales", &[scales.len()], &scales);
+            let attributes = vec![
+                string_attribute("mode", "nearest"),
+                string_attribute("coordinate_transformation_mode", "asymmetric"),
+                string_attribute("nearest_mode", "floor"),
+            ];
+            self.op("Resize", &[&image, "", &scales], attributes, prefix)
+        };
+        let name = self.reshape(&resampled, &[-1, len as i64], prefix);
+        Value {
+            name,
+            len,
+            batched: a.batched,
+        }
+    }
+
     /// `conv(K, u)` on an operand already padded by the boundary condition (a `Linear` node
     /// before it): `Reshape` to images, then `Conv` without padding.
     #[allow(clippy::too_many_arguments)]
@@ -1067,6 +1145,7 @@ fn needed_by(tape: &Tape, root: usize) -> Vec<bool> {
             | Op::Softmax { operand, .. }
             | Op::MatMul { operand, .. }
             | Op::Linear { operand, .. }
+            | Op::Resample { operand, .. }
             | Op::Convolution { operand, .. }
             | Op::Reduce { operand, .. } => vec![*operand],
             Op::DivGrad {

@@ -19,6 +19,7 @@ const EXAMPLES: &[&str] = &[
     "mnist_cnn",
     "mnist_rnn",
     "digits",
+    "digits_pool",
     "identify_diffusion",
 ];
 

@@ -128,6 +128,7 @@ impl Checker<'_> {
                 points,
                 periodic: false,
                 span: ident.span,
+                resampling: None,
             });
             self.set_decl(ident, DeclKind::Axis(Some(id)));
         }

@@ -12,7 +12,7 @@
 
 use crate::scope::{Checker, DeclKind, Lazy};
 use npdec_diagnostics::{one_of, Code, Diagnostic, Span};
-use npdec_symbolic::{AxisId, BinaryOp, CompareOp, Expr, Function, ReduceOp, UnaryOp};
+use npdec_symbolic::{AxisId, BinaryOp, CompareOp, Expr, Function, ReduceOp, Resample, UnaryOp};
 use npdec_syntax::ast::{self, ExprKind};
 use num_complex::Complex64;
 use std::collections::HashMap;
@@ -850,6 +850,30 @@ impl Checker<'_> {
                     );
                     return None;
                 }
+                let related = x.iter().find_map(|a| {
+                    y.iter()
+                        .find(|b| {
+                            *b != a && self.model.base_axis(*a) == self.model.base_axis(**b)
+                        })
+                        .map(|b| (*a, *b))
+                });
+                if let Some((a, b)) = related {
+                    let (a_name, b_name) = (
+                        self.model.axes[a.0].name.clone(),
+                        self.model.axes[b.0].name.clone(),
+                    );
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0202,
+                            format!("values on `{a_name}` and `{b_name}` are on grids of different resolution"),
+                            b_span,
+                            format!("lives on `{b_name}` ({} points)", self.model.axes[b.0].points),
+                        )
+                        .with_label(a_span, format!("lives on `{a_name}` ({} points)", self.model.axes[a.0].points))
+                        .with_help("bring both to one grid with `pool(…, k)` or `upsample(…, k)` first"),
+                    );
+                    return None;
+                }
                 let mut axes = x.clone();
                 axes.extend(y.iter().filter(|axis| !x.contains(axis)));
                 Shape::Grid {
@@ -1120,6 +1144,8 @@ impl Checker<'_> {
             "div" => self.lower_div(callee, args, span, place),
             "upwind" => self.lower_upwind(callee, args, span, place),
             "conv" => self.lower_conv(callee, args, span, place),
+            "pool" => self.lower_resample(Resample::Pool, callee, args, span, place),
+            "upsample" => self.lower_resample(Resample::Upsample, callee, args, span, place),
             "max" | "min" if args.len() == 2 => {
                 let [a, b] = self.positional::<2>(callee, args, span)?;
                 let (a_span, b_span) = (a.span, b.span);
@@ -1296,6 +1322,20 @@ impl Checker<'_> {
 
     fn require_grid(&mut self, operand: &Typed, span: Span, operator: &str) -> Option<()> {
         if matches!(operand.shape, Shape::Grid { .. }) {
+            if operand.expr.any(|e| matches!(e, Expr::Resample { .. })) {
+                self.error(
+                    Diagnostic::error(
+                        Code::E0208,
+                        format!("`{operator}` reads a pooled or upsampled value"),
+                        span,
+                        "the operand is resampled",
+                    )
+                    .with_help(format!(
+                        "a resampled value has no boundary conditions for the ghost layers `{operator}` reads; apply `{operator}` to the field first, as in `pool(conv(K, u), 2)`"
+                    )),
+                );
+                return None;
+            }
             return Some(());
         }
         let description = self.describe_shape(&operand.shape);
@@ -1545,6 +1585,116 @@ impl Checker<'_> {
             complex: false,
             shape: operand.shape,
         })
+    }
+
+    /// Lowers `pool(u, k)` or `upsample(u, k)`: the operand's axes are replaced by the axes of `k`
+    /// times fewer or more points, which the model gains the first time they are used.
+    fn lower_resample(
+        &mut self,
+        kind: Resample,
+        callee: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+        place: Place,
+    ) -> Option<Typed> {
+        let name = kind.name();
+        let [operand_expr, factor_expr] = self.positional::<2>(callee, args, span)?;
+        let operand = self.lower(&operand_expr, place);
+        let factor = self.resample_factor(&factor_expr, name);
+        let (operand, factor) = (operand?, factor?);
+        let Shape::Grid { axes, channels } = &operand.shape else {
+            let description = self.describe_shape(&operand.shape);
+            self.error(
+                Diagnostic::error(
+                    Code::E0208,
+                    format!("`{name}` needs a field"),
+                    operand_expr.span,
+                    format!("the operand is {description}"),
+                )
+                .with_help(format!(
+                    "{name} a value that lives on a grid, such as a field `u` or `relu(conv(K, u))`"
+                )),
+            );
+            return None;
+        };
+        let mut resampled = Vec::with_capacity(axes.len());
+        for axis in axes {
+            let points = self.model.axes[axis.0].points;
+            let axis_name = self.model.axes[axis.0].name.clone();
+            if kind == Resample::Pool && (!points.is_multiple_of(factor) || points / factor < 2) {
+                let reason = if points.is_multiple_of(factor) {
+                    format!("pooling by {factor} would leave 1 point along `{axis_name}`, and an axis needs at least 2")
+                } else {
+                    format!("{factor} does not divide the {points} points of `{axis_name}`")
+                };
+                let divisors: Vec<String> = (2..=points / 2)
+                    .filter(|d| points.is_multiple_of(*d))
+                    .map(|d| d.to_string())
+                    .collect();
+                let help = if divisors.is_empty() {
+                    format!("an axis of {points} points cannot be pooled; use `mean(...)` for a global average")
+                } else {
+                    format!(
+                        "pool `{axis_name}` by a factor that divides {points} and leaves at least 2 points: {}",
+                        divisors.join(", ")
+                    )
+                };
+                self.error(
+                    Diagnostic::error(
+                        Code::E0208,
+                        format!("`pool` by {factor} does not fit axis `{axis_name}`"),
+                        factor_expr.span,
+                        reason,
+                    )
+                    .with_label(operand_expr.span, format!("lives on `{axis_name}` ({points} points)"))
+                    .with_help(help),
+                );
+                return None;
+            }
+            let id = match kind {
+                Resample::Pool => self.model.resampled_axis(*axis, factor, 1),
+                Resample::Upsample => self.model.resampled_axis(*axis, 1, factor),
+            };
+            resampled.push(id);
+        }
+        Some(Typed {
+            expr: Expr::Resample {
+                kind,
+                factor,
+                operand: Box::new(operand.expr),
+                axes: resampled.clone(),
+            },
+            complex: operand.complex,
+            shape: Shape::Grid {
+                axes: resampled,
+                channels: *channels,
+            },
+        })
+    }
+
+    /// Lowers the factor of `pool` or `upsample`: a constant whole number of at least 2.
+    fn resample_factor(&mut self, expr: &ast::Expr, name: &str) -> Option<usize> {
+        let value = self.const_real(expr)?;
+        if value.fract() == 0.0 && (2.0..=1e6).contains(&value) {
+            return Some(value as usize);
+        }
+        let reason = if value.fract() != 0.0 {
+            format!("{value} is not a whole number")
+        } else {
+            format!("{value} is below 2")
+        };
+        self.error(
+            Diagnostic::error(
+                Code::E0208,
+                format!("invalid factor of `{name}`"),
+                expr.span,
+                reason,
+            )
+            .with_help(format!(
+                "the factor is the whole number of fine points per coarse point along each axis, at least 2: `{name}(u, 2)`"
+            )),
+        );
+        None
     }
 
     fn lower_conv(

@@ -17,7 +17,7 @@ pub fn builtin_names() -> &'static [&'static str] {
 
 pub(crate) const BUILTINS: &[&str] = &[
     "t", "pi", "input", "label", "dt", "dt2", "diff", "laplace", "grad", "div", "upwind", "conv",
-    "tanh", "relu", "sigmoid", "exp", "log", "sin", "cos", "abs", "sqrt", "conj", "re", "im",
+    "pool", "upsample", "tanh", "relu", "sigmoid", "exp", "log", "sin", "cos", "abs", "sqrt", "conj", "re", "im",
     "max", "min", "softmax", "sum", "mean", "norm", "integral",
 ];
 
@@ -207,6 +207,7 @@ impl<'s> Checker<'s> {
         self.lower_consts();
         self.lower_equations(module);
         self.lower_boundaries(module);
+        self.model.refresh_resampled_axes();
         self.lower_initials(module);
         self.lower_readouts();
         self.lower_tasks(module);
@@ -381,7 +382,8 @@ impl<'s> Checker<'s> {
     }
 
     /// Ends checking and returns the model with all diagnostics.
-    pub(crate) fn finish(self) -> (Model, Vec<Diagnostic>) {
+    pub(crate) fn finish(mut self) -> (Model, Vec<Diagnostic>) {
+        self.model.refresh_resampled_axes();
         (self.model, self.diagnostics)
     }
 

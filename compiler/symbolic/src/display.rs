@@ -159,6 +159,15 @@ impl Model {
                 ),
                 5,
             ),
+            Expr::Resample {
+                kind,
+                factor,
+                operand,
+                ..
+            } => (
+                format!("{}({}, {factor})", kind.name(), self.format(operand, 0)),
+                5,
+            ),
             Expr::MatMul { matrix, operand } => (
                 format!("{} @ {}", self.format(matrix, 2), self.format(operand, 3)),
                 2,

@@ -89,6 +89,26 @@ pub enum ReduceOp {
     Integral,
 }
 
+/// A change of grid resolution by a whole factor along every axis of the operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Resample {
+    /// Restriction by cell averaging: each coarse point is the mean of a block of `factor` fine
+    /// points per axis (average pooling with a window and stride of `factor`).
+    Pool,
+    /// Prolongation by injection: each fine point takes the value of the coarse point whose block
+    /// contains it (nearest-neighbour upsampling). It is `factor^d` times the transpose of `Pool`.
+    Upsample,
+}
+
+impl Resample {
+    pub fn name(self) -> &'static str {
+        match self {
+            Resample::Pool => "pool",
+            Resample::Upsample => "upsample",
+        }
+    }
+}
+
 /// A symbolic expression.
 ///
 /// Values are real unless a complex literal, a complex field or a complex parameter enters. Spatial
@@ -150,6 +170,15 @@ pub enum Expr {
         matrix: Box<Expr>,
         operand: Box<Expr>,
     },
+    /// `pool(operand, factor)` or `upsample(operand, factor)`. `axes` are the axes of the result,
+    /// one per axis of the operand, in the same order: the coarse or fine axes that the checker
+    /// derived from the operand's axes (see [`crate::Resampling`]).
+    Resample {
+        kind: Resample,
+        factor: usize,
+        operand: Box<Expr>,
+        axes: Vec<AxisId>,
+    },
     /// A reduction of a field to a number.
     Reduce(ReduceOp, Box<Expr>),
     /// A vector of numbers `[a, b, …]`, one entry per item (class scores of a readout).
@@ -159,7 +188,18 @@ pub enum Expr {
 impl Expr {
     /// Calls `visit` on this expression and every subexpression, parents first.
     pub fn walk(&self, visit: &mut impl FnMut(&Expr)) {
-        visit(self);
+        self.walk_pruned(&mut |e| {
+            visit(e);
+            true
+        });
+    }
+
+    /// Calls `visit` on this expression and its subexpressions, parents first, skipping the
+    /// subexpressions of every expression for which `visit` returns false.
+    pub fn walk_pruned(&self, visit: &mut impl FnMut(&Expr) -> bool) {
+        if !visit(self) {
+            return;
+        }
         match self {
             Expr::Real(_)
             | Expr::Complex(..)
@@ -171,32 +211,32 @@ impl Expr {
             | Expr::Input(_)
             | Expr::Label(_)
             | Expr::Sequence(_) => {}
-            Expr::Unary(_, a) | Expr::Laplace(a) | Expr::Reduce(_, a) => a.walk(visit),
-            Expr::Derivative { operand, .. } | Expr::Convolution { operand, .. } => {
-                operand.walk(visit)
-            }
+            Expr::Unary(_, a) | Expr::Laplace(a) | Expr::Reduce(_, a) => a.walk_pruned(visit),
+            Expr::Derivative { operand, .. }
+            | Expr::Convolution { operand, .. }
+            | Expr::Resample { operand, .. } => operand.walk_pruned(visit),
             Expr::Binary(_, a, b) | Expr::Compare(_, a, b) => {
-                a.walk(visit);
-                b.walk(visit);
+                a.walk_pruned(visit);
+                b.walk_pruned(visit);
             }
             Expr::DivGrad {
                 coefficient,
                 operand,
             } => {
-                coefficient.walk(visit);
-                operand.walk(visit);
+                coefficient.walk_pruned(visit);
+                operand.walk_pruned(visit);
             }
             Expr::Upwind {
                 velocity, operand, ..
             } => {
-                velocity.walk(visit);
-                operand.walk(visit);
+                velocity.walk_pruned(visit);
+                operand.walk_pruned(visit);
             }
             Expr::MatMul { matrix, operand } => {
-                matrix.walk(visit);
-                operand.walk(visit);
+                matrix.walk_pruned(visit);
+                operand.walk_pruned(visit);
             }
-            Expr::Call(_, args) | Expr::Stack(args) => args.iter().for_each(|a| a.walk(visit)),
+            Expr::Call(_, args) | Expr::Stack(args) => args.iter().for_each(|a| a.walk_pruned(visit)),
         }
     }
 

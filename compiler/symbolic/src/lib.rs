@@ -17,5 +17,5 @@ mod display;
 pub mod expr;
 pub mod model;
 
-pub use expr::{BinaryOp, CompareOp, Expr, Function, ReduceOp, UnaryOp};
+pub use expr::{BinaryOp, CompareOp, Expr, Function, ReduceOp, Resample, UnaryOp};
 pub use model::*;

@@ -45,6 +45,20 @@ pub struct Axis {
     /// right end point, which is the same point as the left one.
     pub periodic: bool,
     pub span: Span,
+    /// Set for an axis that `pool` or `upsample` derived from a declared axis; `None` for a
+    /// declared axis.
+    pub resampling: Option<Resampling>,
+}
+
+/// How a derived axis relates to the declared axis it comes from: it has
+/// `base.points · refine / coarsen` points, with `coarsen` and `refine` coprime and not both 1.
+/// Pooling a fine axis by `coarsen` gives the coarse one: coarse point `i` sits at the centre of the
+/// fine points `i·coarsen … (i + 1)·coarsen − 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Resampling {
+    pub base: AxisId,
+    pub coarsen: usize,
+    pub refine: usize,
 }
 
 impl Axis {
@@ -494,6 +508,55 @@ impl Model {
         &self.axes[id.0]
     }
 
+    /// Returns the axis that `pool` (`coarsen = factor`) or `upsample` (`refine = factor`) by a
+    /// whole factor makes of `axis`, adding it to the model the first time. Resampling back to the
+    /// declared resolution returns the declared axis. The caller checks that `factor` divides the
+    /// points of `axis` when coarsening.
+    pub fn resampled_axis(&mut self, axis: AxisId, coarsen: usize, refine: usize) -> AxisId {
+        let (base, c, r) = match self.axis(axis).resampling {
+            Some(resampling) => (
+                resampling.base,
+                resampling.coarsen * coarsen,
+                resampling.refine * refine,
+            ),
+            None => (axis, coarsen, refine),
+        };
+        let divisor = gcd(c, r);
+        let (c, r) = (c / divisor, r / divisor);
+        if c == 1 && r == 1 {
+            return base;
+        }
+        let resampling = Resampling {
+            base,
+            coarsen: c,
+            refine: r,
+        };
+        if let Some(existing) = self
+            .axes
+            .iter()
+            .position(|a| a.resampling == Some(resampling))
+        {
+            return AxisId(existing);
+        }
+        self.axes.push(derived_axis(self.axis(base), resampling));
+        AxisId(self.axes.len() - 1)
+    }
+
+    /// Recomputes the coordinates and periodicity of every derived axis from its declared axis,
+    /// after the checker has decided which declared axes are periodic.
+    pub fn refresh_resampled_axes(&mut self) {
+        for index in 0..self.axes.len() {
+            if let Some(resampling) = self.axes[index].resampling {
+                self.axes[index] = derived_axis(self.axis(resampling.base), resampling);
+            }
+        }
+    }
+
+    /// Returns the declared axis an axis comes from (itself for a declared axis).
+    pub fn base_axis(&self, id: AxisId) -> AxisId {
+        self.axis(id).resampling.map_or(id, |r| r.base)
+    }
+
     pub fn field(&self, id: FieldId) -> &Field {
         &self.fields[id.0]
     }
@@ -527,5 +590,49 @@ impl Model {
             .iter()
             .map(|a| self.axis(*a).points)
             .product()
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Builds the axis `resampling` describes. An interval axis keeps its kind, with the spacing
+/// scaled by `coarsen / refine` and the first point at the centre of the first block, so that
+/// coarse point `i` is the mean position of the fine points it averages. An index axis stays
+/// unit-spaced.
+fn derived_axis(base: &Axis, resampling: Resampling) -> Axis {
+    let ratio = resampling.coarsen as f64 / resampling.refine as f64;
+    let points = base.points * resampling.refine / resampling.coarsen;
+    let kind = match base.kind {
+        AxisKind::Index => AxisKind::Index,
+        AxisKind::Interval { min, .. } => {
+            let spacing = base.spacing() * ratio;
+            let min = min + (ratio - 1.0) * base.spacing() / 2.0;
+            let intervals = if base.periodic { points } else { points - 1 };
+            AxisKind::Interval {
+                min,
+                max: min + intervals as f64 * spacing,
+            }
+        }
+    };
+    let name = if resampling.refine == 1 {
+        format!("{}/{}", base.name, resampling.coarsen)
+    } else if resampling.coarsen == 1 {
+        format!("{}*{}", base.name, resampling.refine)
+    } else {
+        format!("{}*{}/{}", base.name, resampling.refine, resampling.coarsen)
+    };
+    Axis {
+        name,
+        kind,
+        points,
+        periodic: base.periodic,
+        span: base.span,
+        resampling: Some(resampling),
     }
 }

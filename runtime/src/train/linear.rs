@@ -441,6 +441,43 @@ impl BoundedGrid {
     }
 }
 
+/// Builds the matrix of `pool` (the mean of each block of `factor` points per axis; rows are the
+/// coarse points) or `upsample` (each fine point copies the coarse point of its block; rows are
+/// the fine points) for a grid of `fine` points per axis, each a multiple of `factor`.
+pub fn resample_operator(fine: &[usize], factor: usize, pool: bool) -> SparseOperator {
+    let coarse: Vec<usize> = fine.iter().map(|n| n / factor).collect();
+    let fine_points: usize = fine.iter().product();
+    let coarse_points: usize = coarse.iter().product();
+    let mut fine_index = vec![0i64; fine.len()];
+    let mut coarse_index = vec![0i64; fine.len()];
+    if pool {
+        let mut rows = vec![Vec::new(); coarse_points];
+        let weight = 1.0 / (factor.pow(fine.len() as u32)) as f64;
+        for flat in 0..fine_points {
+            unflatten(flat, fine, &mut fine_index);
+            for a in 0..fine.len() {
+                coarse_index[a] = fine_index[a] / factor as i64;
+            }
+            rows[flatten(&coarse_index, &coarse)].push((flat, weight));
+        }
+        let mut builder = Builder::new(fine_points);
+        for row in rows {
+            builder.push_row(row, 0.0);
+        }
+        builder.finish()
+    } else {
+        let mut builder = Builder::new(coarse_points);
+        for flat in 0..fine_points {
+            unflatten(flat, fine, &mut fine_index);
+            for a in 0..fine.len() {
+                coarse_index[a] = fine_index[a] / factor as i64;
+            }
+            builder.push_row(vec![(flatten(&coarse_index, &coarse), 1.0)], 0.0);
+        }
+        builder.finish()
+    }
+}
+
 /// Builds `Σ weight · u[i + shrink + offset]` on a grid of `in_extents − 2 · shrink` points from
 /// values on a grid of `in_extents` points: a stencil on an already padded value. Every tap must
 /// stay inside the input (`|offset[axis]| ≤ shrink[axis]`).

@@ -8,13 +8,13 @@
 //! - `initial u = input` copies a sample with the field's point count into every channel;
 //! - `sequence` gives row `n` of the sample at step `n`.
 
-use crate::train::linear::{tap_operator, BoundedGrid};
+use crate::train::linear::{resample_operator, tap_operator, BoundedGrid};
 use crate::train::spectral::SpectralStep;
 use crate::train::tape::{unary, NodeIndex, Op, Shrink, Tape};
 use npdec_ir::fornberg::centered_weights;
 use npdec_symbolic::{
     AxisId, AxisKind, BinaryOp, DataId, Expr, FieldId, Function, GradientMethod, Loss, Model,
-    ParamId, ReduceOp, Scheme, TrainTask,
+    ParamId, ReduceOp, Resample, Scheme, TrainTask,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -816,6 +816,21 @@ impl Lowering<'_> {
                 let len = parts.len();
                 self.tape.push(Op::Stack(parts), len)
             }
+            Expr::Resample {
+                kind,
+                factor,
+                operand,
+                axes,
+            } => self.lower_resample(*kind, *factor, operand, axes, target)?,
+            Expr::Reduce(op, operand)
+                if matches!(op, ReduceOp::Norm | ReduceOp::Integral)
+                    && operand.any(|e| matches!(e, Expr::Resample { .. })) =>
+            {
+                // NOTE: the cell volumes of a resampled grid are not built here.
+                return Err(
+                    "`norm` and `integral` of a pooled or upsampled value are not supported in training: use `sum` or `mean`".into(),
+                );
+            }
             Expr::Reduce(op, operand) => {
                 // Outside an equation (a readout), the reduction runs on the grid of the field it
                 // reads, so coordinates and cell volumes are those of that grid.
@@ -1078,6 +1093,82 @@ impl Lowering<'_> {
                 geometry,
                 backward,
                 forward,
+            },
+            out,
+        ))
+    }
+
+    /// Lowers `pool(u, factor)` or `upsample(u, factor)` onto the output `axes`: the operand on
+    /// the grid of its own field (or without a grid when it is itself resampled), then the
+    /// averaging or copying matrix.
+    fn lower_resample(
+        &mut self,
+        kind: Resample,
+        factor: usize,
+        operand: &Expr,
+        axes: &[AxisId],
+        target: &Target,
+    ) -> Result<NodeIndex, String> {
+        let model = self.model;
+        let name = kind.name();
+        if target.padded() {
+            return Err(format!(
+                "`{name}` is read inside a spatial operator, which needs its values in ghost layers outside the grid"
+            ));
+        }
+        let pool = kind == Resample::Pool;
+        let fine: Vec<usize> = axes
+            .iter()
+            .map(|a| {
+                let points = model.axis(*a).points;
+                if pool {
+                    points * factor
+                } else {
+                    points / factor
+                }
+            })
+            .collect();
+        let coarse: Vec<usize> = fine.iter().map(|n| n / factor).collect();
+        let input_extents = if pool { &fine } else { &coarse };
+        // The operand's grid: a field read outside nested resampling whose axes have the
+        // operand's resolution.
+        let mut own = None;
+        operand.walk_pruned(&mut |e| {
+            if let Expr::Field(f) | Expr::Channel(f, _) = e {
+                let field_axes = &model.field(*f).axes;
+                let fits = field_axes.len() == axes.len()
+                    && field_axes.iter().zip(axes).zip(input_extents).all(|((f, a), n)| {
+                        model.base_axis(*f) == model.base_axis(*a) && model.axis(*f).points == *n
+                    });
+                if fits {
+                    own.get_or_insert(*f);
+                }
+            }
+            !matches!(e, Expr::Resample { .. })
+        });
+        let operand_target = match own {
+            Some(field) => Target::field(model, field, model.field(field).channels),
+            None => Target::none(),
+        };
+        let node = self.lower(operand, &operand_target)?;
+        let in_points: usize = input_extents.iter().product();
+        let len = self.len(node);
+        if !len.is_multiple_of(in_points) {
+            return Err(format!(
+                "`{name}` needs a grid function of {in_points} points, found {len} entries"
+            ));
+        }
+        let channels = len / in_points;
+        let operator = Arc::new(resample_operator(&fine, factor, pool));
+        let out = channels * operator.rows();
+        Ok(self.tape.push(
+            Op::Resample {
+                operator,
+                pool,
+                factor,
+                fine,
+                channels,
+                operand: node,
             },
             out,
         ))

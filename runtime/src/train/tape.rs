@@ -76,6 +76,17 @@ pub enum Op {
         channels: usize,
         operand: NodeIndex,
     },
+    /// `pool` or `upsample` of each of `channels` channels of a grid value of `fine` points per
+    /// axis by `factor` along every axis: the sparse averaging or copying matrix `operator`, kept
+    /// apart from [`Op::Linear`] so that exporters see the layer.
+    Resample {
+        operator: Arc<SparseOperator>,
+        pool: bool,
+        factor: usize,
+        fine: Vec<usize>,
+        channels: usize,
+        operand: NodeIndex,
+    },
     /// `Σ_in K[out, in, …] ⋆ u[in]`: cross-correlation of an operand already padded by
     /// `(k − 1) / 2` ghost layers, `padded_points` entries per channel.
     Convolution {
@@ -353,6 +364,12 @@ impl Tape {
                 operator,
                 channels,
                 operand,
+            }
+            | Op::Resample {
+                operator,
+                channels,
+                operand,
+                ..
             } => operator.apply(&values[*operand], *channels),
             Op::Convolution {
                 kernel,
@@ -620,6 +637,12 @@ impl Tape {
                 operator,
                 channels,
                 operand,
+            }
+            | Op::Resample {
+                operator,
+                channels,
+                operand,
+                ..
             } => {
                 let da = operator.apply_transpose(&adjoint, *channels);
                 let u = &values[*operand];
@@ -1392,6 +1415,12 @@ impl Tape {
                 operator,
                 channels,
                 operand,
+            }
+            | Op::Resample {
+                operator,
+                channels,
+                operand,
+                ..
             } => tangents[*operand]
                 .as_ref()
                 .map(|t| operator.apply_linear(t, *channels)),

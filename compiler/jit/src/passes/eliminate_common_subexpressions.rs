@@ -32,6 +32,7 @@ pub fn eliminate_common_subexpressions(graph: &Graph) -> Graph {
             | NodeKind::DivGrad { .. }
             | NodeKind::Upwind { .. }
             | NodeKind::Dense
+            | NodeKind::Resample { .. }
             | NodeKind::Convolution { .. }
             | NodeKind::Reduce(_) => true,
         };

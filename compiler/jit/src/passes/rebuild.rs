@@ -52,6 +52,7 @@ fn is_sink(kind: &NodeKind) -> bool {
         | NodeKind::DivGrad { .. }
         | NodeKind::Upwind { .. }
         | NodeKind::Dense
+        | NodeKind::Resample { .. }
         | NodeKind::Convolution { .. }
         | NodeKind::Reduce(_) => false,
     }
