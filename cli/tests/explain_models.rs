@@ -4,7 +4,14 @@
 use std::path::Path;
 use std::process::Command;
 
-const MODELS: &[&str] = &["heat1d", "heat2d", "gray_scott", "schrodinger1d", "wave2d"];
+const MODELS: &[&str] = &[
+    "heat1d",
+    "heat2d",
+    "gray_scott",
+    "schrodinger1d",
+    "wave2d",
+    "digits_pool",
+];
 
 #[test]
 fn explain_output_matches_goldens() {
@@ -69,6 +76,34 @@ fn explain_emits_json_and_dot() {
         dot.starts_with("digraph") && dot.contains("l0 -> l1"),
         "{dot}"
     );
+}
+
+#[test]
+fn explain_emits_pooling_layers_as_json_and_dot() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let run = |emit: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .args(["explain", "examples/digits_pool.npde", "--emit", emit])
+            .current_dir(root)
+            .output()
+            .expect("npdec runs");
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    let json: serde_json::Value = serde_json::from_str(&run("json")).expect("valid JSON");
+    let pool = &json[0]["layers"][3];
+    assert_eq!(pool["kind"], "pool", "{pool}");
+    assert_eq!(pool["factor"], 2, "{pool}");
+    assert_eq!(pool["input"], "8×8×8", "{pool}");
+    assert_eq!(pool["output"], "8×4×4", "{pool}");
+    assert_eq!(pool["input_shape"], serde_json::json!([8, 8, 8]), "{pool}");
+    assert_eq!(pool["line"], 24, "{pool}");
+    assert_eq!(json[0]["layers"][4]["kind"], "upsample");
+    let dot = run("dot");
+    assert!(dot.contains("avg pool 2×2\\n"), "{dot}");
+    assert!(dot.contains("upsample 2×2 nearest"), "{dot}");
 }
 
 /// `--dump-ir after:PASS` prints the graph after one optimization pass, `after:all` after each.

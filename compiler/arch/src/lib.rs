@@ -79,17 +79,17 @@ pub enum LayerKind {
     /// A fully connected layer `W x` with `W[rows, columns]`.
     Dense { rows: usize, columns: usize },
     /// Average pooling with a window and stride of `factor` along each axis: grid restriction.
-    /// `input` and `output` are `[channels, points per axis…]`.
+    /// The shapes are `[channels, points per axis…]`.
     Pool {
         factor: usize,
-        input: Vec<usize>,
-        output: Vec<usize>,
+        input_shape: Vec<usize>,
+        output_shape: Vec<usize>,
     },
     /// Nearest-neighbour upsampling by `factor` along each axis: grid prolongation.
     Upsample {
         factor: usize,
-        input: Vec<usize>,
-        output: Vec<usize>,
+        input_shape: Vec<usize>,
+        output_shape: Vec<usize>,
     },
     /// A pointwise activation.
     Activation { function: String },
@@ -128,12 +128,21 @@ impl LayerKind {
                 )
             }
             LayerKind::Dense { rows, columns } => format!("dense {columns}→{rows}"),
-            LayerKind::Pool { factor, input, .. } => {
-                format!("avg pool {}", vec![factor.to_string(); input.len() - 1].join("×"))
-            }
-            LayerKind::Upsample { factor, input, .. } => format!(
+            LayerKind::Pool {
+                factor,
+                input_shape,
+                ..
+            } => format!(
+                "avg pool {}",
+                vec![factor.to_string(); input_shape.len() - 1].join("×")
+            ),
+            LayerKind::Upsample {
+                factor,
+                input_shape,
+                ..
+            } => format!(
                 "upsample {} nearest",
-                vec![factor.to_string(); input.len() - 1].join("×")
+                vec![factor.to_string(); input_shape.len() - 1].join("×")
             ),
             LayerKind::Activation { function } => function.clone(),
             LayerKind::Pointwise => "pointwise".to_string(),

@@ -101,7 +101,8 @@ fn architecture(
             // Biases and coefficients belong to the term's first layer that can own weights.
             let total: usize = term_params.iter().map(|p| param_size(model, *p)).sum();
             if total > weighted {
-                found[owner_of_rest(&found)].1 += total - weighted;
+                let owner = owner_of_rest(&found);
+                found[owner].1 += total - weighted;
             }
             for (kind, parameters) in found {
                 parts.push(kind.short());
@@ -136,7 +137,8 @@ fn architecture(
                 found.push((LayerKind::Pointwise, 0));
             }
             if total > weighted {
-                found[owner_of_rest(&found)].1 += total - weighted;
+                let owner = owner_of_rest(&found);
+                found[owner].1 += total - weighted;
             }
             let shorts: Vec<String> = found.iter().map(|(k, _)| k.short()).collect();
             readout_parts.push(format!("readout {}: {}", readout.name, shorts.join(" + ")));
@@ -332,13 +334,13 @@ fn collect_unique_layers<'e>(
                 match kind {
                     Resample::Pool => LayerKind::Pool {
                         factor,
-                        input,
-                        output,
+                        input_shape: input,
+                        output_shape: output,
                     },
                     Resample::Upsample => LayerKind::Upsample {
                         factor,
-                        input,
-                        output,
+                        input_shape: input,
+                        output_shape: output,
                     },
                 },
                 0,
@@ -421,9 +423,16 @@ fn resample_shapes(kind: &LayerKind) -> Option<(String, String)> {
             .join("×")
     };
     match kind {
-        LayerKind::Pool { input, output, .. } | LayerKind::Upsample { input, output, .. } => {
-            Some((text(input), text(output)))
+        LayerKind::Pool {
+            input_shape,
+            output_shape,
+            ..
         }
+        | LayerKind::Upsample {
+            input_shape,
+            output_shape,
+            ..
+        } => Some((text(input_shape), text(output_shape))),
         _ => None,
     }
 }

@@ -238,3 +238,73 @@ fn mnist_examples_name_their_architectures() {
         .iter()
         .any(|l| l.kind == LayerKind::SequenceInput));
 }
+
+#[test]
+fn pool_and_upsample_are_resampling_layers() {
+    let digits = &recognize(&example("digits_pool.npde"))[0];
+    let kinds: Vec<String> = digits.layers.iter().map(|l| l.kind.short()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "residual",
+            "conv 3×3 8→8",
+            "tanh",
+            "avg pool 2×2",
+            "upsample 2×2 nearest",
+            "readout y",
+            "avg pool 2×2",
+            "dense 128→10"
+        ]
+    );
+    let LayerKind::Pool {
+        factor,
+        input_shape,
+        output_shape,
+    } = &digits.layers[3].kind
+    else {
+        panic!("{:?}", digits.layers[3])
+    };
+    assert_eq!(*factor, 2);
+    assert_eq!(input_shape, &[8, 8, 8]);
+    assert_eq!(output_shape, &[8, 4, 4]);
+    assert_eq!(digits.layers[3].input, "8×8×8");
+    assert_eq!(digits.layers[3].output, "8×4×4");
+    assert_eq!(digits.layers[4].input, "8×4×4");
+    assert_eq!(digits.layers[4].output, "8×8×8");
+    assert_eq!(digits.layers[6].output, "8×4×4");
+    assert_eq!(digits.layers[3].term, "a * (upsample(pool(u, 2), 2) - u)");
+    // Pooling owns no weights: the bias of the readout belongs to its dense layer.
+    assert_eq!(digits.layers[6].parameters, 0);
+    assert_eq!(digits.layers[7].parameters, 1290);
+    assert_eq!(
+        digits.summary,
+        "4 × residual(conv 3×3 8→8 + tanh + avg pool 2×2 + upsample 2×2 nearest), one set of weights per step → readout y: avg pool 2×2 + dense 128→10"
+    );
+    let table = render_table(digits, "digits_pool.npde");
+    assert!(table.contains("8×8×8 → 8×4×4"), "{table}");
+}
+
+#[test]
+fn pooling_a_line_twice_composes_the_factors() {
+    let line = &recognize(&model(
+        "grid k index 16
+field u(k)
+equation relax: dt(u) = upsample(pool(pool(u, 2), 2), 4) - u
+initial u = k
+solve relax using euler(dt = 0.1) until 1
+",
+    ))[0];
+    let shapes: Vec<(String, String, String)> = line
+        .layers
+        .iter()
+        .skip(1)
+        .map(|l| (l.kind.short(), l.input.clone(), l.output.clone()))
+        .collect();
+    let expected = [
+        ("avg pool 2", "1×16", "1×8"),
+        ("avg pool 2", "1×8", "1×4"),
+        ("upsample 4 nearest", "1×4", "1×16"),
+    ]
+    .map(|(k, i, o)| (k.to_string(), i.to_string(), o.to_string()));
+    assert_eq!(shapes[..3], expected);
+}

@@ -1117,6 +1117,7 @@ impl Lowering<'_> {
             ));
         }
         let pool = kind == Resample::Pool;
+        // The output axes are the coarse ones of `pool` and the fine ones of `upsample`.
         let fine: Vec<usize> = axes
             .iter()
             .map(|a| {
@@ -1124,7 +1125,7 @@ impl Lowering<'_> {
                 if pool {
                     points * factor
                 } else {
-                    points / factor
+                    points
                 }
             })
             .collect();
