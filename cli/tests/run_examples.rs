@@ -210,7 +210,10 @@ expect max(abs(u - upsample(pool(u, 2), 2) - exp(-t) * (sin(7 * pi * x) - upsamp
         1,
         "{stderr}"
     );
-    assert!(stderr.contains("pool"), "the warning names the node:\n{stderr}");
+    assert!(
+        stderr.contains("pool"),
+        "the warning names the node:\n{stderr}"
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(folder.join("out/summary.json")).unwrap()).unwrap();
     for expect in summary["expects"].as_array().unwrap() {

@@ -1242,7 +1242,11 @@ impl<'m> Lowerer<'m> {
                 .collect();
             self.error(
                 Code::E0208,
-                format!("`{}` on ({}) used on another grid", kind.name(), names.join(", ")),
+                format!(
+                    "`{}` on ({}) used on another grid",
+                    kind.name(),
+                    names.join(", ")
+                ),
                 self.span,
                 "grid mismatch",
                 "use a resampled value only on its own grid and outside spatial operators",

@@ -852,9 +852,7 @@ impl Checker<'_> {
                 }
                 let related = x.iter().find_map(|a| {
                     y.iter()
-                        .find(|b| {
-                            *b != a && self.model.base_axis(*a) == self.model.base_axis(**b)
-                        })
+                        .find(|b| *b != a && self.model.base_axis(*a) == self.model.base_axis(**b))
                         .map(|b| (*a, *b))
                 });
                 if let Some((a, b)) = related {
@@ -1646,7 +1644,10 @@ impl Checker<'_> {
                         factor_expr.span,
                         reason,
                     )
-                    .with_label(operand_expr.span, format!("lives on `{axis_name}` ({points} points)"))
+                    .with_label(
+                        operand_expr.span,
+                        format!("lives on `{axis_name}` ({points} points)"),
+                    )
                     .with_help(help),
                 );
                 return None;

@@ -15,8 +15,8 @@ pub const STDLIB_MODULES: &[(&str, &[&str], &str)] = &[
     (
         "ops",
         &[
-            "dt", "dt2", "diff", "laplace", "grad", "div", "upwind", "conv", "pool", "upsample", "sum", "mean", "norm",
-            "integral", "max", "min",
+            "dt", "dt2", "diff", "laplace", "grad", "div", "upwind", "conv", "pool", "upsample",
+            "sum", "mean", "norm", "integral", "max", "min",
         ],
         include_str!("../../../stdlib/ops.npde"),
     ),

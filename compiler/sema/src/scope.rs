@@ -17,8 +17,8 @@ pub fn builtin_names() -> &'static [&'static str] {
 
 pub(crate) const BUILTINS: &[&str] = &[
     "t", "pi", "input", "label", "dt", "dt2", "diff", "laplace", "grad", "div", "upwind", "conv",
-    "pool", "upsample", "tanh", "relu", "sigmoid", "exp", "log", "sin", "cos", "abs", "sqrt", "conj", "re", "im",
-    "max", "min", "softmax", "sum", "mean", "norm", "integral",
+    "pool", "upsample", "tanh", "relu", "sigmoid", "exp", "log", "sin", "cos", "abs", "sqrt",
+    "conj", "re", "im", "max", "min", "softmax", "sum", "mean", "norm", "integral",
 ];
 
 /// The evaluation state of a constant, so that cycles are found instead of overflowing the stack.

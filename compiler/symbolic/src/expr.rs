@@ -236,7 +236,9 @@ impl Expr {
                 matrix.walk_pruned(visit);
                 operand.walk_pruned(visit);
             }
-            Expr::Call(_, args) | Expr::Stack(args) => args.iter().for_each(|a| a.walk_pruned(visit)),
+            Expr::Call(_, args) | Expr::Stack(args) => {
+                args.iter().for_each(|a| a.walk_pruned(visit))
+            }
         }
     }
 

@@ -1138,9 +1138,14 @@ impl Lowering<'_> {
             if let Expr::Field(f) | Expr::Channel(f, _) = e {
                 let field_axes = &model.field(*f).axes;
                 let fits = field_axes.len() == axes.len()
-                    && field_axes.iter().zip(axes).zip(input_extents).all(|((f, a), n)| {
-                        model.base_axis(*f) == model.base_axis(*a) && model.axis(*f).points == *n
-                    });
+                    && field_axes
+                        .iter()
+                        .zip(axes)
+                        .zip(input_extents)
+                        .all(|((f, a), n)| {
+                            model.base_axis(*f) == model.base_axis(*a)
+                                && model.axis(*f).points == *n
+                        });
                 if fits {
                     own.get_or_insert(*f);
                 }
