@@ -83,6 +83,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Softmax { .. } => "Softmax",
         Op::MatMul { .. } => "MatMul",
         Op::Linear { .. } => "Linear",
+        Op::Resample { .. } => "Resample",
         Op::Convolution { .. } => "Convolution",
         Op::DivGrad { .. } => "DivGrad",
         Op::Upwind { .. } => "Upwind",
@@ -494,6 +495,7 @@ impl<'t> Builder<'t> {
             ),
             Op::Softmax { .. }
             | Op::MatMul { .. }
+            | Op::Resample { .. }
             | Op::Convolution { .. }
             | Op::DivGrad { .. }
             | Op::Upwind { .. }
@@ -924,6 +926,7 @@ fn operands(op: &Op) -> Vec<NodeIndex> {
         | Op::Softmax { operand: a, .. }
         | Op::MatMul { operand: a, .. }
         | Op::Linear { operand: a, .. }
+        | Op::Resample { operand: a, .. }
         | Op::Convolution { operand: a, .. }
         | Op::Reduce { operand: a, .. } => vec![*a],
         Op::Binary(_, a, b) | Op::Compare(_, a, b) => vec![*a, *b],

@@ -460,13 +460,13 @@ pub fn resample_operator(fine: &[usize], factor: usize, pool: bool) -> SparseOpe
             }
             rows[flatten(&coarse_index, &coarse)].push((flat, weight));
         }
-        let mut builder = Builder::new(fine_points);
+        let mut builder = Builder::new(fine);
         for row in rows {
             builder.push_row(row, 0.0);
         }
-        builder.finish()
+        builder.finish(&coarse)
     } else {
-        let mut builder = Builder::new(coarse_points);
+        let mut builder = Builder::new(&coarse);
         for flat in 0..fine_points {
             unflatten(flat, fine, &mut fine_index);
             for a in 0..fine.len() {
@@ -474,7 +474,7 @@ pub fn resample_operator(fine: &[usize], factor: usize, pool: bool) -> SparseOpe
             }
             builder.push_row(vec![(flatten(&coarse_index, &coarse), 1.0)], 0.0);
         }
-        builder.finish()
+        builder.finish(fine)
     }
 }
 
