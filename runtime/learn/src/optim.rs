@@ -18,6 +18,7 @@ use std::fmt;
 
 use ndarray::{Array2, ArrayView2};
 use npdec_symbolic::model::Optimizer;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// An invalid optimizer setting, mismatched lengths or a non-finite objective.
@@ -37,6 +38,9 @@ impl std::error::Error for OptimError {}
 fn error(message: String) -> OptimError {
     OptimError { message }
 }
+
+/// Entries per task when an elementwise update is split across threads.
+const PARALLEL_CHUNK: usize = 1 << 14;
 
 fn check_positive(name: &str, value: f64) -> Result<(), OptimError> {
     if value.is_finite() && value > 0.0 {
@@ -167,18 +171,25 @@ impl Adam {
         let t = self.step_count as f64;
         let first_correction = 1.0 - self.beta1.powf(t);
         let second_correction = 1.0 - self.beta2.powf(t);
-        for (((p, m), v), g) in parameters
-            .iter_mut()
-            .zip(&mut self.first_moment)
-            .zip(&mut self.second_moment)
-            .zip(gradient)
-        {
-            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
-            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
-            let m_hat = *m / first_correction;
-            let v_hat = *v / second_correction;
-            *p -= self.learning_rate * m_hat / (v_hat.sqrt() + self.epsilon);
-        }
+        let (beta1, beta2) = (self.beta1, self.beta2);
+        let (learning_rate, epsilon) = (self.learning_rate, self.epsilon);
+        // Each entry is updated on its own, so splitting the vectors across the current rayon
+        // pool gives the same values as one sequential pass.
+        let update = |(((p, m), v), g): (((&mut [f64], &mut [f64]), &mut [f64]), &[f64])| {
+            for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                let m_hat = *m / first_correction;
+                let v_hat = *v / second_correction;
+                *p -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
+            }
+        };
+        parameters
+            .par_chunks_mut(PARALLEL_CHUNK)
+            .zip(self.first_moment.par_chunks_mut(PARALLEL_CHUNK))
+            .zip(self.second_moment.par_chunks_mut(PARALLEL_CHUNK))
+            .zip(gradient.par_chunks(PARALLEL_CHUNK))
+            .for_each(update);
         Ok(())
     }
 }

@@ -185,7 +185,7 @@ impl<'a> Network<'a> {
     }
 
     /// Backpropagates the rate cotangents `d_rates` through `F` at the given states, adding to
-    /// `state_adjoints` and `gradients`.
+    /// `state_adjoints` (skipped when `None`) and `gradients`.
     #[allow(clippy::too_many_arguments)]
     fn rhs_backward(
         &self,
@@ -196,10 +196,19 @@ impl<'a> Network<'a> {
         step: usize,
         time: f64,
         d_rates: &[Array2<f64>],
-        state_adjoints: &mut [Array2<f64>],
+        state_adjoints: Option<&mut [Array2<f64>]>,
         gradients: &mut ParamValues,
     ) {
         if let Some(compiled) = self.compiled_rates() {
+            // Compiled code always computes the state adjoint, so an unread one goes to scratch.
+            let mut scratch: Vec<Array2<f64>>;
+            let state_adjoints = match state_adjoints {
+                Some(state_adjoints) => state_adjoints,
+                None => {
+                    scratch = states.iter().map(|u| Array2::zeros(u.raw_dim())).collect();
+                    &mut scratch[..]
+                }
+            };
             compiled.rates_backward(
                 states,
                 params,
@@ -224,9 +233,17 @@ impl<'a> Network<'a> {
                 seeds.push((*node, seed));
             }
         }
-        self.task
-            .rhs
-            .backward(&env, values, seeds, state_adjoints, gradients);
+        match state_adjoints {
+            Some(state_adjoints) => {
+                self.task
+                    .rhs
+                    .backward(&env, values, seeds, state_adjoints, gradients)
+            }
+            None => self
+                .task
+                .rhs
+                .backward_to_params(&env, values, seeds, gradients),
+        }
     }
 
     /// Advances `states` by one step `step` (from time `step · Δt`).
@@ -237,15 +254,29 @@ impl<'a> Network<'a> {
         step: usize,
         states: &mut [Array2<f64>],
     ) {
+        self.step_forward_recorded(params, chunk, step, states);
+    }
+
+    /// Advances `states` by one step like [`Network::step_forward`] and returns the
+    /// right-hand-side values it computed, which the discrete reverse step at the same state
+    /// would compute again (`None` for split-step Fourier).
+    fn step_forward_recorded(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        step: usize,
+        states: &mut [Array2<f64>],
+    ) -> Option<StepRecord> {
         let dt = self.task.dt;
         let time = step as f64 * dt;
         match self.task.scheme {
             ExplicitScheme::Euler => {
-                let (rates, _) = self.rhs(params, chunk, states, step, time);
+                let (rates, values) = self.rhs(params, chunk, states, step, time);
                 for ((state, rate), slot) in states.iter_mut().zip(&rates).zip(&self.task.states) {
                     state.scaled_add(dt, rate);
                     impose_dirichlet(slot, state);
                 }
+                Some(StepRecord::Euler(values))
             }
             ExplicitScheme::SplitStep => {
                 let values = self.split_first_half(params, chunk, step, states);
@@ -261,6 +292,7 @@ impl<'a> Network<'a> {
                         split.half_step.apply(state, false);
                     }
                 }
+                None
             }
             ExplicitScheme::Rk4 => {
                 let stages = self.rk4_stages(params, chunk, states, step);
@@ -271,6 +303,7 @@ impl<'a> Network<'a> {
                     }
                     impose_dirichlet(slot, state);
                 }
+                Some(StepRecord::Rk4(stages))
             }
         }
     }
@@ -344,6 +377,26 @@ impl<'a> Network<'a> {
         adjoint: &mut [Array2<f64>],
         gradients: &mut ParamValues,
     ) {
+        self.step_reverse_recorded(params, chunk, step, states, adjoint, gradients, None, true);
+    }
+
+    /// Runs the adjoint of step `step` like [`Network::step_reverse`], using the values of
+    /// `recorded` (from [`Network::step_forward_recorded`] at the same state) instead of
+    /// recomputing them. Without `lambda_needed`, only the gradients are exact: `adjoint` is left
+    /// partly updated, which is enough when nothing reads `λ_n` (the initial values do not depend
+    /// on parameters and `step` is 0).
+    #[allow(clippy::too_many_arguments)]
+    fn step_reverse_recorded(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        step: usize,
+        states: &[Array2<f64>],
+        adjoint: &mut [Array2<f64>],
+        gradients: &mut ParamValues,
+        recorded: Option<StepRecord>,
+        lambda_needed: bool,
+    ) {
         let dt = self.task.dt;
         let time = step as f64 * dt;
         for (lambda, slot) in adjoint.iter_mut().zip(&self.task.states) {
@@ -351,10 +404,21 @@ impl<'a> Network<'a> {
         }
         match self.task.scheme {
             ExplicitScheme::Euler => {
-                let values = self.backward_values(params, chunk, states, step, time);
+                let values = match recorded {
+                    Some(StepRecord::Euler(values)) => values,
+                    _ => self.backward_values(params, chunk, states, step, time),
+                };
                 let d_rates: Vec<Array2<f64>> = adjoint.iter().map(|l| l * dt).collect();
                 self.rhs_backward(
-                    params, chunk, states, &values, step, time, &d_rates, adjoint, gradients,
+                    params,
+                    chunk,
+                    states,
+                    &values,
+                    step,
+                    time,
+                    &d_rates,
+                    lambda_needed.then_some(adjoint),
+                    gradients,
                 );
             }
             ExplicitScheme::SplitStep => {
@@ -394,7 +458,10 @@ impl<'a> Network<'a> {
                     .backward(&env, &values, seeds, &mut unused, gradients);
             }
             ExplicitScheme::Rk4 => {
-                let stages = self.rk4_stages(params, chunk, states, step);
+                let stages = match recorded {
+                    Some(StepRecord::Rk4(stages)) => stages,
+                    _ => self.rk4_stages(params, chunk, states, step),
+                };
                 let mut d_rates: Vec<Vec<Array2<f64>>> = RK4_WEIGHTS
                     .iter()
                     .map(|w| adjoint.iter().map(|l| l * (dt * w)).collect())
@@ -406,6 +473,8 @@ impl<'a> Network<'a> {
                         .iter()
                         .map(|u| Array2::zeros(u.raw_dim()))
                         .collect();
+                    // Stage 0 only adds to λ_n, the later stages also feed earlier stages.
+                    let needs_lambda = lambda_needed || index > 0;
                     self.rhs_backward(
                         params,
                         chunk,
@@ -414,7 +483,7 @@ impl<'a> Network<'a> {
                         step,
                         stage.time,
                         &d_rates[index],
-                        &mut stage_adjoint,
+                        needs_lambda.then_some(&mut stage_adjoint[..]),
                         gradients,
                     );
                     if index == 0 {
@@ -465,7 +534,15 @@ impl<'a> Network<'a> {
                 let values = self.backward_values(params, chunk, &next, step, end);
                 let d_rates: Vec<Array2<f64>> = adjoint.iter().map(|l| l * dt).collect();
                 self.rhs_backward(
-                    params, chunk, &next, &values, step, end, &d_rates, adjoint, gradients,
+                    params,
+                    chunk,
+                    &next,
+                    &values,
+                    step,
+                    end,
+                    &d_rates,
+                    Some(adjoint),
+                    gradients,
                 );
                 for (lambda, slot) in adjoint.iter_mut().zip(&self.task.states) {
                     zero_dirichlet(slot, lambda);
@@ -516,7 +593,7 @@ impl<'a> Network<'a> {
                         step,
                         time,
                         &argument,
-                        &mut k,
+                        Some(&mut k),
                         &mut stage_gradient,
                     );
                     for (a, slot) in k.iter_mut().zip(&self.task.states) {
@@ -668,8 +745,17 @@ impl<'a> Network<'a> {
         let (initial, initial_values) = self.initial_states(params, chunk);
         self.check_finite(&initial, 0)?;
         let steps = self.task.steps;
+        // λ_0 only seeds the reverse sweep of the initial values, which is skipped when they do
+        // not depend on parameters.
+        let initial_needed = self.task.initial.adjoint_needed(false);
+        let initial_needs_adjoint = self
+            .task
+            .states
+            .iter()
+            .any(|slot| initial_needed[slot.initial]);
         let mut adjoint: Vec<Array2<f64>> = Vec::new();
         let mut outcome: Option<ChunkResult> = None;
+        let mut recorded: Option<StepRecord> = None;
         let reversal = reverse_with_checkpoints(
             initial.clone(),
             steps,
@@ -682,7 +768,7 @@ impl<'a> Network<'a> {
                 if step + 1 == steps {
                     // The first turn: advance once more to the final state and seed λ_N.
                     let mut last = states.clone();
-                    self.step_forward(params, chunk, step, &mut last);
+                    recorded = self.step_forward_recorded(params, chunk, step, &mut last);
                     self.check_finite(&last, steps)?;
                     let (values, result) = self.head_forward(params, chunk, &last);
                     if !result.loss_sum.is_finite() {
@@ -696,9 +782,16 @@ impl<'a> Network<'a> {
                     outcome = Some(result);
                 }
                 match self.task.gradient {
-                    GradientMethod::Discrete => {
-                        self.step_reverse(params, chunk, step, states, &mut adjoint, gradients)
-                    }
+                    GradientMethod::Discrete => self.step_reverse_recorded(
+                        params,
+                        chunk,
+                        step,
+                        states,
+                        &mut adjoint,
+                        gradients,
+                        recorded.take(),
+                        step > 0 || initial_needs_adjoint,
+                    ),
                     GradientMethod::Continuous => self.step_reverse_continuous(
                         params,
                         chunk,
@@ -720,6 +813,9 @@ impl<'a> Network<'a> {
         }
 
         // The initial values may depend on parameters too.
+        if !initial_needs_adjoint {
+            return Ok(outcome.expect("the reverse sweep visits the last step"));
+        }
         let env = self.env(&[], params, chunk, 0, 0.0);
         let seeds: Vec<(NodeIndex, Array2<f64>)> = self
             .task
@@ -936,6 +1032,12 @@ pub const RK4_OFFSETS: [f64; 4] = [0.0, 0.5, 0.5, 1.0];
 /// The weights of the stages of classical RK4.
 pub const RK4_WEIGHTS: [f64; 4] = [1.0 / 6.0, 2.0 / 6.0, 2.0 / 6.0, 1.0 / 6.0];
 
+/// The right-hand-side values of one forward step, for the reverse step from the same state.
+enum StepRecord {
+    Euler(Vec<Array2<f64>>),
+    Rk4(Vec<Stage>),
+}
+
 struct Stage {
     states: Vec<Array2<f64>>,
     rates: Vec<Array2<f64>>,
@@ -954,6 +1056,12 @@ fn broadcast_rows(value: &Array2<f64>, batch: usize) -> Array2<f64> {
 
 fn add_rows(target: &mut ndarray::ArrayViewMut2<f64>, value: &Array2<f64>) {
     let (rows, len) = target.dim();
+    if value.ncols() == len && (value.nrows() == rows || value.nrows() == 1) {
+        if let Some(value) = value.broadcast((rows, len)) {
+            *target += &value;
+            return;
+        }
+    }
     for r in 0..rows {
         for i in 0..len {
             target[[r, i]] += value[[r.min(value.nrows() - 1), i % value.ncols()]];

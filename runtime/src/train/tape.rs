@@ -133,6 +133,41 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// Returns the nodes this operation reads.
+    pub fn operands(&self) -> Vec<NodeIndex> {
+        match self {
+            Op::Constant(_)
+            | Op::Time
+            | Op::State(_)
+            | Op::Param(_)
+            | Op::Input { .. }
+            | Op::Sequence { .. }
+            | Op::Label(_) => Vec::new(),
+            Op::Neg(a)
+            | Op::Channel { operand: a, .. }
+            | Op::Softmax { operand: a, .. }
+            | Op::MatMul { operand: a, .. }
+            | Op::Linear { operand: a, .. }
+            | Op::Convolution { operand: a, .. }
+            | Op::Reduce { operand: a, .. } => vec![*a],
+            Op::Binary(_, a, b) | Op::Compare(_, a, b) => vec![*a, *b],
+            Op::DivGrad {
+                coefficient: a,
+                operand: b,
+                ..
+            }
+            | Op::Upwind {
+                velocity: a,
+                operand: b,
+                ..
+            } => vec![*a, *b],
+            Op::Call(_, args) => args.clone(),
+            Op::Stack(parts) => parts.clone(),
+        }
+    }
+}
+
 /// Where the output points of an operator on a padded operand sit inside that operand.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shrink {
@@ -448,8 +483,7 @@ impl Tape {
     }
 
     /// Propagates the adjoints `seeds` of some nodes back through the tape. State adjoints are
-    /// added to `state_adjoints` (entries may be `None` for states that need none) and parameter
-    /// gradients to `gradients` at `env.step`.
+    /// added to `state_adjoints` and parameter gradients to `gradients` at `env.step`.
     pub fn backward(
         &self,
         env: &Env,
@@ -458,24 +492,72 @@ impl Tape {
         state_adjoints: &mut [Array2<f64>],
         gradients: &mut ParamValues,
     ) {
+        self.backward_selected(env, values, seeds, Some(state_adjoints), gradients);
+    }
+
+    /// Propagates the adjoints `seeds` back to the parameter gradients only, skipping every
+    /// product whose result would only reach a state adjoint (for a last reverse step whose
+    /// state adjoint nobody reads). The gradients equal those of [`Tape::backward`].
+    pub fn backward_to_params(
+        &self,
+        env: &Env,
+        values: &[Array2<f64>],
+        seeds: Vec<(NodeIndex, Array2<f64>)>,
+        gradients: &mut ParamValues,
+    ) {
+        self.backward_selected(env, values, seeds, None, gradients);
+    }
+
+    fn backward_selected(
+        &self,
+        env: &Env,
+        values: &[Array2<f64>],
+        seeds: Vec<(NodeIndex, Array2<f64>)>,
+        mut state_adjoints: Option<&mut [Array2<f64>]>,
+        gradients: &mut ParamValues,
+    ) {
+        let needed = self.adjoint_needed(state_adjoints.is_some());
         let mut adjoints: Vec<Option<Array2<f64>>> = vec![None; self.nodes.len()];
         for (node, seed) in seeds {
-            accumulate(&mut adjoints[node], seed);
+            if needed[node] {
+                accumulate(&mut adjoints[node], seed);
+            }
         }
+        let mut no_states: [Array2<f64>; 0] = [];
         for index in (0..self.nodes.len()).rev() {
             let Some(adjoint) = adjoints[index].take() else {
                 continue;
+            };
+            let mut pending = Pending {
+                adjoints: &mut adjoints,
+                needed: &needed,
             };
             self.backward_node(
                 index,
                 adjoint,
                 values,
                 env,
-                &mut adjoints,
-                state_adjoints,
+                &mut pending,
+                state_adjoints.as_deref_mut().unwrap_or(&mut no_states),
                 gradients,
             );
         }
+    }
+
+    /// Marks the nodes whose adjoint reaches a parameter gradient, or a state adjoint when
+    /// `states` is true: the nodes that depend on a parameter or on such a state.
+    pub fn adjoint_needed(&self, states: bool) -> Vec<bool> {
+        let mut needed: Vec<bool> = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let own = match &node.op {
+                Op::Param(_) | Op::MatMul { .. } | Op::Convolution { .. } => true,
+                Op::State(_) => states,
+                _ => false,
+            };
+            let from_operands = node.op.operands().iter().any(|a| needed[*a]);
+            needed.push(own || from_operands);
+        }
+        needed
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -485,7 +567,7 @@ impl Tape {
         adjoint: Array2<f64>,
         values: &[Array2<f64>],
         env: &Env,
-        adjoints: &mut [Option<Array2<f64>>],
+        adjoints: &mut Pending,
         state_adjoints: &mut [Array2<f64>],
         gradients: &mut ParamValues,
     ) {
@@ -510,11 +592,9 @@ impl Tape {
             }
             Op::Neg(a) => {
                 let len = self.nodes[*a].len;
-                push_adjoint(
-                    adjoints,
-                    *a,
-                    reduce_to(&adjoint.mapv(|x| -x), values[*a].nrows(), len),
-                );
+                adjoints.push(*a, || {
+                    reduce_owned(adjoint.mapv(|x| -x), values[*a].nrows(), len)
+                });
             }
             Op::Binary(op, a, b) => {
                 let (x, y) = (&values[*a], &values[*b]);
@@ -523,33 +603,34 @@ impl Tape {
                 let len = node.len;
                 let mut da = Array2::zeros((rows, len));
                 let mut db = Array2::zeros((rows, len));
-                for r in 0..rows {
-                    for i in 0..len {
-                        let xv = x[[r.min(x.nrows() - 1), i % x.ncols()]];
-                        let yv = y[[r.min(y.nrows() - 1), i % y.ncols()]];
-                        let g = adjoint[[r, i]];
-                        let (ga, gb) = match op {
-                            BinaryOp::Add => (g, g),
-                            BinaryOp::Sub => (g, -g),
-                            BinaryOp::Mul => (g * yv, g * xv),
-                            BinaryOp::Div => (g / yv, -g * xv / (yv * yv)),
-                            BinaryOp::Pow => {
-                                let value = out[[r.min(out.nrows() - 1), i]];
-                                let da = if yv == 0.0 {
-                                    0.0
-                                } else {
-                                    yv * xv.powf(yv - 1.0)
-                                };
-                                let db = if xv > 0.0 { value * xv.ln() } else { 0.0 };
-                                (g * da, g * db)
-                            }
-                        };
-                        da[[r, i]] = ga;
-                        db[[r, i]] = gb;
+                let views = (
+                    broadcast_view(x, rows, len),
+                    broadcast_view(y, rows, len),
+                    broadcast_view(out, rows, len),
+                );
+                if let (Some(xb), Some(yb), Some(ob)) = views {
+                    ndarray::Zip::from(&mut da)
+                        .and(&mut db)
+                        .and(&adjoint)
+                        .and(&xb)
+                        .and(&yb)
+                        .and(&ob)
+                        .for_each(|da, db, &g, &xv, &yv, &value| {
+                            (*da, *db) = binary_vjp(*op, g, xv, yv, value);
+                        });
+                } else {
+                    for r in 0..rows {
+                        for i in 0..len {
+                            let xv = x[[r.min(x.nrows() - 1), i % x.ncols()]];
+                            let yv = y[[r.min(y.nrows() - 1), i % y.ncols()]];
+                            let value = out[[r.min(out.nrows() - 1), i]];
+                            (da[[r, i]], db[[r, i]]) =
+                                binary_vjp(*op, adjoint[[r, i]], xv, yv, value);
+                        }
                     }
                 }
-                push_adjoint(adjoints, *a, reduce_to(&da, x.nrows(), x.ncols()));
-                push_adjoint(adjoints, *b, reduce_to(&db, y.nrows(), y.ncols()));
+                adjoints.push(*a, || reduce_owned(da, x.nrows(), x.ncols()));
+                adjoints.push(*b, || reduce_owned(db, y.nrows(), y.ncols()));
             }
             Op::Call(function, args) => match args.as_slice() {
                 [a] => {
@@ -560,7 +641,7 @@ impl Tape {
                         .and(x)
                         .and(out)
                         .for_each(|g, &x, &y| *g *= call_derivative(*function, x, y));
-                    push_adjoint(adjoints, *a, da);
+                    adjoints.push(*a, || da);
                 }
                 [a, b] => {
                     let (x, y) = (&values[*a], &values[*b]);
@@ -583,8 +664,8 @@ impl Tape {
                             }
                         }
                     }
-                    push_adjoint(adjoints, *a, reduce_to(&da, x.nrows(), x.ncols()));
-                    push_adjoint(adjoints, *b, reduce_to(&db, y.nrows(), y.ncols()));
+                    adjoints.push(*a, || reduce_owned(da, x.nrows(), x.ncols()));
+                    adjoints.push(*b, || reduce_owned(db, y.nrows(), y.ncols()));
                 }
                 _ => unreachable!("the lowering only builds calls of one or two arguments"),
             },
@@ -597,7 +678,7 @@ impl Tape {
                 let mut da = Array2::zeros(source.raw_dim());
                 da.slice_mut(s![.., channel * points..(channel + 1) * points])
                     .assign(&adjoint);
-                push_adjoint(adjoints, *operand, da);
+                adjoints.push(*operand, || da);
             }
             Op::Softmax {
                 operand,
@@ -606,7 +687,7 @@ impl Tape {
             } => {
                 let y = &values[index];
                 let da = softmax_backward(y, &adjoint, *groups, *stride);
-                push_adjoint(adjoints, *operand, da);
+                adjoints.push(*operand, || da);
             }
             Op::MatMul {
                 matrix,
@@ -620,7 +701,6 @@ impl Tape {
                 )
                 .expect("matrix parameter of the declared shape");
                 let u = &values[*operand];
-                let du = adjoint.dot(&weights);
                 let dw = if u.nrows() == adjoint.nrows() {
                     adjoint.t().dot(u)
                 } else {
@@ -631,7 +711,9 @@ impl Tape {
                 for (g, d) in target.iter_mut().zip(dw.iter()) {
                     *g += d;
                 }
-                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+                adjoints.push(*operand, || {
+                    reduce_owned(adjoint.dot(&weights), u.nrows(), u.ncols())
+                });
             }
             Op::Linear {
                 operator,
@@ -644,9 +726,11 @@ impl Tape {
                 operand,
                 ..
             } => {
-                let da = operator.apply_transpose(&adjoint, *channels);
                 let u = &values[*operand];
-                push_adjoint(adjoints, *operand, reduce_to(&da, u.nrows(), u.ncols()));
+                adjoints.push(*operand, || {
+                    let da = operator.apply_transpose(&adjoint, *channels);
+                    reduce_owned(da, u.nrows(), u.ncols())
+                });
             }
             Op::Convolution {
                 kernel,
@@ -668,7 +752,7 @@ impl Tape {
                     *in_channels,
                     *out_channels,
                 );
-                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+                adjoints.push(*operand, || reduce_owned(du, u.nrows(), u.ncols()));
             }
             Op::DivGrad {
                 coefficient,
@@ -679,8 +763,8 @@ impl Tape {
             } => {
                 let (c, u) = (&values[*coefficient], &values[*operand]);
                 let (dc, du) = div_grad_backward(c, u, &adjoint, *channels, geometry, axes);
-                push_adjoint(adjoints, *coefficient, reduce_to(&dc, c.nrows(), c.ncols()));
-                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+                adjoints.push(*coefficient, || reduce_owned(dc, c.nrows(), c.ncols()));
+                adjoints.push(*operand, || reduce_owned(du, u.nrows(), u.ncols()));
             }
             Op::Upwind {
                 velocity,
@@ -693,8 +777,8 @@ impl Tape {
                 let (v, u) = (&values[*velocity], &values[*operand]);
                 let (dv, du) =
                     upwind_backward(v, u, &adjoint, *channels, geometry, backward, forward);
-                push_adjoint(adjoints, *velocity, reduce_to(&dv, v.nrows(), v.ncols()));
-                push_adjoint(adjoints, *operand, reduce_to(&du, u.nrows(), u.ncols()));
+                adjoints.push(*velocity, || reduce_owned(dv, v.nrows(), v.ncols()));
+                adjoints.push(*operand, || reduce_owned(du, u.nrows(), u.ncols()));
             }
             Op::Stack(parts) => {
                 let mut offset = 0;
@@ -702,7 +786,7 @@ impl Tape {
                     let value = &values[*part];
                     let width = value.ncols();
                     let slice = adjoint.slice(s![.., offset..offset + width]).to_owned();
-                    push_adjoint(adjoints, *part, reduce_to(&slice, value.nrows(), width));
+                    adjoints.push(*part, || reduce_owned(slice, value.nrows(), width));
                     offset += width;
                 }
             }
@@ -744,7 +828,7 @@ impl Tape {
                         }
                     }
                 }
-                push_adjoint(adjoints, *operand, da);
+                adjoints.push(*operand, || da);
             }
         }
     }
@@ -913,8 +997,20 @@ fn accumulate(slot: &mut Option<Array2<f64>>, value: Array2<f64>) {
     }
 }
 
-fn push_adjoint(adjoints: &mut [Option<Array2<f64>>], node: NodeIndex, value: Array2<f64>) {
-    accumulate(&mut adjoints[node], value);
+/// The adjoints of a reverse sweep still to propagate, and which nodes need one at all.
+struct Pending<'a> {
+    adjoints: &'a mut [Option<Array2<f64>>],
+    needed: &'a [bool],
+}
+
+impl Pending<'_> {
+    /// Adds the adjoint that `value` computes to `node`, calling `value` only when the node
+    /// needs an adjoint.
+    fn push(&mut self, node: NodeIndex, value: impl FnOnce() -> Array2<f64>) {
+        if self.needed[node] {
+            accumulate(&mut self.adjoints[node], value());
+        }
+    }
 }
 
 /// Adds `value` into `target`, summing rows and wrapped entries when `target` is smaller and
@@ -940,6 +1036,29 @@ fn add_broadcast(target: &mut Array2<f64>, value: &Array2<f64>) {
         },
     );
     *target = widened;
+}
+
+/// Sums an adjoint of shape `[rows', len']` down to `[rows, len]` like [`reduce_to`], without
+/// a copy when the shapes already agree.
+fn reduce_owned(value: Array2<f64>, rows: usize, len: usize) -> Array2<f64> {
+    if value.dim() == (rows, len) {
+        value
+    } else {
+        reduce_to(&value, rows, len)
+    }
+}
+
+/// Returns `m` as a `[rows, len]` view when ndarray's broadcasting covers its shape: one row or
+/// `rows` rows, and one entry or `len` entries per row. Other shapes wrap entries (`i mod len`),
+/// which the callers handle entry by entry.
+fn broadcast_view(m: &Array2<f64>, rows: usize, len: usize) -> Option<ArrayView2<'_, f64>> {
+    let rows_fit = m.nrows() == rows || m.nrows() == 1;
+    let entries_fit = m.ncols() == len || m.ncols() == 1;
+    if rows_fit && entries_fit {
+        m.broadcast((rows, len))
+    } else {
+        None
+    }
 }
 
 /// Sums an adjoint of shape `[rows', len']` down to `[rows, len]`, undoing broadcasting.
@@ -974,12 +1093,35 @@ fn broadcast_binary(
             .for_each(|x, &y| *x = f(*x, y));
         return out;
     }
+    if let (Some(a), Some(b)) = (broadcast_view(a, rows, len), broadcast_view(b, rows, len)) {
+        return ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y));
+    }
     Array2::from_shape_fn((rows, len), |(r, i)| {
         f(
             a[[r.min(a.nrows() - 1), i % a.ncols()]],
             b[[r.min(b.nrows() - 1), i % b.ncols()]],
         )
     })
+}
+
+/// Returns the adjoints of both operands of `x op y` given the output adjoint `g` and the
+/// output `value`.
+fn binary_vjp(op: BinaryOp, g: f64, xv: f64, yv: f64, value: f64) -> (f64, f64) {
+    match op {
+        BinaryOp::Add => (g, g),
+        BinaryOp::Sub => (g, -g),
+        BinaryOp::Mul => (g * yv, g * xv),
+        BinaryOp::Div => (g / yv, -g * xv / (yv * yv)),
+        BinaryOp::Pow => {
+            let da = if yv == 0.0 {
+                0.0
+            } else {
+                yv * xv.powf(yv - 1.0)
+            };
+            let db = if xv > 0.0 { value * xv.ln() } else { 0.0 };
+            (g * da, g * db)
+        }
+    }
 }
 
 fn binary(op: BinaryOp, x: f64, y: f64) -> f64 {

@@ -216,15 +216,19 @@ pub fn batch_gradient(
             Ok((result, gradient))
         })
         .collect();
-    let mut total = params.zeros_like();
+    let mut total: Option<ParamValues> = None;
     let mut loss_sum = 0.0;
     let mut outputs: Vec<Array2<f64>> = Vec::new();
     for result in results {
         let (chunk_result, gradient) = result?;
         loss_sum += chunk_result.loss_sum;
         outputs.push(chunk_result.outputs);
-        total.add_scaled(&gradient, 1.0);
+        match &mut total {
+            Some(total) => total.add_scaled(&gradient, 1.0),
+            None => total = Some(gradient),
+        }
     }
+    let total = total.unwrap_or_else(|| params.zeros_like());
     let views: Vec<_> = outputs.iter().map(|o| o.view()).collect();
     let outputs = ndarray::concatenate(Axis(0), &views).unwrap_or_else(|_| Array2::zeros((0, 0)));
     Ok(BatchGradient {
