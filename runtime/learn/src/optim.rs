@@ -175,21 +175,20 @@ impl Adam {
         let (learning_rate, epsilon) = (self.learning_rate, self.epsilon);
         // Each entry is updated on its own, so splitting the vectors across the current rayon
         // pool gives the same values as one sequential pass.
-        let update = |(((p, m), v), g): (((&mut [f64], &mut [f64]), &mut [f64]), &[f64])| {
-            for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                *m = beta1 * *m + (1.0 - beta1) * g;
-                *v = beta2 * *v + (1.0 - beta2) * g * g;
-                let m_hat = *m / first_correction;
-                let v_hat = *v / second_correction;
-                *p -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
-            }
-        };
         parameters
             .par_chunks_mut(PARALLEL_CHUNK)
             .zip(self.first_moment.par_chunks_mut(PARALLEL_CHUNK))
             .zip(self.second_moment.par_chunks_mut(PARALLEL_CHUNK))
             .zip(gradient.par_chunks(PARALLEL_CHUNK))
-            .for_each(update);
+            .for_each(|(((p, m), v), g)| {
+                for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    let m_hat = *m / first_correction;
+                    let v_hat = *v / second_correction;
+                    *p -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
+                }
+            });
         Ok(())
     }
 }
