@@ -149,6 +149,7 @@ impl Op {
             | Op::Softmax { operand: a, .. }
             | Op::MatMul { operand: a, .. }
             | Op::Linear { operand: a, .. }
+            | Op::Resample { operand: a, .. }
             | Op::Convolution { operand: a, .. }
             | Op::Reduce { operand: a, .. } => vec![*a],
             Op::Binary(_, a, b) | Op::Compare(_, a, b) => vec![*a, *b],
