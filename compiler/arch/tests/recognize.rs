@@ -280,7 +280,7 @@ fn pool_and_upsample_are_resampling_layers() {
         digits.summary,
         "4 × residual(conv 3×3 8→8 + tanh + avg pool 2×2 + upsample 2×2 nearest), one set of weights per step → readout y: avg pool 2×2 + dense 128→10"
     );
-    let table = render_table(digits, "digits_pool.npde");
+    let table = render_table(digits, |_| "digits_pool.npde".to_string());
     assert!(table.contains("8×8×8 → 8×4×4"), "{table}");
 }
 

@@ -381,6 +381,7 @@ fn plain_layers_equal_the_interpreter_for_every_example() {
         let network = Network {
             model: &model,
             task: &prepared.lowered,
+            compiled: None,
         };
         let chunk = Chunk {
             samples: inputs.view(),

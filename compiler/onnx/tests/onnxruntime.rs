@@ -119,6 +119,7 @@ fn exported_examples_match_the_interpreter_in_onnxruntime() {
         let network = Network {
             model: &model,
             task: &prepared.lowered,
+            compiled: None,
         };
         let chunk = Chunk {
             samples: inputs.view(),
