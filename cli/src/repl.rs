@@ -399,9 +399,18 @@ impl Session {
                 (Some(name), Some(file)) => self.show(name, Some(Path::new(file))),
                 _ => self.error("usage: :plot FIELD FILE.png"),
             },
-            other => self.error(&format!(
-                "unknown command `{other}`; :help lists the commands"
-            )),
+            other => {
+                let names = COMMANDS
+                    .iter()
+                    .map(|(usage, _)| usage.split(' ').next().unwrap_or(usage));
+                let message = match npdec_diagnostics::suggest::closest(other, names) {
+                    Some(name) => {
+                        format!("unknown command `{other}`; did you mean `{name}`? :help lists the commands")
+                    }
+                    None => format!("unknown command `{other}`; :help lists the commands"),
+                };
+                self.error(&message);
+            }
         }
         true
     }

@@ -50,6 +50,39 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         ));
     }
 
+    let has_train_task = model
+        .tasks
+        .iter()
+        .any(|task| matches!(task, npdec_symbolic::Task::Train(_)));
+    if !has_train_task && !args.quiet {
+        let training_flags: Vec<&str> = [
+            ("--epochs", args.epochs.is_some()),
+            ("--train-samples", args.train_samples.is_some()),
+            ("--resume", args.resume),
+            ("--snapshots", args.snapshots.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect();
+        if !training_flags.is_empty() {
+            terminal::print_warning(&format!(
+                "{} {} only train tasks, and `{}` has none, so {} ignored",
+                training_flags.join(", "),
+                if training_flags.len() == 1 {
+                    "affects"
+                } else {
+                    "affect"
+                },
+                args.file.display(),
+                if training_flags.len() == 1 {
+                    "it was"
+                } else {
+                    "they were"
+                },
+            ));
+        }
+    }
+
     let out_dir = args
         .out
         .clone()

@@ -263,6 +263,21 @@ fn piped_session_fails_on_each_kind_of_error() {
 }
 
 #[test]
+fn unknown_command_suggests_closest() {
+    let output = run_script(":stpe 3\n:frobnicate\n", &std::env::temp_dir());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown command `:stpe`; did you mean `:step`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("unknown command `:frobnicate`; :help lists the commands"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn explain_names_loaded_file_lines() {
     let heat1d = std::fs::read_to_string(repo_root().join("examples/heat1d.npde"))
         .expect("examples/heat1d.npde is readable");

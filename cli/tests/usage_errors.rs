@@ -67,3 +67,35 @@ fn closed_pipe_ends_without_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.signal(), Some(13), "{:?}", output.status);
 }
+
+#[test]
+fn training_flags_without_train_task_warn() {
+    let dir = scratch("training_flags");
+    std::fs::write(
+        dir.join("heat.npde"),
+        "model heat\ngrid x in [0, 1] points 11\nfield u(x)\nequation e: dt(u) = laplace(u)\n\
+         boundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve e using euler(dt = 1e-3) until 1e-2\n",
+    )
+    .expect("write model");
+
+    let output = npdec(&["run", "heat.npde", "--epochs", "3"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: --epochs affects only train tasks, and `heat.npde` has none, so it was ignored"
+        ),
+        "{stderr}"
+    );
+
+    let output = npdec(&["run", "heat.npde", "--epochs", "3", "--resume"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert!(
+        stderr.contains("--epochs, --resume affect only train tasks"),
+        "{stderr}"
+    );
+
+    let output = npdec(&["run", "heat.npde"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert!(!stderr.contains("train tasks"), "{stderr}");
+}
