@@ -69,7 +69,9 @@ enum Command {
         /// Refuse a time step above the stability limit of an explicit scheme instead of warning.
         #[arg(long)]
         strict: bool,
-        /// Floating-point precision of the computation.
+        /// Floating-point precision of the computation. Solves run entirely in it; train tasks
+        /// compute their dense products (`W @ u` and its adjoints) in it and everything else,
+        /// the parameters and the optimizer included, in f64.
         #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
         precision: PrecisionArg,
         /// Continue training from the checkpoint in the output folder.

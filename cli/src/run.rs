@@ -2,6 +2,7 @@
 
 use crate::terminal;
 use npdec_diagnostics::{render, Diagnostic, RenderOptions, SourceMap};
+use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::TrainOptions;
 use npdec_runtime::{run_model, Precision, RunOptions, StabilityPolicy};
 use std::io::IsTerminal;
@@ -105,6 +106,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             max_epochs: args.epochs,
             max_train_samples: args.train_samples,
             progress: !args.quiet && std::io::stderr().is_terminal(),
+            products: match args.precision {
+                Precision::F32 => ProductPrecision::F32,
+                Precision::F64 => ProductPrecision::F64,
+            },
         },
         compiler: args.jit.then(|| {
             let threads = args

@@ -414,14 +414,14 @@ fn evaluate_trained_expects(
     trained: &TrainReport,
 ) -> Result<Vec<ExpectResult>, Vec<Diagnostic>> {
     use crate::train::tape::{Env, ParamValues};
-    let params = ParamValues {
-        values: trained.parameters.iter().map(|(_, v)| v.clone()).collect(),
-        step_sizes: model
+    let params = ParamValues::new(
+        trained.parameters.iter().map(|(_, v)| v.clone()).collect(),
+        model
             .params
             .iter()
             .map(|p| crate::train::lower::param_entries(model, p))
             .collect(),
-    };
+    );
     let mut results = Vec::new();
     for expect in &model.expects {
         let npdec_symbolic::Expr::Compare(op, lhs, rhs) = &expect.expr else {

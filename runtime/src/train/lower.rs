@@ -1359,10 +1359,7 @@ pub fn grid_values(model: &Model, field: FieldId, expr: &Expr) -> Result<Vec<f64
     let points = model.field_points(field);
     let node = lowering.lower(expr, &target)?;
     let node = lowering.widen(node, points, "the expression")?;
-    let params = crate::train::tape::ParamValues {
-        values: Vec::new(),
-        step_sizes: Vec::new(),
-    };
+    let params = crate::train::tape::ParamValues::new(Vec::new(), Vec::new());
     let env = crate::train::tape::Env {
         states: &[],
         params: &params,

@@ -2,6 +2,7 @@
 //! tasks.
 //!
 //! - [`tape`]: batched array operations with their vector–Jacobian products;
+//! - [`gemm`]: the dense matrix products of the tape and of compiled code, in `f64` or `f32`;
 //! - [`linear`]: stencils and padding composed with ghost-cell rules, as sparse matrices;
 //! - [`lower`]: a train task's equations, initial values, readouts and loss as tapes;
 //! - [`adjoint`]: Euler, RK4 and split-step Fourier forward and reverse steps with binomial
@@ -17,6 +18,7 @@
 pub mod adjoint;
 pub mod compiled;
 pub mod diffractive;
+pub mod gemm;
 pub mod gradcheck;
 pub mod linear;
 pub mod lower;

@@ -88,10 +88,7 @@ pub fn initialize_params(
         };
         values.push(entries);
     }
-    Ok(ParamValues {
-        values,
-        step_sizes: step_sizes.to_vec(),
-    })
+    Ok(ParamValues::new(values, step_sizes.to_vec()))
 }
 
 fn evaluate_constant(
@@ -138,7 +135,8 @@ pub fn flatten_learnable(values: &ParamValues, learnable: &[usize]) -> Vec<f64> 
         .collect()
 }
 
-/// Writes a flat vector back into the learnable parameters.
+/// Writes a flat vector back into the learnable parameters (and their `f32` copy when products
+/// run in `f32`).
 pub fn unflatten_learnable(flat: &[f64], values: &mut ParamValues, learnable: &[usize]) {
     let mut position = 0;
     for i in learnable {
@@ -147,6 +145,7 @@ pub fn unflatten_learnable(flat: &[f64], values: &mut ParamValues, learnable: &[
         target.copy_from_slice(&flat[position..position + len]);
         position += len;
     }
+    values.refresh_single();
 }
 
 /// Returns the checkpoint shape of a parameter: `[steps]` first when per step, then axes and dims.

@@ -11,12 +11,13 @@
 //!
 //! Spatial operators (derivatives, Laplacians, the padding of convolutions) are
 //! [`SparseOperator`]s built from the same stencil and ghost-cell weights as the IR, so their
-//! adjoint is the transposed matrix. Dense layers are GEMMs over the batch (`ndarray`'s `dot`,
-//! which calls `matrixmultiply`); convolutions are sums of contiguous slices of the padded input
-//! (see `ConvolutionPlan`).
+//! adjoint is the transposed matrix. Dense layers are GEMMs over the batch (see [`gemm`]), in
+//! `f64` or, when the parameter values ask for it, in `f32`. Convolutions are sums of contiguous
+//! slices of the padded input (see `ConvolutionPlan`).
 
+use crate::train::gemm::{self, ProductPrecision, SingleOperand};
 use crate::train::linear::SparseOperator;
-use ndarray::{s, Array2, ArrayView2, Axis};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Axis};
 use npdec_symbolic::{BinaryOp, CompareOp, DataId, Function, ParamId, ReduceOp, UnaryOp};
 use std::sync::Arc;
 
@@ -237,9 +238,57 @@ pub struct ParamValues {
     pub values: Vec<Vec<f64>>,
     /// Entries per step; equal to `values[p].len()` unless the parameter is per step.
     pub step_sizes: Vec<usize>,
+    /// The precision of the dense products (`W @ u` and its adjoints) that read these values.
+    pub products: ProductPrecision,
+    /// `values` rounded to `f32` for single-precision products; empty with `f64` products.
+    /// [`ParamValues::refresh_single`] recomputes it after the values change.
+    pub single: Vec<Vec<f32>>,
 }
 
 impl ParamValues {
+    /// Returns parameter values whose products run in `f64`.
+    pub fn new(values: Vec<Vec<f64>>, step_sizes: Vec<usize>) -> ParamValues {
+        ParamValues {
+            values,
+            step_sizes,
+            products: ProductPrecision::F64,
+            single: Vec::new(),
+        }
+    }
+
+    /// Sets the precision of the dense products that read these values, and keeps the `f32`
+    /// copy they need.
+    pub fn set_product_precision(&mut self, products: ProductPrecision) {
+        self.products = products;
+        self.refresh_single();
+    }
+
+    /// Recomputes the `f32` copy of the values after they changed (nothing with `f64`
+    /// products).
+    pub fn refresh_single(&mut self) {
+        match self.products {
+            ProductPrecision::F64 => self.single.clear(),
+            ProductPrecision::F32 => {
+                self.single.resize(self.values.len(), Vec::new());
+                for (single, values) in self.single.iter_mut().zip(&self.values) {
+                    single.clear();
+                    single.extend(values.iter().map(|&x| x as f32));
+                }
+            }
+        }
+    }
+
+    /// Returns the `f32` copy of the values parameter `id` takes at time step `step` when
+    /// products run in `f32`.
+    pub fn single_at_step(&self, id: ParamId, step: usize) -> Option<&[f32]> {
+        if self.products != ProductPrecision::F32 {
+            return None;
+        }
+        let single = self.single.get(id.0)?;
+        debug_assert_eq!(single.len(), self.values[id.0].len());
+        Some(&single[self.step_range(id, step)])
+    }
+
     /// Returns the values parameter `id` takes at time step `step`.
     pub fn at_step(&self, id: ParamId, step: usize) -> &[f64] {
         let size = self.step_sizes[id.0];
@@ -254,10 +303,10 @@ impl ParamValues {
 
     /// Returns zeroed storage of the same layout, for gradients.
     pub fn zeros_like(&self) -> ParamValues {
-        ParamValues {
-            values: self.values.iter().map(|v| vec![0.0; v.len()]).collect(),
-            step_sizes: self.step_sizes.clone(),
-        }
+        ParamValues::new(
+            self.values.iter().map(|v| vec![0.0; v.len()]).collect(),
+            self.step_sizes.clone(),
+        )
     }
 
     /// Returns the entries of parameter `id` that time step `step` uses.
@@ -279,6 +328,7 @@ impl ParamValues {
                 *x += factor * y;
             }
         }
+        self.refresh_single();
     }
 }
 
@@ -389,12 +439,30 @@ impl Tape {
                 columns,
                 operand,
             } => {
-                let weights = ArrayView2::from_shape(
-                    (*rows, *columns),
-                    env.params.at_step(*matrix, env.step),
-                )
-                .expect("matrix parameter of the declared shape");
-                values[*operand].dot(&weights.t())
+                let u = &values[*operand];
+                let mut out = Array2::zeros((u.nrows(), *rows));
+                match env.params.single_at_step(*matrix, env.step) {
+                    Some(single) => {
+                        let weights = ArrayView2::from_shape((*rows, *columns), single)
+                            .expect("matrix parameter of the declared shape");
+                        gemm::matmul_into_single(
+                            1.0,
+                            SingleOperand::Double(u.view()),
+                            SingleOperand::Single(weights.t()),
+                            0.0,
+                            out.view_mut(),
+                        );
+                    }
+                    None => {
+                        let weights = ArrayView2::from_shape(
+                            (*rows, *columns),
+                            env.params.at_step(*matrix, env.step),
+                        )
+                        .expect("matrix parameter of the declared shape");
+                        gemm::matmul_into(1.0, u.view(), weights.t(), 0.0, out.view_mut());
+                    }
+                }
+                out
             }
             Op::Linear {
                 operator,
@@ -701,19 +769,50 @@ impl Tape {
                     env.params.at_step(*matrix, env.step),
                 )
                 .expect("matrix parameter of the declared shape");
+                let single = env.params.single_at_step(*matrix, env.step).map(|single| {
+                    ArrayView2::from_shape((*rows, *columns), single)
+                        .expect("matrix parameter of the declared shape")
+                });
                 let u = &values[*operand];
-                let dw = if u.nrows() == adjoint.nrows() {
-                    adjoint.t().dot(u)
+                // A parameter-only operand (one row) broadcasts over the batch, so its weight
+                // gradient sums the adjoint's rows first.
+                let summed;
+                let adjoint_rows = if u.nrows() == adjoint.nrows() {
+                    adjoint.view()
                 } else {
-                    adjoint.sum_axis(Axis(0)).insert_axis(Axis(1)).dot(u)
+                    summed = adjoint.sum_axis(Axis(0)).insert_axis(Axis(0));
+                    summed.view()
                 };
                 let range = gradients.step_range(*matrix, env.step);
-                let target = &mut gradients.values[matrix.0][range];
-                for (g, d) in target.iter_mut().zip(dw.iter()) {
-                    *g += d;
+                let target = ArrayViewMut2::from_shape(
+                    (*rows, *columns),
+                    &mut gradients.values[matrix.0][range],
+                )
+                .expect("gradient of the matrix's shape");
+                // ∇W += adjointᵀ u, accumulated by the product itself.
+                match single {
+                    Some(_) => gemm::matmul_into_single(
+                        1.0,
+                        SingleOperand::Double(adjoint_rows.t()),
+                        SingleOperand::Double(u.view()),
+                        1.0,
+                        target,
+                    ),
+                    None => gemm::matmul_into(1.0, adjoint_rows.t(), u.view(), 1.0, target),
                 }
                 adjoints.push(*operand, || {
-                    reduce_owned(adjoint.dot(&weights), u.nrows(), u.ncols())
+                    let mut du = Array2::zeros((adjoint.nrows(), *columns));
+                    match single {
+                        Some(single) => gemm::matmul_into_single(
+                            1.0,
+                            SingleOperand::Double(adjoint.view()),
+                            SingleOperand::Single(single),
+                            0.0,
+                            du.view_mut(),
+                        ),
+                        None => gemm::matmul_into(1.0, adjoint.view(), weights, 0.0, du.view_mut()),
+                    }
+                    reduce_owned(du, u.nrows(), u.ncols())
                 });
             }
             Op::Linear {
@@ -1547,9 +1646,9 @@ impl Tape {
                     param_tangent.at_step(*matrix, env.step),
                 )
                 .expect("matrix direction of the declared shape");
-                let mut out = values[*operand].dot(&d_weights.t());
+                let mut out = gemm::matmul(values[*operand].view(), d_weights.t());
                 if let Some(t) = &tangents[*operand] {
-                    let extra = t.dot(&weights.t());
+                    let extra = gemm::matmul(t.view(), weights.t());
                     add_broadcast(&mut out, &extra);
                 }
                 Some(out)

@@ -5,6 +5,7 @@ use crate::engine::Compiler;
 use crate::output::write_atomically;
 use crate::train::adjoint::{Chunk, ChunkResult, HeadSeed, Network, NonFinite};
 use crate::train::compiled::CompiledRates;
+use crate::train::gemm::ProductPrecision;
 use crate::train::lower::{lower_train_task, Head, LoweredTask, SampleShape};
 use crate::train::params::{
     flatten_learnable, initialize_params, learnable, param_shape, unflatten_learnable,
@@ -45,6 +46,10 @@ pub struct TrainOptions {
     pub max_epochs: Option<usize>,
     /// Uses at most this many training samples (for shortened runs).
     pub max_train_samples: Option<usize>,
+    /// The precision of the dense products of training (`W @ u` and its adjoints on the tape),
+    /// in the mini-batch gradients and the test-set scores of each epoch. The parameters, the
+    /// optimizer and every other operation stay in `f64`.
+    pub products: ProductPrecision,
 }
 
 /// The outcome of a train task.
@@ -393,6 +398,7 @@ fn run_training(
     let mut epoch_seconds: Vec<f64> = history.iter().map(|r| r.seconds).collect();
     let mut outputs = Vec::new();
     let optimizer_name = optimizer_name(&task.optimizer);
+    params.set_product_precision(options.products);
 
     match &task.optimizer {
         Optimizer::Sgd { .. } | Optimizer::Adam { .. } => {
@@ -561,6 +567,7 @@ fn run_training(
         Optimizer::Pseudoinverse { ridge } => {
             let started = Instant::now();
             fit_readout(network, params, train, task.batch.max(64), *ridge)?;
+            params.refresh_single();
             let seconds = started.elapsed().as_secs_f64();
             let (loss_sum, _) = evaluate_dataset(network, params, train, task.batch.max(64))
                 .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
