@@ -300,3 +300,199 @@ fn tape_matches_the_interpreter_on_operators() {
         }
     }
 }
+
+/// Boundary sets on a plane where each corner joins the rules of two sides, so that every corner
+/// ghost is filled by two rules, one after the other, and values may vary along a side.
+const PLANE_BOUNDARIES: [(&str, &str); 5] = [
+    (
+        "coordinate-values",
+        "boundary u: dirichlet(0.2 * y - 0.1) on x.min\nboundary u: robin(1, 2, sin(3 * y) + x) on x.max\nboundary u: neumann(0.5 * x^2 - y) on y.min\nboundary u: dirichlet(cos(2 * x)) on y.max",
+    ),
+    (
+        "dirichlet-dirichlet",
+        "boundary u: dirichlet(0.2) on x\nboundary u: dirichlet(-0.3) on y",
+    ),
+    (
+        "dirichlet-robin",
+        "boundary u: dirichlet(0.2) on x.min\nboundary u: robin(1, 2, 0.1) on x.max\nboundary u: neumann(0.5) on y",
+    ),
+    (
+        "neumann-periodic",
+        "boundary u: neumann(-0.3) on x\nboundary u: periodic on y",
+    ),
+    (
+        "robin-dirichlet",
+        "boundary u: robin(2, 1, 0.4) on x\nboundary u: dirichlet(-0.1) on y.min\nboundary u: neumann(0.2) on y.max",
+    ),
+];
+
+/// [`rhs_difference`] on a 6 × 5 plane, where mixed derivatives and wide stencils read the
+/// corner ghosts.
+fn plane_rhs_difference(boundary: &str, body: &str, seed: u64) -> f64 {
+    let (nx, ny) = (6, 5);
+    let points = nx * ny;
+    let source = format!(
+        "model plane
+grid x in [0, 1] points {nx}
+grid y in [0, 1] points {ny}
+field u(x, y)
+{boundary}
+data d = csv(\"data.csv\", label = last) split 6
+param Wout[3, {points}] ~ glorot
+equation net: dt(u) = {body}
+initial u = 0.5 + 0.2 * sin(3 * x) * cos(2 * y)
+readout scores = Wout @ u
+solve net using euler(dt = 1e-5) until 1e-5
+train net on d using euler(steps = 1) until 0.01 loss cross_entropy(scores, label) optimizer adam() epochs 1 batch 3
+"
+    );
+    let dir = temp_dir(&format!("plane-rhs-{seed}"));
+    write_csv(&dir.join("data.csv"), 8, points, seed);
+    let model = checked_model(&dir, &source);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut rng = Lcg(seed);
+    let state: Vec<f64> = (0..points).map(|_| 2.0 * rng.next() - 1.0).collect();
+
+    let solve = model
+        .tasks
+        .iter()
+        .find_map(|t| match t {
+            Task::Solve(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a solve task");
+    let graph = npdec_ir::discretize::discretize_solve(&model, &solve).expect("discretizes");
+    let (step_id, _) = graph.time_step().expect("a time step");
+    let rhs = graph.inputs(step_id)[0];
+    let evaluator = Evaluator::<f64>::new(&graph, &[rhs]);
+    let states = vec![Some(Value::Real(
+        ArrayD::from_shape_vec(IxDyn(&[1, nx, ny]), state.clone()).expect("shape"),
+    ))];
+    let values = evaluator.evaluate(&states, 0.0);
+    let expected = values[rhs.index()].as_ref().expect("rhs value").real_part();
+    let expected: Vec<f64> = expected.iter().copied().collect();
+    assert_eq!(
+        expected.len(),
+        points,
+        "the interpreter's rhs has one value per point"
+    );
+
+    let task = model
+        .tasks
+        .iter()
+        .find_map(|t| match t {
+            Task::Train(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a train task");
+    let sample = SampleShape {
+        features: points,
+        dims: vec![nx, ny],
+        label_width: 1,
+    };
+    let lowered = lower_train_task(&model, &task, &sample).expect("lowers");
+    let params = initialize_params(&model, 1, &lowered.param_step_sizes, 0).expect("params");
+    let states = vec![Array2::from_shape_vec((1, points), state).expect("shape")];
+    let env = Env {
+        states: &states,
+        params: &params,
+        samples: None,
+        labels: None,
+        step: 0,
+        time: 0.0,
+        batch: 1,
+    };
+    let tape_values = lowered.rhs.forward(&env);
+    let node = lowered.states[0].rhs[0].1;
+    let got = &tape_values[node];
+    let scale = expected.iter().fold(1e-300f64, |m, x| m.max(x.abs()));
+    let held: Vec<usize> = lowered.states[0]
+        .dirichlet
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    (0..points)
+        .filter(|i| !held.contains(i))
+        .map(|i| (got[[0, i % got.ncols()]] - expected[i]).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn tape_matches_the_interpreter_at_plane_corners() {
+    let bodies = [
+        "laplace(u)",
+        "diff(u, x, y)",
+        "diff(u^2, x, y) + diff(u, y)",
+        "div((0.5 + 0.3 * u^2) * grad(u))",
+        "0.1 * laplace(laplace(u))",
+        "-upwind(u - 0.2, u, y, order = 2)",
+    ];
+    for (kind, boundary) in PLANE_BOUNDARIES {
+        for (index, body) in bodies.iter().enumerate() {
+            let difference = plane_rhs_difference(boundary, body, 31 + index as u64);
+            assert!(
+                difference <= 1e-12,
+                "{kind}: `{body}` differs from the interpreter by {difference:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn coordinate_boundary_values_gradients() {
+    for scheme in SCHEMES {
+        let source = format!(
+            "model plane
+grid x in [0, 1] points 5
+grid y in [0, 1] points 4
+field u(x, y)
+boundary u: dirichlet(0.3 * y) on x.min
+boundary u: robin(1, 2, sin(3 * y)) on x.max
+boundary u: neumann(x - 0.5) on y
+data d = csv(\"data.csv\", label = last) split 6
+param a = 0.4
+param Wout[3, 20] ~ glorot
+equation net: dt(u) = a * laplace(u) + diff(u, x, y) + tanh(u)
+initial u = d.input
+readout s = Wout @ u
+train net on d using {scheme}(steps = 2) until 0.01 loss cross_entropy(s, label) optimizer adam() epochs 1 batch 3
+"
+        );
+        assert_gradients(&format!("coordinate-values-{scheme}"), &source, 20);
+    }
+}
+
+#[test]
+fn time_dependent_boundary_value_is_rejected() {
+    let source = line_model(
+        "boundary u: dirichlet(0.1 * t) on x",
+        "euler",
+        "laplace(u)",
+        "",
+    );
+    let dir = temp_dir("time-boundary");
+    write_csv(&dir.join("data.csv"), 8, 9, 3);
+    let model = checked_model(&dir, &source);
+    let _ = std::fs::remove_dir_all(&dir);
+    let task = model
+        .tasks
+        .iter()
+        .find_map(|t| match t {
+            Task::Train(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a train task");
+    let sample = SampleShape {
+        features: 9,
+        dims: vec![9],
+        label_width: 1,
+    };
+    let error = lower_train_task(&model, &task, &sample)
+        .err()
+        .expect("a time-dependent boundary value is rejected");
+    assert!(
+        error.contains("depends on the time `t`"),
+        "unexpected message: {error}"
+    );
+}

@@ -6,7 +6,9 @@
 //! axis over the already padded range of the axes before it. A ghost `j` layers outside a side is
 //! the polynomial extrapolation of `npdec_ir::ghost_cells`: `Σ_k w[j−1][k] · node_k` for Dirichlet,
 //! plus `slope_w[j−1] · s` with `s = −h · (g − α · node_0) / β` for Robin and Neumann. Boundary
-//! values must be constants here; the operator is affine, `y = A u + c`, and `c` holds them.
+//! values may depend on the coordinates but not on time, parameters or fields, so the operator is
+//! affine, `y = A u + c`, and `c` holds them. Like the interpreter, a value that a ghost needs is
+//! evaluated at that ghost's position on the axes filled before it, outside the grid at corners.
 
 use ndarray::Array2;
 use npdec_ir::ghost_cells::{dirichlet_weights, extrapolation_degree, robin_degree, robin_weights};
@@ -131,6 +133,56 @@ impl SparseOperator {
     }
 }
 
+/// The value `g` of a Dirichlet, Neumann or Robin condition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SideValue {
+    Constant(f64),
+    /// Values of an expression of the coordinates at every point of the grid widened by `halo`
+    /// ghost layers per axis, in row-major order.
+    Grid {
+        values: Vec<f64>,
+        halo: Vec<usize>,
+        padded_extents: Vec<usize>,
+    },
+}
+
+impl SideValue {
+    /// Returns the value at grid index `index`, which may lie in the ghost layers. An index beyond
+    /// the ghost layers takes the value of the nearest ghost.
+    pub fn at(&self, index: &[i64]) -> f64 {
+        match self {
+            SideValue::Constant(value) => *value,
+            SideValue::Grid {
+                values,
+                halo,
+                padded_extents,
+            } => {
+                let padded: Vec<i64> = index
+                    .iter()
+                    .zip(halo.iter().zip(padded_extents))
+                    .map(|(i, (h, n))| (i + *h as i64).clamp(0, *n as i64 - 1))
+                    .collect();
+                values[flatten(&padded, padded_extents)]
+            }
+        }
+    }
+
+    fn scaled(self, factor: f64) -> SideValue {
+        match self {
+            SideValue::Constant(value) => SideValue::Constant(value * factor),
+            SideValue::Grid {
+                values,
+                halo,
+                padded_extents,
+            } => SideValue::Grid {
+                values: values.into_iter().map(|v| v * factor).collect(),
+                halo,
+                padded_extents,
+            },
+        }
+    }
+}
+
 /// The rule that fills the ghosts outside one side of one axis.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SideRule {
@@ -140,13 +192,13 @@ pub enum SideRule {
     /// Ghosts copy the boundary node: how a grid parameter is read in ghost layers.
     Nearest,
     Dirichlet {
-        value: f64,
+        value: SideValue,
         weights: Vec<Vec<f64>>,
     },
     Robin {
         alpha: f64,
         beta: f64,
-        value: f64,
+        value: SideValue,
         weights: Vec<Vec<f64>>,
         slope_weights: Vec<f64>,
         spacing: f64,
@@ -190,10 +242,53 @@ impl BoundedGrid {
                         )),
                     }
                 };
+                let side_value = |expr: &Expr| -> Result<SideValue, String> {
+                    let simplified = npdec_ir::simplify(expr);
+                    if let Some((re, 0.0)) = constant_value(&simplified) {
+                        return Ok(SideValue::Constant(re));
+                    }
+                    let boundary_value_error = |what: &str| {
+                        format!(
+                            "the value of the boundary condition of `{}` on `{}` depends on {what}, but boundary values of a trained model may depend only on the coordinates",
+                            declared.name, axis.name
+                        )
+                    };
+                    if simplified.any(|e| matches!(e, Expr::Time)) {
+                        return Err(boundary_value_error("the time `t`"));
+                    }
+                    if simplified.any(|e| matches!(e, Expr::Param(_))) {
+                        return Err(boundary_value_error("a parameter"));
+                    }
+                    if simplified.any(|e| {
+                        matches!(
+                            e,
+                            Expr::Field(_)
+                                | Expr::Channel(..)
+                                | Expr::Input(_)
+                                | Expr::Label(_)
+                                | Expr::Sequence(_)
+                                | Expr::Complex(..)
+                        )
+                    }) {
+                        return Err(boundary_value_error("a field, data or a complex number"));
+                    }
+                    let values =
+                        crate::train::lower::padded_grid_values(model, field, &simplified, halo)?;
+                    Ok(SideValue::Grid {
+                        values,
+                        halo: halo.to_vec(),
+                        padded_extents: declared
+                            .axes
+                            .iter()
+                            .zip(halo)
+                            .map(|(a, h)| model.axis(*a).points + 2 * h)
+                            .collect(),
+                    })
+                };
                 sides[slot] = match &condition.kind {
                     BoundaryKind::Periodic => SideRule::Periodic,
                     BoundaryKind::Dirichlet(value) => SideRule::Dirichlet {
-                        value: constant(value, "value")?,
+                        value: side_value(value)?,
                         weights: dirichlet_weights(
                             depth,
                             extrapolation_degree(space_order, axis.points),
@@ -205,7 +300,7 @@ impl BoundedGrid {
                         SideRule::Robin {
                             alpha: 0.0,
                             beta: 1.0,
-                            value: constant(value, "value")?,
+                            value: side_value(value)?,
                             weights,
                             slope_weights,
                             spacing: axis.spacing(),
@@ -213,10 +308,10 @@ impl BoundedGrid {
                     }
                     BoundaryKind::Robin { alpha, beta, value } => {
                         let (alpha, beta) = (constant(alpha, "alpha")?, constant(beta, "beta")?);
-                        let value = constant(value, "value")?;
+                        let value = side_value(value)?;
                         if beta == 0.0 {
                             SideRule::Dirichlet {
-                                value: value / alpha,
+                                value: value.scaled(1.0 / alpha),
                                 weights: dirichlet_weights(
                                     depth,
                                     extrapolation_degree(space_order, axis.points),
@@ -260,8 +355,10 @@ impl BoundedGrid {
         nodes
     }
 
+    /// Returns the Dirichlet value of a boundary node. At a corner of two Dirichlet sides the later
+    /// axis wins, as in the interpreter, which writes the faces in axis order.
     fn dirichlet_value_at(&self, index: &[i64]) -> Option<f64> {
-        for (axis, &i) in index.iter().enumerate() {
+        for (axis, &i) in index.iter().enumerate().rev() {
             let last = self.extents[axis] as i64 - 1;
             let slot = if i == 0 {
                 0
@@ -271,7 +368,7 @@ impl BoundedGrid {
                 continue;
             };
             if let SideRule::Dirichlet { value, .. } = &self.rules[axis][slot] {
-                return Some(*value);
+                return Some(value.at(index));
             }
         }
         None
@@ -330,10 +427,11 @@ impl BoundedGrid {
                 index[axis] = node(0);
                 self.resolve(index, weight, row, constant)?;
             }
-            SideRule::Dirichlet { value, weights } => {
+            SideRule::Dirichlet { weights, .. } => {
+                // The boundary node resolves like any other, so that it takes the value the
+                // interpreter writes there (the later axis's at a corner of two Dirichlet sides).
                 let w = weights.get(ghost - 1).ok_or("ghost layer deeper than the halo")?;
-                *constant += weight * w[0] * value;
-                for (k, wk) in w.iter().enumerate().skip(1) {
+                for (k, wk) in w.iter().enumerate() {
                     index[axis] = node(k);
                     self.resolve(index, weight * wk, row, constant)?;
                 }
@@ -348,7 +446,8 @@ impl BoundedGrid {
             } => {
                 let w = weights.get(ghost - 1).ok_or("ghost layer deeper than the halo")?;
                 let slope = slope_weights[ghost - 1];
-                *constant += weight * slope * (-spacing * value / beta);
+                index[axis] = node(0);
+                *constant += weight * slope * (-spacing * value.at(index) / beta);
                 let node0_extra = slope * spacing * alpha / beta;
                 for (k, wk) in w.iter().enumerate() {
                     let extra = if k == 0 { node0_extra } else { 0.0 };
@@ -617,7 +716,7 @@ mod tests {
         let rule = SideRule::Robin {
             alpha: 0.0,
             beta: 1.0,
-            value: 0.0,
+            value: SideValue::Constant(0.0),
             weights,
             slope_weights,
             spacing: 1.0,

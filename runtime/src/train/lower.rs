@@ -1342,6 +1342,18 @@ fn coordinate_values(
 /// Evaluates a real expression of coordinates and numbers on the grid of `field` (one value per
 /// point, in array order).
 pub fn grid_values(model: &Model, field: FieldId, expr: &Expr) -> Result<Vec<f64>, String> {
+    let halo = vec![0; model.field(field).axes.len()];
+    padded_grid_values(model, field, expr, &halo)
+}
+
+/// Evaluates a real expression of coordinates and numbers on the grid of `field` widened by
+/// `halo[axis]` ghost layers on both sides, whose coordinates continue the grid's spacing.
+pub fn padded_grid_values(
+    model: &Model,
+    field: FieldId,
+    expr: &Expr,
+    halo: &[usize],
+) -> Result<Vec<f64>, String> {
     let sample = SampleShape {
         features: 0,
         dims: Vec::new(),
@@ -1355,8 +1367,11 @@ pub fn grid_values(model: &Model, field: FieldId, expr: &Expr) -> Result<Vec<f64
         tape: Tape::default(),
         state_nodes: HashMap::new(),
     };
-    let target = Target::field(model, field, 1);
-    let points = model.field_points(field);
+    let target = Target {
+        halo: halo.to_vec(),
+        ..Target::field(model, field, 1)
+    };
+    let points = target.points(model);
     let node = lowering.lower(expr, &target)?;
     let node = lowering.widen(node, points, "the expression")?;
     let params = crate::train::tape::ParamValues::new(Vec::new(), Vec::new());
