@@ -24,14 +24,16 @@ use crate::program::{jit_builder, registered_math, JitFloat, JitOptions, KernelF
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
 use cranelift_module::Module;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use npdec_runtime::train::compiled::CompiledRates;
 use npdec_runtime::train::linear::SparseOperator;
 use npdec_runtime::train::lower::{ExplicitScheme, LoweredTask, StateSlot};
 use npdec_runtime::train::tape::{NodeIndex, Op, ParamValues, Tape};
 use npdec_symbolic::{BinaryOp, CompareOp, Function, ParamId};
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The maximum number of copies whose adjoints a broadcast value sums with unrolled loads. A scalar
@@ -92,7 +94,8 @@ fn op_name(op: &Op) -> &'static str {
     }
 }
 
-/// One step of a sweep.
+/// One step of a sweep. Kernels and sums run one sample at a time; a run of them between two
+/// batched operations runs sample by sample, so each sample's values stay in cache.
 #[derive(Clone, Copy, Debug)]
 enum Step {
     Kernel(usize),
@@ -100,6 +103,113 @@ enum Step {
     SumInto {
         source: usize,
         target: usize,
+    },
+    /// The batched operation of this index, which runs over all samples at once.
+    Batched(usize),
+}
+
+/// The geometry of a convolution: output point `p` reads padded point
+/// `taps[p · kernel_volume + k]` of every input channel with kernel entry `k`.
+#[derive(Clone, Debug)]
+struct ConvolutionShape {
+    taps: Arc<Vec<usize>>,
+    kernel_volume: usize,
+    in_channels: usize,
+    out_channels: usize,
+    padded_points: usize,
+    points: usize,
+}
+
+impl ConvolutionShape {
+    /// Returns the columns of the unrolled input matrix: one per input channel and kernel entry.
+    fn columns(&self) -> usize {
+        self.in_channels * self.kernel_volume
+    }
+
+    /// Fills `columns[p, c · kernel_volume + k]` with the padded input `input[c, taps[p, k]]`
+    /// (im2col), so that the convolution is the product `kernel · columnsᵀ`.
+    fn gather<T: JitFloat>(&self, input: &[T], columns: &mut [T]) {
+        let width = self.columns();
+        for p in 0..self.points {
+            let taps = &self.taps[p * self.kernel_volume..(p + 1) * self.kernel_volume];
+            let row = &mut columns[p * width..(p + 1) * width];
+            for c in 0..self.in_channels {
+                let channel = &input[c * self.padded_points..(c + 1) * self.padded_points];
+                for (target, tap) in row[c * self.kernel_volume..].iter_mut().zip(taps) {
+                    *target = channel[*tap];
+                }
+            }
+        }
+    }
+
+    /// Adds the unrolled adjoint `columns` to the padded input's adjoint `target` (col2im).
+    fn scatter<T: JitFloat>(&self, columns: &[T], target: &mut [T]) {
+        let width = self.columns();
+        for p in 0..self.points {
+            let taps = &self.taps[p * self.kernel_volume..(p + 1) * self.kernel_volume];
+            let row = &columns[p * width..(p + 1) * width];
+            for c in 0..self.in_channels {
+                let channel = &mut target[c * self.padded_points..(c + 1) * self.padded_points];
+                for (value, tap) in row[c * self.kernel_volume..].iter().zip(taps) {
+                    channel[*tap] += *value;
+                }
+            }
+        }
+    }
+}
+
+/// An operation that runs over all samples of a batch at once: dense products as one GEMM over
+/// the batch, convolutions as one GEMM per sample on the unrolled input, and sparse operators
+/// without stencil structure row by row. Memories named `*_adjoint` accumulate.
+#[derive(Clone, Debug)]
+enum BatchedOp {
+    /// `output[b] = weights · input[b]` with `weights` a `[rows, columns]` matrix.
+    Dense {
+        weights: usize,
+        rows: usize,
+        columns: usize,
+        input: usize,
+        output: usize,
+    },
+    /// The adjoint of [`BatchedOp::Dense`]: `weights_adjoint += Σ_b adjoint[b] ⊗ input[b]` and
+    /// `input_adjoint[b] += weightsᵀ · adjoint[b]`.
+    DenseAdjoint {
+        weights: usize,
+        weights_adjoint: usize,
+        rows: usize,
+        columns: usize,
+        input: usize,
+        adjoint: usize,
+        input_adjoint: Option<usize>,
+    },
+    /// `output[b] = kernel · im2col(input[b])ᵀ`, with `columns` as scratch.
+    Convolution {
+        shape: ConvolutionShape,
+        kernel: usize,
+        input: usize,
+        output: usize,
+        columns: usize,
+    },
+    /// The adjoint of [`BatchedOp::Convolution`]: `kernel_adjoint += adjoint[b] · im2col(input[b])`
+    /// and `input_adjoint[b] += col2im(adjoint[b]ᵀ · kernel)`.
+    ConvolutionAdjoint {
+        shape: ConvolutionShape,
+        kernel: usize,
+        kernel_adjoint: usize,
+        input: usize,
+        adjoint: usize,
+        input_adjoint: Option<usize>,
+        columns: usize,
+    },
+    /// `output[b] = operator · input[b] + constants`, channel by channel; with `accumulate`,
+    /// `output[b] += operator · input[b]` (the transposed operator of an adjoint, which has no
+    /// constant part).
+    Sparse {
+        operator: Arc<SparseOperator>,
+        channels: usize,
+        input: usize,
+        output: usize,
+        accumulate: bool,
     },
 }
 
@@ -278,6 +388,12 @@ fn block_length(full: usize, operands: &[usize]) -> Result<usize, String> {
 struct Builder<'t> {
     tape: &'t Tape,
     memory_lens: Vec<usize>,
+    /// Per memory: true for one copy that every sample reads (constants, parameters, time and
+    /// parameter adjoints, which accumulate over the batch), false for one copy per sample.
+    shared: Vec<bool>,
+    batched: Vec<BatchedOp>,
+    /// The memories of parameters that dense products and convolutions read, with their adjoints.
+    matrices: Vec<(ParamId, usize, usize)>,
     /// Each buffer slot the kernels see: a memory and the layout it is read with.
     slots: Vec<(usize, BufferLayout)>,
     slot_of: HashMap<(usize, usize, Vec<usize>), usize>,
@@ -295,7 +411,36 @@ impl<'t> Builder<'t> {
 
     fn memory(&mut self, len: usize) -> usize {
         self.memory_lens.push(len);
+        self.shared.push(false);
         self.memory_lens.len() - 1
+    }
+
+    /// Returns a memory with one copy for the whole batch.
+    fn shared_memory(&mut self, len: usize) -> usize {
+        let memory = self.memory(len);
+        self.shared[memory] = true;
+        memory
+    }
+
+    /// Returns the memories of the values and the adjoint of parameter `id` as a dense product or
+    /// a convolution reads it.
+    fn matrix(&mut self, id: ParamId, len: usize) -> (usize, usize) {
+        if let Some((_, value, adjoint)) = self.matrices.iter().find(|(p, _, _)| *p == id) {
+            return (*value, *adjoint);
+        }
+        let (value, adjoint) = (self.shared_memory(len), self.shared_memory(len));
+        self.matrices.push((id, value, adjoint));
+        (value, adjoint)
+    }
+
+    fn push_batched(&mut self, op: BatchedOp, forward: bool) {
+        self.batched.push(op);
+        let step = Step::Batched(self.batched.len() - 1);
+        if forward {
+            self.forward.push(step);
+        } else {
+            self.reverse.push(step);
+        }
     }
 
     /// Returns the slot reading `memory` as `channels` planes of a grid of `extents`.
@@ -390,7 +535,10 @@ impl<'t> Builder<'t> {
     fn forward_op(&mut self, node: NodeIndex) -> Result<(), String> {
         let tape = self.tape;
         let full = self.len(node);
-        let memory = self.memory(full);
+        let memory = match tape.nodes[node].op {
+            Op::Constant(_) | Op::Time | Op::Param(_) => self.shared_memory(full),
+            _ => self.memory(full),
+        };
         self.value[node] = Some(memory);
         if let Some((kind, operands)) = Pointwise::of(&tape.nodes[node].op) {
             let memories: Vec<usize> = operands.iter().map(|o| self.value_memory(*o)).collect();
@@ -489,14 +637,106 @@ impl<'t> Builder<'t> {
                 }
                 Ok(())
             }
-            Op::Input { .. } | Op::Sequence { .. } | Op::Label(_) => Err(
-                "the right-hand side reads data samples, which the compiled rates do not load"
-                    .into(),
+            Op::Input { .. } | Op::Sequence { .. } => Ok(()),
+            Op::Label(_) => Err(
+                "the right-hand side reads the labels, which the compiled rates do not load".into(),
             ),
+            Op::MatMul {
+                matrix,
+                rows,
+                columns,
+                operand,
+            } => {
+                if full != *rows || self.len(*operand) != *columns {
+                    return Err(format!(
+                        "a [{rows}, {columns}] matrix does not map {} entries to {full}",
+                        self.len(*operand)
+                    ));
+                }
+                let (weights, _) = self.matrix(*matrix, rows * columns);
+                let input = self.value_memory(*operand);
+                self.push_batched(
+                    BatchedOp::Dense {
+                        weights,
+                        rows: *rows,
+                        columns: *columns,
+                        input,
+                        output: memory,
+                    },
+                    true,
+                );
+                Ok(())
+            }
+            Op::Convolution {
+                kernel,
+                padded_points,
+                taps,
+                kernel_volume,
+                in_channels,
+                out_channels,
+                operand,
+            } => {
+                let shape = convolution_shape(
+                    taps,
+                    *kernel_volume,
+                    *in_channels,
+                    *out_channels,
+                    *padded_points,
+                )?;
+                if self.len(*operand) != in_channels * padded_points
+                    || full != out_channels * shape.points
+                {
+                    return Err(format!(
+                        "a convolution of {in_channels} to {out_channels} channels on {padded_points} padded points does not map {} entries to {full}",
+                        self.len(*operand)
+                    ));
+                }
+                let (weights, _) = self.matrix(*kernel, out_channels * in_channels * kernel_volume);
+                let input = self.value_memory(*operand);
+                let columns = self.shared_memory(shape.points * shape.columns());
+                self.push_batched(
+                    BatchedOp::Convolution {
+                        shape,
+                        kernel: weights,
+                        input,
+                        output: memory,
+                        columns,
+                    },
+                    true,
+                );
+                Ok(())
+            }
+            Op::Resample {
+                operator,
+                channels,
+                operand,
+                ..
+            } => {
+                if full != channels * operator.rows()
+                    || self.len(*operand) != channels * operator.columns()
+                {
+                    return Err(format!(
+                        "the operator of {} rows and {} columns does not match values of {} and {} entries",
+                        operator.rows(),
+                        operator.columns(),
+                        self.len(*operand),
+                        full
+                    ));
+                }
+                let input = self.value_memory(*operand);
+                self.push_batched(
+                    BatchedOp::Sparse {
+                        operator: operator.clone(),
+                        channels: *channels,
+                        input,
+                        output: memory,
+                        accumulate: false,
+                    },
+                    true,
+                );
+                Ok(())
+            }
             Op::Softmax { .. }
-            | Op::MatMul { .. }
-            | Op::Resample { .. }
-            | Op::Convolution { .. }
             | Op::DivGrad { .. }
             | Op::Upwind { .. }
             | Op::Stack(_)
@@ -676,6 +916,85 @@ impl<'t> Builder<'t> {
                     };
                     self.push(spec, false);
                 }
+                Ok(())
+            }
+            Op::MatMul {
+                matrix,
+                rows,
+                columns,
+                operand,
+            } => {
+                let (weights, weights_adjoint) = self.matrix(*matrix, rows * columns);
+                let input = self.value_memory(*operand);
+                let input_adjoint = self.adjoint[*operand];
+                self.push_batched(
+                    BatchedOp::DenseAdjoint {
+                        weights,
+                        weights_adjoint,
+                        rows: *rows,
+                        columns: *columns,
+                        input,
+                        adjoint,
+                        input_adjoint,
+                    },
+                    false,
+                );
+                Ok(())
+            }
+            Op::Convolution {
+                kernel,
+                padded_points,
+                taps,
+                kernel_volume,
+                in_channels,
+                out_channels,
+                operand,
+            } => {
+                let shape = convolution_shape(
+                    taps,
+                    *kernel_volume,
+                    *in_channels,
+                    *out_channels,
+                    *padded_points,
+                )?;
+                let (weights, kernel_adjoint) =
+                    self.matrix(*kernel, out_channels * in_channels * kernel_volume);
+                let input = self.value_memory(*operand);
+                let input_adjoint = self.adjoint[*operand];
+                let columns = self.shared_memory(shape.points * shape.columns());
+                self.push_batched(
+                    BatchedOp::ConvolutionAdjoint {
+                        shape,
+                        kernel: weights,
+                        kernel_adjoint,
+                        input,
+                        adjoint,
+                        input_adjoint,
+                        columns,
+                    },
+                    false,
+                );
+                Ok(())
+            }
+            Op::Resample {
+                operator,
+                channels,
+                operand,
+                ..
+            } => {
+                let Some(target) = self.adjoint[*operand] else {
+                    return Ok(());
+                };
+                self.push_batched(
+                    BatchedOp::Sparse {
+                        operator: Arc::new(operator.transpose()),
+                        channels: *channels,
+                        input: adjoint,
+                        output: target,
+                        accumulate: true,
+                    },
+                    false,
+                );
                 Ok(())
             }
             other => Err(format!(
@@ -874,15 +1193,21 @@ impl Pointwise {
                     Function::Log => div(one, a),
                     Function::Sin => Kexpr::Call(MathFunction::Cos, vec![a]),
                     Function::Cos => neg(Kexpr::Call(MathFunction::Sin, vec![a])),
-                    // NOTE: the sign of x, taken as 1 at x = ±0 and for NaN, where the tape's
-                    // `signum` gives −1 at −0 and NaN for NaN.
-                    Function::Abs => select(
-                        CompareOp::Less,
-                        a,
-                        Kexpr::Const(0.0),
-                        Kexpr::Const(-1.0),
-                        one,
-                    ),
+                    // The tape's `signum`: NaN for NaN, else ±1 by the sign bit, which
+                    // `1 / x < 0` reads at x = −0 and `x < 0` at x = −∞.
+                    Function::Abs => {
+                        let negative = |left: Kexpr, otherwise: Kexpr| {
+                            select(
+                                CompareOp::Less,
+                                left,
+                                Kexpr::Const(0.0),
+                                Kexpr::Const(-1.0),
+                                otherwise,
+                            )
+                        };
+                        let sign = negative(a.clone(), negative(div(one.clone(), a.clone()), one));
+                        select(CompareOp::NotEqual, a.clone(), a.clone(), a, sign)
+                    }
                     Function::Sqrt => div(Kexpr::Const(0.5), out),
                     Function::Conj | Function::Re => one,
                     Function::Im | Function::Max | Function::Min | Function::Softmax => {
@@ -893,6 +1218,35 @@ impl Pointwise {
             }
         }
     }
+}
+
+/// Checks a convolution's taps against its sizes and returns its shape.
+fn convolution_shape(
+    taps: &Arc<Vec<usize>>,
+    kernel_volume: usize,
+    in_channels: usize,
+    out_channels: usize,
+    padded_points: usize,
+) -> Result<ConvolutionShape, String> {
+    if kernel_volume == 0 || !taps.len().is_multiple_of(kernel_volume) {
+        return Err(format!(
+            "{} taps are not whole kernels of {kernel_volume} entries",
+            taps.len()
+        ));
+    }
+    if let Some(tap) = taps.iter().find(|t| **t >= padded_points) {
+        return Err(format!(
+            "tap {tap} lies outside the {padded_points} padded points"
+        ));
+    }
+    Ok(ConvolutionShape {
+        taps: taps.clone(),
+        kernel_volume,
+        in_channels,
+        out_channels,
+        padded_points,
+        points: taps.len() / kernel_volume,
+    })
 }
 
 /// Returns, per tape node, whether the values of `roots` depend on it.
@@ -942,6 +1296,16 @@ fn operands(op: &Op) -> Vec<NodeIndex> {
     }
 }
 
+/// How a value of the right-hand sides reads the chunk's samples (the tape's `Input` and
+/// `Sequence` operations).
+#[derive(Clone, Copy, Debug)]
+enum DataRead {
+    /// The sample, `copies` times one after the other.
+    Input { copies: usize },
+    /// Row `step` of the sample viewed as `[rows, features]`, the last row after the last step.
+    Sequence { features: usize },
+}
+
 /// Owns the code of the kernels.
 struct Code(#[allow(dead_code)] JITModule);
 
@@ -962,7 +1326,10 @@ struct RatePart {
 /// The buffers of one evaluation. Concurrent callers (chunks of a batch on several threads) each
 /// take their own.
 struct Workspace<T> {
+    /// Per memory: one copy, or `samples` copies one after the other.
     memories: Vec<Vec<T>>,
+    /// The number of samples the memories have room for.
+    samples: usize,
 }
 
 /// The rates of a lowered task's `rhs` tape and their adjoint as JIT-compiled kernels, for one
@@ -972,14 +1339,19 @@ pub struct CompiledTape<T: JitFloat> {
     kernels: Vec<(KernelFn, i64, i64)>,
     forward: Vec<Step>,
     reverse: Vec<Step>,
+    batched: Vec<BatchedOp>,
     /// The memory behind each buffer slot the kernels index.
     slot_memory: Vec<usize>,
     memory_lens: Vec<usize>,
+    /// Per memory: one copy for the batch (true) or one per sample.
+    shared: Vec<bool>,
     /// Memories filled once: constants.
     constants: Vec<(usize, Vec<f64>)>,
     states: Vec<(usize, usize, Option<usize>)>,
     params: Vec<(ParamId, usize, Option<usize>)>,
     times: Vec<usize>,
+    /// The memories of the samples the right-hand sides read, and how they read them.
+    data: Vec<(usize, DataRead)>,
     /// Per state slot: its entries and its right-hand sides.
     rates: Vec<(usize, Vec<RatePart>)>,
     adjoints: Vec<usize>,
@@ -1019,13 +1391,16 @@ impl<T: JitFloat> CompiledTape<T> {
         let mut active = vec![false; tape.nodes.len()];
         for (node, entry) in tape.nodes.iter().enumerate() {
             active[node] = match entry.op {
-                Op::State(_) | Op::Param(_) => true,
+                Op::State(_) | Op::Param(_) | Op::MatMul { .. } | Op::Convolution { .. } => true,
                 _ => operands(&entry.op).iter().any(|o| active[*o]),
             };
         }
         let mut builder = Builder {
             tape,
             memory_lens: Vec::new(),
+            shared: Vec::new(),
+            batched: Vec::new(),
+            matrices: Vec::new(),
             slots: Vec::new(),
             slot_of: HashMap::new(),
             value: vec![None; tape.nodes.len()],
@@ -1049,7 +1424,10 @@ impl<T: JitFloat> CompiledTape<T> {
         }
         for &node in &differentiated {
             let len = builder.len(node);
-            builder.adjoint[node] = Some(builder.memory(len));
+            builder.adjoint[node] = Some(match tape.nodes[node].op {
+                Op::Param(_) => builder.shared_memory(len),
+                _ => builder.memory(len),
+            });
         }
         for &node in differentiated.iter().rev() {
             builder
@@ -1061,6 +1439,7 @@ impl<T: JitFloat> CompiledTape<T> {
         let mut states = Vec::new();
         let mut params = Vec::new();
         let mut times = Vec::new();
+        let mut data = Vec::new();
         for (node, entry) in tape.nodes.iter().enumerate() {
             let Some(memory) = builder.value[node] else {
                 continue;
@@ -1085,8 +1464,20 @@ impl<T: JitFloat> CompiledTape<T> {
                 }
                 Op::Param(id) => params.push((*id, memory, builder.adjoint[node])),
                 Op::Time => times.push(memory),
+                Op::Input { copies, .. } => {
+                    data.push((memory, DataRead::Input { copies: *copies }))
+                }
+                Op::Sequence { features, .. } => data.push((
+                    memory,
+                    DataRead::Sequence {
+                        features: *features,
+                    },
+                )),
                 _ => {}
             }
+        }
+        for (id, memory, adjoint) in &builder.matrices {
+            params.push((*id, *memory, Some(*adjoint)));
         }
         let rates = slots
             .iter()
@@ -1110,7 +1501,13 @@ impl<T: JitFloat> CompiledTape<T> {
                 (slot.len(), parts)
             })
             .collect();
-        let adjoints = builder.adjoint.iter().flatten().copied().collect();
+        let adjoints = builder
+            .adjoint
+            .iter()
+            .flatten()
+            .copied()
+            .chain(builder.matrices.iter().map(|(_, _, adjoint)| *adjoint))
+            .collect();
 
         let code_failure = |reason: String| UnsupportedOp {
             node: roots.first().copied().unwrap_or(0),
@@ -1170,12 +1567,15 @@ impl<T: JitFloat> CompiledTape<T> {
             kernels,
             forward: builder.forward,
             reverse: builder.reverse,
+            batched: builder.batched,
             slot_memory: builder.slots.iter().map(|(m, _)| *m).collect(),
             memory_lens: builder.memory_lens,
+            shared: builder.shared,
             constants,
             states,
             params,
             times,
+            data,
             rates,
             adjoints,
             workspaces: Mutex::new(Vec::new()),
@@ -1194,25 +1594,38 @@ impl<T: JitFloat> CompiledTape<T> {
         self.kernel_count
     }
 
-    fn take_workspace(&self) -> Workspace<T> {
+    /// Returns the entries of `memory` that sample `sample` uses.
+    fn sample_range(&self, memory: usize, sample: usize) -> Range<usize> {
+        let len = self.memory_lens[memory];
+        let start = if self.shared[memory] { 0 } else { sample * len };
+        start..start + len
+    }
+
+    /// Takes a workspace with room for `samples` samples.
+    fn take_workspace(&self, samples: usize) -> Workspace<T> {
         let reused = self
             .workspaces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop();
-        reused.unwrap_or_else(|| {
-            let mut memories: Vec<Vec<T>> = self
-                .memory_lens
-                .iter()
-                .map(|len| vec![T::zero(); *len])
-                .collect();
-            for (memory, values) in &self.constants {
-                for (target, v) in memories[*memory].iter_mut().zip(values) {
-                    *target = T::of(*v);
-                }
+        if let Some(workspace) = reused.filter(|w| w.samples >= samples) {
+            return workspace;
+        }
+        let mut memories: Vec<Vec<T>> = self
+            .memory_lens
+            .iter()
+            .zip(&self.shared)
+            .map(|(len, shared)| {
+                let copies = if *shared { 1 } else { samples };
+                vec![T::zero(); len * copies]
+            })
+            .collect();
+        for (memory, values) in &self.constants {
+            for (target, v) in memories[*memory].iter_mut().zip(values) {
+                *target = T::of(*v);
             }
-            Workspace { memories }
-        })
+        }
+        Workspace { memories, samples }
     }
 
     fn return_workspace(&self, workspace: Workspace<T>) {
@@ -1241,37 +1654,315 @@ impl<T: JitFloat> CompiledTape<T> {
         }
     }
 
-    fn load_row(&self, workspace: &mut Workspace<T>, states: &[Array2<f64>], row: usize) {
+    fn load_states(&self, workspace: &mut Workspace<T>, states: &[Array2<f64>], batch: usize) {
         for (index, memory, _) in &self.states {
             let state = &states[*index];
-            let source = state.row(row.min(state.nrows() - 1));
-            for (target, v) in workspace.memories[*memory].iter_mut().zip(source.iter()) {
-                *target = T::of(*v);
+            for sample in 0..batch {
+                let source = state.row(sample.min(state.nrows() - 1));
+                let range = self.sample_range(*memory, sample);
+                for (target, v) in workspace.memories[*memory][range].iter_mut().zip(&source) {
+                    *target = T::of(*v);
+                }
             }
         }
     }
 
-    fn run(&self, workspace: &mut Workspace<T>, steps: &[Step]) {
-        let pointers: Vec<*mut u8> = self
-            .slot_memory
-            .iter()
-            .map(|m| workspace.memories[*m].as_mut_ptr().cast::<u8>())
-            .collect();
-        for step in steps {
-            match *step {
-                Step::Kernel(index) => {
-                    let (function, start, end) = self.kernels[index];
-                    // SAFETY: the pointers cover every buffer slot of the kernels, each memory
-                    // has the length its slots' layouts need, and the regions stay inside them.
-                    unsafe { function(pointers.as_ptr(), 0.0, start, end) };
-                }
-                Step::SumInto { source, target } => {
-                    let total = workspace.memories[source]
-                        .iter()
-                        .fold(T::zero(), |a, b| a + *b);
-                    workspace.memories[target][0] += total;
+    /// Copies the samples into the memories of the values that read them, at time step `step`.
+    fn load_data(
+        &self,
+        workspace: &mut Workspace<T>,
+        samples: ArrayView2<f64>,
+        step: usize,
+        batch: usize,
+    ) {
+        if samples.nrows() == 0 {
+            return;
+        }
+        for (memory, read) in &self.data {
+            for sample in 0..batch {
+                let source = samples.row(sample.min(samples.nrows() - 1));
+                let source: Cow<[f64]> = match source.as_slice() {
+                    Some(slice) => Cow::Borrowed(slice),
+                    None => Cow::Owned(source.to_vec()),
+                };
+                let (features, copies, first) = match *read {
+                    DataRead::Input { copies } => (source.len(), copies, 0),
+                    DataRead::Sequence { features } => {
+                        let rows = source.len() / features.max(1);
+                        let row = step.min(rows.saturating_sub(1));
+                        (features, 1, row * features)
+                    }
+                };
+                let range = self.sample_range(*memory, sample);
+                let target = &mut workspace.memories[*memory][range];
+                assert_eq!(
+                    target.len(),
+                    features * copies,
+                    "samples of {} features do not fill a value of {} entries",
+                    source.len(),
+                    target.len()
+                );
+                for (t, v) in target
+                    .iter_mut()
+                    .zip(source[first..first + features].iter().cycle())
+                {
+                    *t = T::of(*v);
                 }
             }
+        }
+    }
+
+    /// Runs `steps` on the first `batch` samples: each run of kernels and sums sample by sample,
+    /// each batched operation once.
+    fn run(&self, workspace: &mut Workspace<T>, steps: &[Step], batch: usize) {
+        let mut start = 0;
+        let mut pointers: Vec<*mut u8> = vec![std::ptr::null_mut(); self.slot_memory.len()];
+        while start < steps.len() {
+            if let Step::Batched(index) = steps[start] {
+                self.run_batched(&mut workspace.memories, &self.batched[index], batch);
+                start += 1;
+                continue;
+            }
+            let end = steps[start..]
+                .iter()
+                .position(|s| matches!(s, Step::Batched(_)))
+                .map_or(steps.len(), |p| start + p);
+            for sample in 0..batch {
+                for (pointer, memory) in pointers.iter_mut().zip(&self.slot_memory) {
+                    let at = self.sample_range(*memory, sample).start;
+                    *pointer = workspace.memories[*memory][at..].as_mut_ptr().cast::<u8>();
+                }
+                for step in &steps[start..end] {
+                    match *step {
+                        Step::Kernel(index) => {
+                            let (function, first, last) = self.kernels[index];
+                            // SAFETY: the pointers cover every buffer slot of the kernels at
+                            // this sample's entries, each memory has the length its slots'
+                            // layouts need per sample, and the regions stay inside them.
+                            unsafe { function(pointers.as_ptr(), 0.0, first, last) };
+                        }
+                        Step::SumInto { source, target } => {
+                            let range = self.sample_range(source, sample);
+                            let total = workspace.memories[source][range]
+                                .iter()
+                                .fold(T::zero(), |a, b| a + *b);
+                            let at = self.sample_range(target, sample).start;
+                            workspace.memories[target][at] += total;
+                        }
+                        Step::Batched(_) => unreachable!("runs end before a batched operation"),
+                    }
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// Runs a batched operation on the first `batch` samples.
+    fn run_batched(&self, memories: &mut [Vec<T>], op: &BatchedOp, batch: usize) {
+        let (zero, one) = (T::zero(), T::of(1.0));
+        match op {
+            BatchedOp::Dense {
+                weights,
+                rows,
+                columns,
+                input,
+                output,
+            } => {
+                let (rows, columns) = (*rows, *columns);
+                let mut out = std::mem::take(&mut memories[*output]);
+                let input_stride = self.row_stride(*input);
+                // out[b, r] = Σ_c input[b, c] · weights[r, c]
+                T::gemm(
+                    batch,
+                    columns,
+                    rows,
+                    &memories[*input],
+                    (input_stride, 1),
+                    &memories[*weights],
+                    (1, columns as isize),
+                    zero,
+                    &mut out,
+                    (self.row_stride(*output), 1),
+                );
+                memories[*output] = out;
+            }
+            BatchedOp::DenseAdjoint {
+                weights,
+                weights_adjoint,
+                rows,
+                columns,
+                input,
+                adjoint,
+                input_adjoint,
+            } => {
+                let (rows, columns) = (*rows, *columns);
+                let adjoint_stride = self.row_stride(*adjoint);
+                let mut gradient = std::mem::take(&mut memories[*weights_adjoint]);
+                // gradient[r, c] += Σ_b adjoint[b, r] · input[b, c]
+                T::gemm(
+                    rows,
+                    batch,
+                    columns,
+                    &memories[*adjoint],
+                    (1, adjoint_stride),
+                    &memories[*input],
+                    (self.row_stride(*input), 1),
+                    one,
+                    &mut gradient,
+                    (columns as isize, 1),
+                );
+                memories[*weights_adjoint] = gradient;
+                if let Some(target) = input_adjoint {
+                    let mut out = std::mem::take(&mut memories[*target]);
+                    // out[b, c] += Σ_r adjoint[b, r] · weights[r, c]; a shared target sums
+                    // over the samples one GEMM at a time, because GEMM outputs cannot alias.
+                    let calls = if self.shared[*target] {
+                        (0..batch).map(|b| (b, 1)).collect()
+                    } else {
+                        vec![(0, batch)]
+                    };
+                    for (first, count) in calls {
+                        let at = self.sample_range(*adjoint, first).start;
+                        T::gemm(
+                            count,
+                            rows,
+                            columns,
+                            &memories[*adjoint][at..],
+                            (adjoint_stride, 1),
+                            &memories[*weights],
+                            (columns as isize, 1),
+                            one,
+                            &mut out,
+                            (self.row_stride(*target), 1),
+                        );
+                    }
+                    memories[*target] = out;
+                }
+            }
+            BatchedOp::Convolution {
+                shape,
+                kernel,
+                input,
+                output,
+                columns,
+            } => {
+                let (width, points) = (shape.columns(), shape.points);
+                let mut out = std::mem::take(&mut memories[*output]);
+                let mut unrolled = std::mem::take(&mut memories[*columns]);
+                for sample in 0..batch {
+                    shape.gather(
+                        &memories[*input][self.sample_range(*input, sample)],
+                        &mut unrolled,
+                    );
+                    // out[o, p] = Σ_j kernel[o, j] · unrolled[p, j]
+                    T::gemm(
+                        shape.out_channels,
+                        width,
+                        points,
+                        &memories[*kernel],
+                        (width as isize, 1),
+                        &unrolled,
+                        (1, width as isize),
+                        zero,
+                        &mut out[self.sample_range(*output, sample)],
+                        (points as isize, 1),
+                    );
+                }
+                memories[*output] = out;
+                memories[*columns] = unrolled;
+            }
+            BatchedOp::ConvolutionAdjoint {
+                shape,
+                kernel,
+                kernel_adjoint,
+                input,
+                adjoint,
+                input_adjoint,
+                columns,
+            } => {
+                let (width, points) = (shape.columns(), shape.points);
+                let mut gradient = std::mem::take(&mut memories[*kernel_adjoint]);
+                let mut unrolled = std::mem::take(&mut memories[*columns]);
+                let mut target = input_adjoint.map(|t| (t, std::mem::take(&mut memories[t])));
+                for sample in 0..batch {
+                    shape.gather(
+                        &memories[*input][self.sample_range(*input, sample)],
+                        &mut unrolled,
+                    );
+                    let g = &memories[*adjoint][self.sample_range(*adjoint, sample)];
+                    // gradient[o, j] += Σ_p g[o, p] · unrolled[p, j]
+                    T::gemm(
+                        shape.out_channels,
+                        points,
+                        width,
+                        g,
+                        (points as isize, 1),
+                        &unrolled,
+                        (width as isize, 1),
+                        one,
+                        &mut gradient,
+                        (width as isize, 1),
+                    );
+                    if let Some((memory, values)) = target.as_mut() {
+                        // The adjoint of the unrolled input, unrolled[p, j] = Σ_o g[o, p] ·
+                        // kernel[o, j], overwrites the gathered input it no longer needs.
+                        T::gemm(
+                            points,
+                            shape.out_channels,
+                            width,
+                            g,
+                            (1, points as isize),
+                            &memories[*kernel],
+                            (width as isize, 1),
+                            zero,
+                            &mut unrolled,
+                            (width as isize, 1),
+                        );
+                        shape.scatter(&unrolled, &mut values[self.sample_range(*memory, sample)]);
+                    }
+                }
+                memories[*kernel_adjoint] = gradient;
+                memories[*columns] = unrolled;
+                if let Some((memory, values)) = target {
+                    memories[memory] = values;
+                }
+            }
+            BatchedOp::Sparse {
+                operator,
+                channels,
+                input,
+                output,
+                accumulate,
+            } => {
+                let (rows, columns) = (operator.rows(), operator.columns());
+                let constants = operator.constants();
+                let mut out = std::mem::take(&mut memories[*output]);
+                for sample in 0..batch {
+                    let source = &memories[*input][self.sample_range(*input, sample)];
+                    let target = &mut out[self.sample_range(*output, sample)];
+                    for c in 0..*channels {
+                        let source = &source[c * columns..(c + 1) * columns];
+                        let target = &mut target[c * rows..(c + 1) * rows];
+                        for (r, t) in target.iter_mut().enumerate() {
+                            let mut total = if *accumulate { *t } else { T::of(constants[r]) };
+                            for (column, weight) in operator.row_entries(r) {
+                                total += T::of(weight) * source[column];
+                            }
+                            *t = total;
+                        }
+                    }
+                }
+                memories[*output] = out;
+            }
+        }
+    }
+
+    /// Returns the distance between the entries of two samples in `memory`: zero for a shared one.
+    fn row_stride(&self, memory: usize) -> isize {
+        if self.shared[memory] {
+            0
+        } else {
+            self.memory_lens[memory] as isize
         }
     }
 
@@ -1284,25 +1975,27 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
     fn rates(
         &self,
         states: &[Array2<f64>],
+        samples: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
     ) -> Vec<Array2<f64>> {
         let batch = Self::batch(states);
-        let mut workspace = self.take_workspace();
+        let mut workspace = self.take_workspace(batch);
         self.load_shared(&mut workspace, params, step, time);
+        self.load_states(&mut workspace, states, batch);
+        self.load_data(&mut workspace, samples, step, batch);
+        self.run(&mut workspace, &self.forward, batch);
         let mut rates: Vec<Array2<f64>> = self
             .rates
             .iter()
             .map(|(len, _)| Array2::zeros((batch, *len)))
             .collect();
-        for row in 0..batch {
-            self.load_row(&mut workspace, states, row);
-            self.run(&mut workspace, &self.forward);
-            for (rate, (_, parts)) in rates.iter_mut().zip(&self.rates) {
+        for (rate, (_, parts)) in rates.iter_mut().zip(&self.rates) {
+            for row in 0..batch {
                 let mut target = rate.row_mut(row);
                 for part in parts {
-                    let value = &workspace.memories[part.value];
+                    let value = &workspace.memories[part.value][self.sample_range(part.value, row)];
                     for i in 0..part.entries {
                         target[part.start + i] += value[i % value.len()].to_f64_lossy();
                     }
@@ -1316,6 +2009,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
     fn rates_backward(
         &self,
         states: &[Array2<f64>],
+        samples: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -1324,46 +2018,51 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         gradients: &mut ParamValues,
     ) {
         let batch = Self::batch(states);
-        let mut workspace = self.take_workspace();
+        let mut workspace = self.take_workspace(batch);
         self.load_shared(&mut workspace, params, step, time);
-        for row in 0..batch {
-            self.load_row(&mut workspace, states, row);
-            self.run(&mut workspace, &self.forward);
-            for memory in &self.adjoints {
-                workspace.memories[*memory].fill(T::zero());
-            }
-            for (d_rate, (_, parts)) in d_rates.iter().zip(&self.rates) {
+        self.load_states(&mut workspace, states, batch);
+        self.load_data(&mut workspace, samples, step, batch);
+        self.run(&mut workspace, &self.forward, batch);
+        for memory in &self.adjoints {
+            workspace.memories[*memory].fill(T::zero());
+        }
+        for (d_rate, (_, parts)) in d_rates.iter().zip(&self.rates) {
+            for row in 0..batch {
                 let seed = d_rate.row(row.min(d_rate.nrows() - 1));
                 for part in parts {
                     let Some(adjoint) = part.adjoint else {
                         continue;
                     };
-                    let target = &mut workspace.memories[adjoint];
+                    let range = self.sample_range(adjoint, row);
+                    let target = &mut workspace.memories[adjoint][range];
                     let len = target.len();
                     for i in 0..part.entries {
                         target[i % len] += T::of(seed[part.start + i]);
                     }
                 }
             }
-            self.run(&mut workspace, &self.reverse);
-            for (index, _, adjoint) in &self.states {
-                let Some(adjoint) = adjoint else { continue };
-                let target = &mut state_adjoints[*index];
-                let rows = target.nrows();
+        }
+        self.run(&mut workspace, &self.reverse, batch);
+        for (index, _, adjoint) in &self.states {
+            let Some(adjoint) = adjoint else { continue };
+            let target = &mut state_adjoints[*index];
+            let rows = target.nrows();
+            for row in 0..batch {
+                let source = &workspace.memories[*adjoint][self.sample_range(*adjoint, row)];
                 let mut target = target.row_mut(row.min(rows - 1));
-                for (t, a) in target.iter_mut().zip(&workspace.memories[*adjoint]) {
+                for (t, a) in target.iter_mut().zip(source) {
                     *t += a.to_f64_lossy();
                 }
             }
-            for (id, _, adjoint) in &self.params {
-                let Some(adjoint) = adjoint else { continue };
-                let range = gradients.step_range(*id, step);
-                for (g, a) in gradients.values[id.0][range]
-                    .iter_mut()
-                    .zip(&workspace.memories[*adjoint])
-                {
-                    *g += a.to_f64_lossy();
-                }
+        }
+        for (id, _, adjoint) in &self.params {
+            let Some(adjoint) = adjoint else { continue };
+            let range = gradients.step_range(*id, step);
+            for (g, a) in gradients.values[id.0][range]
+                .iter_mut()
+                .zip(&workspace.memories[*adjoint])
+            {
+                *g += a.to_f64_lossy();
             }
         }
         self.return_workspace(workspace);

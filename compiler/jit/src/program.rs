@@ -64,7 +64,8 @@ impl Default for JitOptions {
 pub trait JitFloat: Real {
     const PRECISION: Precision;
 
-    /// `c = a · b` for row-major strided matrices, by the `matrixmultiply` crate.
+    /// `c = a · b + beta · c` for strided matrices, by the `matrixmultiply` crate. With `beta = 0`
+    /// the old entries of `c` are not read.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -74,6 +75,7 @@ pub trait JitFloat: Real {
         a_strides: (isize, isize),
         b: &[Self],
         b_strides: (isize, isize),
+        beta: Self,
         c: &mut [Self],
         c_strides: (isize, isize),
     );
@@ -90,6 +92,7 @@ impl JitFloat for f32 {
         a_strides: (isize, isize),
         b: &[f32],
         b_strides: (isize, isize),
+        beta: f32,
         c: &mut [f32],
         c_strides: (isize, isize),
     ) {
@@ -106,7 +109,7 @@ impl JitFloat for f32 {
                 b.as_ptr(),
                 b_strides.0,
                 b_strides.1,
-                0.0,
+                beta,
                 c.as_mut_ptr(),
                 c_strides.0,
                 c_strides.1,
@@ -126,6 +129,7 @@ impl JitFloat for f64 {
         a_strides: (isize, isize),
         b: &[f64],
         b_strides: (isize, isize),
+        beta: f64,
         c: &mut [f64],
         c_strides: (isize, isize),
     ) {
@@ -142,7 +146,7 @@ impl JitFloat for f64 {
                 b.as_ptr(),
                 b_strides.0,
                 b_strides.1,
-                0.0,
+                beta,
                 c.as_mut_ptr(),
                 c_strides.0,
                 c_strides.1,
@@ -426,6 +430,7 @@ impl<T: JitFloat> CompiledPlan<T> {
                         (columns as isize, 1),
                         &m,
                         (1, columns as isize),
+                        T::zero(),
                         &mut self.buffers[output],
                         (rows as isize, 1),
                     );

@@ -164,6 +164,69 @@ train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label
     )
 }
 
+/// A classifier over a 1-D grid of 9 points whose equation has a dense layer of the state.
+fn dense_model(boundary: &str, scheme: &str) -> String {
+    line_model(
+        boundary,
+        scheme,
+        "D * laplace(u) + tanh(W @ u + P) - 0.2 * u * (W @ tanh(u))",
+    )
+    .replace(
+        "param D = 0.3",
+        "param D = 0.3\nparam W[9, 9] ~ normal(0, 0.3)",
+    )
+}
+
+/// A classifier over an image of 6 × 4 pixels and two channels whose equation has a convolution
+/// with a kernel per step, pooling and upsampling.
+fn image_model(boundaries: &str, scheme: &str) -> String {
+    format!(
+        "model image
+grid (row, col) image (6, 4)
+field u(row, col)[2]
+{boundaries}
+data d = csv(\"data.csv\", label = last) split 6
+param K(t)[2, 2, 3, 3] ~ he
+param c = 0.1
+param a = 0.5
+param Wout[3, 48] ~ glorot
+equation net: dt(u) = tanh(conv(K, u) + c) + a * (upsample(pool(u, 2), 2) - u) + 0.1 * conv(K, tanh(u)) + 0.05 * d.input
+initial u = d.input
+readout s = Wout @ u
+train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label) optimizer adam() epochs 1 batch 3
+"
+    )
+}
+
+/// A recurrent classifier whose equation reads the samples through `reader` (`d.input`, or
+/// `d.sequence` for samples of 4 rows of 3 features) with the matrix `U` of `inputs` columns.
+fn recurrent_model(scheme: &str, reader: &str, inputs: usize) -> String {
+    format!(
+        "model recurrent
+grid k index 6
+field h(k)
+data d = csv(\"data.csv\", label = last) split 6
+param W[6, 6] ~ normal(0, 0.3)
+param U[6, {inputs}] ~ glorot
+param b[6] = 0.1
+param Wout[3, 6] ~ glorot
+equation cell: dt(h) = -h + tanh(W @ h + U @ {reader} + b)
+initial h = 0
+readout y = Wout @ h
+train cell on d using {scheme}(steps = 4) until 2 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 3
+"
+    )
+}
+
+/// Boundary sets of the image model.
+const IMAGE_BOUNDARIES: [(&str, &str); 2] = [
+    ("neumann", "boundary u: neumann(0) on row, col"),
+    (
+        "mixed",
+        "boundary u: periodic on row\nboundary u: dirichlet(0.1) on col",
+    ),
+];
+
 /// Boundary sets of the 2-D model: every kind, and a different kind on each side and axis.
 const PLANE_BOUNDARIES: [(&str, &str); 3] = [
     (
@@ -184,9 +247,16 @@ struct Fixture {
     dir: PathBuf,
     model: Model,
     lowered: LoweredTask,
+    features: usize,
 }
 
 fn fixture(name: &str, source: &str, features: usize) -> Fixture {
+    fixture_with_dims(name, source, vec![features])
+}
+
+/// Returns the fixture of a model whose samples have the shape `dims`.
+fn fixture_with_dims(name: &str, source: &str, dims: Vec<usize>) -> Fixture {
+    let features = dims.iter().product();
     let dir = temp_dir(name);
     write_csv(&dir.join("data.csv"), 8, features, 99);
     let model = checked_model(&dir, source);
@@ -200,7 +270,7 @@ fn fixture(name: &str, source: &str, features: usize) -> Fixture {
         .expect("a train task");
     let sample = SampleShape {
         features,
-        dims: vec![features],
+        dims,
         label_width: 1,
     };
     let lowered = lower_train_task(&model, &task, &sample).expect("lowers");
@@ -208,6 +278,7 @@ fn fixture(name: &str, source: &str, features: usize) -> Fixture {
         dir,
         model,
         lowered,
+        features,
     }
 }
 
@@ -252,8 +323,7 @@ fn step_differences<T: JitFloat>(fixture: &Fixture, seed: u64) -> [f64; 3] {
         }
     }
     let batch = 3;
-    let features = 1;
-    let samples = Array2::zeros((batch, features));
+    let samples = Array2::from_shape_fn((batch, fixture.features), |_| rng.symmetric());
     let labels = Array2::zeros((batch, 1));
     let chunk = Chunk {
         samples: samples.view(),
@@ -363,6 +433,46 @@ fn plane_steps_match_tape_for_every_boundary() {
 }
 
 #[test]
+fn dense_steps_match_tape() {
+    for (kind, boundary) in [BOUNDARIES[0], BOUNDARIES[4]] {
+        for scheme in SCHEMES {
+            let name = format!("dense-{kind}-{scheme}");
+            let fixture = fixture(&name, &dense_model(boundary, scheme), 9);
+            assert_steps_agree(&name, &fixture);
+            let _ = std::fs::remove_dir_all(&fixture.dir);
+        }
+    }
+}
+
+#[test]
+fn image_steps_match_tape() {
+    for (kind, boundaries) in IMAGE_BOUNDARIES {
+        for scheme in SCHEMES {
+            let name = format!("image-{kind}-{scheme}");
+            let fixture = fixture(&name, &image_model(boundaries, scheme), 24);
+            assert_steps_agree(&name, &fixture);
+            let _ = std::fs::remove_dir_all(&fixture.dir);
+        }
+    }
+}
+
+#[test]
+fn recurrent_steps_match_tape() {
+    for scheme in SCHEMES {
+        let name = format!("recurrent-input-{scheme}");
+        let fixture = fixture(&name, &recurrent_model(scheme, "d.input", 12), 12);
+        assert_steps_agree(&name, &fixture);
+        let _ = std::fs::remove_dir_all(&fixture.dir);
+
+        let name = format!("recurrent-sequence-{scheme}");
+        let source = recurrent_model(scheme, "d.sequence", 3);
+        let fixture = fixture_with_dims(&name, &source, vec![4, 3]);
+        assert_steps_agree(&name, &fixture);
+        let _ = std::fs::remove_dir_all(&fixture.dir);
+    }
+}
+
+#[test]
 fn taylor_and_dot_tests_through_jit() {
     let cases = [
         (
@@ -376,6 +486,17 @@ fn taylor_and_dot_tests_through_jit() {
             9,
         ),
         ("taylor-plane", plane_model(PLANE_BOUNDARIES[1].1, "rk4"), 4),
+        ("taylor-dense", dense_model(BOUNDARIES[4].1, "rk4"), 9),
+        (
+            "taylor-image",
+            image_model(IMAGE_BOUNDARIES[1].1, "euler"),
+            24,
+        ),
+        (
+            "taylor-recurrent",
+            recurrent_model("rk4", "d.input", 12),
+            12,
+        ),
     ];
     for (name, source, features) in cases {
         let dir = temp_dir(name);
@@ -447,18 +568,19 @@ fn identify_diffusion_through_jit() {
 }
 
 #[test]
-fn dense_layer_falls_back_to_tape() {
-    let source = line_model(BOUNDARIES[0].1, "euler", "D * laplace(u) + tanh(W @ u)").replace(
-        "param P(x) ~ normal(0.1, 0.05)",
-        "param W[9, 9] ~ normal(0, 0.3)",
+fn upwind_term_falls_back_to_tape() {
+    let source = line_model(
+        BOUNDARIES[0].1,
+        "euler",
+        "D * laplace(u) + tanh(upwind(P, u, x))",
     );
     let fixture = fixture("fallback", &source, 9);
     let error = match CompiledTape::<f64>::new(&fixture.lowered, &JitOptions::default()) {
-        Ok(_) => panic!("a dense layer in the right-hand side compiled"),
+        Ok(_) => panic!("an upwind term in the right-hand side compiled"),
         Err(error) => error,
     };
-    assert_eq!(error.op, "MatMul");
-    assert!(error.to_string().contains("MatMul"), "{error}");
+    assert_eq!(error.op, "Upwind");
+    assert!(error.to_string().contains("Upwind"), "{error}");
 
     let options = RunOptions {
         out_dir: Some(fixture.dir.join("out")),
@@ -481,8 +603,61 @@ fn dense_layer_falls_back_to_tape() {
     assert_eq!(warnings.len(), 1, "{:?}", report.warnings);
     let notes: Vec<&String> = report.warnings.iter().flat_map(|w| &w.notes).collect();
     assert!(
-        notes.iter().any(|n| n.contains("MatMul")),
+        notes.iter().any(|n| n.contains("Upwind")),
         "the warning does not name the operation: {notes:?}"
     );
+    let _ = std::fs::remove_dir_all(&fixture.dir);
+}
+
+#[test]
+fn abs_derivative_matches_signum() {
+    let fixture = fixture(
+        "abs",
+        &line_model(BOUNDARIES[0].1, "euler", "abs(u) + D * P"),
+        9,
+    );
+    let compiled =
+        CompiledTape::<f64>::new(&fixture.lowered, &JitOptions::default()).expect("compiles");
+    let lowered = &fixture.lowered;
+    let params = initialize_params(&fixture.model, lowered.steps, &lowered.param_step_sizes, 1)
+        .expect("params");
+    let values = [
+        -0.0,
+        0.0,
+        f64::NAN,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        -2.0,
+        3.0,
+        -1e-300,
+        1e-300,
+    ];
+    let states = vec![Array2::from_shape_vec((1, 9), values.to_vec()).expect("one row")];
+    let d_rates = vec![Array2::from_elem((1, 9), 1.0)];
+    let mut adjoints = vec![Array2::zeros((1, 9))];
+    let mut gradients = params.zeros_like();
+    let samples = Array2::zeros((1, 9));
+    compiled.rates_backward(
+        &states,
+        samples.view(),
+        &params,
+        0,
+        0.0,
+        &d_rates,
+        &mut adjoints,
+        &mut gradients,
+    );
+    for (x, derivative) in values.iter().zip(adjoints[0].iter()) {
+        let expected = x.signum();
+        if expected.is_nan() {
+            assert!(derivative.is_nan(), "abs' at {x} is {derivative}, not NaN");
+        } else {
+            assert_eq!(
+                derivative.to_bits(),
+                expected.to_bits(),
+                "abs' at {x} is {derivative}, not {expected}"
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&fixture.dir);
 }

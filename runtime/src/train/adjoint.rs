@@ -122,7 +122,10 @@ impl<'a> Network<'a> {
         time: f64,
     ) -> (Vec<Array2<f64>>, Vec<Array2<f64>>) {
         match self.compiled_rates() {
-            Some(compiled) => (compiled.rates(states, params, step, time), Vec::new()),
+            Some(compiled) => (
+                compiled.rates(states, chunk.samples, params, step, time),
+                Vec::new(),
+            ),
             None => self.rhs_tape(params, chunk, states, step, time),
         }
     }
@@ -211,6 +214,7 @@ impl<'a> Network<'a> {
             };
             compiled.rates_backward(
                 states,
+                chunk.samples,
                 params,
                 step,
                 time,

@@ -7,18 +7,20 @@
 //! every evaluation of the rates and every vector–Jacobian product of the rates.
 
 use crate::train::tape::ParamValues;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 
 /// `F(u, θ)` of every state slot and its vector–Jacobian products, evaluated by compiled code.
 ///
 /// Both methods take the states of a chunk as `[batch, slot.len()]` arrays in the tape's layout
-/// (channels first, then the grid axes) and must agree with the tape's `rhs` tape to rounding.
+/// (channels first, then the grid axes) and the chunk's samples as `[batch, features]`, which the
+/// `rhs` tape's `Input` and `Sequence` operations read, and must agree with the tape to rounding.
 pub trait CompiledRates: Send + Sync {
     /// Returns the rates `F(u, θ)` of every state slot at time step `step` and time `time`, as
     /// `[batch, slot.len()]` arrays (zero for a slot without an equation).
     fn rates(
         &self,
         states: &[Array2<f64>],
+        samples: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -30,6 +32,7 @@ pub trait CompiledRates: Send + Sync {
     fn rates_backward(
         &self,
         states: &[Array2<f64>],
+        samples: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
