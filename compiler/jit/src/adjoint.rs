@@ -26,6 +26,7 @@ use cranelift_jit::JITModule;
 use cranelift_module::Module;
 use ndarray::{Array2, ArrayView2};
 use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::linear::SparseOperator;
 use npdec_runtime::train::lower::{ExplicitScheme, LoweredTask, StateSlot};
 use npdec_runtime::train::tape::{NodeIndex, Op, ParamValues, Tape};
@@ -1714,12 +1715,23 @@ impl<T: JitFloat> CompiledTape<T> {
 
     /// Runs `steps` on the first `batch` samples: each run of kernels and sums sample by sample,
     /// each batched operation once.
-    fn run(&self, workspace: &mut Workspace<T>, steps: &[Step], batch: usize) {
+    fn run(
+        &self,
+        workspace: &mut Workspace<T>,
+        steps: &[Step],
+        batch: usize,
+        products: ProductPrecision,
+    ) {
         let mut start = 0;
         let mut pointers: Vec<*mut u8> = vec![std::ptr::null_mut(); self.slot_memory.len()];
         while start < steps.len() {
             if let Step::Batched(index) = steps[start] {
-                self.run_batched(&mut workspace.memories, &self.batched[index], batch);
+                self.run_batched(
+                    &mut workspace.memories,
+                    &self.batched[index],
+                    batch,
+                    products,
+                );
                 start += 1;
                 continue;
             }
@@ -1757,8 +1769,15 @@ impl<T: JitFloat> CompiledTape<T> {
         }
     }
 
-    /// Runs a batched operation on the first `batch` samples.
-    fn run_batched(&self, memories: &mut [Vec<T>], op: &BatchedOp, batch: usize) {
+    /// Runs a batched operation on the first `batch` samples, with dense products in the
+    /// precision `products`.
+    fn run_batched(
+        &self,
+        memories: &mut [Vec<T>],
+        op: &BatchedOp,
+        batch: usize,
+        products: ProductPrecision,
+    ) {
         let (zero, one) = (T::zero(), T::of(1.0));
         match op {
             BatchedOp::Dense {
@@ -1772,7 +1791,8 @@ impl<T: JitFloat> CompiledTape<T> {
                 let mut out = std::mem::take(&mut memories[*output]);
                 let input_stride = self.row_stride(*input);
                 // out[b, r] = Σ_c input[b, c] · weights[r, c]
-                T::gemm(
+                T::product(
+                    products,
                     batch,
                     columns,
                     rows,
@@ -1799,7 +1819,8 @@ impl<T: JitFloat> CompiledTape<T> {
                 let adjoint_stride = self.row_stride(*adjoint);
                 let mut gradient = std::mem::take(&mut memories[*weights_adjoint]);
                 // gradient[r, c] += Σ_b adjoint[b, r] · input[b, c]
-                T::gemm(
+                T::product(
+                    products,
                     rows,
                     batch,
                     columns,
@@ -1823,7 +1844,8 @@ impl<T: JitFloat> CompiledTape<T> {
                     };
                     for (first, count) in calls {
                         let at = self.sample_range(*adjoint, first).start;
-                        T::gemm(
+                        T::product(
+                            products,
                             count,
                             rows,
                             columns,
@@ -1985,7 +2007,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         self.load_shared(&mut workspace, params, step, time);
         self.load_states(&mut workspace, states, batch);
         self.load_data(&mut workspace, samples, step, batch);
-        self.run(&mut workspace, &self.forward, batch);
+        self.run(&mut workspace, &self.forward, batch, params.products);
         let mut rates: Vec<Array2<f64>> = self
             .rates
             .iter()
@@ -2022,7 +2044,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         self.load_shared(&mut workspace, params, step, time);
         self.load_states(&mut workspace, states, batch);
         self.load_data(&mut workspace, samples, step, batch);
-        self.run(&mut workspace, &self.forward, batch);
+        self.run(&mut workspace, &self.forward, batch, params.products);
         for memory in &self.adjoints {
             workspace.memories[*memory].fill(T::zero());
         }
@@ -2042,7 +2064,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
                 }
             }
         }
-        self.run(&mut workspace, &self.reverse, batch);
+        self.run(&mut workspace, &self.reverse, batch, params.products);
         for (index, _, adjoint) in &self.states {
             let Some(adjoint) = adjoint else { continue };
             let target = &mut state_adjoints[*index];

@@ -13,6 +13,7 @@ use cranelift_module::Module;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, Slice};
 use npdec_ir::graph::{Graph, NodeId};
 use npdec_runtime::evaluate::Evaluator;
+use npdec_runtime::train::gemm::{self, ProductPrecision};
 use npdec_runtime::{Real, Value};
 use npdec_symbolic::{AxisId, AxisKind, ReduceOp};
 use std::time::{Duration, Instant as Clock};
@@ -64,8 +65,8 @@ impl Default for JitOptions {
 pub trait JitFloat: Real {
     const PRECISION: Precision;
 
-    /// `c = a · b + beta · c` for strided matrices, by the `matrixmultiply` crate. With `beta = 0`
-    /// the old entries of `c` are not read.
+    /// `c = a · b + beta · c` for strided matrices, by the runtime's GEMM module
+    /// (`npdec_runtime::train::gemm`). With `beta = 0` the old entries of `c` are not read.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -79,6 +80,64 @@ pub trait JitFloat: Real {
         c: &mut [Self],
         c_strides: (isize, isize),
     );
+
+    /// `c = a · b + beta · c` as [`JitFloat::gemm`] computes it, except that with
+    /// [`ProductPrecision::F32`] the operands are rounded to `f32` and the product is summed in
+    /// `f32` before it is widened, as the training tape's dense products do.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        precision: ProductPrecision,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        a_strides: (isize, isize),
+        b: &[Self],
+        b_strides: (isize, isize),
+        beta: Self,
+        c: &mut [Self],
+        c_strides: (isize, isize),
+    ) {
+        if precision == ProductPrecision::F64 || Self::PRECISION == Precision::F32 {
+            Self::gemm(m, k, n, a, a_strides, b, b_strides, beta, c, c_strides);
+            return;
+        }
+        let round = |matrix: &[Self], rows: usize, columns: usize, strides: (isize, isize)| {
+            let mut rounded = Vec::with_capacity(rows * columns);
+            for i in 0..rows as isize {
+                for j in 0..columns as isize {
+                    let at = (i * strides.0 + j * strides.1) as usize;
+                    rounded.push(matrix[at].to_f64_lossy() as f32);
+                }
+            }
+            rounded
+        };
+        let (a, b) = (round(a, m, k, a_strides), round(b, k, n, b_strides));
+        let mut product = vec![0.0f32; m * n];
+        f32::gemm(
+            m,
+            k,
+            n,
+            &a,
+            (k as isize, 1),
+            &b,
+            (n as isize, 1),
+            0.0,
+            &mut product,
+            (n as isize, 1),
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let at = (i as isize * c_strides.0 + j as isize * c_strides.1) as usize;
+                let value = Self::of(product[i * n + j] as f64);
+                c[at] = if beta == Self::zero() {
+                    value
+                } else {
+                    value + beta * c[at]
+                };
+            }
+        }
+    }
 }
 
 impl JitFloat for f32 {
@@ -96,9 +155,10 @@ impl JitFloat for f32 {
         c: &mut [f32],
         c_strides: (isize, isize),
     ) {
-        // SAFETY: the callers pass slices whose lengths cover every strided index of the matrices.
+        // SAFETY: the callers pass slices whose lengths cover every strided index of the
+        // matrices, and an output with distinct entries that overlaps neither operand.
         unsafe {
-            matrixmultiply::sgemm(
+            gemm::gemm_f32(
                 m,
                 k,
                 n,
@@ -133,9 +193,9 @@ impl JitFloat for f64 {
         c: &mut [f64],
         c_strides: (isize, isize),
     ) {
-        // SAFETY: the callers pass slices whose lengths cover every strided index of the matrices.
+        // SAFETY: as for `f32`.
         unsafe {
-            matrixmultiply::dgemm(
+            gemm::gemm_f64(
                 m,
                 k,
                 n,

@@ -14,6 +14,7 @@ use npdec_runtime::train::gradcheck::{
     check_gradients_compiled, DOT_TOLERANCE, TAYLOR_RATE_TOLERANCE,
 };
 use npdec_runtime::train::lower::{lower_train_task, LoweredTask, SampleShape};
+use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::params::initialize_params;
 use npdec_runtime::train::tape::ParamValues;
 use npdec_runtime::train::TrainOptions;
@@ -305,7 +306,11 @@ fn flat_gradient(values: &ParamValues) -> Array2<f64> {
 /// Runs one step forward and one step backward through the tape and through the JIT compiled in
 /// precision `T`, from random states, adjoints and parameters, and returns the relative
 /// differences of the new states, the adjoints and the parameter gradients.
-fn step_differences<T: JitFloat>(fixture: &Fixture, seed: u64) -> [f64; 3] {
+fn step_differences<T: JitFloat>(
+    fixture: &Fixture,
+    seed: u64,
+    products: ProductPrecision,
+) -> [f64; 3] {
     let lowered = &fixture.lowered;
     let compiled = CompiledTape::<T>::new(lowered, &JitOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", fixture.dir.display()));
@@ -322,6 +327,7 @@ fn step_differences<T: JitFloat>(fixture: &Fixture, seed: u64) -> [f64; 3] {
             *v += 0.1 * rng.symmetric();
         }
     }
+    params.set_product_precision(products);
     let batch = 3;
     let samples = Array2::from_shape_fn((batch, fixture.features), |_| rng.symmetric());
     let labels = Array2::zeros((batch, 1));
@@ -385,7 +391,7 @@ fn step_differences<T: JitFloat>(fixture: &Fixture, seed: u64) -> [f64; 3] {
 
 fn assert_steps_agree(name: &str, fixture: &Fixture) {
     for seed in [1, 2] {
-        let [states, adjoints, gradients] = step_differences::<f64>(fixture, seed);
+        let [states, adjoints, gradients] = step_differences::<f64>(fixture, seed, ProductPrecision::F64);
         assert!(states <= 1e-12, "{name}, f64: states differ by {states:e}");
         assert!(
             adjoints <= 1e-12,
@@ -395,7 +401,7 @@ fn assert_steps_agree(name: &str, fixture: &Fixture) {
             gradients <= 1e-12,
             "{name}, f64: parameter gradients differ by {gradients:e}"
         );
-        let [states, adjoints, gradients] = step_differences::<f32>(fixture, seed);
+        let [states, adjoints, gradients] = step_differences::<f32>(fixture, seed, ProductPrecision::F64);
         assert!(states <= 1e-5, "{name}, f32: states differ by {states:e}");
         assert!(
             adjoints <= 1e-5,
@@ -442,6 +448,25 @@ fn dense_steps_match_tape() {
             let _ = std::fs::remove_dir_all(&fixture.dir);
         }
     }
+}
+
+/// Single-precision products round the same operands and run the same `f32` GEMMs in both
+/// engines, so only the `f64` arithmetic around them differs.
+#[test]
+fn dense_steps_match_tape_with_f32_products() {
+    let name = "dense-f32-products";
+    let fixture = fixture(name, &dense_model(BOUNDARIES[4].1, "rk4"), 9);
+    for seed in [1, 2] {
+        let [states, adjoints, gradients] =
+            step_differences::<f64>(&fixture, seed, ProductPrecision::F32);
+        assert!(states <= 1e-12, "{name}: states differ by {states:e}");
+        assert!(adjoints <= 1e-12, "{name}: adjoints differ by {adjoints:e}");
+        assert!(
+            gradients <= 1e-12,
+            "{name}: parameter gradients differ by {gradients:e}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&fixture.dir);
 }
 
 #[test]
