@@ -1,10 +1,12 @@
 //! The rates of a lowered train task and their vector–Jacobian products as JIT-compiled kernels:
 //! the discrete adjoint of the right-hand sides inside training's Euler and RK4 steps.
 //!
-//! Every value of the task's `rhs` tape gets a buffer holding its entries for one sample, and the
-//! forward sweep runs one kernel per tape operation, one sample (batch row) at a time. The reverse
-//! sweep runs the transposed operations in the opposite order and accumulates into one adjoint
-//! buffer per value that depends on a state or a parameter:
+//! Every value of the task's `rhs` tape gets a buffer holding its entries for each sample of the
+//! chunk (one buffer for the chunk for constants, parameters and their adjoints), and the forward
+//! sweep runs one kernel per pointwise or sparse tape operation, one sample (batch row) at a time.
+//! Dense products, convolutions and resampling run over the whole chunk (see [`BatchedOp`]). The
+//! reverse sweep runs the transposed operations in the opposite order and accumulates into one
+//! adjoint buffer per value that depends on a state or a parameter:
 //! - a pointwise operation adds the adjoint times its partial derivatives, which it evaluates from
 //!   the stored forward values;
 //! - a sparse operator (a stencil composed with the ghost-cell rules of the boundary conditions,
@@ -95,8 +97,8 @@ fn op_name(op: &Op) -> &'static str {
     }
 }
 
-/// One step of a sweep. Kernels and sums run one sample at a time; a run of them between two
-/// batched operations runs sample by sample, so each sample's values stay in cache.
+/// One step of a sweep. Kernels and sums run one sample at a time, and a run of them between
+/// two batched operations runs sample by sample, so each sample's values stay in cache.
 #[derive(Clone, Copy, Debug)]
 enum Step {
     Kernel(usize),

@@ -10,11 +10,11 @@ use npdec_jit::{JitFloat, JitOptions};
 use npdec_runtime::engine::{CompiledRhs, Compiler};
 use npdec_runtime::train::adjoint::{Chunk, Network};
 use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::gradcheck::{
     check_gradients_compiled, DOT_TOLERANCE, TAYLOR_RATE_TOLERANCE,
 };
 use npdec_runtime::train::lower::{lower_train_task, LoweredTask, SampleShape};
-use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::params::initialize_params;
 use npdec_runtime::train::tape::ParamValues;
 use npdec_runtime::train::TrainOptions;
@@ -165,7 +165,7 @@ train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label
     )
 }
 
-/// A classifier over a 1-D grid of 9 points whose equation has a dense layer of the state.
+/// Returns a classifier over a 1-D grid of 9 points whose equation has a dense layer of the state.
 fn dense_model(boundary: &str, scheme: &str) -> String {
     line_model(
         boundary,
@@ -178,7 +178,7 @@ fn dense_model(boundary: &str, scheme: &str) -> String {
     )
 }
 
-/// A classifier over an image of 6 × 4 pixels and two channels whose equation has a convolution
+/// Returns a classifier over an image of 6 × 4 pixels and two channels whose equation has a convolution
 /// with a kernel per step, pooling and upsampling.
 fn image_model(boundaries: &str, scheme: &str) -> String {
     format!(
@@ -199,7 +199,7 @@ train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label
     )
 }
 
-/// A recurrent classifier whose equation reads the samples through `reader` (`d.input`, or
+/// Returns a recurrent classifier whose equation reads the samples through `reader` (`d.input`, or
 /// `d.sequence` for samples of 4 rows of 3 features) with the matrix `U` of `inputs` columns.
 fn recurrent_model(scheme: &str, reader: &str, inputs: usize) -> String {
     format!(
@@ -391,7 +391,8 @@ fn step_differences<T: JitFloat>(
 
 fn assert_steps_agree(name: &str, fixture: &Fixture) {
     for seed in [1, 2] {
-        let [states, adjoints, gradients] = step_differences::<f64>(fixture, seed, ProductPrecision::F64);
+        let [states, adjoints, gradients] =
+            step_differences::<f64>(fixture, seed, ProductPrecision::F64);
         assert!(states <= 1e-12, "{name}, f64: states differ by {states:e}");
         assert!(
             adjoints <= 1e-12,
@@ -401,7 +402,8 @@ fn assert_steps_agree(name: &str, fixture: &Fixture) {
             gradients <= 1e-12,
             "{name}, f64: parameter gradients differ by {gradients:e}"
         );
-        let [states, adjoints, gradients] = step_differences::<f32>(fixture, seed, ProductPrecision::F64);
+        let [states, adjoints, gradients] =
+            step_differences::<f32>(fixture, seed, ProductPrecision::F64);
         assert!(states <= 1e-5, "{name}, f32: states differ by {states:e}");
         assert!(
             adjoints <= 1e-5,
