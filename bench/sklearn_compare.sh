@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Times one epoch of training in scikit-learn's MLPClassifier and in npdec on the fixed MNIST-10k
 # split (first 8000 images train, last 2000 test), one after the other in one run, and prints the
-# median seconds per epoch of each and their ratio.
+# median seconds per epoch of each and their ratios.
 #
-# Usage: bench/sklearn_compare.sh [--epochs N] [--batch N] [--threads N]
-#   --epochs   epochs timed on each side (default 5); the median is reported
-#   --batch    mini-batch size in samples on both sides (default 128)
-#   --threads  cores given to each side (default: every core): OpenBLAS and OpenMP threads for
-#              scikit-learn, `npdec run --threads` for npdec
+# Usage: bench/sklearn_compare.sh [--epochs N] [--batch N] [--threads N] [--precision P]
+#   --epochs     epochs timed on each side (default 5); the median is reported
+#   --batch      mini-batch size in samples on both sides (default 128)
+#   --threads    cores given to each side (default: every core): OpenBLAS and OpenMP threads for
+#                scikit-learn, `npdec run --threads` for npdec
+#   --precision  f64, f32 or both (default both). f64 times scikit-learn on float64 data and npdec
+#                with its default f64 products; f32 times scikit-learn on float32 data (its whole
+#                fit then runs in float32) and `npdec run --precision f32` (dense products in f32,
+#                the rest in f64). npdec's f32 time is compared with both scikit-learn times.
 #
-# Both sides do the same work per epoch: one shuffled pass over the 8000 training images in
-# float64, 62 mini-batches of 128 and one of 64, each a forward and backward pass through one
+# Both sides do the same work per epoch: one shuffled pass over the 8000 training images,
+# 62 mini-batches of 128 and one of 64, each a forward and backward pass through one
 # hidden layer of 784 units and a readout of 10 scores, softmax cross-entropy, an L2 term and an
 # Adam update with step size 5e-4. What differs: scikit-learn uses relu, npdec the swish of
 # examples/mnist_mlp.npde, and npdec's layer is the residual step
@@ -28,14 +32,22 @@ cd "$(dirname "$0")/.."
 epochs=5
 batch=128
 threads="$(nproc)"
+precision=both
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --epochs) epochs="$2"; shift 2 ;;
         --batch) batch="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
-        *) echo "unknown option $1 (expected --epochs, --batch or --threads)" >&2; exit 2 ;;
+        --precision) precision="$2"; shift 2 ;;
+        *) echo "unknown option $1 (expected --epochs, --batch, --threads or --precision)" >&2; exit 2 ;;
     esac
 done
+case "$precision" in
+    f64) precisions=(f64) ;;
+    f32) precisions=(f32) ;;
+    both) precisions=(f64 f32) ;;
+    *) echo "invalid value '$precision': --precision takes f64, f32 or both" >&2; exit 2 ;;
+esac
 for value in "$epochs" "$batch" "$threads"; do
     if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
         echo "invalid value '$value': --epochs, --batch and --threads take a positive integer" >&2
@@ -71,31 +83,50 @@ if ! grep -q "euler(steps = 1) until 1" "$work/mnist_mlp_one_step.npde" ||
 fi
 
 echo "comparing one epoch of training on $threads thread(s): 8000 MNIST images, batch $batch," \
-    "one hidden layer of 784, Adam, float64; median of $epochs epochs each"
+    "one hidden layer of 784, Adam, ${precisions[*]}; median of $epochs epochs each"
 echo "load before the run: $(uptime)"
-"$venv/bin/python" bench/sklearn_mlp.py --epochs "$epochs" --batch "$batch" \
-    --threads "$threads" >"$work/sklearn.json"
-"$target/release/npdec" run "$work/mnist_mlp_one_step.npde" --out "$work/out" --quiet \
-    --epochs "$epochs" --threads "$threads"
+for p in "${precisions[@]}"; do
+    if [[ "$p" == f64 ]]; then dtype=float64; else dtype=float32; fi
+    "$venv/bin/python" bench/sklearn_mlp.py --epochs "$epochs" --batch "$batch" \
+        --threads "$threads" --dtype "$dtype" >"$work/sklearn-$p.json"
+    "$target/release/npdec" run "$work/mnist_mlp_one_step.npde" --out "$work/out-$p" --quiet \
+        --epochs "$epochs" --threads "$threads" --precision "$p"
+done
 echo "load after the run: $(uptime)"
 
-python3 - "$work/sklearn.json" "$work/out/summary.json" <<'PY'
+python3 - "$work" "${precisions[@]}" <<'PY'
 import json
+import os
 import statistics
 import sys
 
-with open(sys.argv[1]) as f:
-    theirs = json.load(f)
-with open(sys.argv[2]) as f:
-    training = json.load(f)["metrics"]["training"][-1]
-ours_seconds = statistics.median(training["epoch_seconds"])
-theirs_seconds = theirs["median_epoch_seconds"]
-pools = ", ".join(f"{p['internal_api']} {p['num_threads']} threads" for p in theirs["thread_pools"])
-print(f"scikit-learn {theirs['version']} MLPClassifier ({pools})")
-print(f"  epochs (s): {', '.join(f'{s:.3f}' for s in theirs['epoch_seconds'])}")
-print(f"  median {theirs_seconds:.3f} s per epoch, test accuracy {theirs['test_accuracy']:.4f}")
-print("npdec (examples/mnist_mlp.npde with one residual step)")
-print(f"  epochs (s): {', '.join(f'{s:.3f}' for s in training['epoch_seconds'])}")
-print(f"  median {ours_seconds:.3f} s per epoch, test accuracy {training['test_accuracy']:.4f}")
-print(f"npdec / scikit-learn time per epoch: {ours_seconds / theirs_seconds:.2f} (target <= 0.5)")
+work, precisions = sys.argv[1], sys.argv[2:]
+theirs, ours = {}, {}
+for p in precisions:
+    with open(os.path.join(work, f"sklearn-{p}.json")) as f:
+        theirs[p] = json.load(f)
+    with open(os.path.join(work, f"out-{p}", "summary.json")) as f:
+        ours[p] = json.load(f)["metrics"]["training"][-1]
+for p in precisions:
+    run = theirs[p]
+    pools = ", ".join(f"{t['internal_api']} {t['num_threads']} threads" for t in run["thread_pools"])
+    print(f"scikit-learn {run['version']} MLPClassifier in {run['dtype']} ({pools})")
+    print(f"  epochs (s): {', '.join(f'{s:.3f}' for s in run['epoch_seconds'])}")
+    print(f"  median {run['median_epoch_seconds']:.3f} s per epoch,"
+          f" test accuracy {run['test_accuracy']:.4f}")
+for p in precisions:
+    run = ours[p]
+    products = "f64 products" if p == "f64" else "f32 products (--precision f32)"
+    print(f"npdec (examples/mnist_mlp.npde with one residual step), {products}")
+    print(f"  epochs (s): {', '.join(f'{s:.3f}' for s in run['epoch_seconds'])}")
+    print(f"  median {statistics.median(run['epoch_seconds']):.3f} s per epoch,"
+          f" test accuracy {run['test_accuracy']:.4f}")
+print("time per epoch, npdec / scikit-learn (target <= 0.5 against scikit-learn in float64):")
+for mine in precisions:
+    for other in precisions:
+        if mine == "f64" and other == "f32":
+            continue
+        ratio = statistics.median(ours[mine]["epoch_seconds"]) / theirs[other]["median_epoch_seconds"]
+        dtype = "float64" if other == "f64" else "float32"
+        print(f"  npdec {mine} / scikit-learn {dtype}: {ratio:.2f}")
 PY

@@ -193,6 +193,71 @@ impl Adam {
     }
 }
 
+impl Adam {
+    /// Updates parameters stored as several slices, in the order of one flat vector, after
+    /// adding `l2 · θ` to each gradient entry. The values equal those of `add_l2_gradient`
+    /// followed by [`Adam::step`] on the concatenated vectors, without copying them.
+    pub fn step_segments(
+        &mut self,
+        parameters: &mut [&mut [f64]],
+        gradients: &[&[f64]],
+        l2: f64,
+    ) -> Result<(), OptimError> {
+        if parameters.len() != gradients.len()
+            || parameters
+                .iter()
+                .zip(gradients)
+                .any(|(p, g)| p.len() != g.len())
+        {
+            return Err(error(format!(
+                "Adam: parameter segments of lengths {:?} but gradient segments of lengths {:?}",
+                parameters.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                gradients.iter().map(|g| g.len()).collect::<Vec<_>>()
+            )));
+        }
+
+        let total: usize = parameters.iter().map(|p| p.len()).sum();
+        for vector in [&mut self.first_moment, &mut self.second_moment] {
+            if vector.is_empty() {
+                vector.resize(total, 0.0);
+            } else if vector.len() != total {
+                return Err(error(format!(
+                    "Adam: the state was built for {} parameters, this step has {total}",
+                    vector.len()
+                )));
+            }
+        }
+
+        self.step_count += 1;
+        let t = self.step_count as f64;
+        let first_correction = 1.0 - self.beta1.powf(t);
+        let second_correction = 1.0 - self.beta2.powf(t);
+        let (beta1, beta2) = (self.beta1, self.beta2);
+        let (learning_rate, epsilon) = (self.learning_rate, self.epsilon);
+        let mut offset = 0;
+        for (parameters, gradient) in parameters.iter_mut().zip(gradients) {
+            let range = offset..offset + parameters.len();
+            offset = range.end;
+            parameters
+                .par_chunks_mut(PARALLEL_CHUNK)
+                .zip(self.first_moment[range.clone()].par_chunks_mut(PARALLEL_CHUNK))
+                .zip(self.second_moment[range].par_chunks_mut(PARALLEL_CHUNK))
+                .zip(gradient.par_chunks(PARALLEL_CHUNK))
+                .for_each(|(((p, m), v), g)| {
+                    for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                        let g = g + l2 * *p;
+                        *m = beta1 * *m + (1.0 - beta1) * g;
+                        *v = beta2 * *v + (1.0 - beta2) * g * g;
+                        let m_hat = *m / first_correction;
+                        let v_hat = *v / second_correction;
+                        *p -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
+                    }
+                });
+        }
+        Ok(())
+    }
+}
+
 /// A mini-batch optimizer chosen by a model's `train` task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum StepOptimizer {

@@ -127,6 +127,66 @@ fn adam_rejects_bad_settings_and_lengths() {
 }
 
 #[test]
+fn adam_segments_equal_flat_step_with_l2() {
+    // Three segments longer than one parallel chunk in total, with values of both signs.
+    let lengths = [5usize, 40_000, 7];
+    let total: usize = lengths.iter().sum();
+    let values: Vec<f64> = (0..total)
+        .map(|i| ((i * 37 % 101) as f64 - 50.0) / 25.0)
+        .collect();
+    let gradient: Vec<f64> = (0..total)
+        .map(|i| ((i * 53 % 97) as f64 - 48.0) / 9.0)
+        .collect();
+    let l2 = 1e-2;
+
+    let mut flat_adam = Adam::new(1e-2, 0.9, 0.999, 1e-8).expect("valid settings");
+    let mut flat = values.clone();
+    let mut segmented_adam = flat_adam.clone();
+    let mut segments: Vec<Vec<f64>> = Vec::new();
+    let mut gradient_segments: Vec<Vec<f64>> = Vec::new();
+    let mut start = 0;
+    for len in lengths {
+        segments.push(values[start..start + len].to_vec());
+        gradient_segments.push(gradient[start..start + len].to_vec());
+        start += len;
+    }
+    for _ in 0..3 {
+        let mut with_l2 = gradient.clone();
+        npdec_learn::loss::add_l2_gradient(l2, &flat, &mut with_l2).expect("equal lengths");
+        flat_adam.step(&mut flat, &with_l2).expect("equal lengths");
+        let mut targets: Vec<&mut [f64]> = segments.iter_mut().map(|s| s.as_mut_slice()).collect();
+        let gradients: Vec<&[f64]> = gradient_segments.iter().map(|g| g.as_slice()).collect();
+        segmented_adam
+            .step_segments(&mut targets, &gradients, l2)
+            .expect("matching segments");
+    }
+    assert_eq!(segments.concat(), flat);
+    assert_eq!(segmented_adam, flat_adam);
+}
+
+#[test]
+fn adam_segments_reject_mismatched_lengths() {
+    let mut adam = Adam::new(1e-2, 0.9, 0.999, 1e-8).expect("valid settings");
+    let mut parameters = vec![0.0; 3];
+    let gradient = vec![0.0; 2];
+    let error = adam
+        .step_segments(
+            &mut [parameters.as_mut_slice()],
+            &[gradient.as_slice()],
+            0.0,
+        )
+        .expect_err("lengths differ");
+    assert!(error.to_string().contains("[3]"), "{error}");
+    let mut other = vec![0.0; 2];
+    adam.step_segments(&mut [other.as_mut_slice()], &[gradient.as_slice()], 0.0)
+        .expect("first step sizes the state");
+    let error = adam
+        .step_segments(&mut [parameters.as_mut_slice()], &[&[0.0; 3][..]], 0.0)
+        .expect_err("the state has 2 entries");
+    assert!(error.to_string().contains("built for 2"), "{error}");
+}
+
+#[test]
 fn step_optimizer_from_model_settings() {
     let sgd = StepOptimizer::from_model(&Optimizer::Sgd {
         lr: 0.1,

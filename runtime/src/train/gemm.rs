@@ -235,12 +235,17 @@ thread_local! {
 fn round_into<'b>(a: ArrayView2<f64>, buffer: &'b mut Vec<f32>) -> ArrayView2<'b, f32> {
     let (rows, columns) = a.dim();
     let column_major = a.strides()[0] == 1 && rows > 1;
+    let in_order = if column_major { a.reversed_axes() } else { a };
     buffer.clear();
+    // A contiguous operand (the usual case) converts as one slice, which compiles to a
+    // vectorized loop; ndarray's general iterator does not.
+    match in_order.as_slice() {
+        Some(entries) => buffer.extend(entries.iter().map(|&x| x as f32)),
+        None => buffer.extend(in_order.iter().map(|&x| x as f32)),
+    }
     if column_major {
-        buffer.extend(a.t().iter().map(|&x| x as f32));
         ArrayView2::from_shape((rows, columns).f(), buffer).expect("buffer of the view's size")
     } else {
-        buffer.extend(a.iter().map(|&x| x as f32));
         ArrayView2::from_shape((rows, columns), buffer).expect("buffer of the view's size")
     }
 }
@@ -267,9 +272,11 @@ pub fn matmul_into_single(
             SingleOperand::Double(b) => round_into(b, b_buffer),
             SingleOperand::Single(b) => b,
         };
-        product_buffer.clear();
-        product_buffer.resize(m * n, 0.0);
-        let mut product = ArrayViewMut2::from_shape((m, n), product_buffer)
+        // With β = 0 the product only writes its target, so the buffer is grown but not cleared.
+        if product_buffer.len() < m * n {
+            product_buffer.resize(m * n, 0.0);
+        }
+        let mut product = ArrayViewMut2::from_shape((m, n), &mut product_buffer[..m * n])
             .expect("buffer of the product's size");
         matmul_into_f32(1.0, a, b, 0.0, product.view_mut());
         if beta == 0.0 {

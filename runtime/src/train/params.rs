@@ -135,6 +135,14 @@ pub fn flatten_learnable(values: &ParamValues, learnable: &[usize]) -> Vec<f64> 
         .collect()
 }
 
+/// Concatenates the learnable parameters into `flat`, reusing its storage.
+pub fn flatten_learnable_into(values: &ParamValues, learnable: &[usize], flat: &mut Vec<f64>) {
+    flat.clear();
+    for i in learnable {
+        flat.extend_from_slice(&values.values[*i]);
+    }
+}
+
 /// Writes a flat vector back into the learnable parameters (and their `f32` copy when products
 /// run in `f32`).
 pub fn unflatten_learnable(flat: &[f64], values: &mut ParamValues, learnable: &[usize]) {

@@ -269,10 +269,18 @@ impl ParamValues {
         match self.products {
             ProductPrecision::F64 => self.single.clear(),
             ProductPrecision::F32 => {
+                use rayon::prelude::*;
                 self.single.resize(self.values.len(), Vec::new());
                 for (single, values) in self.single.iter_mut().zip(&self.values) {
-                    single.clear();
-                    single.extend(values.iter().map(|&x| x as f32));
+                    single.resize(values.len(), 0.0);
+                    single
+                        .par_chunks_mut(1 << 14)
+                        .zip(values.par_chunks(1 << 14))
+                        .for_each(|(single, values)| {
+                            for (s, v) in single.iter_mut().zip(values) {
+                                *s = *v as f32;
+                            }
+                        });
                 }
             }
         }

@@ -8,7 +8,8 @@ use crate::train::compiled::CompiledRates;
 use crate::train::gemm::ProductPrecision;
 use crate::train::lower::{lower_train_task, Head, LoweredTask, SampleShape};
 use crate::train::params::{
-    flatten_learnable, initialize_params, learnable, param_shape, unflatten_learnable,
+    flatten_learnable, flatten_learnable_into, initialize_params, learnable, param_shape,
+    unflatten_learnable,
 };
 use crate::train::tape::{Op, ParamValues};
 use ndarray::{s, Array2, Axis};
@@ -191,6 +192,49 @@ pub fn batch_gradient(
     snapshots: usize,
     threads: usize,
 ) -> Result<BatchGradient, NonFinite> {
+    let mut workspace = GradientWorkspace::default();
+    let (loss_sum, outputs) = batch_gradient_into(
+        network,
+        params,
+        inputs,
+        targets,
+        snapshots,
+        threads,
+        &mut workspace,
+    )?;
+    let gradient = workspace.chunks.swap_remove(0);
+    Ok(BatchGradient {
+        loss_sum,
+        outputs,
+        gradient,
+    })
+}
+
+/// The gradient storage of [`batch_gradient_into`], one buffer per chunk, kept from batch to
+/// batch so that a batch zeroes memory instead of allocating and faulting it in.
+#[derive(Clone, Debug, Default)]
+pub struct GradientWorkspace {
+    chunks: Vec<ParamValues>,
+}
+
+impl GradientWorkspace {
+    /// Returns the gradient of the last batch.
+    pub fn gradient(&self) -> &ParamValues {
+        &self.chunks[0]
+    }
+}
+
+/// Computes what [`batch_gradient`] computes, returning the loss summed over the samples and
+/// the outputs, and leaving the gradient in `workspace` ([`GradientWorkspace::gradient`]).
+pub fn batch_gradient_into(
+    network: &Network,
+    params: &ParamValues,
+    inputs: &Array2<f64>,
+    targets: &Targets,
+    snapshots: usize,
+    threads: usize,
+    workspace: &mut GradientWorkspace,
+) -> Result<(f64, Array2<f64>), NonFinite> {
     let samples = inputs.nrows();
     let labels = label_matrix(targets);
     let classes = class_labels(targets);
@@ -199,49 +243,112 @@ pub fn batch_gradient(
         .step_by(chunk_size)
         .map(|start| (start, (start + chunk_size).min(samples)))
         .collect();
+    let buffers = ranges.len().max(1);
+    workspace.chunks.truncate(buffers);
+    while workspace.chunks.len() < buffers {
+        workspace.chunks.push(params.zeros_like());
+    }
     use rayon::prelude::*;
-    let results: Vec<Result<(ChunkResult, ParamValues), NonFinite>> = ranges
+    let results: Vec<Result<ChunkResult, NonFinite>> = ranges
         .par_iter()
-        .map(|&(start, end)| {
+        .zip(workspace.chunks.par_iter_mut())
+        .map(|(&(start, end), gradient)| {
             let chunk = Chunk {
                 samples: inputs.slice(s![start..end, ..]),
                 labels: labels.slice(s![start..end, ..]),
                 classes: classes.map(|c| &c[start..end]),
             };
-            let mut gradient = params.zeros_like();
-            let result = network.gradient(
+            for values in &mut gradient.values {
+                values.fill(0.0);
+            }
+            network.gradient(
                 params,
                 &chunk,
                 &HeadSeed::Loss {
                     normalizer: samples as f64,
                 },
                 snapshots,
-                &mut gradient,
-            )?;
-            Ok((result, gradient))
+                gradient,
+            )
         })
         .collect();
-    let mut total: Option<ParamValues> = None;
+    if ranges.is_empty() {
+        for values in &mut workspace.chunks[0].values {
+            values.fill(0.0);
+        }
+    }
     let mut loss_sum = 0.0;
     let mut outputs: Vec<Array2<f64>> = Vec::new();
     for result in results {
-        let (chunk_result, gradient) = result?;
+        let chunk_result = result?;
         loss_sum += chunk_result.loss_sum;
         outputs.push(chunk_result.outputs);
-        match &mut total {
-            Some(total) => total.add_scaled(&gradient, 1.0),
-            None => total = Some(gradient),
+    }
+    // The chunks' gradients are added in chunk order, entry by entry, so splitting the entries
+    // across threads gives the same sums as one sequential pass.
+    let (total, rest) = workspace.chunks.split_at_mut(1);
+    for part in rest.iter() {
+        for (a, b) in total[0].values.iter_mut().zip(&part.values) {
+            a.par_chunks_mut(SUM_CHUNK)
+                .zip(b.par_chunks(SUM_CHUNK))
+                .for_each(|(a, b)| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                });
         }
     }
-    let total = total.unwrap_or_else(|| params.zeros_like());
     let views: Vec<_> = outputs.iter().map(|o| o.view()).collect();
     let outputs = ndarray::concatenate(Axis(0), &views).unwrap_or_else(|_| Array2::zeros((0, 0)));
-    Ok(BatchGradient {
-        loss_sum,
-        outputs,
-        gradient: total,
-    })
+    Ok((loss_sum, outputs))
 }
+
+/// Adds the L2 term to `gradient` and takes one optimizer step on the learnable parameters.
+/// Adam updates the parameters in place; SGD works on flat copies in `flat` and
+/// `flat_gradient`, whose storage is reused from call to call.
+#[allow(clippy::too_many_arguments)]
+fn update_params(
+    optimizer: &mut StepOptimizer,
+    params: &mut ParamValues,
+    gradient: &ParamValues,
+    learnable: &[usize],
+    l2: f64,
+    flat: &mut Vec<f64>,
+    flat_gradient: &mut Vec<f64>,
+) -> Result<(), TrainError> {
+    match optimizer {
+        StepOptimizer::Adam(adam) => {
+            let gradients: Vec<&[f64]> = learnable
+                .iter()
+                .map(|&i| gradient.values[i].as_slice())
+                .collect();
+            // `learnable` lists indices in increasing order, the order of the flat vector.
+            let mut targets: Vec<&mut [f64]> = params
+                .values
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| learnable.contains(i))
+                .map(|(_, values)| values.as_mut_slice())
+                .collect();
+            adam.step_segments(&mut targets, &gradients, l2)
+                .map_err(|e| TrainError::new(e.to_string()))?;
+            params.refresh_single();
+        }
+        StepOptimizer::Sgd(_) => {
+            flatten_learnable_into(gradient, learnable, flat_gradient);
+            flatten_learnable_into(params, learnable, flat);
+            add_l2_gradient(l2, flat, flat_gradient).map_err(|e| TrainError::new(e.to_string()))?;
+            optimizer
+                .step(flat, flat_gradient)
+                .map_err(|e| TrainError::new(e.to_string()))?;
+            unflatten_learnable(flat, params, learnable);
+        }
+    }
+    Ok(())
+}
+
+/// Entries per task when the chunks' gradients are summed across the thread pool.
+const SUM_CHUNK: usize = 1 << 14;
 
 /// Evaluates a data set in batches across threads: summed loss and outputs.
 pub fn evaluate_dataset(
@@ -420,6 +527,11 @@ fn run_training(
             } else {
                 None
             };
+            // Buffers reused by every batch: the chunks' gradients and the flat parameter and
+            // gradient vectors the optimizer updates.
+            let mut workspace = GradientWorkspace::default();
+            let mut gradient: Vec<f64> = Vec::new();
+            let mut flat: Vec<f64> = Vec::new();
             for epoch in first_epoch..epochs {
                 let started = Instant::now();
                 // The schedule spans the task's epochs, so a shortened run and a resumed one
@@ -442,23 +554,25 @@ fn run_training(
                         shift_images(&mut batch.inputs, rows, cols, shift, &mut rng)
                             .map_err(|e| TrainError::new(e.to_string()))?;
                     }
-                    let result = batch_gradient(
+                    let (loss_sum, outputs) = batch_gradient_into(
                         network,
                         params,
                         &batch.inputs,
                         &batch.targets,
                         snapshots,
                         threads,
+                        &mut workspace,
                     )
                     .map_err(|e| non_finite_error(model, params, epoch, step, &e))?;
-                    let mut gradient = flatten_learnable(&result.gradient, &learnable);
-                    let mut flat = flatten_learnable(params, &learnable);
-                    add_l2_gradient(task.l2, &flat, &mut gradient)
-                        .map_err(|e| TrainError::new(e.to_string()))?;
-                    optimizer
-                        .step(&mut flat, &gradient)
-                        .map_err(|e| TrainError::new(e.to_string()))?;
-                    unflatten_learnable(&flat, params, &learnable);
+                    update_params(
+                        &mut optimizer,
+                        params,
+                        workspace.gradient(),
+                        &learnable,
+                        task.l2,
+                        &mut flat,
+                        &mut gradient,
+                    )?;
                     if let Some(bad) = first_non_finite_param(model, params) {
                         let error = NonFinite {
                             step: 0,
@@ -471,9 +585,9 @@ fn run_training(
                     }
                     let samples = batch.indices.len();
                     let accuracy = class_labels(&batch.targets).and_then(|labels| {
-                        npdec_learn::loss::accuracy(result.outputs.view(), labels).ok()
+                        npdec_learn::loss::accuracy(outputs.view(), labels).ok()
                     });
-                    progress.record_batch(samples, result.loss_sum / samples as f64, accuracy);
+                    progress.record_batch(samples, loss_sum / samples as f64, accuracy);
                 }
                 let train_loss = progress.mean_loss();
                 let train_accuracy = progress.accuracy();
