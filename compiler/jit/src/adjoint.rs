@@ -31,8 +31,8 @@ use npdec_runtime::train::compiled::CompiledRates;
 use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::linear::SparseOperator;
 use npdec_runtime::train::lower::{ExplicitScheme, LoweredTask, StateSlot};
-use npdec_runtime::train::tape::{NodeIndex, Op, ParamValues, Tape};
-use npdec_symbolic::{BinaryOp, CompareOp, Function, ParamId};
+use npdec_runtime::train::tape::{NodeIndex, Op, ParamValues, Shrink, Tape};
+use npdec_symbolic::{BinaryOp, CompareOp, Function, ParamId, ReduceOp};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -109,6 +109,15 @@ enum Step {
     },
     /// The batched operation of this index, which runs over all samples at once.
     Batched(usize),
+}
+
+/// The memories of the reverse sweep of a binary spatial operation (`div_grad`, `upwind`): the
+/// operation's adjoint and the adjoints its two operands accumulate, if they have them.
+#[derive(Clone, Copy, Debug)]
+struct SpatialAdjoint {
+    adjoint: usize,
+    first: Option<usize>,
+    second: Option<usize>,
 }
 
 /// The geometry of a convolution: output point `p` reads padded point
@@ -203,6 +212,71 @@ enum BatchedOp {
         adjoint: usize,
         input_adjoint: Option<usize>,
         columns: usize,
+    },
+    /// `output[b][output_start..][..len] = input[b][input_start..][..len]`, or `+=` with
+    /// `accumulate`: the parts of a stacked vector and their adjoints.
+    Copy {
+        input: usize,
+        input_start: usize,
+        output: usize,
+        output_start: usize,
+        len: usize,
+        accumulate: bool,
+    },
+    /// The softmax over `groups` entries `stride` apart, as in the tape's `Op::Softmax`.
+    Softmax {
+        input: usize,
+        output: usize,
+        groups: usize,
+        stride: usize,
+    },
+    /// `input_adjoint[b] += y ⊙ (ȳ − ⟨y, ȳ⟩)` per softmax group, with `y` the softmax `value`.
+    SoftmaxAdjoint {
+        value: usize,
+        adjoint: usize,
+        input_adjoint: usize,
+        groups: usize,
+        stride: usize,
+    },
+    /// One number per sample: a sum, mean, extremum, weighted integral or norm of `input[b]`.
+    Reduce {
+        op: ReduceOp,
+        weights: Arc<Vec<f64>>,
+        input: usize,
+        output: usize,
+    },
+    /// The adjoint of [`BatchedOp::Reduce`] from its `value` and `adjoint`, added to
+    /// `input_adjoint`.
+    ReduceAdjoint {
+        op: ReduceOp,
+        weights: Arc<Vec<f64>>,
+        input: usize,
+        value: usize,
+        adjoint: usize,
+        input_adjoint: usize,
+    },
+    /// The conservative `Σ_a ∂_a(c ∂_a u)` of the tape's `Op::DivGrad`, and with `adjoint` set its
+    /// vector–Jacobian product, added to the coefficient's and the operand's adjoints.
+    DivGrad {
+        coefficient: usize,
+        operand: usize,
+        channels: usize,
+        geometry: Arc<Shrink>,
+        axes: Vec<(usize, f64)>,
+        output: usize,
+        adjoint: Option<SpatialAdjoint>,
+    },
+    /// `v · ∂u/∂x` with the one-sided taps of the tape's `Op::Upwind`, and with `adjoint` set its
+    /// vector–Jacobian product at the fixed sign of the velocity.
+    Upwind {
+        velocity: usize,
+        operand: usize,
+        channels: usize,
+        geometry: Arc<Shrink>,
+        backward: Vec<(isize, f64)>,
+        forward: Vec<(isize, f64)>,
+        output: usize,
+        adjoint: Option<SpatialAdjoint>,
     },
     /// `output[b] = operator · input[b] + constants`, channel by channel; with `accumulate`,
     /// `output[b] += operator · input[b]` (the transposed operator of an adjoint, which has no
@@ -739,11 +813,138 @@ impl<'t> Builder<'t> {
                 );
                 Ok(())
             }
-            Op::Softmax { .. }
-            | Op::DivGrad { .. }
-            | Op::Upwind { .. }
-            | Op::Stack(_)
-            | Op::Reduce { .. } => Err("the operation has no compiled form yet".into()),
+            Op::Softmax {
+                operand,
+                groups,
+                stride,
+            } => {
+                if self.len(*operand) != full || *groups == 0 || !full.is_multiple_of(*groups) {
+                    return Err(format!(
+                        "a softmax over groups of {groups} does not divide {full} entries"
+                    ));
+                }
+                let input = self.value_memory(*operand);
+                self.push_batched(
+                    BatchedOp::Softmax {
+                        input,
+                        output: memory,
+                        groups: *groups,
+                        stride: *stride,
+                    },
+                    true,
+                );
+                Ok(())
+            }
+            // NOTE: no parity test against the tape covers stacked vectors yet.
+            Op::Stack(parts) => {
+                let mut start = 0;
+                for part in parts {
+                    let (input, len) = (self.value_memory(*part), self.len(*part));
+                    self.push_batched(
+                        BatchedOp::Copy {
+                            input,
+                            input_start: 0,
+                            output: memory,
+                            output_start: start,
+                            len,
+                            accumulate: false,
+                        },
+                        true,
+                    );
+                    start += len;
+                }
+                if start != full {
+                    return Err(format!(
+                        "parts of {start} entries do not fill a vector of {full}"
+                    ));
+                }
+                Ok(())
+            }
+            Op::Reduce {
+                op,
+                operand,
+                weights,
+            } => {
+                let needs_weights = matches!(op, ReduceOp::Integral | ReduceOp::Norm);
+                if needs_weights && weights.len() != self.len(*operand) {
+                    return Err(format!(
+                        "{} weights do not match an operand of {} entries",
+                        weights.len(),
+                        self.len(*operand)
+                    ));
+                }
+                let input = self.value_memory(*operand);
+                self.push_batched(
+                    BatchedOp::Reduce {
+                        op: *op,
+                        weights: weights.clone(),
+                        input,
+                        output: memory,
+                    },
+                    true,
+                );
+                Ok(())
+            }
+            Op::DivGrad {
+                coefficient,
+                operand,
+                channels,
+                geometry,
+                axes,
+            } => {
+                if full != channels * geometry.out_points() {
+                    return Err(format!(
+                        "{channels} channels of {} points do not make {full} entries",
+                        geometry.out_points()
+                    ));
+                }
+                let (coefficient, operand) =
+                    (self.value_memory(*coefficient), self.value_memory(*operand));
+                self.push_batched(
+                    BatchedOp::DivGrad {
+                        coefficient,
+                        operand,
+                        channels: *channels,
+                        geometry: geometry.clone(),
+                        axes: axes.clone(),
+                        output: memory,
+                        adjoint: None,
+                    },
+                    true,
+                );
+                Ok(())
+            }
+            Op::Upwind {
+                velocity,
+                operand,
+                channels,
+                geometry,
+                backward,
+                forward,
+            } => {
+                if full != channels * geometry.out_points() {
+                    return Err(format!(
+                        "{channels} channels of {} points do not make {full} entries",
+                        geometry.out_points()
+                    ));
+                }
+                let (velocity, operand) =
+                    (self.value_memory(*velocity), self.value_memory(*operand));
+                self.push_batched(
+                    BatchedOp::Upwind {
+                        velocity,
+                        operand,
+                        channels: *channels,
+                        geometry: geometry.clone(),
+                        backward: backward.clone(),
+                        forward: forward.clone(),
+                        output: memory,
+                        adjoint: None,
+                    },
+                    true,
+                );
+                Ok(())
+            }
             Op::Neg(_) | Op::Binary(..) | Op::Compare(..) | Op::Call(..) => {
                 unreachable!("pointwise operations are compiled above")
             }
@@ -1000,6 +1201,147 @@ impl<'t> Builder<'t> {
                 );
                 Ok(())
             }
+            Op::Softmax {
+                operand,
+                groups,
+                stride,
+            } => {
+                let Some(input_adjoint) = self.adjoint[*operand] else {
+                    return Ok(());
+                };
+                self.push_batched(
+                    BatchedOp::SoftmaxAdjoint {
+                        value,
+                        adjoint,
+                        input_adjoint,
+                        groups: *groups,
+                        stride: *stride,
+                    },
+                    false,
+                );
+                Ok(())
+            }
+            Op::Stack(parts) => {
+                let mut start = 0;
+                for part in parts {
+                    let len = self.len(*part);
+                    if let Some(output) = self.adjoint[*part] {
+                        self.push_batched(
+                            BatchedOp::Copy {
+                                input: adjoint,
+                                input_start: start,
+                                output,
+                                output_start: 0,
+                                len,
+                                accumulate: true,
+                            },
+                            false,
+                        );
+                    }
+                    start += len;
+                }
+                Ok(())
+            }
+            Op::Reduce {
+                op,
+                operand,
+                weights,
+            } => {
+                let Some(input_adjoint) = self.adjoint[*operand] else {
+                    return Ok(());
+                };
+                let input = self.value_memory(*operand);
+                self.push_batched(
+                    BatchedOp::ReduceAdjoint {
+                        op: *op,
+                        weights: weights.clone(),
+                        input,
+                        value,
+                        adjoint,
+                        input_adjoint,
+                    },
+                    false,
+                );
+                Ok(())
+            }
+            Op::DivGrad {
+                coefficient,
+                operand,
+                channels,
+                geometry,
+                axes,
+            } => {
+                let targets = SpatialAdjoint {
+                    adjoint,
+                    first: self.adjoint[*coefficient],
+                    second: self.adjoint[*operand],
+                };
+                match (targets.first, targets.second) {
+                    (None, None) => return Ok(()),
+                    (Some(a), Some(b)) if a == b => {
+                        return Err(
+                            "both operands are the same value, whose adjoint the compiled product does not sum twice"
+                                .into(),
+                        )
+                    }
+                    _ => {}
+                }
+                let (coefficient, operand) =
+                    (self.value_memory(*coefficient), self.value_memory(*operand));
+                self.push_batched(
+                    BatchedOp::DivGrad {
+                        coefficient,
+                        operand,
+                        channels: *channels,
+                        geometry: geometry.clone(),
+                        axes: axes.clone(),
+                        output: value,
+                        adjoint: Some(targets),
+                    },
+                    false,
+                );
+                Ok(())
+            }
+            Op::Upwind {
+                velocity,
+                operand,
+                channels,
+                geometry,
+                backward,
+                forward,
+            } => {
+                let targets = SpatialAdjoint {
+                    adjoint,
+                    first: self.adjoint[*velocity],
+                    second: self.adjoint[*operand],
+                };
+                match (targets.first, targets.second) {
+                    (None, None) => return Ok(()),
+                    (Some(a), Some(b)) if a == b => {
+                        return Err(
+                            "both operands are the same value, whose adjoint the compiled product does not sum twice"
+                                .into(),
+                        )
+                    }
+                    _ => {}
+                }
+                let (velocity, operand) =
+                    (self.value_memory(*velocity), self.value_memory(*operand));
+                self.push_batched(
+                    BatchedOp::Upwind {
+                        velocity,
+                        operand,
+                        channels: *channels,
+                        geometry: geometry.clone(),
+                        backward: backward.clone(),
+                        forward: forward.clone(),
+                        output: value,
+                        adjoint: Some(targets),
+                    },
+                    false,
+                );
+                Ok(())
+            }
             other => Err(format!(
                 "the {} operation has no compiled adjoint",
                 op_name(other)
@@ -1218,6 +1560,250 @@ impl Pointwise {
                     }
                 };
                 mul(g, derivative)
+            }
+        }
+    }
+}
+
+/// Replaces `values` by their softmax over `groups` entries `stride` apart, with the tape's
+/// arithmetic.
+fn softmax<T: JitFloat>(values: &mut [T], groups: usize, stride: usize) {
+    let sets = values.len() / groups;
+    for set in 0..sets {
+        let index = |g: usize| if stride == 1 { g } else { g * stride + set };
+        let largest = (0..groups)
+            .map(|g| values[index(g)])
+            .fold(T::neg_infinity(), T::max);
+        let mut total = T::zero();
+        for g in 0..groups {
+            let e = (values[index(g)] - largest).exp();
+            values[index(g)] = e;
+            total += e;
+        }
+        for g in 0..groups {
+            values[index(g)] /= total;
+        }
+    }
+}
+
+/// Adds the vector–Jacobian product of [`softmax`] at its value `y` and adjoint `dy` to `target`.
+fn softmax_adjoint<T: JitFloat>(y: &[T], dy: &[T], target: &mut [T], groups: usize, stride: usize) {
+    let sets = y.len() / groups;
+    for set in 0..sets {
+        let index = |g: usize| if stride == 1 { g } else { g * stride + set };
+        let dot = (0..groups).fold(T::zero(), |a, g| a + y[index(g)] * dy[index(g)]);
+        for g in 0..groups {
+            let i = index(g);
+            target[i] += y[i] * (dy[i] - dot);
+        }
+    }
+}
+
+/// Returns the reduction of one sample, with the tape's arithmetic.
+fn reduce<T: JitFloat>(op: ReduceOp, row: &[T], weights: &[f64]) -> T {
+    let weighted = |square: bool| {
+        row.iter().zip(weights).fold(T::zero(), |a, (x, w)| {
+            let x = if square { *x * *x } else { *x };
+            a + x * T::of(*w)
+        })
+    };
+    match op {
+        ReduceOp::Sum => row.iter().fold(T::zero(), |a, x| a + *x),
+        ReduceOp::Mean => row.iter().fold(T::zero(), |a, x| a + *x) / T::of(row.len() as f64),
+        ReduceOp::Max => row.iter().copied().fold(T::neg_infinity(), T::max),
+        ReduceOp::Min => row.iter().copied().fold(T::infinity(), T::min),
+        ReduceOp::Integral => weighted(false),
+        ReduceOp::Norm => weighted(true).sqrt(),
+    }
+}
+
+/// Adds the adjoint `g` of a reduction of `row`, whose value is `value`, to `target`. An extremum
+/// passes it to the first entry that attains it, and a zero norm passes nothing, as on the tape.
+fn reduce_adjoint<T: JitFloat>(
+    op: ReduceOp,
+    weights: &[f64],
+    row: &[T],
+    value: T,
+    g: T,
+    target: &mut [T],
+) {
+    match op {
+        ReduceOp::Sum => target.iter_mut().for_each(|t| *t += g),
+        ReduceOp::Mean => {
+            let share = g / T::of(row.len() as f64);
+            target.iter_mut().for_each(|t| *t += share);
+        }
+        ReduceOp::Integral => {
+            for (t, w) in target.iter_mut().zip(weights) {
+                *t += g * T::of(*w);
+            }
+        }
+        ReduceOp::Norm => {
+            if value > T::zero() {
+                for ((t, w), x) in target.iter_mut().zip(weights).zip(row) {
+                    *t += g * T::of(*w) * *x / value;
+                }
+            }
+        }
+        ReduceOp::Max | ReduceOp::Min => {
+            if let Some(position) = row.iter().position(|x| *x == value) {
+                target[position] += g;
+            }
+        }
+    }
+}
+
+/// `Σ_a s_a · (c̄_{i+½} (u_{i+1} − u_i) − c̄_{i−½} (u_i − u_{i−1}))` into `out`, as the tape's
+/// `div_grad_forward` computes it for one sample. A coefficient or operand shorter than the
+/// padded channels wraps (a one-channel value read by every channel).
+fn div_grad<T: JitFloat>(
+    c: &[T],
+    u: &[T],
+    channels: usize,
+    geometry: &Shrink,
+    axes: &[(usize, f64)],
+    out: &mut [T],
+) {
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    let half = T::of(0.5);
+    for ch in 0..channels {
+        let base = ch * in_points;
+        for (o, &i) in geometry.inner.iter().enumerate() {
+            let mut total = T::zero();
+            for &(stride, scale) in axes {
+                let at_u = |k: usize| u[(base + k) % u.len()];
+                let at_c = |k: usize| c[(base + k) % c.len()];
+                let (um, u0, up) = (at_u(i - stride), at_u(i), at_u(i + stride));
+                let (cm, c0, cp) = (at_c(i - stride), at_c(i), at_c(i + stride));
+                let flux_plus = (c0 + cp) * half * (up - u0);
+                let flux_minus = (cm + c0) * half * (u0 - um);
+                total += (flux_plus - flux_minus) * T::of(scale);
+            }
+            out[ch * out_points + o] = total;
+        }
+    }
+}
+
+/// Adds the vector–Jacobian product of [`div_grad`] with the adjoint `g` to the adjoints of the
+/// coefficient `dc` and of the operand `du` that are present.
+#[allow(clippy::too_many_arguments)]
+fn div_grad_adjoint<T: JitFloat>(
+    c: &[T],
+    u: &[T],
+    g: &[T],
+    channels: usize,
+    geometry: &Shrink,
+    axes: &[(usize, f64)],
+    mut dc: Option<&mut [T]>,
+    mut du: Option<&mut [T]>,
+) {
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    let half = T::of(0.5);
+    for ch in 0..channels {
+        let base = ch * in_points;
+        for (o, &i) in geometry.inner.iter().enumerate() {
+            let go = g[ch * out_points + o];
+            if go == T::zero() {
+                continue;
+            }
+            for &(stride, scale) in axes {
+                let at_u = |k: usize| u[(base + k) % u.len()];
+                let at_c = |k: usize| c[(base + k) % c.len()];
+                let (um, u0, up) = (at_u(i - stride), at_u(i), at_u(i + stride));
+                let (cm, c0, cp) = (at_c(i - stride), at_c(i), at_c(i + stride));
+                let gs = go * T::of(scale);
+                if let Some(du) = du.as_deref_mut() {
+                    let len = du.len();
+                    let face_plus = (c0 + cp) * half * gs;
+                    let face_minus = (cm + c0) * half * gs;
+                    du[(base + i + stride) % len] += face_plus;
+                    du[(base + i) % len] -= face_plus + face_minus;
+                    du[(base + i - stride) % len] += face_minus;
+                }
+                if let Some(dc) = dc.as_deref_mut() {
+                    let len = dc.len();
+                    let slope_plus = half * gs * (up - u0);
+                    let slope_minus = half * gs * (u0 - um);
+                    dc[(base + i) % len] += slope_plus - slope_minus;
+                    dc[(base + i + stride) % len] += slope_plus;
+                    dc[(base + i - stride) % len] -= slope_minus;
+                }
+            }
+        }
+    }
+}
+
+/// The `(offset, weight)` taps of an upwind derivative for `v ≥ 0` and for `v < 0`.
+type UpwindTaps<'a> = (&'a [(isize, f64)], &'a [(isize, f64)]);
+
+/// `v · D u` into `out` for one sample, with `D` the backward taps (first of `taps`) where
+/// `v ≥ 0` and the forward taps elsewhere, as the tape's `upwind_forward` computes it.
+fn upwind<T: JitFloat>(
+    v: &[T],
+    u: &[T],
+    channels: usize,
+    geometry: &Shrink,
+    taps: UpwindTaps,
+    out: &mut [T],
+) {
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    for ch in 0..channels {
+        let base = ch * in_points;
+        for (o, &i) in geometry.inner.iter().enumerate() {
+            let k = ch * out_points + o;
+            let velocity = v[k % v.len()];
+            let chosen = if velocity >= T::zero() {
+                taps.0
+            } else {
+                taps.1
+            };
+            let mut derivative = T::zero();
+            for &(offset, weight) in chosen {
+                let at = base + (i as isize + offset) as usize;
+                derivative += u[at % u.len()] * T::of(weight);
+            }
+            out[k] = velocity * derivative;
+        }
+    }
+}
+
+/// Adds the vector–Jacobian product of [`upwind`] at the fixed sign of the velocity to the
+/// adjoints of the velocity `dv` and of the operand `du` that are present.
+#[allow(clippy::too_many_arguments)]
+fn upwind_adjoint<T: JitFloat>(
+    v: &[T],
+    u: &[T],
+    g: &[T],
+    channels: usize,
+    geometry: &Shrink,
+    taps: UpwindTaps,
+    mut dv: Option<&mut [T]>,
+    mut du: Option<&mut [T]>,
+) {
+    let (in_points, out_points) = (geometry.in_points, geometry.out_points());
+    for ch in 0..channels {
+        let base = ch * in_points;
+        for (o, &i) in geometry.inner.iter().enumerate() {
+            let k = ch * out_points + o;
+            let velocity = v[k % v.len()];
+            let chosen = if velocity >= T::zero() {
+                taps.0
+            } else {
+                taps.1
+            };
+            let go = g[k];
+            let mut derivative = T::zero();
+            for &(offset, weight) in chosen {
+                let at = base + (i as isize + offset) as usize;
+                derivative += u[at % u.len()] * T::of(weight);
+                if let Some(du) = du.as_deref_mut() {
+                    let len = du.len();
+                    du[at % len] += go * velocity * T::of(weight);
+                }
+            }
+            if let Some(dv) = dv.as_deref_mut() {
+                let len = dv.len();
+                dv[k % len] += go * derivative;
             }
         }
     }
@@ -1951,6 +2537,13 @@ impl<T: JitFloat> CompiledTape<T> {
                     memories[memory] = values;
                 }
             }
+            BatchedOp::Copy { .. }
+            | BatchedOp::Softmax { .. }
+            | BatchedOp::SoftmaxAdjoint { .. }
+            | BatchedOp::Reduce { .. }
+            | BatchedOp::ReduceAdjoint { .. }
+            | BatchedOp::DivGrad { .. }
+            | BatchedOp::Upwind { .. } => self.run_per_sample(memories, op, batch),
             BatchedOp::Sparse {
                 operator,
                 channels,
@@ -1978,6 +2571,143 @@ impl<T: JitFloat> CompiledTape<T> {
                 }
                 memories[*output] = out;
             }
+        }
+    }
+
+    /// Runs the batched operations of one sample at a time that are not GEMMs: the parts of
+    /// stacked vectors, softmax, reductions, `div_grad` and `upwind`, with their adjoints.
+    fn run_per_sample(&self, memories: &mut [Vec<T>], op: &BatchedOp, batch: usize) {
+        // The memories an operation writes, taken out of `memories` while it reads the others.
+        let written: Vec<usize> = match op {
+            BatchedOp::Copy { output, .. }
+            | BatchedOp::Softmax { output, .. }
+            | BatchedOp::Reduce { output, .. } => vec![*output],
+            BatchedOp::SoftmaxAdjoint { input_adjoint, .. }
+            | BatchedOp::ReduceAdjoint { input_adjoint, .. } => vec![*input_adjoint],
+            BatchedOp::DivGrad {
+                output, adjoint, ..
+            }
+            | BatchedOp::Upwind {
+                output, adjoint, ..
+            } => match adjoint {
+                None => vec![*output],
+                Some(targets) => targets.first.into_iter().chain(targets.second).collect(),
+            },
+            _ => unreachable!("GEMMs and sparse products run in `run_batched`"),
+        };
+        let mut taken: Vec<Vec<T>> = written
+            .iter()
+            .map(|m| std::mem::take(&mut memories[*m]))
+            .collect();
+        for sample in 0..batch {
+            let read = |memory: usize| &memories[memory][self.sample_range(memory, sample)];
+            let mut outputs: Vec<&mut [T]> = taken
+                .iter_mut()
+                .zip(&written)
+                .map(|(values, memory)| &mut values[self.sample_range(*memory, sample)])
+                .collect();
+            match op {
+                BatchedOp::Copy {
+                    input,
+                    input_start,
+                    output_start,
+                    len,
+                    accumulate,
+                    ..
+                } => {
+                    let source = &read(*input)[*input_start..*input_start + len];
+                    let target = &mut outputs[0][*output_start..*output_start + len];
+                    if *accumulate {
+                        for (t, v) in target.iter_mut().zip(source) {
+                            *t += *v;
+                        }
+                    } else {
+                        target.copy_from_slice(source);
+                    }
+                }
+                BatchedOp::Softmax {
+                    input,
+                    groups,
+                    stride,
+                    ..
+                } => {
+                    outputs[0].copy_from_slice(read(*input));
+                    softmax(outputs[0], *groups, *stride);
+                }
+                BatchedOp::SoftmaxAdjoint {
+                    value,
+                    adjoint,
+                    groups,
+                    stride,
+                    ..
+                } => softmax_adjoint(read(*value), read(*adjoint), outputs[0], *groups, *stride),
+                BatchedOp::Reduce {
+                    op, weights, input, ..
+                } => outputs[0][0] = reduce(*op, read(*input), weights),
+                BatchedOp::ReduceAdjoint {
+                    op,
+                    weights,
+                    input,
+                    value,
+                    adjoint,
+                    ..
+                } => reduce_adjoint(
+                    *op,
+                    weights,
+                    read(*input),
+                    read(*value)[0],
+                    read(*adjoint)[0],
+                    outputs[0],
+                ),
+                BatchedOp::DivGrad {
+                    coefficient,
+                    operand,
+                    channels,
+                    geometry,
+                    axes,
+                    adjoint,
+                    ..
+                } => {
+                    let (c, u) = (read(*coefficient), read(*operand));
+                    match adjoint {
+                        None => div_grad(c, u, *channels, geometry, axes, outputs[0]),
+                        Some(targets) => {
+                            let mut outputs = outputs.into_iter();
+                            let dc = targets.first.and_then(|_| outputs.next());
+                            let du = targets.second.and_then(|_| outputs.next());
+                            let g = read(targets.adjoint);
+                            div_grad_adjoint(c, u, g, *channels, geometry, axes, dc, du);
+                        }
+                    }
+                }
+                BatchedOp::Upwind {
+                    velocity,
+                    operand,
+                    channels,
+                    geometry,
+                    backward,
+                    forward,
+                    adjoint,
+                    ..
+                } => {
+                    let (v, u) = (read(*velocity), read(*operand));
+                    let taps = (backward.as_slice(), forward.as_slice());
+                    match adjoint {
+                        None => upwind(v, u, *channels, geometry, taps, outputs[0]),
+                        Some(targets) => {
+                            let mut outputs = outputs.into_iter();
+                            let dv = targets.first.and_then(|_| outputs.next());
+                            let du = targets.second.and_then(|_| outputs.next());
+                            let g = read(targets.adjoint);
+                            upwind_adjoint(v, u, g, *channels, geometry, taps, dv, du);
+                        }
+                    }
+                }
+                _ => unreachable!("GEMMs and sparse products run in `run_batched`"),
+            }
+        }
+        for (memory, values) in written.into_iter().zip(taken) {
+            memories[memory] = values;
         }
     }
 

@@ -165,6 +165,9 @@ train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label
     )
 }
 
+/// A right-hand side with the conservative `div`, `upwind` and every reduction.
+const BODY_SPATIAL: &str = "div((1 + P^2) * grad(u)) - upwind(P + 0.2 * u, tanh(u), x) + 0.1 * mean(u) * u - 0.05 * norm(u) + 0.1 * max(u) - 0.1 * min(u) + 0.02 * sum(u^2) - 0.1 * integral(u) * D";
+
 /// Returns a classifier over a 1-D grid of 9 points whose equation has a dense layer of the state.
 fn dense_model(boundary: &str, scheme: &str) -> String {
     line_model(
@@ -441,6 +444,30 @@ fn plane_steps_match_tape_for_every_boundary() {
 }
 
 #[test]
+fn spatial_and_reduction_steps_match_tape() {
+    for (kind, boundary) in BOUNDARIES {
+        for scheme in SCHEMES {
+            let name = format!("spatial-{kind}-{scheme}");
+            let fixture = fixture(&name, &line_model(boundary, scheme, BODY_SPATIAL), 9);
+            assert_steps_agree(&name, &fixture);
+            let _ = std::fs::remove_dir_all(&fixture.dir);
+        }
+    }
+}
+
+#[test]
+fn softmax_steps_match_tape() {
+    for scheme in SCHEMES {
+        let name = format!("softmax-{scheme}");
+        let source = plane_model(PLANE_BOUNDARIES[0].1, scheme)
+            .replace("+ 0.05 * diff(u, x) * exp(-u^2)", "+ 0.3 * softmax(u) * P");
+        let fixture = fixture(&name, &source, 4);
+        assert_steps_agree(&name, &fixture);
+        let _ = std::fs::remove_dir_all(&fixture.dir);
+    }
+}
+
+#[test]
 fn dense_steps_match_tape() {
     for (kind, boundary) in [BOUNDARIES[0], BOUNDARIES[4]] {
         for scheme in SCHEMES {
@@ -520,6 +547,11 @@ fn taylor_and_dot_tests_through_jit() {
             24,
         ),
         (
+            "taylor-spatial",
+            line_model(BOUNDARIES[4].1, "rk4", BODY_SPATIAL),
+            9,
+        ),
+        (
             "taylor-recurrent",
             recurrent_model("rk4", "d.input", 12),
             12,
@@ -595,19 +627,19 @@ fn identify_diffusion_through_jit() {
 }
 
 #[test]
-fn upwind_term_falls_back_to_tape() {
+fn label_read_falls_back_to_tape() {
     let source = line_model(
         BOUNDARIES[0].1,
         "euler",
-        "D * laplace(u) + tanh(upwind(P, u, x))",
+        "D * laplace(u) + 0.1 * P * d.label",
     );
     let fixture = fixture("fallback", &source, 9);
     let error = match CompiledTape::<f64>::new(&fixture.lowered, &JitOptions::default()) {
-        Ok(_) => panic!("an upwind term in the right-hand side compiled"),
+        Ok(_) => panic!("a right-hand side reading the labels compiled"),
         Err(error) => error,
     };
-    assert_eq!(error.op, "Upwind");
-    assert!(error.to_string().contains("Upwind"), "{error}");
+    assert_eq!(error.op, "Label");
+    assert!(error.to_string().contains("Label"), "{error}");
 
     let options = RunOptions {
         out_dir: Some(fixture.dir.join("out")),
@@ -630,7 +662,7 @@ fn upwind_term_falls_back_to_tape() {
     assert_eq!(warnings.len(), 1, "{:?}", report.warnings);
     let notes: Vec<&String> = report.warnings.iter().flat_map(|w| &w.notes).collect();
     assert!(
-        notes.iter().any(|n| n.contains("Upwind")),
+        notes.iter().any(|n| n.contains("Label")),
         "the warning does not name the operation: {notes:?}"
     );
     let _ = std::fs::remove_dir_all(&fixture.dir);
