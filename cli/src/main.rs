@@ -170,7 +170,7 @@ enum Command {
     Repl,
     /// Run the language server on standard input and output, for editors.
     #[command(
-        after_help = "Example (Neovim):\n  vim.lsp.start({ name = 'npdec', cmd = { 'npdec', 'lsp' } })"
+        after_help = "Example (Neovim 0.7 and later, for the current buffer):\n  vim.lsp.buf_attach_client(0, vim.lsp.start_client({ name = 'npdec', cmd = { 'npdec', 'lsp' } }))\n\nThe source tree has editor support in editors/: nvim/npdec.lua, which shares one server\nper folder, and a VS Code extension in vscode/."
     )]
     Lsp,
     /// Explain a diagnostic code, or show what a model becomes: its equations in normal form and

@@ -10,7 +10,7 @@ use crate::terminal;
 use npdec_diagnostics::{render, RenderOptions, SourceMap};
 use npdec_runtime::{Stepper, Value};
 use npdec_symbolic::{Model, Task};
-use rustyline::completion::{Completer, Pair};
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -69,9 +69,12 @@ struct Origin {
     file: Option<(String, usize)>,
 }
 
-/// Completes commands, keywords, built-in names and the names the session declares.
+/// Completes commands, keywords, built-in names and the names the session declares, the field
+/// names after `:show` and `:plot`, and file names after `:load` and as the file of `:plot`.
 struct ReplHelper {
     names: Vec<String>,
+    fields: Vec<String>,
+    files: FilenameCompleter,
 }
 
 impl Completer for ReplHelper {
@@ -81,40 +84,59 @@ impl Completer for ReplHelper {
         &self,
         line: &str,
         pos: usize,
-        _: &Context<'_>,
+        context: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let start = line[..pos]
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+        let typed = &line[..pos];
+        if typed.trim_start().starts_with(':') {
+            let words: Vec<&str> = typed.split_whitespace().collect();
+            let partial = if typed.ends_with(char::is_whitespace) {
+                ""
+            } else {
+                words.last().copied().unwrap_or("")
+            };
+            let start = pos - partial.len();
+            // The index of the word being completed: 0 for the command, 1 for its first argument.
+            let word = words.len() - usize::from(!partial.is_empty());
+            return match (words[0], word) {
+                (_, 0) => {
+                    let commands: Vec<String> = COMMANDS
+                        .iter()
+                        .map(|(c, _)| c.split(' ').next().unwrap_or(c).to_string())
+                        .collect();
+                    // The space after a whole command leaves the cursor where its argument goes.
+                    Ok((start, matching(&commands, partial, " ")))
+                }
+                (":load", 1) | (":plot", 2) => self.files.complete(line, pos, context),
+                (":show", 1) | (":plot", 1) => Ok((start, matching(&self.fields, partial, ""))),
+                _ => Ok((start, Vec::new())),
+            };
+        }
+        let start = typed
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
             .map_or(0, |i| i + 1);
         let prefix = &line[start..pos];
         if prefix.is_empty() {
             return Ok((start, Vec::new()));
         }
-        let mut candidates: Vec<String> = if prefix.starts_with(':') {
-            COMMANDS
-                .iter()
-                .map(|(c, _)| c.split(' ').next().unwrap_or(c).to_string())
-                .collect()
-        } else {
-            let mut all: Vec<String> = npdec_sema::KEYWORDS.iter().map(|s| s.to_string()).collect();
-            all.extend(npdec_sema::builtin_names().iter().map(|s| s.to_string()));
-            all.extend(self.names.iter().cloned());
-            all
-        };
-        candidates.retain(|c| c.starts_with(prefix));
-        candidates.sort();
-        candidates.dedup();
-        Ok((
-            start,
-            candidates
-                .into_iter()
-                .map(|c| Pair {
-                    display: c.clone(),
-                    replacement: c,
-                })
-                .collect(),
-        ))
+        let mut all: Vec<String> = npdec_sema::KEYWORDS.iter().map(|s| s.to_string()).collect();
+        all.extend(npdec_sema::builtin_names().iter().map(|s| s.to_string()));
+        all.extend(self.names.iter().cloned());
+        Ok((start, matching(&all, prefix, "")))
     }
+}
+
+/// Returns the sorted, distinct `names` that start with `prefix`, each followed by `suffix`.
+fn matching(names: &[String], prefix: &str, suffix: &str) -> Vec<Pair> {
+    let mut found: Vec<&String> = names.iter().filter(|n| n.starts_with(prefix)).collect();
+    found.sort();
+    found.dedup();
+    found
+        .into_iter()
+        .map(|name| Pair {
+            display: name.clone(),
+            replacement: format!("{name}{suffix}"),
+        })
+        .collect()
 }
 
 impl Hinter for ReplHelper {
@@ -137,7 +159,14 @@ pub fn run() -> Result<ExitCode, String> {
     let interactive = std::io::stdin().is_terminal();
     let mut editor: Editor<ReplHelper, rustyline::history::DefaultHistory> =
         Editor::new().map_err(|e| format!("cannot start the line editor: {e}"))?;
-    editor.set_helper(Some(ReplHelper { names: Vec::new() }));
+    editor.set_helper(Some(ReplHelper {
+        names: Vec::new(),
+        fields: Vec::new(),
+        files: FilenameCompleter::new(),
+    }));
+    if interactive {
+        interrupt::install();
+    }
     // A script piped to standard input is not typed, so it stays out of the history file.
     let history = if interactive {
         std::env::var_os("HOME").map(|home| Path::new(&home).join(".npdec_history"))
@@ -153,6 +182,9 @@ pub fn run() -> Result<ExitCode, String> {
     );
 
     let mut pending = String::new();
+    // The one-based number of the input line just read, and of the first line of `pending`.
+    let mut line_number = 0;
+    let mut pending_line = 0;
     loop {
         let prompt = if pending.is_empty() {
             "npde> "
@@ -165,30 +197,49 @@ pub fn run() -> Result<ExitCode, String> {
                 pending.clear();
                 continue;
             }
-            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Eof) if !pending.is_empty() && interactive => {
+                // Ctrl-D on a continuation line drops the statement and keeps the session.
+                println!("discarded the unfinished statement; Ctrl-D at the prompt leaves");
+                pending.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => {
+                if let Some(reason) = unfinished(&pending, pending_line) {
+                    session.failed = true;
+                    terminal::print_error(&format!(
+                        "the input ended inside an unfinished statement, so it was discarded: \
+                         {reason}\n  {}",
+                        pending.trim_end().replace('\n', "\n  ")
+                    ));
+                }
+                break;
+            }
             Err(error) => return Err(format!("cannot read input: {error}")),
         };
+        line_number += 1;
         let trimmed = line.trim();
         if pending.is_empty() && trimmed.starts_with(':') {
             let _ = editor.add_history_entry(trimmed);
             if !session.command(trimmed) {
                 break;
             }
+        } else if trimmed.is_empty() && pending.is_empty() {
             continue;
+        } else {
+            if pending.is_empty() {
+                pending_line = line_number;
+            }
+            pending.push_str(&line);
+            pending.push('\n');
+            if unfinished(&pending, pending_line).is_some() {
+                continue;
+            }
+            let _ = editor.add_history_entry(pending.trim_end());
+            session.add(&pending, None);
+            pending.clear();
         }
-        if trimmed.is_empty() && pending.is_empty() {
-            continue;
-        }
-        pending.push_str(&line);
-        pending.push('\n');
-        if continues(&pending) {
-            continue;
-        }
-        let _ = editor.add_history_entry(pending.trim_end());
-        session.add(&pending, None);
-        pending.clear();
         if let Some(helper) = editor.helper_mut() {
-            helper.names = session.declared_names();
+            (helper.names, helper.fields) = session.declared_names();
         }
     }
     if let Some(path) = &history {
@@ -201,26 +252,35 @@ pub fn run() -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Returns true while the input so far is visibly unfinished: open brackets, or a last line that ends
-/// with an operator, `=`, `,` or `:`.
-fn continues(text: &str) -> bool {
-    let mut depth = 0i64;
-    let mut in_string = false;
-    for line in text.lines() {
-        let code = if in_string {
-            line
-        } else {
-            line.split('#').next().unwrap_or("")
-        };
-        for c in code.chars() {
+/// Returns why the input so far is visibly unfinished, or `None` when it is not: an open bracket,
+/// or a last line that ends with an operator, `=`, `,` or `:`. `first_line` is the input line
+/// number of the first line of `text`.
+fn unfinished(text: &str, first_line: usize) -> Option<String> {
+    // The brackets still open, with the one-based line of each.
+    let mut open: Vec<(char, usize)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let mut in_string = false;
+        for c in line.chars() {
             match c {
                 '"' => in_string = !in_string,
-                '(' | '[' | '{' if !in_string => depth += 1,
-                ')' | ']' | '}' if !in_string => depth -= 1,
+                '#' if !in_string => break,
+                '(' | '[' | '{' if !in_string => open.push((c, first_line + index)),
+                ')' | ']' | '}' if !in_string => {
+                    open.pop();
+                }
                 _ => {}
             }
         }
-        in_string = false;
+    }
+    if let Some((bracket, line)) = open.last() {
+        let closing = match bracket {
+            '(' => ')',
+            '[' => ']',
+            _ => '}',
+        };
+        return Some(format!(
+            "the `{bracket}` on line {line} is never closed with `{closing}`"
+        ));
     }
     let last = text
         .lines()
@@ -230,10 +290,13 @@ fn continues(text: &str) -> bool {
         .next()
         .unwrap_or("")
         .trim_end();
-    depth > 0
-        || ["+", "-", "*", "/", "^", "@", "=", ",", ":", "~"]
-            .iter()
-            .any(|end| last.ends_with(end))
+    ["+", "-", "*", "/", "^", "@", "=", ",", ":", "~"]
+        .iter()
+        .find(|end| last.ends_with(*end))
+        .map(|end| {
+            let line = first_line + text.lines().count() - 1;
+            format!("line {line} ends with `{end}`, so the statement goes on")
+        })
 }
 
 impl Session {
@@ -314,14 +377,16 @@ impl Session {
         }
     }
 
-    fn declared_names(&self) -> Vec<String> {
+    /// Returns the names the session declares, and the field names among them.
+    fn declared_names(&self) -> (Vec<String>, Vec<String>) {
         let (_, checked) = self.check_text(&self.text);
         let model = &checked.partial;
+        let fields: Vec<String> = model.fields.iter().map(|f| f.name.clone()).collect();
         let mut names: Vec<String> = model.axes.iter().map(|a| a.name.clone()).collect();
-        names.extend(model.fields.iter().map(|f| f.name.clone()));
+        names.extend(fields.iter().cloned());
         names.extend(model.params.iter().map(|p| p.name.clone()));
         names.extend(model.equations.iter().map(|e| e.name.clone()));
-        names
+        (names, fields)
     }
 
     /// Runs a command; returns false to leave the session.
@@ -329,6 +394,13 @@ impl Session {
         let mut words = line.split_whitespace();
         let command = words.next().unwrap_or("");
         let arguments: Vec<&str> = words.collect();
+        if let Some(usage) = extra_arguments(command, &arguments) {
+            self.error(&format!(
+                "`{command}` takes {usage}, but got `{}`",
+                arguments.join(" ")
+            ));
+            return true;
+        }
         match command {
             ":quit" | ":q" | ":exit" => return false,
             ":help" => {
@@ -396,7 +468,13 @@ impl Session {
                 Some(name) => self.show(name, None),
             },
             ":plot" => match (arguments.first(), arguments.get(1)) {
-                (Some(name), Some(file)) => self.show(name, Some(Path::new(file))),
+                (Some(name), Some(file)) => match check_plot_path(Path::new(file)) {
+                    Ok(()) => self.show(name, Some(Path::new(file))),
+                    Err(message) => {
+                        self.failed = true;
+                        terminal::print_error(&message);
+                    }
+                },
                 _ => self.error("usage: :plot FIELD FILE.png"),
             },
             other => {
@@ -453,6 +531,7 @@ impl Session {
             );
             return;
         };
+        let previous = self.step;
         self.step += count;
         let Task::Solve(task) = &mut model.tasks[index] else {
             return;
@@ -462,7 +541,17 @@ impl Session {
         task.discretization.until = self.step as f64 * dt;
         match solve_states(&model, index) {
             Ok(_) => println!("step {} (t = {})", self.step, self.step as f64 * dt),
-            Err(message) => {
+            Err(Stop::Interrupted(reached)) => {
+                // Every `:step` solves from the initial state, so a stop short of the earlier
+                // step keeps that step.
+                self.step = reached.max(previous);
+                println!(
+                    "interrupted; at step {} (t = {})",
+                    self.step,
+                    self.step as f64 * dt
+                );
+            }
+            Err(Stop::Failed(message)) => {
                 self.failed = true;
                 terminal::print_error(&message)
             }
@@ -476,10 +565,16 @@ impl Session {
         };
         let Some(field) = model.fields.iter().position(|f| f.name == name) else {
             let names: Vec<&str> = model.fields.iter().map(|f| f.name.as_str()).collect();
-            self.error(&format!(
-                "unknown field `{name}`; the fields are {}",
-                names.join(", ")
-            ));
+            if names.is_empty() {
+                self.error(&format!(
+                    "unknown field `{name}`: no field is declared yet (e.g. `field u(x)`)"
+                ));
+            } else {
+                self.error(&format!(
+                    "unknown field `{name}`; the fields are {}",
+                    names.join(", ")
+                ));
+            }
             return;
         };
         let Some(index) = model.tasks.iter().position(|t| matches!(t, Task::Solve(_))) else {
@@ -492,7 +587,11 @@ impl Session {
         }
         let states = match solve_states(&model, index) {
             Ok(states) => states,
-            Err(message) => {
+            Err(Stop::Interrupted(_)) => {
+                println!("interrupted; nothing shown");
+                return;
+            }
+            Err(Stop::Failed(message)) => {
                 self.failed = true;
                 return terminal::print_error(&message);
             }
@@ -535,10 +634,72 @@ impl Session {
     }
 }
 
-/// Runs the solve task at `index` of the model and returns its final states.
-fn solve_states(model: &Model, index: usize) -> Result<npdec_runtime::States<f64>, String> {
+/// Returns the argument list a command takes when `arguments` has more than that, or `None`.
+fn extra_arguments(command: &str, arguments: &[&str]) -> Option<&'static str> {
+    let (max, usage) = match command {
+        ":help" | ":check" | ":explain" | ":source" | ":reset" | ":quit" | ":q" | ":exit" => {
+            (0, "no argument")
+        }
+        ":step" => (1, "one argument: :step N"),
+        ":show" => (1, "one argument: :show FIELD"),
+        ":load" => (1, "one argument: :load FILE.npde"),
+        ":plot" => (2, "two arguments: :plot FIELD FILE.png"),
+        _ => return None,
+    };
+    (arguments.len() > max).then_some(usage)
+}
+
+/// Checks that `path` can take a PNG plot: a `.png` name in a folder that exists.
+fn check_plot_path(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!(
+            "`{}` is a folder; give a file name in it, such as `{}`",
+            path.display(),
+            path.join("plot.png").display()
+        ));
+    }
+    let is_png = path
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(format!(
+            "cannot plot to `{}`: the file name must end in `.png`",
+            path.display()
+        ));
+    }
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(folder) = folder {
+        if folder.exists() && !folder.is_dir() {
+            return Err(format!(
+                "cannot plot to `{}`: `{}` is a file, not a folder",
+                path.display(),
+                folder.display()
+            ));
+        }
+        if !folder.exists() {
+            return Err(format!(
+                "cannot plot to `{}`: the folder `{}` does not exist; create it first",
+                path.display(),
+                folder.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a solve in the session returned no states.
+enum Stop {
+    /// The solve failed, with the message to show.
+    Failed(String),
+    /// Ctrl-C stopped the solve after this many steps.
+    Interrupted(usize),
+}
+
+/// Runs the solve task at `index` of the model and returns its final states. Ctrl-C at a terminal
+/// stops it after the step that is running.
+fn solve_states(model: &Model, index: usize) -> Result<npdec_runtime::States<f64>, Stop> {
     let Task::Solve(task) = &model.tasks[index] else {
-        return Err("not a solve task".to_string());
+        return Err(Stop::Failed("not a solve task".to_string()));
     };
     // A solve of zero steps is invalid, so the state before the first step comes from a solve of
     // one step that never runs.
@@ -548,17 +709,82 @@ fn solve_states(model: &Model, index: usize) -> Result<npdec_runtime::States<f64
         task.discretization.steps = 1;
         task.discretization.until = task.discretization.dt;
     }
+    // A snapshot after every step is where an interrupt is noticed. The session saves no files,
+    // so the snapshots cost only the call.
+    task.every = Some(1);
     let graph = npdec_ir::discretize_solve(model, &task).map_err(|d| {
-        d.first().map_or_else(
+        Stop::Failed(d.first().map_or_else(
             || "the model cannot be discretized".to_string(),
             |d| format!("{}: {}", d.code, d.message),
-        )
+        ))
     })?;
-    let mut stepper = Stepper::<f64>::new(&graph).ok_or("the solve task has no time step")?;
+    let mut stepper = Stepper::<f64>::new(&graph)
+        .ok_or_else(|| Stop::Failed("the solve task has no time step".to_string()))?;
     if steps == 0 {
         return Ok(stepper.initial_states().0);
     }
-    Ok(stepper.run(&mut |_, _, _| {}))
+    interrupt::clear();
+    // `Stepper::run` has no way to stop early, so the snapshot callback unwinds out of it with
+    // `resume_unwind`, which skips the panic hook and so prints nothing.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stepper.run(&mut |step, _, _| {
+            if interrupt::take() {
+                std::panic::resume_unwind(Box::new(Stop::Interrupted(step)));
+            }
+        })
+    }));
+    match run {
+        Ok(states) => Ok(states),
+        Err(payload) => match payload.downcast::<Stop>() {
+            Ok(stop) => Err(*stop),
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
+    }
+}
+
+/// Ctrl-C while a command runs. A SIGINT handler sets a flag that the solve checks after every
+/// step. At the prompt the terminal is in raw mode, so Ctrl-C reaches rustyline as a key and
+/// clears the line instead.
+#[cfg(unix)]
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_sigint(_: libc::c_int) {
+        REQUESTED.store(true, Ordering::SeqCst);
+    }
+
+    /// Replaces the default SIGINT action, which ends the process, with setting the flag.
+    pub fn install() {
+        let handler: extern "C" fn(libc::c_int) = on_sigint;
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe. Rustyline
+        // saves and restores this handler around each line it reads.
+        unsafe {
+            libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        }
+    }
+
+    pub fn clear() {
+        REQUESTED.store(false, Ordering::SeqCst);
+    }
+
+    /// Returns whether Ctrl-C was pressed since the last call or `clear`.
+    pub fn take() -> bool {
+        REQUESTED.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// Without SIGINT, Ctrl-C keeps its default action of ending the session.
+#[cfg(not(unix))]
+mod interrupt {
+    pub fn install() {}
+
+    pub fn clear() {}
+
+    pub fn take() -> bool {
+        false
+    }
 }
 
 /// Draws the first channel of a field as shaded characters: one row for 1-D, up to 16 rows for 2-D

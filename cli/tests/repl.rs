@@ -126,6 +126,8 @@ fn terminal_session_in_tmux() {
         "120",
         "-y",
         "40",
+        "-c",
+        &repo_root().display().to_string(),
         &command,
     ]);
     assert!(
@@ -178,21 +180,56 @@ fn terminal_session_in_tmux() {
         tmux(&["send-keys", "-t", &session, "Enter"]);
         wait_for_prompt_after(before, line);
     }
-    // Tab completes a command from its prefix.
+    // Tab completes a command from its prefix, with the space before its argument.
     let before = prompts();
     tmux(&["send-keys", "-t", &session, "-l", ":ste"]);
     tmux(&["send-keys", "-t", &session, "Tab"]);
-    tmux(&["send-keys", "-t", &session, "-l", " 10"]);
+    tmux(&["send-keys", "-t", &session, "-l", "10"]);
     tmux(&["send-keys", "-t", &session, "Enter"]);
     let screen = wait_for("step 10 (t = 0.01)");
     assert!(
         screen.contains(":step 10"),
-        "Tab should complete `:ste` to `:step`:\n{screen}"
+        "Tab should complete `:ste` to `:step `:\n{screen}"
     );
     wait_for_prompt_after(before, ":step 10");
-    tmux(&["send-keys", "-t", &session, "-l", ":show u"]);
+    // After `:show `, Tab completes the field names.
+    let before = prompts();
+    tmux(&["send-keys", "-t", &session, "-l", ":show "]);
+    tmux(&["send-keys", "-t", &session, "Tab"]);
     tmux(&["send-keys", "-t", &session, "Enter"]);
-    wait_for("u at step 10");
+    let screen = wait_for("u at step 10");
+    assert!(screen.contains(":show u"), "{screen}");
+    wait_for_prompt_after(before, ":show u");
+    // Ctrl-C stops a long `:step` and keeps the session and its declarations.
+    let before = prompts();
+    tmux(&["send-keys", "-t", &session, "-l", ":step 100000000"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    tmux(&["send-keys", "-t", &session, "C-c"]);
+    wait_for("interrupted; at step");
+    wait_for_prompt_after(before, "Ctrl-C during :step");
+    // Ctrl-D on a continuation line discards the statement and keeps the session.
+    let before = prompts();
+    tmux(&["send-keys", "-t", &session, "-l", "field w("]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for("  ...");
+    tmux(&["send-keys", "-t", &session, "C-d"]);
+    wait_for("discarded the unfinished statement");
+    wait_for_prompt_after(before, "Ctrl-D on a continuation line");
+    // After `:load `, Tab completes file names.
+    let before = prompts();
+    tmux(&["send-keys", "-t", &session, "-l", ":reset"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    wait_for_prompt_after(before, ":reset");
+    let before = prompts();
+    tmux(&["send-keys", "-t", &session, "-l", ":lo"]);
+    tmux(&["send-keys", "-t", &session, "Tab"]);
+    tmux(&["send-keys", "-t", &session, "-l", "examples/heat1d.npd"]);
+    tmux(&["send-keys", "-t", &session, "Tab"]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    let screen = wait_for("loaded examples/heat1d.npde");
+    assert!(screen.contains(":load examples/heat1d.npde"), "{screen}");
+    wait_for_prompt_after(before, ":load");
     // An error at the terminal is shown, and the session still exits with 0.
     tmux(&["send-keys", "-t", &session, "-l", ":show v"]);
     tmux(&["send-keys", "-t", &session, "Enter"]);
@@ -346,7 +383,10 @@ solve heat using euler(dt = 1e-3) until 1
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot plot to"), "{stderr}");
+    assert!(
+        stderr.contains("cannot plot to `earlier.txt`: the file name must end in `.png`"),
+        "{stderr}"
+    );
     // Before the first `:step`, a field shows its initial state.
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("u at step 0: min 0"), "{stdout}");
@@ -368,4 +408,99 @@ solve heat using euler(dt = 1e-3) until 1
         .collect();
     names.sort();
     assert_eq!(names, vec!["earlier.txt", "plot.png"]);
+}
+
+#[test]
+fn unfinished_statement_at_end_fails() {
+    let output = run_script(
+        "grid x in [0, 1] points 11\nfield w(\n",
+        &std::env::temp_dir(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the input ended inside an unfinished statement"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the `(` on line 2 is never closed with `)`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("field w("), "{stderr}");
+
+    let output = run_script("const a = 1 +\n", &std::env::temp_dir());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 1 ends with `+`"), "{stderr}");
+}
+
+const HEAT: &str = "grid x in [0, 1] points 11
+field u(x)
+equation heat: dt(u) = laplace(u)
+boundary u: dirichlet(0) on x
+initial u = sin(pi * x)
+solve heat using euler(dt = 1e-3) until 1
+";
+
+#[test]
+fn plot_checks_file_before_drawing() {
+    let folder = scratch_folder("plot_checks");
+    std::fs::create_dir_all(folder.join("build")).expect("build folder");
+    std::fs::write(folder.join("file"), "").expect("plain file");
+    let cases = [
+        (
+            ":plot u /nonexistent/dir/x.png",
+            "the folder `/nonexistent/dir` does not exist",
+        ),
+        (":plot u build", "`build` is a folder"),
+        (":plot u u.txt", "the file name must end in `.png`"),
+        (":plot u file/x.png", "`file` is a file, not a folder"),
+    ];
+    for (command, expected) in cases {
+        let output = run_script(&format!("{HEAT}{command}\n"), &folder);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "`{command}`: {stderr}");
+        assert!(stderr.contains(expected), "`{command}`: {stderr}");
+        assert!(!stderr.contains("tmp"), "`{command}`: {stderr}");
+        assert!(!stderr.contains("backend"), "`{command}`: {stderr}");
+    }
+}
+
+#[test]
+fn show_without_fields_says_so() {
+    let output = run_script(":show zz\n", &std::env::temp_dir());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown field `zz`: no field is declared yet"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn commands_reject_extra_arguments() {
+    for (line, expected) in [
+        (
+            ":explain extra",
+            "`:explain` takes no argument, but got `extra`",
+        ),
+        (":quit now", "`:quit` takes no argument"),
+        (":show u v", "`:show` takes one argument: :show FIELD"),
+        (":step 1 2", "`:step` takes one argument"),
+        (":plot u a.png b.png", "`:plot` takes two arguments"),
+    ] {
+        // `:source` after the line shows the session went on.
+        let output = run_script(
+            &format!("grid x in [0, 1] points 11\n{line}\n:source\n"),
+            &std::env::temp_dir(),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "`{line}`: {stderr}");
+        assert!(stderr.contains(expected), "`{line}`: {stderr}");
+        assert!(
+            stdout.contains("grid x in [0, 1] points 11"),
+            "`{line}`: {stdout}"
+        );
+    }
 }

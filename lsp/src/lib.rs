@@ -28,12 +28,41 @@ use std::error::Error;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
+/// The client went away before `shutdown` and `exit`: the input ended or could not be read.
+#[derive(Debug)]
+pub struct ClientGone;
+
+impl std::fmt::Display for ClientGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client closed the connection without sending `shutdown` and `exit`")
+    }
+}
+
+impl Error for ClientGone {}
+
 /// Runs the server on standard input and output until the client asks it to exit.
 pub fn run_stdio() -> Result<()> {
     let (connection, io_threads) = Connection::stdio();
-    serve(connection)?;
-    io_threads.join()?;
-    Ok(())
+    match serve(connection) {
+        Ok(()) => Ok(io_threads.join()?),
+        Err(error) if error.is::<ClientGone>() => {
+            // The channel closes only when the reader thread has ended, so this join returns at
+            // once, with the read error if there was one.
+            match io_threads.join() {
+                Err(read_error) => Err(format!(
+                    "the input is not a valid JSON-RPC message with a Content-Length header: \
+                     {read_error}"
+                )
+                .into()),
+                Ok(()) => Err(format!(
+                    "{error}; standard input ended (a language server is started by an editor, \
+                     not run by hand)"
+                )
+                .into()),
+            }
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Returns what this server can do, as announced in the `initialize` response.
@@ -52,9 +81,19 @@ pub fn capabilities() -> ServerCapabilities {
 }
 
 /// Serves one client on an established connection: the handshake, then requests until `exit`.
+/// Returns [`ClientGone`] when the connection closes before that.
 pub fn serve(connection: Connection) -> Result<()> {
     let capabilities = serde_json::to_value(capabilities())?;
-    let params = connection.initialize(capabilities)?;
+    let params =
+        connection
+            .initialize(capabilities)
+            .map_err(|error| -> Box<dyn Error + Send + Sync> {
+                if error.channel_is_disconnected() {
+                    Box::new(ClientGone)
+                } else {
+                    Box::new(error)
+                }
+            })?;
     let _params: InitializeParams = serde_json::from_value(params)?;
     let mut server = Server {
         documents: HashMap::new(),
@@ -68,6 +107,9 @@ pub fn serve(connection: Connection) -> Result<()> {
                 let response = server.handle_request(request);
                 connection.sender.send(Message::Response(response))?;
             }
+            Message::Notification(notification) if notification.method == "exit" => {
+                return Err("the client sent `exit` before `shutdown`".into());
+            }
             Message::Notification(notification) => {
                 for outgoing in server.handle_notification(notification) {
                     connection.sender.send(Message::Notification(outgoing))?;
@@ -76,7 +118,7 @@ pub fn serve(connection: Connection) -> Result<()> {
             Message::Response(_) => {}
         }
     }
-    Ok(())
+    Err(Box::new(ClientGone))
 }
 
 struct Server {

@@ -310,3 +310,67 @@ fn half_typed_input_never_breaks_the_server() {
     assert!(error.message.contains("not supported"));
     client.stop();
 }
+
+type Served = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Starts a server and completes the handshake; returns the client side and the server thread.
+fn initialized_server() -> (Connection, std::thread::JoinHandle<Served>) {
+    let (server_side, client_side) = Connection::memory();
+    let server = std::thread::spawn(move || npdec_lsp::serve(server_side));
+    let initialize = Request::new(
+        RequestId::from(1),
+        "initialize".to_string(),
+        json!({ "capabilities": {} }),
+    );
+    client_side
+        .sender
+        .send(Message::Request(initialize))
+        .expect("send");
+    client_side
+        .receiver
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the initialize response arrives");
+    client_side
+        .sender
+        .send(Message::Notification(Notification::new(
+            "initialized".to_string(),
+            json!({}),
+        )))
+        .expect("send");
+    (client_side, server)
+}
+
+#[test]
+fn closed_connection_is_client_gone() {
+    // Before the handshake.
+    let (server_side, client_side) = Connection::memory();
+    drop(client_side);
+    let error = npdec_lsp::serve(server_side).expect_err("no client, no session");
+    assert!(error.is::<npdec_lsp::ClientGone>(), "{error}");
+
+    // After the handshake, with neither `shutdown` nor `exit`.
+    let (client_side, server) = initialized_server();
+    drop(client_side);
+    let error = server
+        .join()
+        .expect("the server thread returns")
+        .expect_err("the client left without exit");
+    assert!(error.is::<npdec_lsp::ClientGone>(), "{error}");
+}
+
+#[test]
+fn exit_before_shutdown_is_error() {
+    let (client_side, server) = initialized_server();
+    client_side
+        .sender
+        .send(Message::Notification(Notification::new(
+            "exit".to_string(),
+            Value::Null,
+        )))
+        .expect("send");
+    let error = server
+        .join()
+        .expect("the server thread returns")
+        .expect_err("`exit` without `shutdown` is an error");
+    assert!(error.to_string().contains("before `shutdown`"), "{error}");
+}
