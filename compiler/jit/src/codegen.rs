@@ -5,7 +5,9 @@
 //! `void kernel(void *const *buffers, double time, int64_t start, int64_t end)`: `buffers` contains the
 //! base pointer of every buffer of the plan, and `start..end` is the range of the outermost axis, so
 //! callers split a sweep across threads by rows. The innermost axis runs on F32X4/F64X2 lanes where
-//! the expression allows it, with a scalar loop for the remainder. Loads of a kernel whose output is
+//! the expression allows it, two vectors per iteration, then one more vector and single elements for
+//! the remainder; its loops count the column in bytes and test at their end. Within one point a
+//! load of the same buffer, channel and offset is emitted once. Loads of a kernel whose output is
 //! a different buffer are marked read-only: the plan never lets a sweep read the buffer it writes,
 //! and the flag lets Cranelift move loads across stores.
 //!
@@ -256,6 +258,10 @@ struct Emitter<'a, 'b> {
     rows: HashMap<(usize, usize), Value>,
     /// The byte offset of the innermost index.
     column_bytes: Option<Value>,
+    /// Bytes added to every displacement: the column of the second point of an unrolled pair.
+    unrolled: i32,
+    /// Loads already emitted for the current point, by buffer, channel and offset.
+    loaded: HashMap<(usize, usize, Vec<isize>), Value>,
     load_flags: MemFlagsData,
     store_flags: MemFlagsData,
     start: Value,
@@ -298,6 +304,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             indices: Vec::new(),
             rows: HashMap::new(),
             column_bytes: None,
+            unrolled: 0,
+            loaded: HashMap::new(),
             load_flags,
             store_flags,
             start,
@@ -495,11 +503,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
             .zip(&strides)
             .map(|(o, s)| *o as i64 * s)
             .sum();
-        i32::try_from(elements * self.precision.bytes())
+        i32::try_from(elements * self.precision.bytes() + i64::from(self.unrolled))
             .map_err(|_| format!("offset {offset:?} too large for a load"))
     }
 
-    /// Emits the innermost loop: vector lanes while a whole vector fits, then single elements.
+    /// Emits the innermost loop: pairs of vectors while two whole vectors fit, one more vector if
+    /// it fits, then single elements. The loops count the column in bytes and test at their end,
+    /// so an iteration spends one addition, one comparison and one branch.
     fn innermost(
         &mut self,
         lo: Value,
@@ -509,10 +519,6 @@ impl<'a, 'b> Emitter<'a, 'b> {
     ) -> Result<(), String> {
         self.rows.clear();
         let vector = self.vectorized();
-        let scalar_header = self.builder.create_block();
-        let scalar_body = self.builder.create_block();
-        let exit = self.builder.create_block();
-        let scalar_index = self.builder.append_block_param(scalar_header, types::I64);
 
         // The row pointers only depend on the outer indices: compute them before the loops.
         let mut buffers = BTreeSet::new();
@@ -529,68 +535,124 @@ impl<'a, 'b> Emitter<'a, 'b> {
             self.row(buffer, c);
         }
 
+        let bytes = self.precision.bytes();
+        let shift = i64::from(bytes.trailing_zeros());
+        let lo = self.builder.ins().ishl_imm_u(lo, shift);
+        let hi = self.builder.ins().ishl_imm_u(hi, shift);
+        let scalar_check = self.builder.create_block();
+        let scalar_body = self.builder.create_block();
+        let exit = self.builder.create_block();
         if vector {
-            let vector_header = self.builder.create_block();
-            let vector_body = self.builder.create_block();
-            let vector_index = self.builder.append_block_param(vector_header, types::I64);
-            self.builder
-                .ins()
-                .jump(vector_header, &[BlockArg::Value(lo)]);
-            self.builder.switch_to_block(vector_header);
-            let lanes = self.iconst(self.precision.lanes());
-            let last = self.builder.ins().iadd(vector_index, lanes);
+            let width = self.precision.lanes() * bytes;
+            let pair_body = self.builder.create_block();
+            let single_check = self.builder.create_block();
+            let single_body = self.builder.create_block();
+            let pair_last = self.builder.ins().iadd_imm_s(hi, -2 * width);
+            let single_last = self.builder.ins().iadd_imm_s(hi, -width);
             let fits = self
                 .builder
                 .ins()
-                .icmp(IntCC::SignedLessThanOrEqual, last, hi);
+                .icmp(IntCC::SignedLessThanOrEqual, lo, pair_last);
             self.builder.ins().brif(
                 fits,
-                vector_body,
-                &[],
-                scalar_header,
-                &[BlockArg::Value(vector_index)],
+                pair_body,
+                &[BlockArg::Value(lo)],
+                single_check,
+                &[BlockArg::Value(lo)],
             );
-            self.builder.switch_to_block(vector_body);
-            self.indices.push(vector_index);
-            self.column(vector_index);
-            self.point(channel, expr, Lanes::Vector)?;
-            self.indices.pop();
+
+            self.builder.switch_to_block(pair_body);
+            let column = self.builder.append_block_param(pair_body, types::I64);
+            self.point_at(column, 0, channel, expr, Lanes::Vector)?;
+            self.point_at(column, width, channel, expr, Lanes::Vector)?;
+            let next = self.builder.ins().iadd_imm_s(column, 2 * width);
+            let fits = self
+                .builder
+                .ins()
+                .icmp(IntCC::SignedLessThanOrEqual, next, pair_last);
+            self.builder.ins().brif(
+                fits,
+                pair_body,
+                &[BlockArg::Value(next)],
+                single_check,
+                &[BlockArg::Value(next)],
+            );
+
+            self.builder.switch_to_block(single_check);
+            let column = self.builder.append_block_param(single_check, types::I64);
+            let fits = self
+                .builder
+                .ins()
+                .icmp(IntCC::SignedLessThanOrEqual, column, single_last);
+            self.builder.ins().brif(
+                fits,
+                single_body,
+                &[BlockArg::Value(column)],
+                scalar_check,
+                &[BlockArg::Value(column)],
+            );
+
+            self.builder.switch_to_block(single_body);
+            let column = self.builder.append_block_param(single_body, types::I64);
+            self.point_at(column, 0, channel, expr, Lanes::Vector)?;
+            let next = self.builder.ins().iadd_imm_s(column, width);
             self.builder
                 .ins()
-                .jump(vector_header, &[BlockArg::Value(last)]);
+                .jump(scalar_check, &[BlockArg::Value(next)]);
         } else {
             self.builder
                 .ins()
-                .jump(scalar_header, &[BlockArg::Value(lo)]);
+                .jump(scalar_check, &[BlockArg::Value(lo)]);
         }
 
-        self.builder.switch_to_block(scalar_header);
-        let more = self
-            .builder
-            .ins()
-            .icmp(IntCC::SignedLessThan, scalar_index, hi);
-        self.builder.ins().brif(more, scalar_body, &[], exit, &[]);
-        self.builder.switch_to_block(scalar_body);
-        self.indices.push(scalar_index);
-        self.column(scalar_index);
-        self.point(channel, expr, Lanes::One)?;
-        self.indices.pop();
-        let one = self.iconst(1);
-        let next = self.builder.ins().iadd(scalar_index, one);
+        self.builder.switch_to_block(scalar_check);
+        let column = self.builder.append_block_param(scalar_check, types::I64);
+        let more = self.builder.ins().icmp(IntCC::SignedLessThan, column, hi);
         self.builder
             .ins()
-            .jump(scalar_header, &[BlockArg::Value(next)]);
+            .brif(more, scalar_body, &[BlockArg::Value(column)], exit, &[]);
+
+        self.builder.switch_to_block(scalar_body);
+        let column = self.builder.append_block_param(scalar_body, types::I64);
+        self.point_at(column, 0, channel, expr, Lanes::One)?;
+        let next = self.builder.ins().iadd_imm_s(column, bytes);
+        let more = self.builder.ins().icmp(IntCC::SignedLessThan, next, hi);
+        self.builder
+            .ins()
+            .brif(more, scalar_body, &[BlockArg::Value(next)], exit, &[]);
         self.builder.switch_to_block(exit);
         Ok(())
     }
 
-    fn column(&mut self, index: Value) {
-        let size = self.iconst(self.precision.bytes());
-        self.column_bytes = Some(self.builder.ins().imul(index, size));
+    /// Evaluates and stores the point whose innermost column is `extra` bytes past `column`
+    /// (a byte offset): the displacement of every load and of the store grows by `extra`.
+    fn point_at(
+        &mut self,
+        column: Value,
+        extra: i64,
+        channel: usize,
+        expr: &Kexpr,
+        lanes: Lanes,
+    ) -> Result<(), String> {
+        let bytes = self.precision.bytes();
+        let shift = i64::from(bytes.trailing_zeros());
+        let mut index = self.builder.ins().sshr_imm_u(column, shift);
+        if extra != 0 {
+            index = self.builder.ins().iadd_imm_s(index, extra / bytes);
+        }
+        self.indices.push(index);
+        self.column_bytes = Some(column);
+        self.unrolled =
+            i32::try_from(extra).map_err(|_| "vector too wide for a displacement".to_string())?;
+        let result = self.point(channel, expr, lanes);
+        self.unrolled = 0;
+        self.indices.pop();
+        result
     }
 
     /// Evaluates the expression at the current point and stores it.
     fn point(&mut self, channel: usize, expr: &Kexpr, lanes: Lanes) -> Result<(), String> {
+        self.loaded.clear();
         let value = self.emit(expr, lanes)?;
         let output = self.spec.output;
         let displacement = self.displacement(output, &self.spec.output_shift)?;
@@ -629,12 +691,20 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 channel,
                 offset,
             } => {
+                // A point stores only after all its loads, so a repeated load reads the same value.
+                let key = (*buffer, *channel, offset.clone());
+                if let Some(value) = self.loaded.get(&key) {
+                    return Ok(*value);
+                }
                 let displacement = self.displacement(*buffer, offset)?;
                 let address = self.address(*buffer, *channel);
                 let ty = self.ty(lanes);
-                self.builder
+                let value = self
+                    .builder
                     .ins()
-                    .load(ty, self.load_flags, address, displacement)
+                    .load(ty, self.load_flags, address, displacement);
+                self.loaded.insert(key, value);
+                value
             }
             Kexpr::Uniform { buffer, index } => self.uniforms[&(*buffer, *index, lanes)],
             Kexpr::Const(c) => self.constants[&(c.to_bits(), lanes)],
