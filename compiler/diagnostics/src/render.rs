@@ -29,6 +29,18 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
         .with_config(config)
         .with_code(diagnostic.code.as_str())
         .with_message(&diagnostic.message);
+    // ariadne starts a new excerpt whenever a label lies above the one before it, and heads every
+    // excerpt of the primary file with the primary location. Labels ordered by file and position
+    // therefore give one excerpt per file, with both lines of a duplicate under the right header.
+    let mut by_position: Vec<usize> = (0..diagnostic.labels.len()).collect();
+    by_position.sort_by_key(|&index| {
+        let span = diagnostic.labels[index].span;
+        (span.file != primary.file, span.file, span.start, index)
+    });
+    let mut order = vec![0; diagnostic.labels.len()];
+    for (rank, &index) in by_position.iter().enumerate() {
+        order[index] = rank as i32;
+    }
     for (index, label) in diagnostic.labels.iter().enumerate() {
         let color = match (index, diagnostic.severity) {
             (0, Severity::Error) => Color::Red,
@@ -40,7 +52,7 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
         if options.color {
             l = l.with_color(color);
         }
-        report = report.with_label(l.with_order(index as i32));
+        report = report.with_label(l.with_order(order[index]));
     }
     for note in &diagnostic.notes {
         report = report.with_note(note);
@@ -107,5 +119,38 @@ pub fn to_json(diagnostic: &Diagnostic, sources: &SourceMap) -> JsonDiagnostic {
         byte_end: span.end as usize,
         start: file.line_column(span.start as usize),
         end: file.line_column(span.end as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Code, Diagnostic, Span};
+
+    #[test]
+    fn secondary_label_above_primary_shares_excerpt() {
+        let mut sources = SourceMap::new();
+        let text = "field u(x)\nconst a = 1\nconst b = 2\nfield u(x)\n";
+        let file = sources.add("dup.npde", text.to_string());
+        let second = text.rfind("u(x)").expect("second declaration");
+        let diagnostic = Diagnostic::error(
+            Code::E0101,
+            "`u` is declared twice",
+            Span::new(file, second, second + 1),
+            "declared again here",
+        )
+        .with_label(Span::new(file, 6, 7), "first declared here as a field");
+        let out = render(&diagnostic, &sources, RenderOptions { color: false });
+        assert!(out.contains("dup.npde:4:7"), "{out}");
+        assert_eq!(out.matches("dup.npde:").count(), 1, "{out}");
+        let first_line = out
+            .find(" 1 │ field u(x)")
+            .unwrap_or_else(|| panic!("{out}"));
+        let primary_line = out
+            .find(" 4 │ field u(x)")
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(first_line < primary_line, "{out}");
+        assert!(out.contains("declared again here"), "{out}");
+        assert!(out.contains("first declared here as a field"), "{out}");
     }
 }
