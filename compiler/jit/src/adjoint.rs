@@ -1919,6 +1919,18 @@ struct Workspace<T> {
     memories: Vec<Vec<T>>,
     /// The number of samples the memories have room for.
     samples: usize,
+    /// `(step, time bits, batch)` of the last forward sweep, whose values the memories still
+    /// hold with the inputs it loaded; `None` before the first sweep.
+    forward_of: Option<(usize, u64, usize)>,
+}
+
+/// The inputs of one evaluation of the rates.
+struct Inputs<'a> {
+    states: &'a [Array2<f64>],
+    samples: ArrayView2<'a, f64>,
+    params: &'a ParamValues,
+    step: usize,
+    time: f64,
 }
 
 /// The rates of a lowered task's `rhs` tape and their adjoint as JIT-compiled kernels, for one
@@ -2214,7 +2226,11 @@ impl<T: JitFloat> CompiledTape<T> {
                 *target = T::of(*v);
             }
         }
-        Workspace { memories, samples }
+        Workspace {
+            memories,
+            samples,
+            forward_of: None,
+        }
     }
 
     fn return_workspace(&self, workspace: Workspace<T>) {
@@ -2224,46 +2240,35 @@ impl<T: JitFloat> CompiledTape<T> {
             .push(workspace);
     }
 
-    /// Fills the values that are the same for every sample: parameters and time.
-    fn load_shared(
+    /// Calls `visit(entry, source)` for every entry of the memories that hold the inputs of the
+    /// forward sweep (parameters, time, states and samples) with the value it is loaded from.
+    fn visit_inputs(
         &self,
-        workspace: &mut Workspace<T>,
-        params: &ParamValues,
-        step: usize,
-        time: f64,
+        memories: &mut [Vec<T>],
+        inputs: &Inputs,
+        batch: usize,
+        visit: &mut dyn FnMut(&mut T, f64),
     ) {
         for (id, memory, _) in &self.params {
-            let values = params.at_step(*id, step);
-            for (target, v) in workspace.memories[*memory].iter_mut().zip(values) {
-                *target = T::of(*v);
+            let values = inputs.params.at_step(*id, inputs.step);
+            for (target, v) in memories[*memory].iter_mut().zip(values) {
+                visit(target, *v);
             }
         }
         for memory in &self.times {
-            workspace.memories[*memory][0] = T::of(time);
+            visit(&mut memories[*memory][0], inputs.time);
         }
-    }
-
-    fn load_states(&self, workspace: &mut Workspace<T>, states: &[Array2<f64>], batch: usize) {
         for (index, memory, _) in &self.states {
-            let state = &states[*index];
+            let state = &inputs.states[*index];
             for sample in 0..batch {
                 let source = state.row(sample.min(state.nrows() - 1));
                 let range = self.sample_range(*memory, sample);
-                for (target, v) in workspace.memories[*memory][range].iter_mut().zip(&source) {
-                    *target = T::of(*v);
+                for (target, v) in memories[*memory][range].iter_mut().zip(&source) {
+                    visit(target, *v);
                 }
             }
         }
-    }
-
-    /// Copies the samples into the memories of the values that read them, at time step `step`.
-    fn load_data(
-        &self,
-        workspace: &mut Workspace<T>,
-        samples: ArrayView2<f64>,
-        step: usize,
-        batch: usize,
-    ) {
+        let samples = inputs.samples;
         if samples.nrows() == 0 {
             return;
         }
@@ -2278,12 +2283,12 @@ impl<T: JitFloat> CompiledTape<T> {
                     DataRead::Input { copies } => (source.len(), copies, 0),
                     DataRead::Sequence { features } => {
                         let rows = source.len() / features.max(1);
-                        let row = step.min(rows.saturating_sub(1));
+                        let row = inputs.step.min(rows.saturating_sub(1));
                         (features, 1, row * features)
                     }
                 };
                 let range = self.sample_range(*memory, sample);
-                let target = &mut workspace.memories[*memory][range];
+                let target = &mut memories[*memory][range];
                 assert_eq!(
                     target.len(),
                     features * copies,
@@ -2295,10 +2300,41 @@ impl<T: JitFloat> CompiledTape<T> {
                     .iter_mut()
                     .zip(source[first..first + features].iter().cycle())
                 {
-                    *t = T::of(*v);
+                    visit(t, *v);
                 }
             }
         }
+    }
+
+    /// Returns a workspace holding the forward sweep at `inputs`: a pooled one whose last forward
+    /// sweep ran on equal inputs (the rates the step just computed at this state), or a new sweep.
+    fn forward_workspace(&self, inputs: &Inputs) -> Workspace<T> {
+        let batch = Self::batch(inputs.states);
+        let tag = (inputs.step, inputs.time.to_bits(), batch);
+        let reused = {
+            let mut pool = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
+            let position = pool.iter_mut().position(|workspace| {
+                if workspace.forward_of != Some(tag) {
+                    return false;
+                }
+                let mut equal = true;
+                self.visit_inputs(&mut workspace.memories, inputs, batch, &mut |t, v| {
+                    equal &= *t == T::of(v);
+                });
+                equal
+            });
+            position.map(|p| pool.swap_remove(p))
+        };
+        if let Some(workspace) = reused {
+            return workspace;
+        }
+        let mut workspace = self.take_workspace(batch);
+        self.visit_inputs(&mut workspace.memories, inputs, batch, &mut |t, v| {
+            *t = T::of(v)
+        });
+        self.run(&mut workspace, &self.forward, batch, inputs.params.products);
+        workspace.forward_of = Some(tag);
+        workspace
     }
 
     /// Runs `steps` on the first `batch` samples: each run of kernels and sums sample by sample,
@@ -2735,11 +2771,14 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         time: f64,
     ) -> Vec<Array2<f64>> {
         let batch = Self::batch(states);
-        let mut workspace = self.take_workspace(batch);
-        self.load_shared(&mut workspace, params, step, time);
-        self.load_states(&mut workspace, states, batch);
-        self.load_data(&mut workspace, samples, step, batch);
-        self.run(&mut workspace, &self.forward, batch, params.products);
+        let inputs = Inputs {
+            states,
+            samples,
+            params,
+            step,
+            time,
+        };
+        let workspace = self.forward_workspace(&inputs);
         let mut rates: Vec<Array2<f64>> = self
             .rates
             .iter()
@@ -2772,11 +2811,14 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         gradients: &mut ParamValues,
     ) {
         let batch = Self::batch(states);
-        let mut workspace = self.take_workspace(batch);
-        self.load_shared(&mut workspace, params, step, time);
-        self.load_states(&mut workspace, states, batch);
-        self.load_data(&mut workspace, samples, step, batch);
-        self.run(&mut workspace, &self.forward, batch, params.products);
+        let inputs = Inputs {
+            states,
+            samples,
+            params,
+            step,
+            time,
+        };
+        let mut workspace = self.forward_workspace(&inputs);
         for memory in &self.adjoints {
             workspace.memories[*memory].fill(T::zero());
         }

@@ -720,3 +720,56 @@ fn abs_derivative_matches_signum() {
     }
     let _ = std::fs::remove_dir_all(&fixture.dir);
 }
+
+/// The reverse sweep reuses the forward values of the last `rates` call only at equal inputs.
+#[test]
+fn reverse_sweep_reuses_only_equal_forward() {
+    let fixture = fixture("reuse", &dense_model(BOUNDARIES[0].1, "euler"), 9);
+    let lowered = &fixture.lowered;
+    let params = initialize_params(&fixture.model, lowered.steps, &lowered.param_step_sizes, 3)
+        .expect("params");
+    let mut rng = Lcg(5);
+    let mut random = |rows: usize| Array2::from_shape_fn((rows, 9), |_| rng.symmetric());
+    let (first, second, d_rates, samples) = (random(3), random(3), random(3), random(3));
+    let backward = |compiled: &CompiledTape<f64>, states: &Array2<f64>| {
+        let mut adjoints = vec![Array2::zeros((3, 9))];
+        let mut gradients = params.zeros_like();
+        compiled.rates_backward(
+            std::slice::from_ref(states),
+            samples.view(),
+            &params,
+            1,
+            0.5,
+            std::slice::from_ref(&d_rates),
+            &mut adjoints,
+            &mut gradients,
+        );
+        (adjoints, gradients)
+    };
+    let reference = CompiledTape::<f64>::new(lowered, &JitOptions::default()).expect("compiles");
+    let expected = backward(&reference, &second);
+
+    let compiled = CompiledTape::<f64>::new(lowered, &JitOptions::default()).expect("compiles");
+    let _ = compiled.rates(
+        std::slice::from_ref(&first),
+        samples.view(),
+        &params,
+        1,
+        0.5,
+    );
+    let after_other_state = backward(&compiled, &second);
+    assert_eq!(after_other_state.0, expected.0, "state adjoints");
+    assert_eq!(after_other_state.1, expected.1, "parameter gradients");
+
+    let _ = compiled.rates(
+        std::slice::from_ref(&second),
+        samples.view(),
+        &params,
+        1,
+        0.5,
+    );
+    let after_same_state = backward(&compiled, &second);
+    assert_eq!(after_same_state.0, expected.0, "state adjoints");
+    assert_eq!(after_same_state.1, expected.1, "parameter gradients");
+    let _ = std::fs::remove_dir_all(&fixture.dir);
+}
