@@ -2,8 +2,9 @@
 //! the discrete adjoint of the right-hand sides inside training's Euler and RK4 steps.
 //!
 //! Every value of the task's `rhs` tape gets a buffer holding its entries for each sample of the
-//! chunk (one buffer for the chunk for constants, parameters and their adjoints), and the forward
-//! sweep runs one kernel per pointwise or sparse tape operation, one sample (batch row) at a time.
+//! chunk, except constants, parameters and their adjoints, which get one buffer for the chunk. The
+//! forward sweep runs one kernel per pointwise or sparse tape operation, one sample (batch row) at
+//! a time.
 //! Dense products, convolutions and resampling run over the whole chunk (see [`BatchedOp`]). The
 //! reverse sweep runs the transposed operations in the opposite order and accumulates into one
 //! adjoint buffer per value that depends on a state or a parameter:
@@ -2631,13 +2632,13 @@ impl<T: JitFloat> CompiledTape<T> {
             },
             _ => unreachable!("GEMMs and sparse products run in `run_batched`"),
         };
-        let mut taken: Vec<Vec<T>> = written
+        let mut written_values: Vec<Vec<T>> = written
             .iter()
             .map(|m| std::mem::take(&mut memories[*m]))
             .collect();
         for sample in 0..batch {
             let read = |memory: usize| &memories[memory][self.sample_range(memory, sample)];
-            let mut outputs: Vec<&mut [T]> = taken
+            let mut outputs: Vec<&mut [T]> = written_values
                 .iter_mut()
                 .zip(&written)
                 .map(|(values, memory)| &mut values[self.sample_range(*memory, sample)])
@@ -2742,7 +2743,7 @@ impl<T: JitFloat> CompiledTape<T> {
                 _ => unreachable!("GEMMs and sparse products run in `run_batched`"),
             }
         }
-        for (memory, values) in written.into_iter().zip(taken) {
+        for (memory, values) in written.into_iter().zip(written_values) {
             memories[memory] = values;
         }
     }
