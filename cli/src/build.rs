@@ -73,6 +73,13 @@ struct Loaded {
 }
 
 pub fn run(args: &BuildArgs) -> Result<ExitCode, String> {
+    if args.out.exists() && !args.out.is_dir() {
+        return Err(format!(
+            "the output folder `{}` is a file; choose a folder with `-o DIR`",
+            args.out.display()
+        ));
+    }
+    crate::interrupt::remove_temporaries_on_interrupt(args.out.clone());
     let (sources, checked) = npdec_sema::check_path(&args.file)
         .map_err(|e| format!("cannot read `{}`: {e}", args.file.display()))?;
     let options = RenderOptions {
@@ -185,7 +192,7 @@ fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> 
     let report = npdec_hardware::emit_photonic(&weights, &args.out).map_err(|e| e.to_string())?;
     for layer in &report.layers {
         println!(
-            "{}: {}×{} on {} modes, {} MZIs, gain {:.4e}; rebuilt W max-abs error {:.1e}",
+            "{}: {}×{} on {} modes, {} MZIs, gain {:.4e}; max-abs error of the rebuilt matrix {:.1e}",
             layer.name,
             layer.shape.0,
             layer.shape.1,

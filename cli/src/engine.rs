@@ -65,7 +65,10 @@ impl Jit {
             graph = %graph.name,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             codegen_ms = stepper.compile_time().as_secs_f64() * 1e3,
-            steps_per_pass = ?stepper.blocking(),
+            steps_per_pass = %match stepper.blocking() {
+                Ok(steps) => steps.to_string(),
+                Err(reason) => format!("1 ({reason})"),
+            },
             "compiled whole Euler steps"
         );
         Ok(Box::new(Steps(stepper)))

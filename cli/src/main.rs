@@ -9,6 +9,7 @@ mod build_diffractive;
 mod check;
 mod engine;
 mod explain;
+mod interrupt;
 mod repl;
 mod robustness;
 mod run;
@@ -84,8 +85,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = EngineArg::Jit)]
         engine: EngineArg,
         /// Worker threads for training [default: all cores].
-        #[arg(long)]
-        threads: Option<usize>,
+        #[arg(long, value_parser = parse_positive)]
+        threads: Option<u64>,
         /// States kept by the checkpointed adjoint sweep [default: ⌈log₂ steps⌉ + 1].
         #[arg(long)]
         snapshots: Option<usize>,
@@ -105,14 +106,14 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Time steps per case [default: 100].
-        #[arg(long)]
-        steps: Option<usize>,
+        #[arg(long, value_parser = parse_positive)]
+        steps: Option<u64>,
         /// Run one sweep per step, without temporal blocking.
         #[arg(long)]
         no_blocking: bool,
         /// Steps per blocked pass [default: the most whose band of rows fits the cache].
-        #[arg(long)]
-        block_steps: Option<usize>,
+        #[arg(long, value_parser = parse_positive)]
+        block_steps: Option<u64>,
     },
     /// Compile a model ahead of time, or export its network: hardware layouts, ONNX.
     #[command(
@@ -273,7 +274,7 @@ fn main() -> ExitCode {
             strict,
             resume,
             seed,
-            threads,
+            threads: threads.map(|n| n as usize),
             snapshots,
             epochs: epochs.map(|n| n as usize),
             train_samples: train_samples.map(|n| n as usize),
@@ -290,7 +291,12 @@ fn main() -> ExitCode {
             steps,
             no_blocking,
             block_steps,
-        } => bench::run(json, steps, !no_blocking, block_steps),
+        } => bench::run(
+            json,
+            steps.map(|n| n as usize),
+            !no_blocking,
+            block_steps.map(|n| n as usize),
+        ),
         Command::Build {
             file,
             emit,

@@ -88,6 +88,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("out").join(&model.name));
+    if out_dir.exists() && !out_dir.is_dir() {
+        terminal::print_error(&format!(
+            "the output folder `{}` is a file; choose a folder with `--out DIR`",
+            out_dir.display()
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    crate::interrupt::remove_temporaries_on_interrupt(out_dir.clone());
     let options = RunOptions {
         out_dir: Some(out_dir.clone()),
         vtk: args.vtk,
@@ -141,6 +149,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         }
     }
     for trained in &report.training {
+        if !args.quiet && trained.resumed_epochs > 0 {
+            if trained.resumed_epochs >= trained.epochs {
+                eprintln!(
+                    "resumed from the checkpoint after epoch {}, which is every epoch requested, so nothing was trained (set more with `--epochs`)",
+                    trained.resumed_epochs
+                );
+            } else {
+                eprintln!(
+                    "resumed from the checkpoint after epoch {}; trained epochs {} to {}",
+                    trained.resumed_epochs,
+                    trained.resumed_epochs + 1,
+                    trained.epochs
+                );
+            }
+        }
         if !args.quiet {
             let mean_seconds = trained.epoch_seconds.iter().sum::<f64>()
                 / trained.epoch_seconds.len().max(1) as f64;

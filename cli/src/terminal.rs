@@ -8,15 +8,29 @@ pub fn stderr_color() -> bool {
 }
 
 /// Sends `tracing` events to standard error; `RUST_LOG` overrides the level set by `-q`/`-v`.
+///
+/// `-v`, `-vv` and `-vvv` raise the level of npdec's own crates only. Cranelift logs every function
+/// it compiles at debug level, so unless `RUST_LOG` names a `cranelift` target, its crates stay at
+/// `warn` there too.
 pub fn init_logging(quiet: bool, verbose: u8) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
+        (false, 1) => "warn,npdec=info",
+        (false, 2) => "warn,npdec=debug",
+        _ => "warn,npdec=trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => {
+            if value.contains("cranelift") {
+                value
+            } else {
+                format!("{value},cranelift=warn")
+            }
+        }
+        _ => default.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

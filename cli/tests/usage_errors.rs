@@ -99,3 +99,124 @@ fn training_flags_without_train_task_warn() {
     let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
     assert!(!stderr.contains("train tasks"), "{stderr}");
 }
+
+#[test]
+fn oversized_grid_is_an_error() {
+    let dir = scratch("oversized");
+    std::fs::write(
+        dir.join("big.npde"),
+        "model big\ngrid x in [0, 1] points 100000000000\nfield u(x)\n\
+         equation heat: dt(u) = laplace(u)\nboundary u: dirichlet(0) on x\n\
+         initial u = sin(pi * x)\nsolve heat using euler(dt = 1e-24) until 1e-23\n",
+    )
+    .expect("write model");
+    let output = npdec(&["run", "big.npde"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("[E0231]"), "{stderr}");
+    assert!(
+        stderr.contains("one copy of `u` takes 745.1 GiB"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn output_folder_that_is_a_file() {
+    let dir = scratch("out_file");
+    std::fs::write(dir.join("afile"), "keep me").expect("write file");
+    std::fs::write(
+        dir.join("heat.npde"),
+        "model heat\ngrid x in [0, 1] points 11\nfield u(x)\nequation e: dt(u) = laplace(u)\n\
+         boundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve e using euler(dt = 1e-3) until 1e-2\n",
+    )
+    .expect("write model");
+    for (args, flag) in [
+        (&["run", "heat.npde", "--out", "afile"][..], "--out DIR"),
+        (
+            &["build", "heat.npde", "--emit", "obj", "-o", "afile"][..],
+            "-o DIR",
+        ),
+    ] {
+        let output = npdec(args, &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the output folder `afile` is a file; choose a folder with `{flag}`"
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+    let kept = std::fs::read_to_string(dir.join("afile")).expect("read file");
+    assert_eq!(kept, "keep me");
+}
+
+/// Ctrl-C in the middle of a run that writes a snapshot every step: the process exits with 130 and
+/// leaves no temporary file behind.
+#[cfg(unix)]
+#[test]
+fn interrupted_run_removes_temporaries() {
+    let dir = scratch("interrupt");
+    std::fs::write(
+        dir.join("plane.npde"),
+        "model plane\ngrid x in [0, 1] points 400\ngrid y in [0, 1] points 400\nfield u(x, y)\n\
+         equation e: dt(u) = 1e-3 * laplace(u)\nboundary u: dirichlet(0) on x, y\n\
+         initial u = sin(pi * x) * sin(pi * y)\nsolve e using euler(dt = 1e-3) until 100 every 1\n",
+    )
+    .expect("write model");
+    let child = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args(["run", "plane.npde", "--out", "out", "--engine", "interp"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the npdec binary runs");
+    let snapshots = dir.join("out");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&snapshots).map_or(0, |d| d.count()) < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no snapshots after two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("npdec exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+
+    let names: Vec<String> = std::fs::read_dir(&snapshots)
+        .expect("output folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|name| !name.starts_with('.')),
+        "temporary files left: {names:?}"
+    );
+    assert!(names.iter().any(|name| name.ends_with(".npy")), "{names:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn non_finite_solution_warns() {
+    let dir = scratch("nan");
+    std::fs::write(
+        dir.join("nan.npde"),
+        "model nan\ngrid x in [0, 1] points 11\nfield u(x)\nequation e: dt(u) = laplace(u)\n\
+         boundary u: neumann(0) on x\ninitial u = log(x - 1)\nsolve e using euler(dt = 1e-3) until 1e-2\n",
+    )
+    .expect("write model");
+    let output = npdec(&["run", "nan.npde"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("`u` is not finite (NaN or infinite) from step 0 (t = 0) on"),
+        "{stderr}"
+    );
+}

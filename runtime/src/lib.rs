@@ -14,6 +14,7 @@
 pub mod engine;
 pub mod evaluate;
 pub mod krylov;
+pub mod memory;
 pub mod output;
 pub mod padding;
 pub mod pointwise;

@@ -122,6 +122,10 @@ pub fn run_model(model: &Model, options: &RunOptions) -> Result<RunReport, Vec<D
 
 fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, Vec<Diagnostic>> {
     let started = Instant::now();
+    if let Some(available) = crate::memory::available_memory_bytes() {
+        crate::memory::check_field_memory(model, std::mem::size_of::<T>(), available)
+            .map_err(|diagnostic| vec![diagnostic])?;
+    }
     let program = discretize_model(model)?;
     let mut warnings = Vec::new();
     let mut tasks = Vec::new();
@@ -209,7 +213,13 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         };
         // The first failed write stops further writes; the run reports it after the solve.
         let mut write_error: Option<String> = None;
+        // The first saved step (or the initial state) with a NaN or an infinity, and the field.
+        let mut first_non_finite: Option<(usize, f64, usize)> =
+            non_finite_field(&initial).map(|field| (0, 0.0, field));
         let states = stepper.run(&mut |n, t, states: &States<T>| {
+            if first_non_finite.is_none() {
+                first_non_finite = non_finite_field(states).map(|field| (n, t, field));
+            }
             let Some(writer) = snapshots.as_mut() else {
                 return;
             };
@@ -231,6 +241,22 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
                 None => writer.write_collections(),
             };
             result.map_err(|message| vec![output_error(*span, dir, &message)])?;
+        }
+        if let Some((step, time, field)) = first_non_finite {
+            warnings.push(
+                Diagnostic::warning(
+                    Code::E0242,
+                    format!(
+                        "`{}` is not finite (NaN or infinite) from step {step} (t = {time}) on",
+                        model.fields[field].name
+                    ),
+                    *span,
+                    "in the states saved by this solve",
+                )
+                .with_help(
+                    "check the initial and boundary values for a division by zero or the logarithm or square root of a negative number, and the step size against the stability limit",
+                ),
+            );
         }
         let counters = stepper.counters().clone();
         if counters.unconverged_solves > 0 {
@@ -525,6 +551,15 @@ fn stability_diagnostic(
         StabilityPolicy::Warn => Diagnostic::warning(Code::E0242, message, span, label),
     };
     diagnostic.with_note("von Neumann analysis of the discretized operator with coefficients frozen at the initial state").with_help(help)
+}
+
+/// Returns the first field with a NaN or an infinity among `states`.
+fn non_finite_field<T: Real>(states: &States<T>) -> Option<usize> {
+    states.iter().position(|value| match value {
+        Some(Value::Real(a)) => a.iter().any(|x| !x.is_finite()),
+        Some(Value::Complex(a)) => a.iter().any(|z| !z.re.is_finite() || !z.im.is_finite()),
+        None => false,
+    })
 }
 
 fn internal_error(span: Span, problems: &[String]) -> Diagnostic {

@@ -365,10 +365,33 @@ fn resume_continues_bit_identically() {
             "{optimizer}"
         );
         assert_eq!(resumed.training[0].history.len(), 3, "{optimizer}");
+        assert_eq!(resumed.training[0].resumed_epochs, 2, "{optimizer}");
+        assert_eq!(straight.training[0].resumed_epochs, 0, "{optimizer}");
         assert!(dir.join("resumed/summary.json").exists());
         assert!(dir.join("resumed/training_curves.png").exists());
         assert!(dir.join("resumed/confusion_matrix.png").exists());
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_rejects_other_sample_count() {
+    let dir = temp_dir("resume-samples");
+    let model = small_classifier(&dir, "adam(lr = 0.01)", 2);
+    let out = dir.join("out");
+    run_model(&model, &run_options(&dir, &out, 1, false)).expect("trains");
+    let mut fewer = run_options(&dir, &out, 2, true);
+    fewer.train.max_train_samples = Some(3);
+    let Err(diagnostics) = run_model(&model, &fewer) else {
+        panic!("resuming on fewer training samples was accepted");
+    };
+    assert!(
+        diagnostics[0]
+            .message
+            .contains("cannot resume: the checkpoint was trained on"),
+        "{:?}",
+        diagnostics[0].message
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -90,6 +90,7 @@ codes! {
     E0226 = "E0226", "invalid initial condition";
     // Discretization and tasks.
     E0230 = "E0230", "invalid space order";
+    E0231 = "E0231", "fields too large for the available memory";
     E0240 = "E0240", "unknown time scheme";
     E0241 = "E0241", "scheme does not fit the equation";
     E0242 = "E0242", "invalid time stepping";
@@ -110,7 +111,7 @@ impl Code {
     /// Returns false for the codes that `npdec run` reports while running, such as a task the JIT
     /// cannot compile; every other code comes from `npdec check`.
     pub fn found_by_check(self) -> bool {
-        !matches!(self, Code::W0003)
+        !matches!(self, Code::W0003 | Code::E0231)
     }
 }
 

@@ -65,6 +65,10 @@ pub struct TrainReport {
     pub test_loss: Option<f64>,
     /// The mean training loss of the last epoch.
     pub train_loss: f64,
+    /// Epochs restored from the checkpoint by `--resume` (0 for a fresh run); training continued
+    /// with the epoch after them.
+    #[serde(skip)]
+    pub resumed_epochs: usize,
     /// Wall time of each epoch in seconds.
     pub epoch_seconds: Vec<f64>,
     /// True when [`TrainOptions::max_epochs`] or [`TrainOptions::max_train_samples`] cut the
@@ -495,6 +499,19 @@ fn run_training(
         if let Some(state) = &checkpoint.rng {
             rng = ShuffleRng::from_state(state);
         }
+        // The shuffled order and the bit-identical continuation hold only for the same samples.
+        if let Some(saved) = checkpoint
+            .metadata
+            .get("train_samples")
+            .and_then(serde_json::Value::as_u64)
+        {
+            if saved as usize != train.len() {
+                return Err(TrainError::new(format!(
+                    "cannot resume: the checkpoint was trained on {saved} training samples, this run uses {}; resume with the `--train-samples` of the first run, or start again without `--resume`",
+                    train.len()
+                )));
+            }
+        }
         first_epoch = checkpoint.epoch;
         optimizer_state = checkpoint.optimizer.clone();
         if let Some(saved) = checkpoint.metadata.get("history") {
@@ -609,6 +626,7 @@ fn run_training(
                 if let Some(path) = &checkpoint_path {
                     let checkpoint = make_checkpoint(
                         model,
+                        train.len(),
                         params,
                         epoch + 1,
                         Some(&rng),
@@ -673,8 +691,15 @@ fn run_training(
             epoch_seconds.push(seconds);
             optimizer_state = OptimizerState::None;
             if let Some(path) = &checkpoint_path {
-                let checkpoint =
-                    make_checkpoint(model, params, 1, None, optimizer_state.clone(), &history);
+                let checkpoint = make_checkpoint(
+                    model,
+                    train.len(),
+                    params,
+                    1,
+                    None,
+                    optimizer_state.clone(),
+                    &history,
+                );
                 write_checkpoint(path, &checkpoint).map_err(|e| TrainError::new(e.to_string()))?;
             }
         }
@@ -699,8 +724,15 @@ fn run_training(
             history.push(record);
             epoch_seconds.push(seconds);
             if let Some(path) = &checkpoint_path {
-                let checkpoint =
-                    make_checkpoint(model, params, 1, None, OptimizerState::None, &history);
+                let checkpoint = make_checkpoint(
+                    model,
+                    train.len(),
+                    params,
+                    1,
+                    None,
+                    OptimizerState::None,
+                    &history,
+                );
                 write_checkpoint(path, &checkpoint).map_err(|e| TrainError::new(e.to_string()))?;
             }
         }
@@ -746,6 +778,7 @@ fn run_training(
         test_accuracy: last.and_then(|r| r.test_accuracy),
         test_loss: last.and_then(|r| r.test_loss),
         train_loss: last.map_or(f64::NAN, |r| r.train_loss),
+        resumed_epochs: first_epoch,
         epoch_seconds,
         shortened: false,
         adjoint_engine: "tape".to_string(),
@@ -1008,6 +1041,7 @@ fn non_finite_error(
 
 fn make_checkpoint(
     model: &Model,
+    train_samples: usize,
     params: &ParamValues,
     epoch: usize,
     rng: Option<&ShuffleRng>,
@@ -1030,7 +1064,11 @@ fn make_checkpoint(
             })
             .collect(),
         optimizer,
-        metadata: serde_json::json!({ "model": model.name, "history": history }),
+        metadata: serde_json::json!({
+            "model": model.name,
+            "history": history,
+            "train_samples": train_samples,
+        }),
     }
 }
 
