@@ -65,6 +65,11 @@ pub fn run(target: &str, view: &ModelView) -> Result<ExitCode, String> {
         let explanation = code
             .explanation()
             .ok_or_else(|| format!("no explanation is documented for {code}"))?;
+        if view.dump_ir.is_some() || view.emit != Emit::Table {
+            terminal::print_warning(&format!(
+                "`--dump-ir` and `--emit` apply to a model file, so they were ignored for {code}"
+            ));
+        }
         println!("{}", explanation.text);
         return Ok(ExitCode::SUCCESS);
     }

@@ -149,6 +149,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         }
     }
     for trained in &report.training {
+        if let Some(requested) = args.train_samples.filter(|n| *n > trained.train_samples) {
+            if !args.quiet {
+                terminal::print_warning(&format!(
+                    "--train-samples {requested} is more than the {} training samples, so all of them were used",
+                    trained.train_samples
+                ));
+            }
+        }
         if !args.quiet && trained.resumed_epochs > 0 {
             if trained.resumed_epochs >= trained.epochs {
                 eprintln!(

@@ -76,3 +76,22 @@ fn explain_missing_model_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn explain_code_warns_on_model_flags() {
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args(["explain", "E0100", "--dump-ir"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the npdec binary runs");
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("## E0100: unknown name"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "`--dump-ir` and `--emit` apply to a model file, so they were ignored for E0100"
+        ),
+        "{stderr}"
+    );
+}

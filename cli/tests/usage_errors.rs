@@ -220,3 +220,34 @@ fn non_finite_solution_warns() {
         "{stderr}"
     );
 }
+
+#[test]
+fn train_samples_beyond_data_warn() {
+    let dir = scratch("train_samples");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/digits.npde")
+        .canonicalize()
+        .expect("examples/digits.npde");
+    let model = model.to_str().expect("UTF-8 path");
+    let output = npdec(
+        &[
+            "run",
+            model,
+            "--epochs",
+            "1",
+            "--train-samples",
+            "100000",
+            "--out",
+            "out",
+        ],
+        &dir,
+    );
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: --train-samples 100000 is more than the 1440 training samples, so all of them were used"
+        ),
+        "{stderr}"
+    );
+}
