@@ -185,7 +185,9 @@ enum BatchedOp {
         output: usize,
     },
     /// The adjoint of [`BatchedOp::Dense`]: `weights_adjoint += Σ_b adjoint[b] ⊗ input[b]` and
-    /// `input_adjoint[b] += weightsᵀ · adjoint[b]`.
+    /// `input_adjoint[b] += weightsᵀ · adjoint[b]`. `input_reaches_params` is false when the input
+    /// depends on no parameter, so that its adjoint only feeds state adjoints and a sweep for the
+    /// parameter gradients alone skips that product.
     DenseAdjoint {
         weights: usize,
         weights_adjoint: usize,
@@ -194,6 +196,7 @@ enum BatchedOp {
         input: usize,
         adjoint: usize,
         input_adjoint: Option<usize>,
+        input_reaches_params: bool,
     },
     /// `output[b] = kernel · im2col(input[b])ᵀ`, with `columns` as scratch.
     Convolution {
@@ -477,6 +480,8 @@ struct Builder<'t> {
     slot_of: HashMap<(usize, usize, Vec<usize>), usize>,
     value: Vec<Option<usize>>,
     adjoint: Vec<Option<usize>>,
+    /// Whether each tape node depends on a parameter, so that its adjoint reaches a gradient.
+    depends_on_params: Vec<bool>,
     specs: Vec<KernelSpec>,
     forward: Vec<Step>,
     reverse: Vec<Step>,
@@ -1132,6 +1137,7 @@ impl<'t> Builder<'t> {
                 let (weights, weights_adjoint) = self.matrix(*matrix, rows * columns);
                 let input = self.value_memory(*operand);
                 let input_adjoint = self.adjoint[*operand];
+                let input_reaches_params = self.depends_on_params[*operand];
                 self.push_batched(
                     BatchedOp::DenseAdjoint {
                         weights,
@@ -1141,6 +1147,7 @@ impl<'t> Builder<'t> {
                         input,
                         adjoint,
                         input_adjoint,
+                        input_reaches_params,
                     },
                     false,
                 );
@@ -1997,6 +2004,13 @@ impl<T: JitFloat> CompiledTape<T> {
                 _ => operands(&entry.op).iter().any(|o| active[*o]),
             };
         }
+        let mut depends_on_params = vec![false; tape.nodes.len()];
+        for (node, entry) in tape.nodes.iter().enumerate() {
+            depends_on_params[node] = match entry.op {
+                Op::Param(_) | Op::MatMul { .. } | Op::Convolution { .. } => true,
+                _ => operands(&entry.op).iter().any(|o| depends_on_params[*o]),
+            };
+        }
         let mut builder = Builder {
             tape,
             memory_lens: Vec::new(),
@@ -2007,6 +2021,7 @@ impl<T: JitFloat> CompiledTape<T> {
             slot_of: HashMap::new(),
             value: vec![None; tape.nodes.len()],
             adjoint: vec![None; tape.nodes.len()],
+            depends_on_params,
             specs: Vec::new(),
             forward: Vec::new(),
             reverse: Vec::new(),
@@ -2333,7 +2348,13 @@ impl<T: JitFloat> CompiledTape<T> {
         self.visit_inputs(&mut workspace.memories, inputs, batch, &mut |t, v| {
             *t = T::of(v)
         });
-        self.run(&mut workspace, &self.forward, batch, inputs.params.products);
+        self.run(
+            &mut workspace,
+            &self.forward,
+            batch,
+            inputs.params.products,
+            false,
+        );
         workspace.forward_of = Some(tag);
         workspace
     }
@@ -2346,6 +2367,7 @@ impl<T: JitFloat> CompiledTape<T> {
         steps: &[Step],
         batch: usize,
         products: ProductPrecision,
+        params_only: bool,
     ) {
         let mut start = 0;
         let mut pointers: Vec<*mut u8> = vec![std::ptr::null_mut(); self.slot_memory.len()];
@@ -2356,6 +2378,7 @@ impl<T: JitFloat> CompiledTape<T> {
                     &self.batched[index],
                     batch,
                     products,
+                    params_only,
                 );
                 start += 1;
                 continue;
@@ -2402,6 +2425,7 @@ impl<T: JitFloat> CompiledTape<T> {
         op: &BatchedOp,
         batch: usize,
         products: ProductPrecision,
+        params_only: bool,
     ) {
         let (zero, one) = (T::zero(), T::of(1.0));
         match op {
@@ -2439,6 +2463,7 @@ impl<T: JitFloat> CompiledTape<T> {
                 input,
                 adjoint,
                 input_adjoint,
+                input_reaches_params,
             } => {
                 let (rows, columns) = (*rows, *columns);
                 let adjoint_stride = self.row_stride(*adjoint);
@@ -2458,6 +2483,9 @@ impl<T: JitFloat> CompiledTape<T> {
                     (columns as isize, 1),
                 );
                 memories[*weights_adjoint] = gradient;
+                let input_adjoint = input_adjoint
+                    .as_ref()
+                    .filter(|_| !params_only || *input_reaches_params);
                 if let Some(target) = input_adjoint {
                     let mut out = std::mem::take(&mut memories[*target]);
                     // out[b, c] += Σ_r adjoint[b, r] · weights[r, c]; a shared target sums
@@ -2808,7 +2836,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         step: usize,
         time: f64,
         d_rates: &[Array2<f64>],
-        state_adjoints: &mut [Array2<f64>],
+        mut state_adjoints: Option<&mut [Array2<f64>]>,
         gradients: &mut ParamValues,
     ) {
         let batch = Self::batch(states);
@@ -2839,9 +2867,18 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
                 }
             }
         }
-        self.run(&mut workspace, &self.reverse, batch, params.products);
+        self.run(
+            &mut workspace,
+            &self.reverse,
+            batch,
+            params.products,
+            state_adjoints.is_none(),
+        );
         for (index, _, adjoint) in &self.states {
-            let Some(adjoint) = adjoint else { continue };
+            let (Some(adjoint), Some(state_adjoints)) = (adjoint, state_adjoints.as_deref_mut())
+            else {
+                continue;
+            };
             let target = &mut state_adjoints[*index];
             let rows = target.nrows();
             for row in 0..batch {

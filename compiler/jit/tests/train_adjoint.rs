@@ -703,7 +703,7 @@ fn abs_derivative_matches_signum() {
         0,
         0.0,
         &d_rates,
-        &mut adjoints,
+        Some(&mut adjoints),
         &mut gradients,
     );
     for (x, derivative) in values.iter().zip(adjoints[0].iter()) {
@@ -741,7 +741,7 @@ fn reverse_sweep_reuses_only_equal_forward() {
             1,
             0.5,
             std::slice::from_ref(&d_rates),
-            &mut adjoints,
+            Some(&mut adjoints),
             &mut gradients,
         );
         (adjoints, gradients)
@@ -771,5 +771,49 @@ fn reverse_sweep_reuses_only_equal_forward() {
     let after_same_state = backward(&compiled, &second);
     assert_eq!(after_same_state.0, expected.0, "state adjoints");
     assert_eq!(after_same_state.1, expected.1, "parameter gradients");
+    let _ = std::fs::remove_dir_all(&fixture.dir);
+}
+
+/// Without state adjoints, the reverse sweep skips the products that only feed them and still
+/// gives the same parameter gradients.
+#[test]
+fn parameter_only_sweep_keeps_gradients() {
+    let fixture = fixture("params-only", &dense_model(BOUNDARIES[1].1, "euler"), 9);
+    let lowered = &fixture.lowered;
+    let params = initialize_params(&fixture.model, lowered.steps, &lowered.param_step_sizes, 7)
+        .expect("params");
+    let mut rng = Lcg(11);
+    let mut random = |rows: usize| Array2::from_shape_fn((rows, 9), |_| rng.symmetric());
+    let (states, d_rates, samples) = (random(4), random(4), random(4));
+    let compiled = CompiledTape::<f64>::new(lowered, &JitOptions::default()).expect("compiles");
+    let backward = |with_states: bool| {
+        let mut adjoints = vec![Array2::zeros((4, 9))];
+        let mut gradients = params.zeros_like();
+        compiled.rates_backward(
+            std::slice::from_ref(&states),
+            samples.view(),
+            &params,
+            0,
+            0.0,
+            std::slice::from_ref(&d_rates),
+            with_states.then_some(&mut adjoints[..]),
+            &mut gradients,
+        );
+        (adjoints, gradients)
+    };
+    let (full_adjoints, full_gradients) = backward(true);
+    let (skipped_adjoints, skipped_gradients) = backward(false);
+    assert!(
+        full_adjoints[0].iter().any(|a| *a != 0.0),
+        "the full sweep computes state adjoints"
+    );
+    assert!(
+        skipped_adjoints[0].iter().all(|a| *a == 0.0),
+        "the parameter-only sweep leaves state adjoints alone"
+    );
+    assert_eq!(
+        flat_gradient(&skipped_gradients),
+        flat_gradient(&full_gradients)
+    );
     let _ = std::fs::remove_dir_all(&fixture.dir);
 }

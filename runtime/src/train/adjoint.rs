@@ -203,15 +203,6 @@ impl<'a> Network<'a> {
         gradients: &mut ParamValues,
     ) {
         if let Some(compiled) = self.compiled_rates() {
-            // Compiled code always computes the state adjoint, so an unread one goes to scratch.
-            let mut scratch: Vec<Array2<f64>>;
-            let state_adjoints = match state_adjoints {
-                Some(state_adjoints) => state_adjoints,
-                None => {
-                    scratch = states.iter().map(|u| Array2::zeros(u.raw_dim())).collect();
-                    &mut scratch[..]
-                }
-            };
             compiled.rates_backward(
                 states,
                 chunk.samples,

@@ -28,6 +28,8 @@ pub trait CompiledRates: Send + Sync {
 
     /// Adds `F_uᵀ r̄` to `state_adjoints` and `F_θᵀ r̄` to `gradients` at step `step`, where `r̄`
     /// is `d_rates`, the cotangents of the rates, and the Jacobians are evaluated at `states`.
+    /// With `state_adjoints` `None`, as in the last reverse step when the initial state depends on
+    /// no parameter, only the parameter gradients are needed and work for `F_uᵀ r̄` may be skipped.
     #[allow(clippy::too_many_arguments)]
     fn rates_backward(
         &self,
@@ -37,7 +39,7 @@ pub trait CompiledRates: Send + Sync {
         step: usize,
         time: f64,
         d_rates: &[Array2<f64>],
-        state_adjoints: &mut [Array2<f64>],
+        state_adjoints: Option<&mut [Array2<f64>]>,
         gradients: &mut ParamValues,
     );
 }
