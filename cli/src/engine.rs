@@ -6,6 +6,7 @@ use npdec_jit::adjoint::CompiledTape;
 use npdec_jit::{EulerStepper, JitEvaluator, JitFloat, JitOptions};
 use npdec_runtime::engine::{CompiledRhs, CompiledSteps, Compiler};
 use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::lower::LoweredTask;
 use npdec_runtime::Value;
 use npdec_symbolic::FieldId;
@@ -115,14 +116,28 @@ impl Compiler for Jit {
         self.compile_steps(graph)
     }
 
-    fn compile_rates(&self, task: &LoweredTask) -> Result<Box<dyn CompiledRates>, String> {
-        let compiled = CompiledTape::<f64>::new(task, &self.options)
-            .map_err(|unsupported| unsupported.to_string())?;
-        tracing::info!(
-            kernels = compiled.kernel_count(),
-            codegen_ms = compiled.compile_time().as_secs_f64() * 1e3,
-            "compiled the rates of a train task and their adjoint"
-        );
-        Ok(Box::new(compiled))
+    fn compile_rates(
+        &self,
+        task: &LoweredTask,
+        precision: ProductPrecision,
+    ) -> Result<Box<dyn CompiledRates>, String> {
+        fn compile<T: JitFloat>(
+            task: &LoweredTask,
+            options: &JitOptions,
+        ) -> Result<Box<dyn CompiledRates>, String> {
+            let compiled = CompiledTape::<T>::new(task, options)
+                .map_err(|unsupported| unsupported.to_string())?;
+            tracing::info!(
+                kernels = compiled.kernel_count(),
+                codegen_ms = compiled.compile_time().as_secs_f64() * 1e3,
+                precision = ?T::PRECISION,
+                "compiled the rates of a train task and their adjoint"
+            );
+            Ok(Box::new(compiled))
+        }
+        match precision {
+            ProductPrecision::F64 => compile::<f64>(task, &self.options),
+            ProductPrecision::F32 => compile::<f32>(task, &self.options),
+        }
     }
 }

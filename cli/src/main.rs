@@ -71,8 +71,9 @@ enum Command {
         #[arg(long)]
         strict: bool,
         /// Floating-point precision of the computation. Solves run entirely in it; train tasks
-        /// compute their dense products (`W @ u` and its adjoints) in it and everything else,
-        /// the parameters and the optimizer included, in f64.
+        /// compute their network in it (with the JIT the right-hand sides and their adjoints, on
+        /// the tape the dense products `W @ u` and their adjoints) and keep the parameters, the
+        /// optimizer, the readout and the loss in f64.
         #[arg(long, value_enum, default_value_t = PrecisionArg::F64)]
         precision: PrecisionArg,
         /// Continue training from the checkpoint in the output folder.

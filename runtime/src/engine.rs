@@ -53,10 +53,12 @@ pub trait Compiler: Send + Sync + std::fmt::Debug {
     }
     /// Compiles the rates of a lowered train task and their vector–Jacobian products, which
     /// training and gradient checks then use inside the Euler and RK4 steps, or returns the reason
-    /// (naming the operation) why it cannot.
+    /// (naming the operation) why it cannot. With `precision` `F32` the compiled code may compute
+    /// in `f32` throughout (rates, adjoints and products); with `F64` it computes in `f64`.
     fn compile_rates(
         &self,
         _task: &crate::train::lower::LoweredTask,
+        _precision: crate::train::gemm::ProductPrecision,
     ) -> Result<Box<dyn crate::train::compiled::CompiledRates>, String> {
         Err(format!(
             "the {} does not compile the adjoint of train tasks",

@@ -1903,6 +1903,21 @@ enum DataRead {
     Sequence { features: usize },
 }
 
+/// Whether `targets` hold `values` converted to `T`, compared in blocks so that the loop over a
+/// block needs no branch.
+fn equal_entries<T: JitFloat>(targets: &mut [T], values: &[f64]) -> bool {
+    const BLOCK: usize = 64;
+    targets
+        .chunks(BLOCK)
+        .zip(values.chunks(BLOCK))
+        .all(|(block, values)| {
+            block
+                .iter()
+                .zip(values)
+                .fold(true, |equal, (t, v)| equal & (*t == T::of(*v)))
+        })
+}
+
 /// Owns the code of the kernels.
 struct Code(#[allow(dead_code)] JITModule);
 
@@ -2256,70 +2271,85 @@ impl<T: JitFloat> CompiledTape<T> {
             .push(workspace);
     }
 
-    /// Calls `visit(entry, source)` for every entry of the memories that hold the inputs of the
-    /// forward sweep (parameters, time, states and samples) with the value it is loaded from.
-    fn visit_inputs(
+    /// Calls `visit(entries, sources)` for every run of entries of the memories that hold the
+    /// inputs of the forward sweep (states, samples, time and parameters, in this order) with the
+    /// equally long run of values they are loaded from, and stops early when `visit` returns
+    /// false. Returns whether every call returned true.
+    fn visit_inputs<F>(
         &self,
         memories: &mut [Vec<T>],
         inputs: &Inputs,
         batch: usize,
-        visit: &mut dyn FnMut(&mut T, f64),
-    ) {
-        for (id, memory, _) in &self.params {
-            let values = inputs.params.at_step(*id, inputs.step);
-            for (target, v) in memories[*memory].iter_mut().zip(values) {
-                visit(target, *v);
-            }
-        }
-        for memory in &self.times {
-            visit(&mut memories[*memory][0], inputs.time);
-        }
+        visit: &mut F,
+    ) -> bool
+    where
+        F: FnMut(&mut [T], &[f64]) -> bool,
+    {
         for (index, memory, _) in &self.states {
             let state = &inputs.states[*index];
             for sample in 0..batch {
                 let source = state.row(sample.min(state.nrows() - 1));
-                let range = self.sample_range(*memory, sample);
-                for (target, v) in memories[*memory][range].iter_mut().zip(&source) {
-                    visit(target, *v);
-                }
-            }
-        }
-        let samples = inputs.samples;
-        if samples.nrows() == 0 {
-            return;
-        }
-        for (memory, read) in &self.data {
-            for sample in 0..batch {
-                let source = samples.row(sample.min(samples.nrows() - 1));
                 let source: Cow<[f64]> = match source.as_slice() {
                     Some(slice) => Cow::Borrowed(slice),
                     None => Cow::Owned(source.to_vec()),
                 };
-                let (features, copies, first) = match *read {
-                    DataRead::Input { copies } => (source.len(), copies, 0),
-                    DataRead::Sequence { features } => {
-                        let rows = source.len() / features.max(1);
-                        let row = inputs.step.min(rows.saturating_sub(1));
-                        (features, 1, row * features)
-                    }
-                };
                 let range = self.sample_range(*memory, sample);
                 let target = &mut memories[*memory][range];
-                assert_eq!(
-                    target.len(),
-                    features * copies,
-                    "samples of {} features do not fill a value of {} entries",
-                    source.len(),
-                    target.len()
-                );
-                for (t, v) in target
-                    .iter_mut()
-                    .zip(source[first..first + features].iter().cycle())
-                {
-                    visit(t, *v);
+                let len = target.len().min(source.len());
+                if !visit(&mut target[..len], &source[..len]) {
+                    return false;
                 }
             }
         }
+        let samples = inputs.samples;
+        if samples.nrows() > 0 {
+            for (memory, read) in &self.data {
+                for sample in 0..batch {
+                    let source = samples.row(sample.min(samples.nrows() - 1));
+                    let source: Cow<[f64]> = match source.as_slice() {
+                        Some(slice) => Cow::Borrowed(slice),
+                        None => Cow::Owned(source.to_vec()),
+                    };
+                    let (features, copies, first) = match *read {
+                        DataRead::Input { copies } => (source.len(), copies, 0),
+                        DataRead::Sequence { features } => {
+                            let rows = source.len() / features.max(1);
+                            let row = inputs.step.min(rows.saturating_sub(1));
+                            (features, 1, row * features)
+                        }
+                    };
+                    let range = self.sample_range(*memory, sample);
+                    let target = &mut memories[*memory][range];
+                    assert_eq!(
+                        target.len(),
+                        features * copies,
+                        "samples of {} features do not fill a value of {} entries",
+                        source.len(),
+                        target.len()
+                    );
+                    let values = &source[first..first + features];
+                    for copy in target.chunks_mut(features.max(1)) {
+                        if !visit(copy, values) {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        for memory in &self.times {
+            if !visit(&mut memories[*memory][..1], &[inputs.time]) {
+                return false;
+            }
+        }
+        for (id, memory, _) in &self.params {
+            let values = inputs.params.at_step(*id, inputs.step);
+            let target = &mut memories[*memory];
+            let len = target.len().min(values.len());
+            if !visit(&mut target[..len], &values[..len]) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Returns a workspace holding the forward sweep at `inputs`: a pooled one whose last forward
@@ -2329,15 +2359,11 @@ impl<T: JitFloat> CompiledTape<T> {
         let tag = (inputs.step, inputs.time.to_bits(), batch);
         let reused = {
             let mut pool = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
+            // The states come first, so a workspace of another batch or step is told apart at
+            // its first entries; equal inputs compare every parameter entry.
             let position = pool.iter_mut().position(|workspace| {
-                if workspace.forward_of != Some(tag) {
-                    return false;
-                }
-                let mut equal = true;
-                self.visit_inputs(&mut workspace.memories, inputs, batch, &mut |t, v| {
-                    equal &= *t == T::of(v);
-                });
-                equal
+                workspace.forward_of == Some(tag)
+                    && self.visit_inputs(&mut workspace.memories, inputs, batch, &mut equal_entries)
             });
             position.map(|p| pool.swap_remove(p))
         };
@@ -2345,9 +2371,17 @@ impl<T: JitFloat> CompiledTape<T> {
             return workspace;
         }
         let mut workspace = self.take_workspace(batch);
-        self.visit_inputs(&mut workspace.memories, inputs, batch, &mut |t, v| {
-            *t = T::of(v)
-        });
+        self.visit_inputs(
+            &mut workspace.memories,
+            inputs,
+            batch,
+            &mut |targets: &mut [T], values: &[f64]| {
+                for (t, v) in targets.iter_mut().zip(values) {
+                    *t = T::of(*v);
+                }
+                true
+            },
+        );
         self.run(
             &mut workspace,
             &self.forward,
@@ -2848,8 +2882,30 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             time,
         };
         let mut workspace = self.forward_workspace(&inputs);
+        // The adjoints of `f64` parameters whose gradient covers all their entries accumulate
+        // straight into `gradients`: one adjoint memory per parameter (the last listed, which is
+        // a dense product's or convolution's when there is one) is exchanged with the gradient
+        // buffer for the sweep, which saves clearing and adding it; adjoint memories only
+        // accumulate.
+        let mut exchanged: Vec<(ParamId, usize)> = Vec::new();
+        for (id, _, adjoint) in self.params.iter().rev() {
+            let Some(adjoint) = *adjoint else { continue };
+            if exchanged.iter().any(|(done, _)| done == id) {
+                continue;
+            }
+            let gradient = &mut gradients.values[id.0];
+            let memory = &mut workspace.memories[adjoint];
+            if gradients.step_sizes[id.0] == gradient.len() && memory.len() == gradient.len() {
+                if let Some(memory) = T::as_f64_vec(memory) {
+                    std::mem::swap(memory, gradient);
+                    exchanged.push((*id, adjoint));
+                }
+            }
+        }
         for memory in &self.adjoints {
-            workspace.memories[*memory].fill(T::zero());
+            if !exchanged.iter().any(|(_, done)| done == memory) {
+                workspace.memories[*memory].fill(T::zero());
+            }
         }
         for (d_rate, (_, parts)) in d_rates.iter().zip(&self.rates) {
             for row in 0..batch {
@@ -2889,8 +2945,16 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
                 }
             }
         }
+        for (id, adjoint) in &exchanged {
+            if let Some(memory) = T::as_f64_vec(&mut workspace.memories[*adjoint]) {
+                std::mem::swap(memory, &mut gradients.values[id.0]);
+            }
+        }
         for (id, _, adjoint) in &self.params {
             let Some(adjoint) = adjoint else { continue };
+            if exchanged.iter().any(|(_, done)| done == adjoint) {
+                continue;
+            }
             let range = gradients.step_range(*id, step);
             for (g, a) in gradients.values[id.0][range]
                 .iter_mut()

@@ -65,6 +65,10 @@ impl Default for JitOptions {
 pub trait JitFloat: Real {
     const PRECISION: Precision;
 
+    /// `values` as `f64` entries when `Self` is `f64`, so that buffers can be exchanged with the
+    /// runtime's `f64` ones without a copy; `None` for `f32`.
+    fn as_f64_vec(values: &mut Vec<Self>) -> Option<&mut Vec<f64>>;
+
     /// `c = a · b + beta · c` for strided matrices, by the runtime's GEMM module
     /// (`npdec_runtime::train::gemm`). With `beta = 0` the old entries of `c` are not read.
     #[allow(clippy::too_many_arguments)]
@@ -143,6 +147,10 @@ pub trait JitFloat: Real {
 impl JitFloat for f32 {
     const PRECISION: Precision = Precision::F32;
 
+    fn as_f64_vec(_values: &mut Vec<f32>) -> Option<&mut Vec<f64>> {
+        None
+    }
+
     fn gemm(
         m: usize,
         k: usize,
@@ -180,6 +188,10 @@ impl JitFloat for f32 {
 
 impl JitFloat for f64 {
     const PRECISION: Precision = Precision::F64;
+
+    fn as_f64_vec(values: &mut Vec<f64>) -> Option<&mut Vec<f64>> {
+        Some(values)
+    }
 
     fn gemm(
         m: usize,

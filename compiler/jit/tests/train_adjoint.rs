@@ -100,7 +100,11 @@ impl Compiler for TrainJit {
         Err("this test compiler compiles train tasks only".into())
     }
 
-    fn compile_rates(&self, task: &LoweredTask) -> Result<Box<dyn CompiledRates>, String> {
+    fn compile_rates(
+        &self,
+        task: &LoweredTask,
+        _precision: ProductPrecision,
+    ) -> Result<Box<dyn CompiledRates>, String> {
         let compiled = CompiledTape::<f64>::new(task, &JitOptions::default())
             .map_err(|unsupported| unsupported.to_string())?;
         Ok(Box::new(compiled))
@@ -772,6 +776,87 @@ fn reverse_sweep_reuses_only_equal_forward() {
     assert_eq!(after_same_state.0, expected.0, "state adjoints");
     assert_eq!(after_same_state.1, expected.1, "parameter gradients");
     let _ = std::fs::remove_dir_all(&fixture.dir);
+}
+
+/// The reverse sweep adds to the gradients it is given: a dense weight used twice, a pointwise
+/// parameter read once or twice and a scalar all end at the given values plus those of a sweep
+/// into zeros, and the image model's convolution kernel (a parameter per step) as well.
+#[test]
+fn reverse_sweep_adds_to_given_gradients() {
+    let models = [
+        (
+            "accumulate-dense",
+            dense_model(BOUNDARIES[2].1, "euler"),
+            9,
+            9,
+        ),
+        (
+            "accumulate-twice",
+            line_model(
+                BOUNDARIES[2].1,
+                "euler",
+                "D * laplace(u) + tanh(W @ u + P) + P * u",
+            )
+            .replace(
+                "param D = 0.3",
+                "param D = 0.3\nparam W[9, 9] ~ normal(0, 0.3)",
+            ),
+            9,
+            9,
+        ),
+        (
+            "accumulate-image",
+            image_model(IMAGE_BOUNDARIES[0].1, "euler"),
+            24,
+            48,
+        ),
+    ];
+    for (name, source, features, len) in models {
+        let fixture = fixture(name, &source, features);
+        let lowered = &fixture.lowered;
+        let params = initialize_params(&fixture.model, lowered.steps, &lowered.param_step_sizes, 2)
+            .expect("params");
+        let mut rng = Lcg(17);
+        let mut random = |rows: usize, columns: usize| {
+            Array2::from_shape_fn((rows, columns), |_| rng.symmetric())
+        };
+        let (states, d_rates) = (random(3, len), random(3, len));
+        let samples = random(3, features);
+        let compiled = CompiledTape::<f64>::new(lowered, &JitOptions::default()).expect("compiles");
+        let backward = |gradients: &mut ParamValues| {
+            compiled.rates_backward(
+                std::slice::from_ref(&states),
+                samples.view(),
+                &params,
+                1,
+                0.5,
+                std::slice::from_ref(&d_rates),
+                None,
+                gradients,
+            );
+        };
+        let mut fresh = params.zeros_like();
+        backward(&mut fresh);
+        let mut given = params.zeros_like();
+        for values in &mut given.values {
+            values.iter_mut().for_each(|v| *v = rng.symmetric());
+        }
+        let mut expected = flat_gradient(&given);
+        expected += &flat_gradient(&fresh);
+        backward(&mut given);
+        let added = flat_gradient(&given);
+        assert!(
+            flat_gradient(&fresh).iter().any(|g| *g != 0.0),
+            "{name}: the sweep computes gradients"
+        );
+        for (i, (a, e)) in added.iter().zip(&expected).enumerate() {
+            assert!(
+                (a - e).abs() <= 1e-13 * (1.0 + e.abs()),
+                "{name}: gradient entry {i} is {a}, expected {e}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&fixture.dir);
+    }
 }
 
 /// Without state adjoints, the reverse sweep skips the products that only feed them and still

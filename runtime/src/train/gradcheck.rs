@@ -15,6 +15,7 @@
 
 use crate::engine::Compiler;
 use crate::train::adjoint::{Chunk, HeadSeed, Network};
+use crate::train::gemm::ProductPrecision;
 use crate::train::params::{flatten_learnable, learnable, unflatten_learnable};
 use crate::train::tape::ParamValues;
 use crate::train::training::{compile_rates, label_matrix, prepare, TrainOptions};
@@ -97,7 +98,8 @@ pub fn check_gradients_compiled(
         let mut prepared = prepare(model, task, base_dir, &options).map_err(|e| e.message)?;
         let method = prepared.lowered.gradient;
         prepared.lowered.gradient = GradientMethod::Discrete;
-        let (compiled, fallback) = compile_rates(compiler, &prepared.lowered);
+        let (compiled, fallback) =
+            compile_rates(compiler, &prepared.lowered, ProductPrecision::F64);
         let network = Network {
             model,
             task: &prepared.lowered,
@@ -124,7 +126,8 @@ pub fn check_gradients_compiled(
         if method == GradientMethod::Continuous {
             let mut continuous = prepared.lowered.clone();
             continuous.gradient = GradientMethod::Continuous;
-            let (compiled_continuous, _) = compile_rates(compiler, &continuous);
+            let (compiled_continuous, _) =
+                compile_rates(compiler, &continuous, ProductPrecision::F64);
             let continuous_network = Network {
                 model,
                 task: &continuous,

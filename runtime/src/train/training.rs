@@ -390,16 +390,17 @@ pub fn evaluate_dataset(
     Ok((loss_sum, outputs))
 }
 
-/// Compiles the rates of a lowered task with `compiler`: the compiled rates, or `None` with the
-/// reason the compiler gave.
+/// Compiles the rates of a lowered task with `compiler` in `precision`: the compiled rates, or
+/// `None` with the reason the compiler gave.
 pub fn compile_rates(
     compiler: Option<&dyn Compiler>,
     lowered: &LoweredTask,
+    precision: ProductPrecision,
 ) -> (Option<Box<dyn CompiledRates>>, Option<String>) {
     let Some(compiler) = compiler else {
         return (None, None);
     };
-    match compiler.compile_rates(lowered) {
+    match compiler.compile_rates(lowered, precision) {
         Ok(compiled) => (Some(compiled), None),
         Err(reason) => (None, Some(reason)),
     }
@@ -423,7 +424,7 @@ pub fn train_task(
         test,
         mut params,
     } = prepare(model, task, base_dir, options)?;
-    let (compiled, adjoint_fallback) = compile_rates(compiler, &lowered);
+    let (compiled, adjoint_fallback) = compile_rates(compiler, &lowered, options.products);
     let network = Network {
         model,
         task: &lowered,
