@@ -1945,6 +1945,9 @@ struct Workspace<T> {
     /// `(step, time bits, batch)` of the last forward sweep, whose values the memories still
     /// hold with the inputs it loaded; `None` before the first sweep.
     forward_of: Option<(usize, u64, usize)>,
+    /// Per memory: true while it holds stale entries that stand for zeros, so that the next
+    /// product writing it overwrites them instead of adding to them.
+    unwritten: Vec<bool>,
 }
 
 /// The inputs of one evaluation of the rates.
@@ -1979,6 +1982,9 @@ pub struct CompiledTape<T: JitFloat> {
     /// Per state slot: its entries and its right-hand sides.
     rates: Vec<(usize, Vec<RatePart>)>,
     adjoints: Vec<usize>,
+    /// Adjoint memories of matrices that only batched products write: the sweep leaves them
+    /// uncleared and their first product overwrites them.
+    product_adjoints: Vec<usize>,
     workspaces: Mutex<Vec<Workspace<T>>>,
     compile_time: Duration,
     kernel_count: usize,
@@ -2194,13 +2200,28 @@ impl<T: JitFloat> CompiledTape<T> {
             })
             .collect();
         let kernel_count = builder.specs.len();
+        let slot_memory: Vec<usize> = builder.slots.iter().map(|(m, _)| *m).collect();
+        let summed: Vec<usize> = builder
+            .reverse
+            .iter()
+            .filter_map(|step| match step {
+                Step::SumInto { target, .. } => Some(*target),
+                _ => None,
+            })
+            .collect();
+        let product_adjoints = builder
+            .matrices
+            .iter()
+            .map(|(_, _, adjoint)| *adjoint)
+            .filter(|m| !slot_memory.contains(m) && !summed.contains(m))
+            .collect();
         Ok(CompiledTape {
             _code: Code(module),
             kernels,
             forward: builder.forward,
             reverse: builder.reverse,
             batched: builder.batched,
-            slot_memory: builder.slots.iter().map(|(m, _)| *m).collect(),
+            slot_memory,
             memory_lens: builder.memory_lens,
             shared: builder.shared,
             constants,
@@ -2210,6 +2231,7 @@ impl<T: JitFloat> CompiledTape<T> {
             data,
             rates,
             adjoints,
+            product_adjoints,
             workspaces: Mutex::new(Vec::new()),
             compile_time: started.elapsed(),
             kernel_count,
@@ -2258,6 +2280,7 @@ impl<T: JitFloat> CompiledTape<T> {
             }
         }
         Workspace {
+            unwritten: vec![false; memories.len()],
             memories,
             samples,
             forward_of: None,
@@ -2409,6 +2432,7 @@ impl<T: JitFloat> CompiledTape<T> {
             if let Step::Batched(index) = steps[start] {
                 self.run_batched(
                     &mut workspace.memories,
+                    &mut workspace.unwritten,
                     &self.batched[index],
                     batch,
                     products,
@@ -2452,10 +2476,12 @@ impl<T: JitFloat> CompiledTape<T> {
     }
 
     /// Runs a batched operation on the first `batch` samples, with dense products in the
-    /// precision `products`.
+    /// precision `products`. A weight gradient marked in `unwritten` is overwritten, not added to.
+    #[allow(clippy::too_many_arguments)]
     fn run_batched(
         &self,
         memories: &mut [Vec<T>],
+        unwritten: &mut [bool],
         op: &BatchedOp,
         batch: usize,
         products: ProductPrecision,
@@ -2502,7 +2528,12 @@ impl<T: JitFloat> CompiledTape<T> {
                 let (rows, columns) = (*rows, *columns);
                 let adjoint_stride = self.row_stride(*adjoint);
                 let mut gradient = std::mem::take(&mut memories[*weights_adjoint]);
-                // gradient[r, c] += Σ_b adjoint[b, r] · input[b, c]
+                let beta = if std::mem::take(&mut unwritten[*weights_adjoint]) {
+                    zero
+                } else {
+                    one
+                };
+                // gradient[r, c] = Σ_b adjoint[b, r] · input[b, c] + beta · gradient[r, c]
                 T::product(
                     products,
                     rows,
@@ -2512,7 +2543,7 @@ impl<T: JitFloat> CompiledTape<T> {
                     (1, adjoint_stride),
                     &memories[*input],
                     (self.row_stride(*input), 1),
-                    one,
+                    beta,
                     &mut gradient,
                     (columns as isize, 1),
                 );
@@ -2599,7 +2630,12 @@ impl<T: JitFloat> CompiledTape<T> {
                         &mut unrolled,
                     );
                     let g = &memories[*adjoint][self.sample_range(*adjoint, sample)];
-                    // gradient[o, j] += Σ_p g[o, p] · unrolled[p, j]
+                    let beta = if std::mem::take(&mut unwritten[*kernel_adjoint]) {
+                        zero
+                    } else {
+                        one
+                    };
+                    // gradient[o, j] = Σ_p g[o, p] · unrolled[p, j] + beta · gradient[o, j]
                     T::gemm(
                         shape.out_channels,
                         points,
@@ -2608,7 +2644,7 @@ impl<T: JitFloat> CompiledTape<T> {
                         (points as isize, 1),
                         &unrolled,
                         (width as isize, 1),
-                        one,
+                        beta,
                         &mut gradient,
                         (width as isize, 1),
                     );
@@ -2903,7 +2939,12 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             }
         }
         for memory in &self.adjoints {
-            if !exchanged.iter().any(|(_, done)| done == memory) {
+            if exchanged.iter().any(|(_, done)| done == memory) {
+                continue;
+            }
+            if self.product_adjoints.contains(memory) {
+                workspace.unwritten[*memory] = true;
+            } else {
                 workspace.memories[*memory].fill(T::zero());
             }
         }
@@ -2952,7 +2993,9 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         }
         for (id, _, adjoint) in &self.params {
             let Some(adjoint) = adjoint else { continue };
-            if exchanged.iter().any(|(_, done)| done == adjoint) {
+            if exchanged.iter().any(|(_, done)| done == adjoint)
+                || std::mem::take(&mut workspace.unwritten[*adjoint])
+            {
                 continue;
             }
             let range = gradients.step_range(*id, step);

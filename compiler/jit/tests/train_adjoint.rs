@@ -780,9 +780,15 @@ fn reverse_sweep_reuses_only_equal_forward() {
 
 /// The reverse sweep adds to the gradients it is given: a dense weight used twice, a pointwise
 /// parameter read once or twice and a scalar all end at the given values plus those of a sweep
-/// into zeros, and the image model's convolution kernel (a parameter per step) as well.
+/// into zeros, and the image model's convolution kernel (a parameter per step) as well, in f64
+/// and f32.
 #[test]
 fn reverse_sweep_adds_to_given_gradients() {
+    assert_sweep_adds::<f64>();
+    assert_sweep_adds::<f32>();
+}
+
+fn assert_sweep_adds<T: JitFloat>() {
     let models = [
         (
             "accumulate-dense",
@@ -822,7 +828,7 @@ fn reverse_sweep_adds_to_given_gradients() {
         };
         let (states, d_rates) = (random(3, len), random(3, len));
         let samples = random(3, features);
-        let compiled = CompiledTape::<f64>::new(lowered, &JitOptions::default()).expect("compiles");
+        let compiled = CompiledTape::<T>::new(lowered, &JitOptions::default()).expect("compiles");
         let backward = |gradients: &mut ParamValues| {
             compiled.rates_backward(
                 std::slice::from_ref(&states),
@@ -847,12 +853,14 @@ fn reverse_sweep_adds_to_given_gradients() {
         let added = flat_gradient(&given);
         assert!(
             flat_gradient(&fresh).iter().any(|g| *g != 0.0),
-            "{name}: the sweep computes gradients"
+            "{name} {:?}: the sweep computes gradients",
+            T::PRECISION
         );
         for (i, (a, e)) in added.iter().zip(&expected).enumerate() {
             assert!(
                 (a - e).abs() <= 1e-13 * (1.0 + e.abs()),
-                "{name}: gradient entry {i} is {a}, expected {e}"
+                "{name} {:?}: gradient entry {i} is {a}, expected {e}",
+                T::PRECISION
             );
         }
         let _ = std::fs::remove_dir_all(&fixture.dir);
