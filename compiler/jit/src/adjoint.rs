@@ -482,6 +482,9 @@ struct Builder<'t> {
     adjoint: Vec<Option<usize>>,
     /// Whether each tape node depends on a parameter, so that its adjoint reaches a gradient.
     depends_on_params: Vec<bool>,
+    /// Memories besides the adjoints of nodes that the reverse sweep accumulates into, and that
+    /// are zeroed before it like them.
+    scratch: Vec<usize>,
     specs: Vec<KernelSpec>,
     forward: Vec<Step>,
     reverse: Vec<Step>,
@@ -614,6 +617,52 @@ impl<'t> Builder<'t> {
         }
     }
 
+    /// Returns the adjoints that the reverse sweep of a binary spatial operation (`div_grad`,
+    /// `upwind`) with adjoint `adjoint` adds to, or `None` when neither operand has one. When both
+    /// operands are one value, the operation adds the second operand's share to a new memory,
+    /// returned as `(memory, operand adjoint)` for [`Self::add_adjoint`] to add after it. The
+    /// operation takes each memory it writes out of the workspace while it runs, so it cannot
+    /// write one memory twice.
+    fn spatial_targets(
+        &mut self,
+        adjoint: usize,
+        first: NodeIndex,
+        second: NodeIndex,
+    ) -> Option<(SpatialAdjoint, Option<(usize, usize)>)> {
+        let mut targets = SpatialAdjoint {
+            adjoint,
+            first: self.adjoint[first],
+            second: self.adjoint[second],
+        };
+        match (targets.first, targets.second) {
+            (None, None) => None,
+            (Some(a), Some(b)) if a == b => {
+                let share = self.memory(self.memory_lens[b]);
+                self.scratch.push(share);
+                targets.second = Some(share);
+                Some((targets, Some((share, b))))
+            }
+            _ => Some((targets, None)),
+        }
+    }
+
+    /// Emits the reverse-sweep kernels adding memory `source` to the adjoint memory `target` of
+    /// the same length, sample by sample, so that a shared `target` sums over the batch.
+    fn add_adjoint(&mut self, source: usize, target: usize) {
+        let len = self.memory_lens[target];
+        self.pointwise_kernels(
+            target,
+            len,
+            len,
+            &mut |b: &mut Self, f: Frame| {
+                let own = b.read(target, f);
+                let share = b.read(source, f);
+                Kexpr::binary(Arithmetic::Add, own, share)
+            },
+            false,
+        );
+    }
+
     /// Emits the forward kernels of operation `node`, after those of its operands.
     fn forward_op(&mut self, node: NodeIndex) -> Result<(), String> {
         let tape = self.tape;
@@ -720,10 +769,7 @@ impl<'t> Builder<'t> {
                 }
                 Ok(())
             }
-            Op::Input { .. } | Op::Sequence { .. } => Ok(()),
-            Op::Label(_) => Err(
-                "the right-hand side reads the labels, which the compiled rates do not load".into(),
-            ),
+            Op::Input { .. } | Op::Sequence { .. } | Op::Label(_) => Ok(()),
             Op::MatMul {
                 matrix,
                 rows,
@@ -841,7 +887,6 @@ impl<'t> Builder<'t> {
                 );
                 Ok(())
             }
-            // NOTE: no parity test against the tape covers stacked vectors yet.
             Op::Stack(parts) => {
                 let mut start = 0;
                 for part in parts {
@@ -1279,21 +1324,11 @@ impl<'t> Builder<'t> {
                 geometry,
                 axes,
             } => {
-                let targets = SpatialAdjoint {
-                    adjoint,
-                    first: self.adjoint[*coefficient],
-                    second: self.adjoint[*operand],
+                let Some((targets, pending)) =
+                    self.spatial_targets(adjoint, *coefficient, *operand)
+                else {
+                    return Ok(());
                 };
-                match (targets.first, targets.second) {
-                    (None, None) => return Ok(()),
-                    (Some(a), Some(b)) if a == b => {
-                        return Err(
-                            "both operands are the same value, whose adjoint the compiled product does not sum twice"
-                                .into(),
-                        )
-                    }
-                    _ => {}
-                }
                 let (coefficient, operand) =
                     (self.value_memory(*coefficient), self.value_memory(*operand));
                 self.push_batched(
@@ -1308,6 +1343,9 @@ impl<'t> Builder<'t> {
                     },
                     false,
                 );
+                if let Some((source, target)) = pending {
+                    self.add_adjoint(source, target);
+                }
                 Ok(())
             }
             Op::Upwind {
@@ -1318,21 +1356,10 @@ impl<'t> Builder<'t> {
                 backward,
                 forward,
             } => {
-                let targets = SpatialAdjoint {
-                    adjoint,
-                    first: self.adjoint[*velocity],
-                    second: self.adjoint[*operand],
+                let Some((targets, pending)) = self.spatial_targets(adjoint, *velocity, *operand)
+                else {
+                    return Ok(());
                 };
-                match (targets.first, targets.second) {
-                    (None, None) => return Ok(()),
-                    (Some(a), Some(b)) if a == b => {
-                        return Err(
-                            "both operands are the same value, whose adjoint the compiled product does not sum twice"
-                                .into(),
-                        )
-                    }
-                    _ => {}
-                }
                 let (velocity, operand) =
                     (self.value_memory(*velocity), self.value_memory(*operand));
                 self.push_batched(
@@ -1348,6 +1375,9 @@ impl<'t> Builder<'t> {
                     },
                     false,
                 );
+                if let Some((source, target)) = pending {
+                    self.add_adjoint(source, target);
+                }
                 Ok(())
             }
             other => Err(format!(
@@ -1846,6 +1876,22 @@ fn convolution_shape(
     })
 }
 
+/// Returns the state slots of a split-step task with the rate `a = re + i·im` of each split slot
+/// as its right-hand side: `re` as channel 0 and `im` as channel 1 of the slot's two channels.
+fn split_rate_slots(states: &[StateSlot]) -> Vec<StateSlot> {
+    states
+        .iter()
+        .map(|slot| {
+            let mut slot = slot.clone();
+            slot.rhs = match &slot.split {
+                Some(split) => vec![(Some(0), split.rate_re), (Some(1), split.rate_im)],
+                None => Vec::new(),
+            };
+            slot
+        })
+        .collect()
+}
+
 /// Returns, per tape node, whether the values of `roots` depend on it.
 fn ancestors(tape: &Tape, roots: &[NodeIndex]) -> Vec<bool> {
     let mut needed = vec![false; tape.nodes.len()];
@@ -1893,14 +1939,16 @@ fn operands(op: &Op) -> Vec<NodeIndex> {
     }
 }
 
-/// How a value of the right-hand sides reads the chunk's samples (the tape's `Input` and
-/// `Sequence` operations).
+/// The part of the chunk's samples or labels that a value of the right-hand sides reads (the
+/// tape's `Input`, `Sequence` and `Label` operations).
 #[derive(Clone, Copy, Debug)]
 enum DataRead {
     /// The sample, `copies` times one after the other.
     Input { copies: usize },
     /// Row `step` of the sample viewed as `[rows, features]`, the last row after the last step.
     Sequence { features: usize },
+    /// The sample's labels as real values.
+    Label,
 }
 
 /// Whether `targets` hold `values` converted to `T`, compared in blocks so that the loop over a
@@ -1954,6 +2002,7 @@ struct Workspace<T> {
 struct Inputs<'a> {
     states: &'a [Array2<f64>],
     samples: ArrayView2<'a, f64>,
+    labels: ArrayView2<'a, f64>,
     params: &'a ParamValues,
     step: usize,
     time: f64,
@@ -1977,7 +2026,7 @@ pub struct CompiledTape<T: JitFloat> {
     states: Vec<(usize, usize, Option<usize>)>,
     params: Vec<(ParamId, usize, Option<usize>)>,
     times: Vec<usize>,
-    /// The memories of the samples the right-hand sides read, and how they read them.
+    /// The memories of the samples and labels the right-hand sides read, and how they read them.
     data: Vec<(usize, DataRead)>,
     /// Per state slot: its entries and its right-hand sides.
     rates: Vec<(usize, Vec<RatePart>)>,
@@ -1991,22 +2040,20 @@ pub struct CompiledTape<T: JitFloat> {
 }
 
 impl<T: JitFloat> CompiledTape<T> {
-    /// Compiles the rates of a lowered task's Euler or RK4 steps.
+    /// Compiles the rates of a lowered task's Euler, RK4 or split steps. Under split-step
+    /// Fourier the rate of a split slot is the rate `a` of its pointwise part, with the real parts
+    /// as channel 0 and the imaginary parts as channel 1 (see `CompiledRates`).
     pub fn new(task: &LoweredTask, options: &JitOptions) -> Result<Self, UnsupportedOp> {
         let tape = &task.rhs;
-        if task.scheme == ExplicitScheme::SplitStep {
-            return Err(UnsupportedOp {
-                node: 0,
-                op: "SplitStep",
-                reason: "split-step Fourier steps run on the tape".into(),
-            });
-        }
-        let roots: Vec<NodeIndex> = task
-            .states
+        let slots: Cow<[StateSlot]> = match task.scheme {
+            ExplicitScheme::SplitStep => Cow::Owned(split_rate_slots(&task.states)),
+            ExplicitScheme::Euler | ExplicitScheme::Rk4 => Cow::Borrowed(&task.states),
+        };
+        let roots: Vec<NodeIndex> = slots
             .iter()
             .flat_map(|slot| slot.rhs.iter().map(|(_, node)| *node))
             .collect();
-        Self::compile(tape, &task.states, &roots, options)
+        Self::compile(tape, &slots, &roots, options)
     }
 
     /// Compiles the tape's values of `roots` and their adjoint; `slots` give the states' layouts.
@@ -2043,6 +2090,7 @@ impl<T: JitFloat> CompiledTape<T> {
             value: vec![None; tape.nodes.len()],
             adjoint: vec![None; tape.nodes.len()],
             depends_on_params,
+            scratch: Vec::new(),
             specs: Vec::new(),
             forward: Vec::new(),
             reverse: Vec::new(),
@@ -2111,6 +2159,7 @@ impl<T: JitFloat> CompiledTape<T> {
                         features: *features,
                     },
                 )),
+                Op::Label(_) => data.push((memory, DataRead::Label)),
                 _ => {}
             }
         }
@@ -2145,6 +2194,7 @@ impl<T: JitFloat> CompiledTape<T> {
             .flatten()
             .copied()
             .chain(builder.matrices.iter().map(|(_, _, adjoint)| *adjoint))
+            .chain(builder.scratch.iter().copied())
             .collect();
 
         let code_failure = |reason: String| UnsupportedOp {
@@ -2295,9 +2345,9 @@ impl<T: JitFloat> CompiledTape<T> {
     }
 
     /// Calls `visit(entries, sources)` for every run of entries of the memories that hold the
-    /// inputs of the forward sweep (states, samples, time and parameters, in this order) with the
-    /// equally long run of values they are loaded from, and stops early when `visit` returns
-    /// false. Returns whether every call returned true.
+    /// inputs of the forward sweep (states, samples and labels, time and parameters, in this
+    /// order) with the equally long run of values they are loaded from, and stops early when
+    /// `visit` returns false. Returns whether every call returned true.
     fn visit_inputs<F>(
         &self,
         memories: &mut [Vec<T>],
@@ -2324,9 +2374,12 @@ impl<T: JitFloat> CompiledTape<T> {
                 }
             }
         }
-        let samples = inputs.samples;
-        if samples.nrows() > 0 {
-            for (memory, read) in &self.data {
+        for (memory, read) in &self.data {
+            let samples = match read {
+                DataRead::Label => inputs.labels,
+                DataRead::Input { .. } | DataRead::Sequence { .. } => inputs.samples,
+            };
+            if samples.nrows() > 0 {
                 for sample in 0..batch {
                     let source = samples.row(sample.min(samples.nrows() - 1));
                     let source: Cow<[f64]> = match source.as_slice() {
@@ -2340,6 +2393,7 @@ impl<T: JitFloat> CompiledTape<T> {
                             let row = inputs.step.min(rows.saturating_sub(1));
                             (features, 1, row * features)
                         }
+                        DataRead::Label => (source.len(), 1, 0),
                     };
                     let range = self.sample_range(*memory, sample);
                     let target = &mut memories[*memory][range];
@@ -2865,6 +2919,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         &self,
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
+        labels: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -2873,6 +2928,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         let inputs = Inputs {
             states,
             samples,
+            labels,
             params,
             step,
             time,
@@ -2902,6 +2958,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         &self,
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
+        labels: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -2913,6 +2970,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         let inputs = Inputs {
             states,
             samples,
+            labels,
             params,
             step,
             time,

@@ -64,8 +64,8 @@ pub enum HeadSeed<'a> {
 pub struct Network<'a> {
     pub model: &'a Model,
     pub task: &'a LoweredTask,
-    /// Compiled rates and their adjoint, used in place of the `rhs` tape inside the Euler and
-    /// RK4 steps when present. Tangent-linear sweeps always run on the tape.
+    /// Compiled rates and their adjoint, used in place of the `rhs` tape inside the Euler, RK4
+    /// and split steps when present. Tangent-linear sweeps always run on the tape.
     pub compiled: Option<&'a dyn CompiledRates>,
 }
 
@@ -123,18 +123,17 @@ impl<'a> Network<'a> {
     ) -> (Vec<Array2<f64>>, Vec<Array2<f64>>) {
         match self.compiled_rates() {
             Some(compiled) => (
-                compiled.rates(states, chunk.samples, params, step, time),
+                compiled.rates(states, chunk.samples, chunk.labels, params, step, time),
                 Vec::new(),
             ),
             None => self.rhs_tape(params, chunk, states, step, time),
         }
     }
 
-    /// Returns the compiled rates when the steps use them: split-step Fourier reads rate nodes of
-    /// the tape itself, so it always runs on the tape.
+    /// Returns the compiled rates, which the steps use in place of the `rhs` tape when present.
+    /// Under split-step Fourier they are the rates `a = re + i·im` of the split slots.
     fn compiled_rates(&self) -> Option<&'a dyn CompiledRates> {
         self.compiled
-            .filter(|_| self.task.scheme != ExplicitScheme::SplitStep)
     }
 
     /// Returns the tape values [`Self::rhs_backward`] needs at the given states: none when
@@ -206,6 +205,7 @@ impl<'a> Network<'a> {
             compiled.rates_backward(
                 states,
                 chunk.samples,
+                chunk.labels,
                 params,
                 step,
                 time,
@@ -274,16 +274,10 @@ impl<'a> Network<'a> {
                 Some(StepRecord::Euler(values))
             }
             ExplicitScheme::SplitStep => {
-                let values = self.split_first_half(params, chunk, step, states);
-                for (state, slot) in states.iter_mut().zip(&self.task.states) {
-                    if let Some(split) = &slot.split {
-                        apply_rate(
-                            state,
-                            &values[split.rate_re],
-                            &values[split.rate_im],
-                            dt,
-                            false,
-                        );
+                let (rates, _) = self.split_rates(params, chunk, step, states);
+                for ((state, slot), rate) in states.iter_mut().zip(&self.task.states).zip(&rates) {
+                    if let (Some(split), Some((re, im))) = (&slot.split, rate) {
+                        apply_rate(state, re, im, dt, false);
                         split.half_step.apply(state, false);
                     }
                 }
@@ -320,6 +314,53 @@ impl<'a> Network<'a> {
         let time = (step as f64 + 0.5) * self.task.dt;
         let (_, values) = self.rhs_tape(params, chunk, states, step, time);
         values
+    }
+
+    /// Applies the first Fourier half step of a split step to `states` and returns the rates
+    /// `a = re + i·im` of each split slot at the half step as `(re, im)`, `None` for a slot
+    /// without a split, and the values of the right-hand-side tape, which are empty when compiled
+    /// code computed the rates.
+    #[allow(clippy::type_complexity)]
+    fn split_rates(
+        &self,
+        params: &ParamValues,
+        chunk: &Chunk,
+        step: usize,
+        states: &mut [Array2<f64>],
+    ) -> (Vec<Option<(Array2<f64>, Array2<f64>)>>, Vec<Array2<f64>>) {
+        let Some(compiled) = self.compiled_rates() else {
+            let values = self.split_first_half(params, chunk, step, states);
+            let rates = self
+                .task
+                .states
+                .iter()
+                .map(|slot| {
+                    let split = slot.split.as_ref()?;
+                    Some((values[split.rate_re].clone(), values[split.rate_im].clone()))
+                })
+                .collect();
+            return (rates, values);
+        };
+        for (state, slot) in states.iter_mut().zip(&self.task.states) {
+            if let Some(split) = &slot.split {
+                split.half_step.apply(state, false);
+            }
+        }
+        let time = (step as f64 + 0.5) * self.task.dt;
+        let rates = compiled.rates(states, chunk.samples, chunk.labels, params, step, time);
+        let rates = rates
+            .into_iter()
+            .zip(&self.task.states)
+            .map(|(rate, slot)| {
+                slot.split.as_ref()?;
+                let points = slot.points;
+                Some((
+                    rate.slice(s![.., ..points]).to_owned(),
+                    rate.slice(s![.., points..2 * points]).to_owned(),
+                ))
+            })
+            .collect();
+        (rates, Vec::new())
     }
 
     fn rk4_stages(
@@ -418,39 +459,71 @@ impl<'a> Network<'a> {
             }
             ExplicitScheme::SplitStep => {
                 let mut half = states.to_vec();
-                let values = self.split_first_half(params, chunk, step, &mut half);
-                let mut seeds: Vec<(NodeIndex, Array2<f64>)> = Vec::new();
-                for ((lambda, slot), u) in adjoint.iter_mut().zip(&self.task.states).zip(&half) {
-                    let Some(split) = &slot.split else {
+                let (rates, values) = self.split_rates(params, chunk, step, &mut half);
+                // Per slot, the cotangents of the rate's real parts, then of its imaginary parts
+                // (zero for a slot without a split).
+                let mut d_rates: Vec<Array2<f64>> = Vec::with_capacity(adjoint.len());
+                for (((lambda, slot), u), rate) in adjoint
+                    .iter_mut()
+                    .zip(&self.task.states)
+                    .zip(&half)
+                    .zip(&rates)
+                {
+                    let (rows, _) = lambda.dim();
+                    let mut d_rate = Array2::zeros((rows, slot.len()));
+                    let (Some(split), Some((re, im))) = (&slot.split, rate) else {
+                        d_rates.push(d_rate);
                         continue;
                     };
-                    let (re, im) = (&values[split.rate_re], &values[split.rate_im]);
                     let mut v = u.clone();
                     apply_rate(&mut v, re, im, dt, false);
                     split.half_step.apply(lambda, true);
                     let points = slot.points;
-                    let (rows, _) = lambda.dim();
-                    let mut d_re = Array2::zeros((rows, points));
-                    let mut d_im = Array2::zeros((rows, points));
                     for b in 0..rows {
                         for i in 0..points {
                             let (lr, li) = (lambda[[b, i]], lambda[[b, points + i]]);
                             let (vr, vi) = (v[[b, i]], v[[b, points + i]]);
-                            d_re[[b, i]] = dt * (lr * vr + li * vi);
-                            d_im[[b, i]] = dt * (li * vr - lr * vi);
+                            d_rate[[b, i]] = dt * (lr * vr + li * vi);
+                            d_rate[[b, points + i]] = dt * (li * vr - lr * vi);
                         }
                     }
-                    seeds.push((split.rate_re, d_re));
-                    seeds.push((split.rate_im, d_im));
+                    d_rates.push(d_rate);
                     apply_rate(lambda, re, im, dt, true);
                     split.half_step.apply(lambda, true);
                 }
-                let env = self.env(&half, params, chunk, step, time + 0.5 * dt);
-                let mut unused: Vec<Array2<f64>> =
-                    half.iter().map(|u| Array2::zeros(u.raw_dim())).collect();
-                self.task
-                    .rhs
-                    .backward(&env, &values, seeds, &mut unused, gradients);
+                // The rates read no field (the lowering rejects them otherwise), so only the
+                // parameter gradients receive their adjoint.
+                let half_time = time + 0.5 * dt;
+                match self.compiled_rates() {
+                    Some(compiled) => compiled.rates_backward(
+                        &half,
+                        chunk.samples,
+                        chunk.labels,
+                        params,
+                        step,
+                        half_time,
+                        &d_rates,
+                        None,
+                        gradients,
+                    ),
+                    None => {
+                        let mut seeds: Vec<(NodeIndex, Array2<f64>)> = Vec::new();
+                        for (slot, d_rate) in self.task.states.iter().zip(&d_rates) {
+                            if let Some(split) = &slot.split {
+                                let points = slot.points;
+                                let (re, im) = (s![.., ..points], s![.., points..]);
+                                seeds.push((split.rate_re, d_rate.slice(re).to_owned()));
+                                seeds.push((split.rate_im, d_rate.slice(im).to_owned()));
+                            }
+                        }
+                        let env = self.env(&half, params, chunk, step, half_time);
+                        let mut unused: Vec<Array2<f64>> =
+                            half.iter().map(|u| Array2::zeros(u.raw_dim())).collect();
+                        self.task
+                            .rhs
+                            .backward(&env, &values, seeds, &mut unused, gradients);
+                    }
+                }
             }
             ExplicitScheme::Rk4 => {
                 let stages = match recorded {

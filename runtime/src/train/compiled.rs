@@ -12,8 +12,13 @@ use ndarray::{Array2, ArrayView2};
 /// `F(u, θ)` of every state slot and its vector–Jacobian products, evaluated by compiled code.
 ///
 /// Both methods take the states of a chunk as `[batch, slot.len()]` arrays in the tape's layout
-/// (channels first, then the grid axes) and the chunk's samples as `[batch, features]`, which the
-/// `rhs` tape's `Input` and `Sequence` operations read, and must agree with the tape to rounding.
+/// (channels first, then the grid axes), the chunk's samples as `[batch, features]`, which the
+/// `rhs` tape's `Input` and `Sequence` operations read, and its labels as `[batch, width]`, which
+/// its `Label` operations read. Both must agree with the tape to rounding.
+///
+/// Under split-step Fourier, the rate of a split slot is the rate `a = re + i·im` of its pointwise
+/// part ([`SplitSlot`](crate::train::lower::SplitSlot)): `re` in the first `points` entries of
+/// each row, `im` in the next `points`.
 pub trait CompiledRates: Send + Sync {
     /// Returns the rates `F(u, θ)` of every state slot at time step `step` and time `time`, as
     /// `[batch, slot.len()]` arrays (zero for a slot without an equation).
@@ -21,6 +26,7 @@ pub trait CompiledRates: Send + Sync {
         &self,
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
+        labels: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -35,6 +41,7 @@ pub trait CompiledRates: Send + Sync {
         &self,
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
+        labels: ArrayView2<f64>,
         params: &ParamValues,
         step: usize,
         time: f64,
