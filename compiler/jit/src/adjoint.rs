@@ -2031,6 +2031,12 @@ pub struct CompiledTape<T: JitFloat> {
     /// Per state slot: its entries and its right-hand sides.
     rates: Vec<(usize, Vec<RatePart>)>,
     adjoints: Vec<usize>,
+    /// Multiply-adds per sample of the forward sweep's dense products, and entries per sample
+    /// that its kernels and other operations write: which work dominates a batch.
+    dense_work: usize,
+    other_work: usize,
+    /// Whether the sweep has convolutions, whose products run one sample at a time.
+    convolutions: bool,
     /// Adjoint memories of matrices that only batched products write: the sweep leaves them
     /// uncleared and their first product overwrites them.
     product_adjoints: Vec<usize>,
@@ -2265,6 +2271,25 @@ impl<T: JitFloat> CompiledTape<T> {
             .map(|(_, _, adjoint)| *adjoint)
             .filter(|m| !slot_memory.contains(m) && !summed.contains(m))
             .collect();
+        let (mut dense_work, mut other_work, mut convolutions) = (0, 0, false);
+        for step in &builder.forward {
+            match step {
+                Step::Kernel(index) => {
+                    let spec = &builder.specs[*index];
+                    let (start, end) = spec.region[0];
+                    other_work += spec.channels.len() * (end - start).max(0) as usize;
+                }
+                Step::SumInto { source, .. } => other_work += builder.memory_lens[*source],
+                Step::Batched(index) => match &builder.batched[*index] {
+                    BatchedOp::Dense { rows, columns, .. } => dense_work += rows * columns,
+                    BatchedOp::Convolution { .. } => convolutions = true,
+                    BatchedOp::Sparse {
+                        operator, channels, ..
+                    } => other_work += operator.rows() * channels,
+                    _ => {}
+                },
+            }
+        }
         Ok(CompiledTape {
             _code: Code(module),
             kernels,
@@ -2281,6 +2306,9 @@ impl<T: JitFloat> CompiledTape<T> {
             data,
             rates,
             adjoints,
+            dense_work,
+            other_work,
+            convolutions,
             product_adjoints,
             workspaces: Mutex::new(Vec::new()),
             compile_time: started.elapsed(),
@@ -2542,6 +2570,13 @@ impl<T: JitFloat> CompiledTape<T> {
         params_only: bool,
     ) {
         let (zero, one) = (T::zero(), T::of(1.0));
+        // A batch that runs as one chunk splits its products across the pool instead.
+        let threads = rayon::current_num_threads();
+        let parts = if threads > 1 && self.chunks(batch, threads) == 1 {
+            threads
+        } else {
+            1
+        };
         match op {
             BatchedOp::Dense {
                 weights,
@@ -2556,6 +2591,7 @@ impl<T: JitFloat> CompiledTape<T> {
                 // out[b, r] = Σ_c input[b, c] · weights[r, c]
                 T::product(
                     products,
+                    parts,
                     batch,
                     columns,
                     rows,
@@ -2590,6 +2626,7 @@ impl<T: JitFloat> CompiledTape<T> {
                 // gradient[r, c] = Σ_b adjoint[b, r] · input[b, c] + beta · gradient[r, c]
                 T::product(
                     products,
+                    parts,
                     rows,
                     batch,
                     columns,
@@ -2618,6 +2655,7 @@ impl<T: JitFloat> CompiledTape<T> {
                         let at = self.sample_range(*adjoint, first).start;
                         T::product(
                             products,
+                            parts,
                             count,
                             rows,
                             columns,
@@ -2952,6 +2990,19 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         }
         self.return_workspace(workspace);
         rates
+    }
+
+    /// One chunk for a batch whose work is almost all dense products large enough to split
+    /// across the threads (their rows then run as parallel tasks, and each thread's weight
+    /// gradient and copy of the weights are not needed); `threads` chunks otherwise.
+    fn chunks(&self, samples: usize, threads: usize) -> usize {
+        let dominant = !self.convolutions && self.dense_work >= 16 * self.other_work.max(1);
+        let large = self.dense_work.saturating_mul(samples) >= threads.saturating_mul(1 << 22);
+        if threads > 1 && dominant && large {
+            1
+        } else {
+            threads
+        }
     }
 
     fn rates_backward(

@@ -85,12 +85,51 @@ pub trait JitFloat: Real {
         c_strides: (isize, isize),
     );
 
-    /// `c = a · b + beta · c` as [`JitFloat::gemm`] computes it, except that with
+    /// `c = a · b + beta · c` as [`JitFloat::gemm`] computes it, with the rows of `c` split into
+    /// up to `parts` blocks that run as tasks on the current thread pool. Each entry of `c` is
+    /// the same sum in the same order as in one call, so the result does not depend on `parts`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_rows(
+        parts: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        a_strides: (isize, isize),
+        b: &[Self],
+        b_strides: (isize, isize),
+        beta: Self,
+        c: &mut [Self],
+        c_strides: (isize, isize),
+    ) {
+        let (row_stride, column_stride) = c_strides;
+        let splittable = column_stride == 1 && row_stride >= n as isize && a_strides.0 >= 0;
+        if parts <= 1 || m < 2 || !splittable || n == 0 {
+            Self::gemm(m, k, n, a, a_strides, b, b_strides, beta, c, c_strides);
+            return;
+        }
+        use rayon::prelude::*;
+        let rows = m.div_ceil(parts.min(m));
+        let row_stride = row_stride as usize;
+        let end = (m - 1) * row_stride + n;
+        c[..end]
+            .par_chunks_mut(rows * row_stride)
+            .enumerate()
+            .for_each(|(block, c)| {
+                let first = block * rows;
+                let count = rows.min(m - first);
+                let a = &a[first * a_strides.0 as usize..];
+                Self::gemm(count, k, n, a, a_strides, b, b_strides, beta, c, c_strides);
+            });
+    }
+
+    /// `c = a · b + beta · c` as [`JitFloat::gemm_rows`] computes it, except that with
     /// [`ProductPrecision::F32`] the operands are rounded to `f32` and the product is summed in
     /// `f32` before it is widened, as the training tape's dense products do.
     #[allow(clippy::too_many_arguments)]
     fn product(
         precision: ProductPrecision,
+        parts: usize,
         m: usize,
         k: usize,
         n: usize,
@@ -103,7 +142,9 @@ pub trait JitFloat: Real {
         c_strides: (isize, isize),
     ) {
         if precision == ProductPrecision::F64 || Self::PRECISION == Precision::F32 {
-            Self::gemm(m, k, n, a, a_strides, b, b_strides, beta, c, c_strides);
+            Self::gemm_rows(
+                parts, m, k, n, a, a_strides, b, b_strides, beta, c, c_strides,
+            );
             return;
         }
         let round = |matrix: &[Self], rows: usize, columns: usize, strides: (isize, isize)| {

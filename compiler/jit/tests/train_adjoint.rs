@@ -1145,6 +1145,152 @@ fn assert_sweep_adds<T: JitFloat>() {
     }
 }
 
+/// Splitting a product's rows across the pool gives the same bits as one call, for any number of
+/// parts, a row stride longer than a row, and `beta` 0 or 1.
+#[test]
+fn split_products_match_one_call() {
+    let (m, k, n, row_stride) = (7, 5, 6, 9);
+    let mut rng = Lcg(3);
+    let a: Vec<f64> = (0..m * k).map(|_| rng.symmetric()).collect();
+    let b: Vec<f64> = (0..k * n).map(|_| rng.symmetric()).collect();
+    let start: Vec<f64> = (0..m * row_stride).map(|_| rng.symmetric()).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .expect("thread pool");
+    for beta in [0.0, 1.0] {
+        let mut expected = start.clone();
+        f64::gemm(
+            m,
+            k,
+            n,
+            &a,
+            (k as isize, 1),
+            &b,
+            (n as isize, 1),
+            beta,
+            &mut expected,
+            (row_stride as isize, 1),
+        );
+        for parts in 1..=m + 1 {
+            let mut split = start.clone();
+            pool.install(|| {
+                f64::gemm_rows(
+                    parts,
+                    m,
+                    k,
+                    n,
+                    &a,
+                    (k as isize, 1),
+                    &b,
+                    (n as isize, 1),
+                    beta,
+                    &mut split,
+                    (row_stride as isize, 1),
+                )
+            });
+            assert_eq!(split, expected, "{parts} parts, beta {beta}");
+        }
+    }
+}
+
+/// A batch whose work is almost all one large dense product runs as one chunk whose products
+/// split across the pool, with the same rates, adjoints and gradients as on one thread.
+#[test]
+fn wide_dense_batch_splits_products() {
+    assert_split_batch_matches::<f64>();
+    assert_split_batch_matches::<f32>();
+}
+
+fn assert_split_batch_matches<T: JitFloat>() {
+    let width = 256;
+    let source = format!(
+        "model wide
+grid k index {width}
+field u(k)
+data d = csv(\"data.csv\", label = last) split 6
+param W[{width}, {width}] ~ normal(0, 0.05)
+param b[{width}] = 0
+param Wout[3, {width}] ~ glorot
+equation net: dt(u) = tanh(W @ u + b)
+initial u = d.input
+readout y = Wout @ u
+train net on d using euler(steps = 1) until 1 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 4
+"
+    );
+    let fixture = fixture("wide", &source, width);
+    let lowered = &fixture.lowered;
+    let params = initialize_params(&fixture.model, lowered.steps, &lowered.param_step_sizes, 4)
+        .expect("params");
+    let compiled = CompiledTape::<T>::new(lowered, &JitOptions::default()).expect("compiles");
+    let batch = 128;
+    assert_eq!(
+        compiled.chunks(batch, 2),
+        1,
+        "one chunk for a wide dense batch"
+    );
+    assert_eq!(compiled.chunks(batch, 1), 1);
+    assert_eq!(
+        compiled.chunks(2, 2),
+        2,
+        "a small batch keeps a chunk per thread"
+    );
+    let small = fixture_with_dims("narrow", &dense_model(BOUNDARIES[0].1, "euler"), vec![9]);
+    let narrow = CompiledTape::<T>::new(&small.lowered, &JitOptions::default()).expect("compiles");
+    assert_eq!(
+        narrow.chunks(batch, 2),
+        2,
+        "a narrow dense model keeps a chunk per thread"
+    );
+
+    let mut rng = Lcg(23);
+    let mut random = |rows: usize| Array2::from_shape_fn((rows, width), |_| rng.symmetric());
+    let (states, d_rates, samples) = (random(batch), random(batch), random(batch));
+    let labels = Array2::<f64>::zeros((batch, 1));
+    let sweep = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        pool.install(|| {
+            let rates = compiled.rates(
+                std::slice::from_ref(&states),
+                samples.view(),
+                labels.view(),
+                &params,
+                0,
+                0.0,
+            );
+            let mut adjoints = vec![Array2::zeros((batch, width))];
+            let mut gradients = params.zeros_like();
+            compiled.rates_backward(
+                std::slice::from_ref(&states),
+                samples.view(),
+                labels.view(),
+                &params,
+                0,
+                0.0,
+                std::slice::from_ref(&d_rates),
+                Some(&mut adjoints),
+                &mut gradients,
+            );
+            (rates, adjoints, flat_gradient(&gradients))
+        })
+    };
+    let (one_rates, one_adjoints, one_gradients) = sweep(1);
+    let (split_rates, split_adjoints, split_gradients) = sweep(2);
+    assert_eq!(split_rates, one_rates, "{:?} rates", T::PRECISION);
+    assert_eq!(split_adjoints, one_adjoints, "{:?} adjoints", T::PRECISION);
+    assert_eq!(
+        split_gradients,
+        one_gradients,
+        "{:?} gradients",
+        T::PRECISION
+    );
+    let _ = std::fs::remove_dir_all(&fixture.dir);
+    let _ = std::fs::remove_dir_all(&small.dir);
+}
+
 /// Without state adjoints, the reverse sweep skips the products that only feed them and still
 /// gives the same parameter gradients.
 #[test]

@@ -32,6 +32,13 @@ pub trait CompiledRates: Send + Sync {
         time: f64,
     ) -> Vec<Array2<f64>>;
 
+    /// Returns into how many chunks, one per thread, a batch of `samples` samples is split on
+    /// `threads` threads (at most `threads`). Code that parallelizes inside one chunk returns
+    /// fewer.
+    fn chunks(&self, _samples: usize, threads: usize) -> usize {
+        threads
+    }
+
     /// Adds `F_uᵀ r̄` to `state_adjoints` and `F_θᵀ r̄` to `gradients` at step `step`, where `r̄`
     /// is `d_rates`, the cotangents of the rates, and the Jacobians are evaluated at `states`.
     /// With `state_adjoints` `None`, as in the last reverse step when the initial state depends on

@@ -187,7 +187,8 @@ pub struct BatchGradient {
     pub gradient: ParamValues,
 }
 
-/// Computes the mean loss's gradient over `inputs`, one chunk per thread.
+/// Computes the mean loss's gradient over `inputs` in chunks on the thread pool: one per
+/// thread, or as many as the compiled rates ask for (see [`CompiledRates::chunks`]).
 pub fn batch_gradient(
     network: &Network,
     params: &ParamValues,
@@ -242,7 +243,12 @@ pub fn batch_gradient_into(
     let samples = inputs.nrows();
     let labels = label_matrix(targets);
     let classes = class_labels(targets);
-    let chunk_size = samples.div_ceil(threads.max(1)).max(1);
+    let threads = threads.max(1);
+    let parts = network
+        .compiled
+        .map_or(threads, |compiled| compiled.chunks(samples, threads))
+        .clamp(1, threads);
+    let chunk_size = samples.div_ceil(parts).max(1);
     let ranges: Vec<(usize, usize)> = (0..samples)
         .step_by(chunk_size)
         .map(|start| (start, (start + chunk_size).min(samples)))
