@@ -2993,8 +2993,8 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
     }
 
     /// One chunk for a batch whose work is almost all dense products large enough to split
-    /// across the threads (their rows then run as parallel tasks, and each thread's weight
-    /// gradient and copy of the weights are not needed); `threads` chunks otherwise.
+    /// across the threads (blocks of each product then run as parallel tasks, and each thread's
+    /// weight gradient and copy of the weights are not needed); `threads` chunks otherwise.
     fn chunks(&self, samples: usize, threads: usize) -> usize {
         let dominant = !self.convolutions && self.dense_work >= 16 * self.other_work.max(1);
         let large = self.dense_work.saturating_mul(samples) >= threads.saturating_mul(1 << 22);

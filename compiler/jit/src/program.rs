@@ -69,8 +69,29 @@ pub trait JitFloat: Real {
     /// runtime's `f64` ones without a copy; `None` for `f32`.
     fn as_f64_vec(values: &mut Vec<Self>) -> Option<&mut Vec<f64>>;
 
-    /// `c = a · b + beta · c` for strided matrices, by the runtime's GEMM module
-    /// (`npdec_runtime::train::gemm`). With `beta = 0` the old entries of `c` are not read.
+    /// `c = a · b + beta · c` for strided matrices given by pointers, by the runtime's GEMM
+    /// module (`npdec_runtime::train::gemm`). With `beta = 0` the old entries of `c` are not read.
+    ///
+    /// # Safety
+    ///
+    /// Every strided index must lie inside the allocation of its pointer, the entries of `c`
+    /// must be distinct and overlap neither operand, and nothing else may access them meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_strides: (isize, isize),
+        b: *const Self,
+        b_strides: (isize, isize),
+        beta: Self,
+        c: *mut Self,
+        c_strides: (isize, isize),
+    );
+
+    /// `c = a · b + beta · c` for strided matrices in slices that cover every strided index, as
+    /// [`JitFloat::gemm_raw`] computes it.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -83,13 +104,32 @@ pub trait JitFloat: Real {
         beta: Self,
         c: &mut [Self],
         c_strides: (isize, isize),
-    );
+    ) {
+        // SAFETY: the callers pass slices whose lengths cover every strided index of the
+        // matrices, and an output with distinct entries that overlaps neither operand.
+        unsafe {
+            Self::gemm_raw(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                a_strides,
+                b.as_ptr(),
+                b_strides,
+                beta,
+                c.as_mut_ptr(),
+                c_strides,
+            )
+        }
+    }
 
-    /// `c = a · b + beta · c` as [`JitFloat::gemm`] computes it, with the rows of `c` split into
-    /// up to `parts` blocks that run as tasks on the current thread pool. Each entry of `c` is
-    /// the same sum in the same order as in one call, so the result does not depend on `parts`.
+    /// `c = a · b + beta · c` as [`JitFloat::gemm`] computes it, with the rows or the columns of
+    /// `c` split into up to `parts` blocks that run as tasks on the current thread pool. Each task
+    /// packs its block of one operand and all of the other, so the dimension of the larger
+    /// operand is split. Each entry of `c` is the same sum in the same order as in one call, so
+    /// the result does not depend on `parts`.
     #[allow(clippy::too_many_arguments)]
-    fn gemm_rows(
+    fn gemm_split(
         parts: usize,
         m: usize,
         k: usize,
@@ -102,28 +142,61 @@ pub trait JitFloat: Real {
         c: &mut [Self],
         c_strides: (isize, isize),
     ) {
-        let (row_stride, column_stride) = c_strides;
-        let splittable = column_stride == 1 && row_stride >= n as isize && a_strides.0 >= 0;
-        if parts <= 1 || m < 2 || !splittable || n == 0 {
+        let split_rows = m >= n;
+        let len = if split_rows { m } else { n };
+        if parts <= 1 || len < 2 || m == 0 || n == 0 {
             Self::gemm(m, k, n, a, a_strides, b, b_strides, beta, c, c_strides);
             return;
         }
+        let last = (m as isize - 1) * c_strides.0 + (n as isize - 1) * c_strides.1;
+        assert!(
+            c_strides.0 > 0 && c_strides.1 > 0 && (last as usize) < c.len(),
+            "a split product needs an output with positive strides inside its buffer"
+        );
+        let block = len.div_ceil(parts.min(len));
+        let output = OutputPointer(c.as_mut_ptr());
         use rayon::prelude::*;
-        let rows = m.div_ceil(parts.min(m));
-        let row_stride = row_stride as usize;
-        let end = (m - 1) * row_stride + n;
-        c[..end]
-            .par_chunks_mut(rows * row_stride)
-            .enumerate()
-            .for_each(|(block, c)| {
-                let first = block * rows;
-                let count = rows.min(m - first);
-                let a = &a[first * a_strides.0 as usize..];
-                Self::gemm(count, k, n, a, a_strides, b, b_strides, beta, c, c_strides);
-            });
+        (0..len.div_ceil(block)).into_par_iter().for_each(|index| {
+            let first = (index * block) as isize;
+            let count = block.min(len - index * block);
+            let c = output.get();
+            // SAFETY: the blocks cover disjoint rows (or columns) of `c`, whose entries are
+            // distinct because its strides are positive, every strided index lies inside the
+            // buffers as the callers of `gemm` guarantee, and `c` stays borrowed until every task
+            // ends.
+            unsafe {
+                if split_rows {
+                    Self::gemm_raw(
+                        count,
+                        k,
+                        n,
+                        a.as_ptr().offset(first * a_strides.0),
+                        a_strides,
+                        b.as_ptr(),
+                        b_strides,
+                        beta,
+                        c.offset(first * c_strides.0),
+                        c_strides,
+                    );
+                } else {
+                    Self::gemm_raw(
+                        m,
+                        k,
+                        count,
+                        a.as_ptr(),
+                        a_strides,
+                        b.as_ptr().offset(first * b_strides.1),
+                        b_strides,
+                        beta,
+                        c.offset(first * c_strides.1),
+                        c_strides,
+                    );
+                }
+            }
+        });
     }
 
-    /// `c = a · b + beta · c` as [`JitFloat::gemm_rows`] computes it, except that with
+    /// `c = a · b + beta · c` as [`JitFloat::gemm_split`] computes it, except that with
     /// [`ProductPrecision::F32`] the operands are rounded to `f32` and the product is summed in
     /// `f32` before it is widened, as the training tape's dense products do.
     #[allow(clippy::too_many_arguments)]
@@ -142,7 +215,7 @@ pub trait JitFloat: Real {
         c_strides: (isize, isize),
     ) {
         if precision == ProductPrecision::F64 || Self::PRECISION == Precision::F32 {
-            Self::gemm_rows(
+            Self::gemm_split(
                 parts, m, k, n, a, a_strides, b, b_strides, beta, c, c_strides,
             );
             return;
@@ -192,34 +265,33 @@ impl JitFloat for f32 {
         None
     }
 
-    fn gemm(
+    unsafe fn gemm_raw(
         m: usize,
         k: usize,
         n: usize,
-        a: &[f32],
+        a: *const f32,
         a_strides: (isize, isize),
-        b: &[f32],
+        b: *const f32,
         b_strides: (isize, isize),
         beta: f32,
-        c: &mut [f32],
+        c: *mut f32,
         c_strides: (isize, isize),
     ) {
-        // SAFETY: the callers pass slices whose lengths cover every strided index of the
-        // matrices, and an output with distinct entries that overlaps neither operand.
+        // SAFEf32: the caller upholds the contract of `gemm_f32`, which `gemm_raw` states.
         unsafe {
             gemm::gemm_f32(
                 m,
                 k,
                 n,
                 1.0,
-                a.as_ptr(),
+                a,
                 a_strides.0,
                 a_strides.1,
-                b.as_ptr(),
+                b,
                 b_strides.0,
                 b_strides.1,
                 beta,
-                c.as_mut_ptr(),
+                c,
                 c_strides.0,
                 c_strides.1,
             )
@@ -234,33 +306,33 @@ impl JitFloat for f64 {
         Some(values)
     }
 
-    fn gemm(
+    unsafe fn gemm_raw(
         m: usize,
         k: usize,
         n: usize,
-        a: &[f64],
+        a: *const f64,
         a_strides: (isize, isize),
-        b: &[f64],
+        b: *const f64,
         b_strides: (isize, isize),
         beta: f64,
-        c: &mut [f64],
+        c: *mut f64,
         c_strides: (isize, isize),
     ) {
-        // SAFETY: as for `f32`.
+        // SAFEf64: the caller upholds the contract of `gemm_f64`, which `gemm_raw` states.
         unsafe {
             gemm::gemm_f64(
                 m,
                 k,
                 n,
                 1.0,
-                a.as_ptr(),
+                a,
                 a_strides.0,
                 a_strides.1,
-                b.as_ptr(),
+                b,
                 b_strides.0,
                 b_strides.1,
                 beta,
-                c.as_mut_ptr(),
+                c,
                 c_strides.0,
                 c_strides.1,
             )
@@ -759,3 +831,17 @@ fn reduce<T: JitFloat>(
         }
     }
 }
+
+/// The output pointer of a split product, shared by its tasks, which write disjoint blocks.
+struct OutputPointer<T>(*mut T);
+
+impl<T> OutputPointer<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: the tasks of `gemm_split` write disjoint entries through the pointer while the
+// buffer it points into stays borrowed by the caller.
+unsafe impl<T> Send for OutputPointer<T> {}
+unsafe impl<T> Sync for OutputPointer<T> {}

@@ -1145,51 +1145,52 @@ fn assert_sweep_adds<T: JitFloat>() {
     }
 }
 
-/// Splitting a product's rows across the pool gives the same bits as one call, for any number of
-/// parts, a row stride longer than a row, and `beta` 0 or 1.
+/// Splitting a product's rows (more rows than columns) or columns across the pool gives the same
+/// bits as one call, for any number of parts, a row stride longer than a row, and `beta` 0 or 1.
 #[test]
 fn split_products_match_one_call() {
-    let (m, k, n, row_stride) = (7, 5, 6, 9);
-    let mut rng = Lcg(3);
-    let a: Vec<f64> = (0..m * k).map(|_| rng.symmetric()).collect();
-    let b: Vec<f64> = (0..k * n).map(|_| rng.symmetric()).collect();
-    let start: Vec<f64> = (0..m * row_stride).map(|_| rng.symmetric()).collect();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
         .expect("thread pool");
-    for beta in [0.0, 1.0] {
-        let mut expected = start.clone();
-        f64::gemm(
-            m,
-            k,
-            n,
-            &a,
-            (k as isize, 1),
-            &b,
-            (n as isize, 1),
-            beta,
-            &mut expected,
-            (row_stride as isize, 1),
-        );
-        for parts in 1..=m + 1 {
-            let mut split = start.clone();
-            pool.install(|| {
-                f64::gemm_rows(
-                    parts,
-                    m,
-                    k,
-                    n,
-                    &a,
-                    (k as isize, 1),
-                    &b,
-                    (n as isize, 1),
-                    beta,
-                    &mut split,
-                    (row_stride as isize, 1),
-                )
-            });
-            assert_eq!(split, expected, "{parts} parts, beta {beta}");
+    let mut rng = Lcg(3);
+    for (m, k, n, row_stride) in [(7, 5, 6, 9), (4, 5, 9, 11)] {
+        let a: Vec<f64> = (0..m * k).map(|_| rng.symmetric()).collect();
+        let b: Vec<f64> = (0..k * n).map(|_| rng.symmetric()).collect();
+        let start: Vec<f64> = (0..m * row_stride).map(|_| rng.symmetric()).collect();
+        for beta in [0.0, 1.0] {
+            let mut expected = start.clone();
+            f64::gemm(
+                m,
+                k,
+                n,
+                &a,
+                (k as isize, 1),
+                &b,
+                (n as isize, 1),
+                beta,
+                &mut expected,
+                (row_stride as isize, 1),
+            );
+            for parts in 1..=m.max(n) + 1 {
+                let mut split = start.clone();
+                pool.install(|| {
+                    f64::gemm_split(
+                        parts,
+                        m,
+                        k,
+                        n,
+                        &a,
+                        (k as isize, 1),
+                        &b,
+                        (n as isize, 1),
+                        beta,
+                        &mut split,
+                        (row_stride as isize, 1),
+                    )
+                });
+                assert_eq!(split, expected, "{m} x {n}, {parts} parts, beta {beta}");
+            }
         }
     }
 }
