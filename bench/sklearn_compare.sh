@@ -9,9 +9,10 @@
 #   --threads    cores given to each side (default: every core): OpenBLAS and OpenMP threads for
 #                scikit-learn, `npdec run --threads` for npdec
 #   --precision  f64, f32 or both (default both). f64 times scikit-learn on float64 data and npdec
-#                with its default f64 products; f32 times scikit-learn on float32 data (its whole
-#                fit then runs in float32) and `npdec run --precision f32` (dense products in f32,
-#                the rest in f64). npdec's f32 time is compared with both scikit-learn times.
+#                in f64; f32 times scikit-learn on float32 data (its whole fit then runs in float32)
+#                and `npdec run --precision f32` (the network's layers and their adjoints in f32;
+#                parameters, optimizer and loss in f64). npdec's f32 time is compared with both
+#                scikit-learn times.
 #
 # Both sides do the same work per epoch: one shuffled pass over the 8000 training images,
 # 62 mini-batches of 128 and one of 64, each a forward and backward pass through one
@@ -116,7 +117,7 @@ for p in precisions:
           f" test accuracy {run['test_accuracy']:.4f}")
 for p in precisions:
     run = ours[p]
-    products = "f64 products" if p == "f64" else "f32 products (--precision f32)"
+    products = "f64" if p == "f64" else "f32 layers (--precision f32)"
     print(f"npdec (examples/mnist_mlp.npde with one residual step), {products}")
     print(f"  epochs (s): {', '.join(f'{s:.3f}' for s in run['epoch_seconds'])}")
     print(f"  median {statistics.median(run['epoch_seconds']):.3f} s per epoch,"
