@@ -63,10 +63,27 @@ pub fn centered_radius(derivative: usize, order: usize) -> usize {
 }
 
 /// Returns the centered weights at offsets `−r ..= r` for unit spacing.
+///
+/// The exact weights are symmetric for even derivatives and antisymmetric for odd ones, but
+/// Fornberg's recurrence rounds the two weights of `±k` differently in the last bits. Each pair is
+/// replaced by the mean of its magnitudes, so `w[−k] = ±w[k]` is exact and code generation can
+/// compute `w·(u[i−k] ± u[i+k])` with one multiplication.
 pub fn centered_weights(derivative: usize, order: usize) -> Vec<f64> {
-    let radius = centered_radius(derivative, order) as i64;
-    let nodes: Vec<f64> = (-radius..=radius).map(|i| i as f64).collect();
-    derivative_weights(0.0, &nodes, derivative)
+    let radius = centered_radius(derivative, order);
+    let nodes: Vec<f64> = (-(radius as i64)..=radius as i64)
+        .map(|i| i as f64)
+        .collect();
+    let mut weights = derivative_weights(0.0, &nodes, derivative);
+    let sign = if derivative.is_multiple_of(2) { 1.0 } else { -1.0 };
+    for k in 1..=radius {
+        let mean = 0.5 * (weights[radius + k] + sign * weights[radius - k]);
+        weights[radius + k] = mean;
+        weights[radius - k] = sign * mean;
+    }
+    if sign < 0.0 {
+        weights[radius] = 0.0;
+    }
+    weights
 }
 
 #[cfg(test)]
@@ -105,6 +122,30 @@ mod tests {
             -1.0 / 280.0,
         ];
         assert_close(&centered_weights(1, 8), &expected);
+    }
+
+    #[test]
+    fn centered_weights_are_exactly_symmetric() {
+        for derivative in 1..=4 {
+            for order in [2, 4, 6, 8] {
+                let weights = centered_weights(derivative, order);
+                let radius = weights.len() / 2;
+                let sign = if derivative.is_multiple_of(2) { 1.0 } else { -1.0 };
+                for k in 1..=radius {
+                    assert_eq!(
+                        weights[radius - k].to_bits(),
+                        (sign * weights[radius + k]).to_bits(),
+                        "derivative {derivative}, order {order}, offset {k}: {weights:?}"
+                    );
+                }
+                if sign < 0.0 {
+                    assert_eq!(
+                        weights[radius], 0.0,
+                        "derivative {derivative}, order {order}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
