@@ -612,6 +612,7 @@ impl<'t> Builder<'t> {
                 region: vec![(base, base + block as isize)],
                 channels: vec![(0, value)],
                 readonly_inputs: forward,
+                row_prologue: Vec::new(),
             };
             self.push(spec, forward);
         }
@@ -715,6 +716,7 @@ impl<'t> Builder<'t> {
                         },
                     )],
                     readonly_inputs: true,
+                    row_prologue: Vec::new(),
                 };
                 self.push(spec, true);
                 Ok(())
@@ -764,6 +766,7 @@ impl<'t> Builder<'t> {
                         region: block.region,
                         channels: channel_exprs,
                         readonly_inputs: true,
+                        row_prologue: Vec::new(),
                     };
                     self.push(spec, true);
                 }
@@ -1079,6 +1082,7 @@ impl<'t> Builder<'t> {
                         region: vec![(0, block as isize)],
                         channels: vec![(0, sum(terms))],
                         readonly_inputs: false,
+                        row_prologue: Vec::new(),
                     };
                     self.push(spec, false);
                 }
@@ -1119,6 +1123,7 @@ impl<'t> Builder<'t> {
                         ),
                     )],
                     readonly_inputs: false,
+                    row_prologue: Vec::new(),
                 };
                 self.push(spec, false);
                 Ok(())
@@ -1168,6 +1173,7 @@ impl<'t> Builder<'t> {
                         region: block.region,
                         channels: channel_exprs,
                         readonly_inputs: false,
+                        row_prologue: Vec::new(),
                     };
                     self.push(spec, false);
                 }
@@ -2210,12 +2216,7 @@ impl<T: JitFloat> CompiledTape<T> {
         };
         let precision = T::PRECISION;
         let mut jit = jit_builder(options.opt_level).map_err(code_failure)?;
-        for function in math_functions(
-            builder
-                .specs
-                .iter()
-                .flat_map(|k| k.channels.iter().map(|(_, e)| e)),
-        ) {
+        for function in math_functions(builder.specs.iter().flat_map(|k| k.exprs())) {
             let address = registered_math(function, precision).ok_or_else(|| {
                 code_failure(format!("no implementation of {function:?} is registered"))
             })?;

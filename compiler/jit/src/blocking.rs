@@ -50,8 +50,9 @@ pub struct BlockKernel {
     /// The buffer row of frame row 0.
     pub shift: i64,
     pub reach: i64,
-    /// The bit of the written buffer it writes.
-    writes: usize,
+    /// The bits of the written buffers it writes: its output, then those of its row prologue,
+    /// which writes the same rows.
+    writes: Vec<usize>,
     /// Per written buffer it reads (by bit), the row offsets of its loads relative to the row
     /// it writes.
     reads: Vec<(usize, Vec<i64>)>,
@@ -121,12 +122,30 @@ pub fn analyze(
                 spec.name
             ));
         };
+        let mut writes = vec![out];
+        for store in &spec.row_prologue {
+            let Some(bit) = written.iter().position(|b| *b == store.buffer) else {
+                return Err(format!(
+                    "the row prologue of kernel `{}` writes a buffer other than a state",
+                    spec.name
+                ));
+            };
+            if store.offset[0] != spec.output_shift[0] {
+                return Err(format!(
+                    "the row prologue of kernel `{}` writes other rows than the kernel",
+                    spec.name
+                ));
+            }
+            if !writes.contains(&bit) {
+                writes.push(bit);
+            }
+        }
         let shift = spec.output_shift[0] as i64;
         let (first, last) = (spec.region[0].0 as i64, spec.region[0].1 as i64);
         let mut reach = 0i64;
         let mut reads: Vec<(usize, Vec<i64>)> = Vec::new();
         let mut own_other_row = false;
-        for (_, expr) in &spec.channels {
+        for expr in spec.exprs() {
             expr.walk(&mut |e| {
                 if let Kexpr::Load { buffer, offset, .. } = e {
                     if let Some(bit) = written.iter().position(|b| b == buffer) {
@@ -161,7 +180,7 @@ pub fn analyze(
             last,
             shift,
             reach,
-            writes: out,
+            writes,
             reads,
         });
     }
@@ -199,12 +218,13 @@ fn overlap(a: (i64, i64), shift: i64, b: (i64, i64)) -> bool {
 /// that one of them writes. The gaps are symmetric in the offsets because slabs run the rows near
 /// their lower edge after those above.
 fn gap(a: &BlockKernel, ka: usize, b: &BlockKernel, kb: usize) -> Option<i64> {
-    let (write_a, write_b) = (physical(a.writes, ka), physical(b.writes, kb));
+    let write_a: Vec<usize> = a.writes.iter().map(|w| physical(*w, ka)).collect();
+    let write_b: Vec<usize> = b.writes.iter().map(|w| physical(*w, kb)).collect();
     let mut gap = None;
     let mut widen = |g: i64| gap = Some(gap.map_or(g, |old: i64| old.max(g)));
     // b reads what a wrote.
     for (bit, offsets) in &b.reads {
-        if physical(*bit, kb) == write_a {
+        if write_a.contains(&physical(*bit, kb)) {
             for o in offsets {
                 if overlap(b.rows(), *o, a.rows()) {
                     widen(o.abs());
@@ -214,7 +234,7 @@ fn gap(a: &BlockKernel, ka: usize, b: &BlockKernel, kb: usize) -> Option<i64> {
     }
     // b overwrites what a read.
     for (bit, offsets) in &a.reads {
-        if physical(*bit, ka) == write_b {
+        if write_b.contains(&physical(*bit, ka)) {
             for o in offsets {
                 if overlap(a.rows(), *o, b.rows()) {
                     widen(o.abs());
@@ -223,7 +243,7 @@ fn gap(a: &BlockKernel, ka: usize, b: &BlockKernel, kb: usize) -> Option<i64> {
         }
     }
     // Both write the same rows.
-    if write_a == write_b && overlap(a.rows(), 0, b.rows()) {
+    if write_a.iter().any(|w| write_b.contains(w)) && overlap(a.rows(), 0, b.rows()) {
         widen(0);
     }
     gap

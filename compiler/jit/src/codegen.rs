@@ -6,7 +6,8 @@
 //! base pointer of every buffer of the plan, and `start..end` is the range of the outermost axis, so
 //! callers split a sweep across threads by rows. The innermost axis runs on F32X4/F64X2 lanes where
 //! the expression allows it, two vectors per iteration, then one more vector and single elements for
-//! the remainder; its loops count the column in bytes and test at their end. Within one point a
+//! the remainder; its loops count the column in bytes and test at their end. A kernel may store a
+//! few scalar values at the start of every row, before that loop (a row prologue). Within one point a
 //! load of the same buffer, channel and offset is emitted once. Loads of a kernel whose output is
 //! a different buffer are marked read-only: the plan never lets a sweep read the buffer it writes,
 //! and the flag lets Cranelift move loads across stores.
@@ -99,6 +100,18 @@ impl BufferLayout {
     }
 }
 
+/// A value a kernel stores once per row of its outer axes, before the innermost loop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowStore {
+    pub buffer: usize,
+    pub channel: usize,
+    /// The stored element relative to the row's point at innermost index 0, in the kernel frame.
+    pub offset: Vec<isize>,
+    /// The value, evaluated at innermost index 0: its loads carry the column in their offsets and
+    /// it has no coordinate of the innermost axis.
+    pub expr: Kexpr,
+}
+
 /// One kernel: for every point `i` of `region` and every `(channel, expr)`, store `expr(i)` into
 /// `output[channel, i + output_shift]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,13 +123,26 @@ pub struct KernelSpec {
     /// default for the `start..end` arguments.
     pub region: Vec<(isize, isize)>,
     pub channels: Vec<(usize, Kexpr)>,
-    /// True when the kernel never reads the buffer it writes.
+    /// True when the kernel never reads `output`. A kernel with a row prologue may still read
+    /// the prologue's buffer.
     pub readonly_inputs: bool,
+    /// Stores at the start of every row, in order, before the first channel's innermost loop.
+    /// Each row's stores may only write elements that no other row of the kernel reads, so rows
+    /// can still run on separate threads.
+    pub row_prologue: Vec<RowStore>,
 }
 
 impl KernelSpec {
     pub fn rank(&self) -> usize {
         self.region.len()
+    }
+
+    /// Returns every expression of the kernel: its channels, then its row prologue.
+    pub fn exprs(&self) -> impl Iterator<Item = &Kexpr> {
+        self.channels
+            .iter()
+            .map(|(_, e)| e)
+            .chain(self.row_prologue.iter().map(|store| &store.expr))
     }
 
     /// Returns the number of points times channels the kernel writes.
@@ -184,7 +210,7 @@ pub fn define_kernel<M: Module>(
 
     // Import the math functions before building, so the builder only borrows the function.
     let mut imports = HashMap::new();
-    for function in math_functions(spec.channels.iter().map(|(_, e)| e)) {
+    for function in math_functions(spec.exprs()) {
         let mut call_signature = module.make_signature();
         for _ in 0..function.arity() {
             call_signature
@@ -262,6 +288,8 @@ struct Emitter<'a, 'b> {
     unrolled: i32,
     /// Loads already emitted for the current point, by buffer, channel and offset.
     loaded: HashMap<(usize, usize, Vec<isize>), Value>,
+    /// True while emitting the loop nest of the first channel, which runs the row prologue.
+    first_channel: bool,
     load_flags: MemFlagsData,
     store_flags: MemFlagsData,
     start: Value,
@@ -278,7 +306,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
         functions: HashMap<MathFunction, cranelift_codegen::ir::FuncRef>,
     ) -> Result<Self, String> {
         let mut load = MemFlagsData::new().with_notrap();
-        if spec.readonly_inputs {
+        // A row prologue stores into a buffer the loops then load from.
+        if spec.readonly_inputs && spec.row_prologue.is_empty() {
             load = load.with_readonly();
         }
         let load_flags = load;
@@ -306,6 +335,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             column_bytes: None,
             unrolled: 0,
             loaded: HashMap::new(),
+            first_channel: false,
             load_flags,
             store_flags,
             start,
@@ -330,10 +360,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn hoist(&mut self, buffers: Value, time: Value) -> Result<(), String> {
         let mut used = BTreeSet::new();
         used.insert(self.spec.output);
+        for store in &self.spec.row_prologue {
+            used.insert(store.buffer);
+        }
         let mut constants = BTreeSet::new();
         let mut uniforms = BTreeSet::new();
         let mut uses_time = false;
-        for (_, expr) in &self.spec.channels {
+        for expr in self.spec.exprs() {
             expr.walk(&mut |e| match e {
                 Kexpr::Load { buffer, .. } => {
                     used.insert(*buffer);
@@ -430,7 +463,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     fn body(&mut self) -> Result<(), String> {
         let channels = self.spec.channels.clone();
-        for (channel, expr) in &channels {
+        if !self.spec.row_prologue.is_empty() && self.spec.rank() < 2 {
+            return Err(format!(
+                "kernel `{}` has a row prologue but no outer axis",
+                self.spec.name
+            ));
+        }
+        for (index, (channel, expr)) in channels.iter().enumerate() {
+            self.first_channel = index == 0;
             if self.spec.rank() == 0 {
                 self.rows.clear();
                 self.point(*channel, expr, Lanes::One)?;
@@ -534,6 +574,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         for (buffer, c) in buffers {
             self.row(buffer, c);
         }
+        if self.first_channel {
+            self.row_prologue()?;
+        }
 
         let bytes = self.precision.bytes();
         let shift = i64::from(bytes.trailing_zeros());
@@ -621,6 +664,22 @@ impl<'a, 'b> Emitter<'a, 'b> {
             .ins()
             .brif(more, scalar_body, &[BlockArg::Value(next)], exit, &[]);
         self.builder.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Emits the row prologue's stores for the current outer indices.
+    fn row_prologue(&mut self) -> Result<(), String> {
+        let stores = self.spec.row_prologue.clone();
+        self.column_bytes = None;
+        for store in &stores {
+            self.loaded.clear();
+            let value = self.emit(&store.expr, Lanes::One)?;
+            let displacement = self.displacement(store.buffer, &store.offset)?;
+            let address = self.address(store.buffer, store.channel);
+            self.builder
+                .ins()
+                .store(self.store_flags, value, address, displacement);
+        }
         Ok(())
     }
 
@@ -715,7 +774,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 spacing,
                 shift,
             } => {
-                let index = self.indices[*axis];
+                let index = *self.indices.get(*axis).ok_or_else(|| {
+                    format!(
+                        "kernel `{}` reads a coordinate outside its loops",
+                        self.spec.name
+                    )
+                })?;
                 let shift = self.iconst(*shift as i64);
                 let shifted = self.builder.ins().iadd(index, shift);
                 let position = self.builder.ins().fcvt_from_sint(types::F64, shifted);

@@ -8,7 +8,8 @@
 //!    work into the stencil sweeps that feed it;
 //! 3. [`codegen`] generates one Cranelift function per kernel;
 //! 4. [`JitEvaluator`] runs them in place of the interpreter's evaluator, and [`EulerStepper`] runs
-//!    whole explicit Euler steps with the right-hand side fused into the update;
+//!    whole explicit Euler steps with the right-hand side fused into the update and the ghost
+//!    columns of the innermost axis computed by the update's rows ([`ghost_columns`]);
 //! 5. [`aot`] writes the same step as an object file with a C header;
 //! 6. [`bench`] measures sweeps against the memory bandwidth of the machine.
 //!
@@ -23,6 +24,7 @@ pub mod aot;
 pub mod bench;
 pub mod blocking;
 pub mod codegen;
+pub mod ghost_columns;
 pub mod kexpr;
 pub mod passes;
 pub mod plan;
@@ -145,7 +147,8 @@ impl<T: JitFloat> EulerStepper<T> {
         };
         let dt = dt.unwrap_or(step.dt);
         let roots = graph.inputs(step_id);
-        let plan = build_plan(graph, &roots, Mode::EulerStep { dt })?;
+        let mut plan = build_plan(graph, &roots, Mode::EulerStep { dt })?;
+        ghost_columns::fuse_ghost_columns(&mut plan);
         let shapes = plan
             .updates
             .iter()
@@ -270,6 +273,16 @@ impl<T: JitFloat> EulerStepper<T> {
             Some(_) => 1,
             None => 0,
         }
+    }
+
+    /// Returns the number of kernels that store values in a row prologue.
+    pub fn kernels_with_row_prologue(&self) -> usize {
+        self.compiled
+            .plan
+            .kernels
+            .iter()
+            .filter(|k| !k.row_prologue.is_empty())
+            .count()
     }
 
     /// Returns the number of grid points the updates write per step, over all fields.

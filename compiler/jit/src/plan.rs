@@ -442,6 +442,7 @@ impl<'g> PlanBuilder<'g> {
                         region: extents.iter().map(|e| (0, *e as isize)).collect(),
                         channels,
                         readonly_inputs: true,
+                        row_prologue: Vec::new(),
                     };
                     self.push_kernel(spec, Instant::Now);
                 }
@@ -568,6 +569,7 @@ impl<'g> PlanBuilder<'g> {
                 region: extents.iter().map(|e| (0, *e as isize)).collect(),
                 channels,
                 readonly_inputs: true,
+                row_prologue: Vec::new(),
             };
             self.push_kernel(spec, Instant::Now);
         }
@@ -656,6 +658,7 @@ impl<'g> PlanBuilder<'g> {
             region,
             channels: (0..channels).map(|c| (c, expr.clone())).collect(),
             readonly_inputs: true,
+            row_prologue: Vec::new(),
         };
         self.push_kernel(spec, instant);
         Ok(())
@@ -709,6 +712,7 @@ impl<'g> PlanBuilder<'g> {
                     })
                     .collect(),
                 readonly_inputs: true,
+                row_prologue: Vec::new(),
             };
             self.push_kernel(spec, Instant::Now);
         }
@@ -883,6 +887,7 @@ impl<'g> PlanBuilder<'g> {
                         region: lane(at),
                         channels: exprs.into_iter().enumerate().collect(),
                         readonly_inputs: false,
+                        row_prologue: Vec::new(),
                     };
                     self.push_kernel(spec, Instant::Now);
                 }

@@ -467,11 +467,7 @@ impl<T: JitFloat> CompiledPlan<T> {
 
         // An unknown symbol panics at finalize, so check every imported function first.
         let mut builder = jit_builder(options.opt_level).map_err(failure)?;
-        for function in math_functions(
-            plan.kernels
-                .iter()
-                .flat_map(|k| k.channels.iter().map(|(_, e)| e)),
-        ) {
+        for function in math_functions(plan.kernels.iter().flat_map(|k| k.exprs())) {
             let address = registered_math(function, precision).ok_or_else(|| {
                 failure(format!("no implementation of {function:?} is registered"))
             })?;

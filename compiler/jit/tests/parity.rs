@@ -220,6 +220,71 @@ fn every_innermost_remainder() {
     }
 }
 
+/// The update sweep computes the ghost columns of the innermost axis in its row prologue. This
+/// holds for every boundary kind on that axis, with coordinates of both axes in the boundary
+/// values, in 2-D and 3-D, at orders 2 and 8, on one and two threads.
+#[test]
+fn innermost_ghost_columns_in_row_prologue() {
+    let sides = [
+        "boundary u: dirichlet(0.25 + 0.5 * x + t) on {last}",
+        "boundary u: neumann(0.3) on {last}.min\nboundary u: robin(1, 0.5, 0.2 * x + 0.1 * {last}) on {last}.max",
+        "boundary u: periodic on {last}",
+    ];
+    for dimensions in [2, 3] {
+        let axes = &AXIS_NAMES[..dimensions];
+        let last = axes[dimensions - 1];
+        for order in [2, 8] {
+            for side in sides {
+                let points: Vec<String> =
+                    (0..dimensions).map(|a| (13 + 2 * a).to_string()).collect();
+                let intervals: Vec<String> =
+                    (0..dimensions).map(|a| format!("[0, {}]", 1 + a)).collect();
+                let source = format!(
+                    "model prologue\ngrid ({axes}) in ({intervals}) points ({points})\n\
+                     field u({axes})\nconst nu = 0.05\n\
+                     equation e: dt(u) = nu * laplace(u) + 0.5 * x * t\n\
+                     boundary u: robin(1, 0.5, 0.2 * {last}) on x\n{middle}{side}\n\
+                     initial u = 0.5 + 0.25 * sin(3 * x) * cos(2 * {last})\n\
+                     solve e using euler(dt = 1e-6) until 6e-6 order {order}\n",
+                    axes = axes.join(", "),
+                    intervals = intervals.join(", "),
+                    points = points.join(", "),
+                    side = side.replace("{last}", last),
+                    middle = if dimensions == 3 {
+                        "boundary u: dirichlet(0.5 * y) on y\n"
+                    } else {
+                        ""
+                    },
+                );
+                for threads in [1, 2] {
+                    let options = JitOptions {
+                        threads,
+                        ..JitOptions::default()
+                    };
+                    let graph = solve_graph(&source);
+                    let jit = EulerStepper::<f64>::new(&graph, None, &options)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(
+                        jit.kernels_with_row_prologue(),
+                        1,
+                        "the ghost columns are not fused for\n{source}"
+                    );
+                    let error = euler_error::<f64>(&source, &options);
+                    assert!(
+                        error <= F64_TOLERANCE,
+                        "{threads} thread(s): relative error {error:e} for\n{source}"
+                    );
+                    let error = euler_error::<f32>(&source, &options);
+                    assert!(
+                        error <= F32_TOLERANCE,
+                        "{threads} thread(s) in f32: relative error {error:e} for\n{source}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn convolution_and_channels() {
     let source = "model conv\n\
