@@ -74,7 +74,11 @@ pub fn centered_weights(derivative: usize, order: usize) -> Vec<f64> {
         .map(|i| i as f64)
         .collect();
     let mut weights = derivative_weights(0.0, &nodes, derivative);
-    let sign = if derivative.is_multiple_of(2) { 1.0 } else { -1.0 };
+    let sign = if derivative.is_multiple_of(2) {
+        1.0
+    } else {
+        -1.0
+    };
     for k in 1..=radius {
         let mean = 0.5 * (weights[radius + k] + sign * weights[radius - k]);
         weights[radius + k] = mean;
@@ -130,7 +134,11 @@ mod tests {
             for order in [2, 4, 6, 8] {
                 let weights = centered_weights(derivative, order);
                 let radius = weights.len() / 2;
-                let sign = if derivative.is_multiple_of(2) { 1.0 } else { -1.0 };
+                let sign = if derivative.is_multiple_of(2) {
+                    1.0
+                } else {
+                    -1.0
+                };
                 for k in 1..=radius {
                     assert_eq!(
                         weights[radius - k].to_bits(),
