@@ -167,12 +167,7 @@ impl Adam {
             parameters,
             gradient,
         )?;
-        self.step_count += 1;
-        let t = self.step_count as f64;
-        let first_correction = 1.0 - self.beta1.powf(t);
-        let second_correction = 1.0 - self.beta2.powf(t);
-        let (beta1, beta2) = (self.beta1, self.beta2);
-        let (learning_rate, epsilon) = (self.learning_rate, self.epsilon);
+        let update = self.next_update();
         // Each entry is updated on its own, so splitting the vectors across the current rayon
         // pool gives the same values as one sequential pass.
         parameters
@@ -182,14 +177,47 @@ impl Adam {
             .zip(gradient.par_chunks(PARALLEL_CHUNK))
             .for_each(|(((p, m), v), g)| {
                 for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                    *m = beta1 * *m + (1.0 - beta1) * g;
-                    *v = beta2 * *v + (1.0 - beta2) * g * g;
-                    let m_hat = *m / first_correction;
-                    let v_hat = *v / second_correction;
-                    *p -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
+                    update.apply(p, m, v, *g);
                 }
             });
         Ok(())
+    }
+
+    /// Counts a step and returns the constants of its update.
+    fn next_update(&mut self) -> AdamUpdate {
+        self.step_count += 1;
+        let t = self.step_count as f64;
+        let first_correction = 1.0 - self.beta1.powf(t);
+        let second_correction = 1.0 - self.beta2.powf(t);
+        AdamUpdate {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            step_size: self.learning_rate / first_correction,
+            second_scale: 1.0 / second_correction.sqrt(),
+            epsilon: self.epsilon,
+        }
+    }
+}
+
+/// The constants of one Adam step, with the bias corrections folded into a step size and a scale
+/// of the root of the second moment (one division and one square root per entry).
+#[derive(Clone, Copy)]
+struct AdamUpdate {
+    beta1: f64,
+    beta2: f64,
+    step_size: f64,
+    second_scale: f64,
+    epsilon: f64,
+}
+
+impl AdamUpdate {
+    /// Updates one parameter `p` and its moments `m`, `v` with its gradient `g`:
+    /// `p ← p − α m̂ / (√v̂ + ε)` with `m̂ = m / (1 − β₁ᵗ)` and `v̂ = v / (1 − β₂ᵗ)`.
+    #[inline]
+    fn apply(self, p: &mut f64, m: &mut f64, v: &mut f64, g: f64) {
+        *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+        *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
+        *p -= self.step_size * *m / (v.sqrt() * self.second_scale + self.epsilon);
     }
 }
 
@@ -228,12 +256,7 @@ impl Adam {
             }
         }
 
-        self.step_count += 1;
-        let t = self.step_count as f64;
-        let first_correction = 1.0 - self.beta1.powf(t);
-        let second_correction = 1.0 - self.beta2.powf(t);
-        let (beta1, beta2) = (self.beta1, self.beta2);
-        let (learning_rate, epsilon) = (self.learning_rate, self.epsilon);
+        let update = self.next_update();
         let mut offset = 0;
         for (parameters, gradient) in parameters.iter_mut().zip(gradients) {
             let range = offset..offset + parameters.len();
@@ -246,11 +269,7 @@ impl Adam {
                 .for_each(|(((p, m), v), g)| {
                     for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
                         let g = g + l2 * *p;
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        let m_hat = *m / first_correction;
-                        let v_hat = *v / second_correction;
-                        *p -= learning_rate * m_hat / (v_hat.sqrt() + epsilon);
+                        update.apply(p, m, v, g);
                     }
                 });
         }
