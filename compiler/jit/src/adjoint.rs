@@ -613,6 +613,7 @@ impl<'t> Builder<'t> {
                 channels: vec![(0, value)],
                 readonly_inputs: forward,
                 row_prologue: Vec::new(),
+                row_epilogue: Vec::new(),
             };
             self.push(spec, forward);
         }
@@ -717,6 +718,7 @@ impl<'t> Builder<'t> {
                     )],
                     readonly_inputs: true,
                     row_prologue: Vec::new(),
+                    row_epilogue: Vec::new(),
                 };
                 self.push(spec, true);
                 Ok(())
@@ -767,6 +769,7 @@ impl<'t> Builder<'t> {
                         channels: channel_exprs,
                         readonly_inputs: true,
                         row_prologue: Vec::new(),
+                        row_epilogue: Vec::new(),
                     };
                     self.push(spec, true);
                 }
@@ -1083,6 +1086,7 @@ impl<'t> Builder<'t> {
                         channels: vec![(0, sum(terms))],
                         readonly_inputs: false,
                         row_prologue: Vec::new(),
+                        row_epilogue: Vec::new(),
                     };
                     self.push(spec, false);
                 }
@@ -1124,6 +1128,7 @@ impl<'t> Builder<'t> {
                     )],
                     readonly_inputs: false,
                     row_prologue: Vec::new(),
+                    row_epilogue: Vec::new(),
                 };
                 self.push(spec, false);
                 Ok(())
@@ -1174,6 +1179,7 @@ impl<'t> Builder<'t> {
                         channels: channel_exprs,
                         readonly_inputs: false,
                         row_prologue: Vec::new(),
+                        row_epilogue: Vec::new(),
                     };
                     self.push(spec, false);
                 }

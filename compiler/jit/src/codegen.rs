@@ -130,6 +130,9 @@ pub struct KernelSpec {
     /// Each row's stores may only write elements that no other row of the kernel reads, so rows
     /// can still run on separate threads.
     pub row_prologue: Vec<RowStore>,
+    /// Stores at the end of every row, in order, after the last channel's innermost loop, under
+    /// the same rule as the prologue. They may overwrite what the loop stored.
+    pub row_epilogue: Vec<RowStore>,
 }
 
 impl KernelSpec {
@@ -137,12 +140,14 @@ impl KernelSpec {
         self.region.len()
     }
 
-    /// Returns every expression of the kernel: its channels, then its row prologue.
+    /// Returns every expression of the kernel: its channels, then its row prologue and epilogue.
     pub fn exprs(&self) -> impl Iterator<Item = &Kexpr> {
-        self.channels
-            .iter()
-            .map(|(_, e)| e)
-            .chain(self.row_prologue.iter().map(|store| &store.expr))
+        self.channels.iter().map(|(_, e)| e).chain(
+            self.row_prologue
+                .iter()
+                .chain(&self.row_epilogue)
+                .map(|store| &store.expr),
+        )
     }
 
     /// Returns the number of points times channels the kernel writes.
@@ -290,6 +295,8 @@ struct Emitter<'a, 'b> {
     loaded: HashMap<(usize, usize, Vec<isize>), Value>,
     /// True while emitting the loop nest of the first channel, which runs the row prologue.
     first_channel: bool,
+    /// True while emitting the loop nest of the last channel, which runs the row epilogue.
+    last_channel: bool,
     load_flags: MemFlagsData,
     store_flags: MemFlagsData,
     start: Value,
@@ -336,6 +343,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             unrolled: 0,
             loaded: HashMap::new(),
             first_channel: false,
+            last_channel: false,
             load_flags,
             store_flags,
             start,
@@ -360,7 +368,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn hoist(&mut self, buffers: Value, time: Value) -> Result<(), String> {
         let mut used = BTreeSet::new();
         used.insert(self.spec.output);
-        for store in &self.spec.row_prologue {
+        for store in self.spec.row_prologue.iter().chain(&self.spec.row_epilogue) {
             used.insert(store.buffer);
         }
         let mut constants = BTreeSet::new();
@@ -463,14 +471,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     fn body(&mut self) -> Result<(), String> {
         let channels = self.spec.channels.clone();
-        if !self.spec.row_prologue.is_empty() && self.spec.rank() < 2 {
+        let row_stores = !self.spec.row_prologue.is_empty() || !self.spec.row_epilogue.is_empty();
+        if row_stores && self.spec.rank() < 2 {
             return Err(format!(
-                "kernel `{}` has a row prologue but no outer axis",
+                "kernel `{}` stores values per row but has no outer axis",
                 self.spec.name
             ));
         }
         for (index, (channel, expr)) in channels.iter().enumerate() {
             self.first_channel = index == 0;
+            self.last_channel = index + 1 == channels.len();
             if self.spec.rank() == 0 {
                 self.rows.clear();
                 self.point(*channel, expr, Lanes::One)?;
@@ -575,7 +585,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             self.row(buffer, c);
         }
         if self.first_channel {
-            self.row_prologue()?;
+            let stores = self.spec.row_prologue.clone();
+            self.row_stores(&stores)?;
         }
 
         let bytes = self.precision.bytes();
@@ -664,14 +675,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
             .ins()
             .brif(more, scalar_body, &[BlockArg::Value(next)], exit, &[]);
         self.builder.switch_to_block(exit);
+        if self.last_channel {
+            let stores = self.spec.row_epilogue.clone();
+            self.row_stores(&stores)?;
+        }
         Ok(())
     }
 
-    /// Emits the row prologue's stores for the current outer indices.
-    fn row_prologue(&mut self) -> Result<(), String> {
-        let stores = self.spec.row_prologue.clone();
+    /// Emits the stores of a row prologue or epilogue for the current outer indices.
+    fn row_stores(&mut self, stores: &[RowStore]) -> Result<(), String> {
         self.column_bytes = None;
-        for store in &stores {
+        for store in stores {
             self.loaded.clear();
             let value = self.emit(&store.expr, Lanes::One)?;
             let displacement = self.displacement(store.buffer, &store.offset)?;

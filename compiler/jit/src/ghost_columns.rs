@@ -37,7 +37,7 @@ pub fn fuse_ghost_columns(plan: &mut Plan) -> usize {
         return 0;
     }
     let count = removed.len();
-    drop_kernels(plan, &removed);
+    drop_kernels(plan, &removed, &mut []);
     count
 }
 
@@ -106,7 +106,11 @@ fn touches(plan: &Plan, op: &Op, buffer: usize) -> bool {
         Op::Kernel { kernel, .. } => {
             let spec = &plan.kernels[*kernel];
             spec.output == buffer
-                || spec.row_prologue.iter().any(|s| s.buffer == buffer)
+                || spec
+                    .row_prologue
+                    .iter()
+                    .chain(&spec.row_epilogue)
+                    .any(|s| s.buffer == buffer)
                 || !loads_of(spec, buffer).is_empty()
         }
         Op::CopyState { view, .. } => view.buffer == buffer,
@@ -213,7 +217,8 @@ fn fuse_buffer(plan: &mut Plan, buffer: usize, shift: &[isize]) -> Option<Vec<us
                 if !touches(plan, op, buffer) {
                     continue;
                 }
-                if other.rank() != rank || other.row_prologue.iter().any(|s| s.buffer == buffer) {
+                let stores = other.row_prologue.iter().chain(&other.row_epilogue);
+                if other.rank() != rank || stores.into_iter().any(|s| s.buffer == buffer) {
                     return None;
                 }
                 let reads = loads_of(other, buffer)
@@ -313,8 +318,9 @@ fn into_row_frame(expr: &Kexpr, row_shift: &[isize], at: isize) -> Kexpr {
     }
 }
 
-/// Removes the operations at `ops` and the kernels only they ran, renumbering the rest.
-fn drop_kernels(plan: &mut Plan, ops: &[usize]) {
+/// Removes the operations at `ops` and the kernels only they ran, renumbering the rest. The
+/// kernels in `kept_kernels` stay even without an operation, and get their new numbers.
+pub(crate) fn drop_kernels(plan: &mut Plan, ops: &[usize], kept_kernels: &mut [usize]) {
     let mut index = 0;
     plan.ops.retain(|_| {
         let keep = !ops.contains(&index);
@@ -323,9 +329,11 @@ fn drop_kernels(plan: &mut Plan, ops: &[usize]) {
     });
     let used: Vec<bool> = (0..plan.kernels.len())
         .map(|k| {
-            plan.ops
-                .iter()
-                .any(|op| matches!(op, Op::Kernel { kernel, .. } if *kernel == k))
+            kept_kernels.contains(&k)
+                || plan
+                    .ops
+                    .iter()
+                    .any(|op| matches!(op, Op::Kernel { kernel, .. } if *kernel == k))
         })
         .collect();
     let mut renumbered = vec![usize::MAX; plan.kernels.len()];
@@ -341,5 +349,8 @@ fn drop_kernels(plan: &mut Plan, ops: &[usize]) {
         if let Op::Kernel { kernel, .. } = op {
             *kernel = renumbered[*kernel];
         }
+    }
+    for kernel in kept_kernels {
+        *kernel = renumbered[*kernel];
     }
 }

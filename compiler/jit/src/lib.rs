@@ -8,8 +8,9 @@
 //!    work into the stencil sweeps that feed it;
 //! 3. [`codegen`] generates one Cranelift function per kernel;
 //! 4. [`JitEvaluator`] runs them in place of the interpreter's evaluator, and [`EulerStepper`] runs
-//!    whole explicit Euler steps with the right-hand side fused into the update and the ghost
-//!    columns of the innermost axis computed by the update's rows ([`ghost_columns`]);
+//!    whole explicit Euler steps with the right-hand side fused into the update, and the ghost
+//!    columns and Dirichlet faces of the innermost axis computed by the update's rows
+//!    ([`ghost_columns`], [`face_columns`]);
 //! 5. [`aot`] writes the same step as an object file with a C header;
 //! 6. [`bench`] measures sweeps against the memory bandwidth of the machine.
 //!
@@ -24,11 +25,13 @@ pub mod aot;
 pub mod bench;
 pub mod blocking;
 pub mod codegen;
+pub mod face_columns;
 pub mod ghost_columns;
 pub mod kexpr;
 pub mod passes;
 pub mod plan;
 pub mod program;
+pub mod step_faces;
 
 use npdec_ir::graph::{Graph, NodeId};
 use npdec_runtime::evaluate::{field_shape, value_shape, NodeValues};
@@ -122,7 +125,8 @@ impl<T: JitFloat> JitEvaluator<T> {
 
 /// Runs explicit Euler steps of a solve graph with fused kernels: per step, Dirichlet faces at
 /// `t`, ghost cells, then one sweep per field computing `u + F(u, t) · dt` into a second buffer,
-/// Dirichlet faces at `t + dt`, and a swap.
+/// Dirichlet faces at `t + dt`, and a swap. Faces at `t` that repeat those at the end of the
+/// previous step run only on the first step after a state is set.
 pub struct EulerStepper<T: JitFloat> {
     compiled: CompiledPlan<T>,
     /// The blocked schedule of the step, when the plan allows one and it covers two or more steps.
@@ -132,6 +136,11 @@ pub struct EulerStepper<T: JitFloat> {
     dt: f64,
     shapes: Vec<(FieldId, Vec<usize>)>,
     steps_taken: usize,
+    /// The Dirichlet faces a step writes at its start only when the state did not come from the
+    /// previous step (see [`step_faces`]): kernels at [`plan::Instant::Now`].
+    start_faces: Vec<usize>,
+    /// True until the start faces have run on the states last set.
+    start_faces_pending: bool,
 }
 
 impl<T: JitFloat> EulerStepper<T> {
@@ -149,6 +158,8 @@ impl<T: JitFloat> EulerStepper<T> {
         let roots = graph.inputs(step_id);
         let mut plan = build_plan(graph, &roots, Mode::EulerStep { dt })?;
         ghost_columns::fuse_ghost_columns(&mut plan);
+        let mut start_faces = step_faces::split_start_faces(&mut plan);
+        face_columns::fuse_face_columns(&mut plan, &mut start_faces);
         let shapes = plan
             .updates
             .iter()
@@ -183,6 +194,8 @@ impl<T: JitFloat> EulerStepper<T> {
             dt,
             shapes,
             steps_taken: 0,
+            start_faces,
+            start_faces_pending: true,
         })
     }
 
@@ -215,6 +228,7 @@ impl<T: JitFloat> EulerStepper<T> {
         let saved = std::mem::replace(&mut self.compiled.plan.ops, vec![op]);
         self.compiled.run(&states, 0.0, 0.0);
         self.compiled.plan.ops = saved;
+        self.start_faces_pending = true;
     }
 
     /// Returns the current state of an evolved field.
@@ -236,6 +250,13 @@ impl<T: JitFloat> EulerStepper<T> {
     /// Takes `steps` steps. Step `n` (counted from the first call) runs at `t = n · dt`, as in the
     /// interpreter.
     pub fn run(&mut self, steps: usize) {
+        if steps > 0 && self.start_faces_pending {
+            let t = self.steps_taken as f64 * self.dt;
+            for kernel in &self.start_faces {
+                self.compiled.call(*kernel, t);
+            }
+            self.start_faces_pending = false;
+        }
         let mut left = steps;
         if let Some(blocking) = &self.blocking {
             while left >= 2 {
@@ -273,6 +294,22 @@ impl<T: JitFloat> EulerStepper<T> {
             Some(_) => 1,
             None => 0,
         }
+    }
+
+    /// Returns the number of Dirichlet face kernels that run only on the first step after a state
+    /// is set.
+    pub fn start_face_kernels(&self) -> usize {
+        self.start_faces.len()
+    }
+
+    /// Returns the number of kernels that store values in a row epilogue.
+    pub fn kernels_with_row_epilogue(&self) -> usize {
+        self.compiled
+            .plan
+            .kernels
+            .iter()
+            .filter(|k| !k.row_epilogue.is_empty())
+            .count()
     }
 
     /// Returns the number of kernels that store values in a row prologue.

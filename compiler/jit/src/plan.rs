@@ -443,6 +443,7 @@ impl<'g> PlanBuilder<'g> {
                         channels,
                         readonly_inputs: true,
                         row_prologue: Vec::new(),
+                        row_epilogue: Vec::new(),
                     };
                     self.push_kernel(spec, Instant::Now);
                 }
@@ -570,6 +571,7 @@ impl<'g> PlanBuilder<'g> {
                 channels,
                 readonly_inputs: true,
                 row_prologue: Vec::new(),
+                row_epilogue: Vec::new(),
             };
             self.push_kernel(spec, Instant::Now);
         }
@@ -659,6 +661,7 @@ impl<'g> PlanBuilder<'g> {
             channels: (0..channels).map(|c| (c, expr.clone())).collect(),
             readonly_inputs: true,
             row_prologue: Vec::new(),
+            row_epilogue: Vec::new(),
         };
         self.push_kernel(spec, instant);
         Ok(())
@@ -713,6 +716,7 @@ impl<'g> PlanBuilder<'g> {
                     .collect(),
                 readonly_inputs: true,
                 row_prologue: Vec::new(),
+                row_epilogue: Vec::new(),
             };
             self.push_kernel(spec, Instant::Now);
         }
@@ -888,6 +892,7 @@ impl<'g> PlanBuilder<'g> {
                         channels: exprs.into_iter().enumerate().collect(),
                         readonly_inputs: false,
                         row_prologue: Vec::new(),
+                        row_epilogue: Vec::new(),
                     };
                     self.push_kernel(spec, Instant::Now);
                 }

@@ -684,7 +684,7 @@ impl<T: JitFloat> CompiledPlan<T> {
     }
 
     /// Calls one kernel over its whole region, split by rows across the pool when it is large.
-    fn call(&mut self, kernel: usize, time: f64) {
+    pub(crate) fn call(&mut self, kernel: usize, time: f64) {
         let spec = &self.plan.kernels[kernel];
         let (lo, hi) = spec
             .region
