@@ -157,26 +157,30 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             continue;
         };
         if let Some(compiler) = &options.compiler {
-            match T::compile_rhs(compiler.as_ref(), graph, stepper.rhs_roots()) {
-                Ok(compiled) => stepper.use_compiled(compiled),
-                Err(reason) => warnings.push(
-                    Diagnostic::warning(
-                        Code::W0003,
-                        format!("the {} cannot compile this task; it runs on the interpreter", compiler.name()),
-                        *span,
-                        "solved by the interpreter",
-                    )
-                    .with_note(reason)
-                    .with_help("the results are the same, only slower; `--engine interp` silences this warning"),
-                ),
-            }
-        }
-        if let Some(compiler) = &options.compiler {
-            // Whole compiled steps are an optimization of the right-hand sides above: when the
-            // compiler cannot produce them, the steps evaluate the right-hand sides as before.
-            if stepper.time_step().scheme == Scheme::Euler {
-                if let Ok(steps) = T::compile_euler(compiler.as_ref(), graph) {
-                    stepper.use_compiled_steps(steps);
+            // Whole compiled steps replace the right-hand sides of an explicit Euler solve, so
+            // those are compiled only when the compiler cannot produce whole steps. The stepper
+            // then evaluates the compiled right-hand sides step by step.
+            let whole_steps = stepper.time_step().scheme == Scheme::Euler
+                && match T::compile_euler(compiler.as_ref(), graph) {
+                    Ok(steps) => {
+                        stepper.use_compiled_steps(steps);
+                        true
+                    }
+                    Err(_) => false,
+                };
+            if !whole_steps {
+                match T::compile_rhs(compiler.as_ref(), graph, stepper.rhs_roots()) {
+                    Ok(compiled) => stepper.use_compiled(compiled),
+                    Err(reason) => warnings.push(
+                        Diagnostic::warning(
+                            Code::W0003,
+                            format!("the {} cannot compile this task; it runs on the interpreter", compiler.name()),
+                            *span,
+                            "solved by the interpreter",
+                        )
+                        .with_note(reason)
+                        .with_help("the results are the same, only slower; `--engine interp` silences this warning"),
+                    ),
                 }
             }
         }
