@@ -73,7 +73,7 @@ pub struct Blocking {
     pub swaps: Vec<(usize, usize)>,
     /// The rows of the evolved buffers along axis 0.
     pub rows: i64,
-    /// The delays of the unrolled sequence for [`MAX_BLOCK_STEPS`] steps.
+    /// The delays of the unrolled sequence, for at least `steps_per_block` steps.
     pub delays: Vec<i64>,
     /// Steps per pass.
     pub steps_per_block: usize,
@@ -185,13 +185,12 @@ pub fn analyze(
         });
     }
     let swaps: Vec<(usize, usize)> = plan.updates.iter().map(|u| (u.current, u.next)).collect();
-    let delays = delays(&kernels, MAX_BLOCK_STEPS);
     let row_elements: usize = layout.channels * layout.extents[1..].iter().product::<usize>();
     Ok(Blocking {
         kernels,
         swaps,
         rows: layout.extents[0] as i64,
-        delays,
+        delays: Vec::new(),
         steps_per_block: steps.unwrap_or(0).clamp(0, MAX_BLOCK_STEPS),
         band: 0,
     }
@@ -249,12 +248,14 @@ fn gap(a: &BlockKernel, ka: usize, b: &BlockKernel, kb: usize) -> Option<i64> {
     gap
 }
 
-/// Computes the delays of `steps` unrolled steps.
-fn delays(kernels: &[BlockKernel], steps: usize) -> Vec<i64> {
+/// Extends the delays `d` of the unrolled sequence to `steps` steps. A delay depends only on the
+/// kernels before it, so a shorter sequence has the same delays as the start of a longer one.
+fn extend_delays(kernels: &[BlockKernel], d: &mut Vec<i64>, steps: usize) {
     let m = kernels.len();
     let n = m * steps;
-    let mut d = vec![0i64; n];
-    for q in 0..n {
+    let start = d.len();
+    d.resize(n.max(start), 0);
+    for q in start..n {
         let b = &kernels[q % m];
         let mut delay = b.reach;
         for p in 0..q {
@@ -264,7 +265,6 @@ fn delays(kernels: &[BlockKernel], steps: usize) -> Vec<i64> {
         }
         d[q] = delay;
     }
-    d
 }
 
 impl Blocking {
@@ -275,15 +275,20 @@ impl Blocking {
         let row_bytes = row_bytes.max(1);
         self.band = ((64 << 10) / row_bytes).clamp(1, 8) as i64;
         if self.steps_per_block == 0 {
+            // The span only grows with the steps, so the search stops at the first that does not
+            // fit, and the delays are computed only that far.
             let mut best = 1;
             for s in 1..=MAX_BLOCK_STEPS {
+                extend_delays(&self.kernels, &mut self.delays, s);
                 let span = self.max_delay(s) + self.band + 2 * self.max_reach();
-                if span as usize * row_bytes <= cache_bytes {
-                    best = s;
+                if span as usize * row_bytes > cache_bytes {
+                    break;
                 }
+                best = s;
             }
             self.steps_per_block = best;
         }
+        extend_delays(&self.kernels, &mut self.delays, self.steps_per_block);
         self
     }
 
