@@ -1967,15 +1967,75 @@ enum DataRead {
 /// block needs no branch.
 fn equal_entries<T: JitFloat>(targets: &mut [T], values: &[f64]) -> bool {
     const BLOCK: usize = 64;
+    let equal_block = |(block, values): (&[T], &[f64])| {
+        block
+            .iter()
+            .zip(values)
+            .fold(true, |equal, (t, v)| equal & (*t == T::of(*v)))
+    };
+    if targets.len() < PARALLEL_ENTRIES {
+        return targets
+            .chunks(BLOCK)
+            .zip(values.chunks(BLOCK))
+            .all(equal_block);
+    }
+    use rayon::prelude::*;
     targets
-        .chunks(BLOCK)
-        .zip(values.chunks(BLOCK))
-        .all(|(block, values)| {
-            block
-                .iter()
-                .zip(values)
-                .fold(true, |equal, (t, v)| equal & (*t == T::of(*v)))
-        })
+        .par_chunks(BLOCK)
+        .zip(values.par_chunks(BLOCK))
+        .all(equal_block)
+}
+
+/// Entries from which a pass over a value runs as tasks on the thread pool: a parameter matrix,
+/// whose passes would otherwise leave the other threads idle while a batch runs as one chunk.
+const PARALLEL_ENTRIES: usize = 1 << 16;
+
+/// Writes `values` converted to `T` into `targets`, across the pool for long runs.
+fn convert_entries<T: JitFloat>(targets: &mut [T], values: &[f64]) {
+    let convert = |(targets, values): (&mut [T], &[f64])| {
+        for (t, v) in targets.iter_mut().zip(values) {
+            *t = T::of(*v);
+        }
+    };
+    if targets.len() < PARALLEL_ENTRIES {
+        convert((targets, values));
+        return;
+    }
+    use rayon::prelude::*;
+    targets
+        .par_chunks_mut(PARALLEL_ENTRIES / 4)
+        .zip(values.par_chunks(PARALLEL_ENTRIES / 4))
+        .for_each(convert);
+}
+
+/// Sets `targets` to zero, across the pool for long runs.
+fn clear_entries<T: JitFloat>(targets: &mut [T]) {
+    if targets.len() < PARALLEL_ENTRIES {
+        targets.fill(T::zero());
+        return;
+    }
+    use rayon::prelude::*;
+    targets
+        .par_chunks_mut(PARALLEL_ENTRIES / 4)
+        .for_each(|block| block.fill(T::zero()));
+}
+
+/// Adds `values` widened to `f64` to `targets`, across the pool for long runs.
+fn add_entries<T: JitFloat>(targets: &mut [f64], values: &[T]) {
+    let add = |(targets, values): (&mut [f64], &[T])| {
+        for (t, v) in targets.iter_mut().zip(values) {
+            *t += v.to_f64_lossy();
+        }
+    };
+    if targets.len() < PARALLEL_ENTRIES {
+        add((targets, values));
+        return;
+    }
+    use rayon::prelude::*;
+    targets
+        .par_chunks_mut(PARALLEL_ENTRIES / 4)
+        .zip(values.par_chunks(PARALLEL_ENTRIES / 4))
+        .for_each(add);
 }
 
 /// Owns the code of the kernels.
@@ -2488,9 +2548,7 @@ impl<T: JitFloat> CompiledTape<T> {
             inputs,
             batch,
             &mut |targets: &mut [T], values: &[f64]| {
-                for (t, v) in targets.iter_mut().zip(values) {
-                    *t = T::of(*v);
-                }
+                convert_entries(targets, values);
                 true
             },
         );
@@ -3061,7 +3119,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             if self.product_adjoints.contains(memory) {
                 workspace.unwritten[*memory] = true;
             } else {
-                workspace.memories[*memory].fill(T::zero());
+                clear_entries(&mut workspace.memories[*memory]);
             }
         }
         for (d_rate, (_, parts)) in d_rates.iter().zip(&self.rates) {
@@ -3115,12 +3173,10 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
                 continue;
             }
             let range = gradients.step_range(*id, step);
-            for (g, a) in gradients.values[id.0][range]
-                .iter_mut()
-                .zip(&workspace.memories[*adjoint])
-            {
-                *g += a.to_f64_lossy();
-            }
+            add_entries(
+                &mut gradients.values[id.0][range],
+                &workspace.memories[*adjoint],
+            );
         }
         self.return_workspace(workspace);
     }

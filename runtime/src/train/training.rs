@@ -268,8 +268,11 @@ pub fn batch_gradient_into(
                 labels: labels.slice(s![start..end, ..]),
                 classes: classes.map(|c| &c[start..end]),
             };
+            // A batch that runs as one chunk leaves the other threads free to help.
             for values in &mut gradient.values {
-                values.fill(0.0);
+                values
+                    .par_chunks_mut(SUM_CHUNK)
+                    .for_each(|block| block.fill(0.0));
             }
             network.gradient(
                 params,
