@@ -2109,6 +2109,9 @@ pub struct CompiledTape<T: JitFloat> {
     other_work: usize,
     /// Whether the sweep has convolutions, whose products run one sample at a time.
     convolutions: bool,
+    /// Whether every forward kernel writes memories with a copy per sample, so that the samples
+    /// of a chunk can run on several threads.
+    samples_independent: bool,
     /// Adjoint memories of matrices that only batched products write: the sweep leaves them
     /// uncleared and their first product overwrites them.
     product_adjoints: Vec<usize>,
@@ -2338,6 +2341,11 @@ impl<T: JitFloat> CompiledTape<T> {
             .map(|(_, _, adjoint)| *adjoint)
             .filter(|m| !slot_memory.contains(m) && !summed.contains(m))
             .collect();
+        let samples_independent = builder.forward.iter().all(|step| match step {
+            Step::Kernel(index) => !builder.shared[slot_memory[builder.specs[*index].output]],
+            Step::SumInto { .. } => false,
+            Step::Batched(_) => true,
+        });
         let (mut dense_work, mut other_work, mut convolutions) = (0, 0, false);
         for step in &builder.forward {
             match step {
@@ -2376,6 +2384,7 @@ impl<T: JitFloat> CompiledTape<T> {
             dense_work,
             other_work,
             convolutions,
+            samples_independent,
             product_adjoints,
             workspaces: Mutex::new(Vec::new()),
             compile_time: started.elapsed(),
@@ -2563,8 +2572,20 @@ impl<T: JitFloat> CompiledTape<T> {
         workspace
     }
 
+    /// Returns the number of tasks a batch of `batch` samples splits its work into: the threads
+    /// of the pool when the batch runs as one chunk, 1 otherwise.
+    fn parts(&self, batch: usize) -> usize {
+        let threads = rayon::current_num_threads();
+        if threads > 1 && self.chunks(batch, threads) == 1 {
+            threads
+        } else {
+            1
+        }
+    }
+
     /// Runs `steps` on the first `batch` samples: each run of kernels and sums sample by sample,
-    /// each batched operation once.
+    /// each batched operation once. The kernels of the forward sweep run as tasks on the pool when
+    /// the batch runs as one chunk.
     fn run(
         &self,
         workspace: &mut Workspace<T>,
@@ -2592,6 +2613,12 @@ impl<T: JitFloat> CompiledTape<T> {
                 .iter()
                 .position(|s| matches!(s, Step::Batched(_)))
                 .map_or(steps.len(), |p| start + p);
+            let forward = std::ptr::eq(steps, self.forward.as_slice());
+            if forward && self.samples_independent && self.parts(batch) > 1 {
+                self.run_samples_in_parallel(workspace, &steps[start..end], batch);
+                start = end;
+                continue;
+            }
             for sample in 0..batch {
                 for (pointer, memory) in pointers.iter_mut().zip(&self.slot_memory) {
                     let at = self.sample_range(*memory, sample).start;
@@ -2622,6 +2649,37 @@ impl<T: JitFloat> CompiledTape<T> {
         }
     }
 
+    /// Runs a run of forward kernels on the first `batch` samples as tasks on the pool, one
+    /// sample per task.
+    fn run_samples_in_parallel(&self, workspace: &mut Workspace<T>, steps: &[Step], batch: usize) {
+        use rayon::prelude::*;
+        // Addresses, not pointers, cross into the tasks; each task derives its sample's pointers.
+        let bases: Vec<usize> = workspace
+            .memories
+            .iter_mut()
+            .map(|memory| memory.as_mut_ptr() as usize)
+            .collect();
+        (0..batch).into_par_iter().for_each_init(
+            || vec![std::ptr::null_mut::<u8>(); self.slot_memory.len()],
+            |pointers, sample| {
+                for (pointer, memory) in pointers.iter_mut().zip(&self.slot_memory) {
+                    let at = self.sample_range(*memory, sample).start;
+                    *pointer = (bases[*memory] as *mut T).wrapping_add(at).cast::<u8>();
+                }
+                for step in steps {
+                    if let Step::Kernel(index) = *step {
+                        let (function, first, last) = self.kernels[index];
+                        // SAFETY: as in `run`; in addition every forward kernel writes only this
+                        // sample's entries of memories with a copy per sample
+                        // (`samples_independent`), and the shared memories it reads are not
+                        // written during the sweep, so the tasks touch disjoint entries.
+                        unsafe { function(pointers.as_ptr(), 0.0, first, last) };
+                    }
+                }
+            },
+        );
+    }
+
     /// Runs a batched operation on the first `batch` samples, with dense products in the
     /// precision `products`. A weight gradient marked in `unwritten` is overwritten, not added to.
     #[allow(clippy::too_many_arguments)]
@@ -2635,13 +2693,7 @@ impl<T: JitFloat> CompiledTape<T> {
         params_only: bool,
     ) {
         let (zero, one) = (T::zero(), T::of(1.0));
-        // A batch that runs as one chunk splits its products across the pool instead.
-        let threads = rayon::current_num_threads();
-        let parts = if threads > 1 && self.chunks(batch, threads) == 1 {
-            threads
-        } else {
-            1
-        };
+        let parts = self.parts(batch);
         match op {
             BatchedOp::Dense {
                 weights,
@@ -3042,13 +3094,23 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             .iter()
             .map(|(len, _)| Array2::zeros((batch, *len)))
             .collect();
-        for (rate, (_, parts)) in rates.iter_mut().zip(&self.rates) {
-            for row in 0..batch {
-                let mut target = rate.row_mut(row);
+        for (rate, (len, parts)) in rates.iter_mut().zip(&self.rates) {
+            let rows = rate
+                .as_slice_mut()
+                .expect("a new array is contiguous")
+                .chunks_mut((*len).max(1));
+            for (row, target) in rows.enumerate() {
                 for part in parts {
                     let value = &workspace.memories[part.value][self.sample_range(part.value, row)];
-                    for i in 0..part.entries {
-                        target[part.start + i] += value[i % value.len()].to_f64_lossy();
+                    let target = &mut target[part.start..part.start + part.entries];
+                    if value.len() == target.len() {
+                        for (t, v) in target.iter_mut().zip(value) {
+                            *t += v.to_f64_lossy();
+                        }
+                    } else {
+                        for (i, t) in target.iter_mut().enumerate() {
+                            *t += value[i % value.len()].to_f64_lossy();
+                        }
                     }
                 }
             }
@@ -3125,15 +3187,26 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         for (d_rate, (_, parts)) in d_rates.iter().zip(&self.rates) {
             for row in 0..batch {
                 let seed = d_rate.row(row.min(d_rate.nrows() - 1));
+                let seed: Cow<[f64]> = match seed.as_slice() {
+                    Some(slice) => Cow::Borrowed(slice),
+                    None => Cow::Owned(seed.to_vec()),
+                };
                 for part in parts {
                     let Some(adjoint) = part.adjoint else {
                         continue;
                     };
                     let range = self.sample_range(adjoint, row);
                     let target = &mut workspace.memories[adjoint][range];
-                    let len = target.len();
-                    for i in 0..part.entries {
-                        target[i % len] += T::of(seed[part.start + i]);
+                    let seed = &seed[part.start..part.start + part.entries];
+                    if target.len() == seed.len() {
+                        for (t, s) in target.iter_mut().zip(seed) {
+                            *t += T::of(*s);
+                        }
+                    } else {
+                        let len = target.len();
+                        for (i, s) in seed.iter().enumerate() {
+                            target[i % len] += T::of(*s);
+                        }
                     }
                 }
             }
