@@ -421,6 +421,13 @@ pub fn flag_builder(opt_level: OptLevel, position_independent: bool) -> settings
     flags
         .set("use_colocated_libcalls", "false")
         .expect("use_colocated_libcalls is a Cranelift setting");
+    // Cranelift's IR verifier takes about a third of the compile time of a kernel. It checks the
+    // code generator, not the model, so it runs in debug builds and whenever
+    // `NPDEC_VERIFY_JIT` is set (the CI script sets it for the release-mode tests).
+    let verify = cfg!(debug_assertions) || std::env::var_os("NPDEC_VERIFY_JIT").is_some();
+    flags
+        .set("enable_verifier", if verify { "true" } else { "false" })
+        .expect("enable_verifier is a Cranelift setting");
     flags
 }
 
