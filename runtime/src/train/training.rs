@@ -1004,11 +1004,19 @@ fn optimizer_name(optimizer: &Optimizer) -> &'static str {
 }
 
 fn first_non_finite_param(model: &Model, params: &ParamValues) -> Option<String> {
+    use rayon::prelude::*;
+    // Runs after every update, so the scan is split across the pool, block by block without a
+    // branch per entry.
+    let non_finite = |values: &[f64]| {
+        values
+            .par_chunks(SUM_CHUNK)
+            .any(|block| block.iter().fold(false, |bad, x| bad | !x.is_finite()))
+    };
     model
         .params
         .iter()
         .zip(&params.values)
-        .find(|(_, v)| v.iter().any(|x| !x.is_finite()))
+        .find(|(_, v)| non_finite(v))
         .map(|(p, _)| p.name.clone())
 }
 
