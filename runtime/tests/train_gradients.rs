@@ -438,6 +438,41 @@ train net on d using euler(steps = 5) until 1 loss cross_entropy(y, label) optim
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An update that overflows a parameter stops training and names the parameter, although the
+/// forward sweep before it was finite.
+#[test]
+fn overflowing_update_names_the_parameter() {
+    let dir = temp_dir("overflow");
+    write_classes_csv(&dir.join("data.csv"), 40, 8, 3);
+    // Scores scaled by 1e3 give gradients far above 1, so a step of 1e308 overflows.
+    let model = checked_model(
+        &dir,
+        "model small
+grid k index 8
+field u(k)
+data d = csv(\"data.csv\", label = last) split 30
+param D = 0.2
+param Wout[3, 8] ~ glorot
+param bout[3] = 0
+equation net: dt(u) = D * laplace(u)
+boundary u: neumann(0) on k
+initial u = d.input
+readout y = 1000 * (Wout @ u + bout)
+train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optimizer sgd(lr = 1e308) epochs 1 batch 8
+",
+    );
+    let out = dir.join("out");
+    let errors = run_model(&model, &run_options(&dir, &out, 1, false)).unwrap_err();
+    let message = &errors[0].message;
+    assert!(
+        message.contains("training diverged in epoch 1"),
+        "{message}"
+    );
+    let notes = errors[0].notes.join("\n");
+    assert!(notes.contains("is not finite after the update"), "{notes}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn split_step_complex_field_gradients() {
     // A small diffractive classifier: a complex field on a periodic 8 × 8 grid (4 × 4 samples
