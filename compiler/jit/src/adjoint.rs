@@ -12,8 +12,9 @@
 //!   the stored forward values;
 //! - a sparse operator (a stencil composed with the ghost-cell rules of the boundary conditions,
 //!   see `npdec_runtime::train::linear`) runs as one box kernel per block of rows that share
-//!   their offsets and weights. Its adjoint runs the same way on the transposed matrix, with
-//!   mirrored offsets in the interior and transposed ghost rules near the boundaries;
+//!   their offsets and weights, with the channels as the kernel's outermost loop. Its adjoint
+//!   runs the same way on the transposed matrix, with mirrored offsets in the interior and
+//!   transposed ghost rules near the boundaries;
 //! - a value read by a longer one (a scalar parameter, a one-channel field read by every
 //!   channel) sums the adjoint over its copies, by unrolled loads or by a final sum.
 //!
@@ -619,6 +620,64 @@ impl<'t> Builder<'t> {
         }
     }
 
+    /// Emits the kernel of one block of a sparse operator applied to every channel of `input`,
+    /// whose channels are planes of a grid of `extents.0`, writing `output` on a grid of
+    /// `extents.1`. Several channels run as the outermost axis of the kernel frame, so one loop
+    /// nest serves them all instead of one unrolled nest per channel. The forward sweep stores
+    /// the block's constant plus its taps, and the reverse sweep adds the taps to `output`.
+    fn stencil_kernel(
+        &mut self,
+        input: usize,
+        output: usize,
+        channels: usize,
+        extents: (&[usize], &[usize]),
+        block: StencilBlock,
+        forward: bool,
+    ) {
+        let channel_axis: &[usize] = if channels > 1 { &[channels] } else { &[] };
+        let input = self.slot(input, 1, [channel_axis, extents.0].concat());
+        let output = self.slot(output, 1, [channel_axis, extents.1].concat());
+        let channel_offset = vec![0; channel_axis.len()];
+        let rank = channel_axis.len() + block.region.len();
+        let first = if forward {
+            Kexpr::Const(block.constant)
+        } else {
+            Kexpr::Load {
+                buffer: output,
+                channel: 0,
+                offset: vec![0; rank],
+            }
+        };
+        let mut terms = vec![first];
+        for (offset, weight) in &block.taps {
+            terms.push(Kexpr::binary(
+                Arithmetic::Mul,
+                Kexpr::Const(*weight),
+                Kexpr::Load {
+                    buffer: input,
+                    channel: 0,
+                    offset: [channel_offset.as_slice(), offset].concat(),
+                },
+            ));
+        }
+        let region = channel_axis
+            .iter()
+            .map(|c| (0, *c as isize))
+            .chain(block.region)
+            .collect();
+        let spec = KernelSpec {
+            name: format!("k{}", self.specs.len()),
+            output,
+            output_shift: vec![0; rank],
+            region,
+            channels: vec![(0, sum(terms))],
+            readonly_inputs: forward,
+            row_prologue: Vec::new(),
+            row_epilogue: Vec::new(),
+        };
+        self.push(spec, forward);
+    }
+
     /// Returns the adjoints that the reverse sweep of a binary spatial operation (`div_grad`,
     /// `upwind`) with adjoint `adjoint` adds to, or `None` when neither operand has one. When both
     /// operands are one value, the operation adds the second operand's share to a new memory,
@@ -741,37 +800,9 @@ impl<'t> Builder<'t> {
                 }
                 let blocks = stencil_blocks(operator)?;
                 let source = self.value_memory(*operand);
-                let input = self.slot(source, *channels, operator.column_extents().to_vec());
-                let output = self.slot(memory, *channels, operator.row_extents().to_vec());
+                let extents = (operator.column_extents(), operator.row_extents());
                 for block in blocks {
-                    let channel_exprs = (0..*channels)
-                        .map(|c| {
-                            let mut terms = vec![Kexpr::Const(block.constant)];
-                            for (offset, weight) in &block.taps {
-                                terms.push(Kexpr::binary(
-                                    Arithmetic::Mul,
-                                    Kexpr::Const(*weight),
-                                    Kexpr::Load {
-                                        buffer: input,
-                                        channel: c,
-                                        offset: offset.clone(),
-                                    },
-                                ));
-                            }
-                            (c, sum(terms))
-                        })
-                        .collect();
-                    let spec = KernelSpec {
-                        name: format!("k{}", self.specs.len()),
-                        output,
-                        output_shift: vec![0; block.region.len()],
-                        region: block.region,
-                        channels: channel_exprs,
-                        readonly_inputs: true,
-                        row_prologue: Vec::new(),
-                        row_epilogue: Vec::new(),
-                    };
-                    self.push(spec, true);
+                    self.stencil_kernel(source, memory, *channels, extents, block, true);
                 }
                 Ok(())
             }
@@ -1143,45 +1174,11 @@ impl<'t> Builder<'t> {
                 };
                 let transposed = operator.transpose();
                 let blocks = stencil_blocks(&transposed)?;
-                let input = self.slot(adjoint, *channels, operator.row_extents().to_vec());
-                let output = self.slot(target, *channels, operator.column_extents().to_vec());
+                let extents = (operator.row_extents(), operator.column_extents());
                 for block in blocks {
-                    if block.taps.is_empty() {
-                        continue;
+                    if !block.taps.is_empty() {
+                        self.stencil_kernel(adjoint, target, *channels, extents, block, false);
                     }
-                    let rank = block.region.len();
-                    let channel_exprs = (0..*channels)
-                        .map(|c| {
-                            let mut terms = vec![Kexpr::Load {
-                                buffer: output,
-                                channel: c,
-                                offset: vec![0; rank],
-                            }];
-                            for (offset, weight) in &block.taps {
-                                terms.push(Kexpr::binary(
-                                    Arithmetic::Mul,
-                                    Kexpr::Const(*weight),
-                                    Kexpr::Load {
-                                        buffer: input,
-                                        channel: c,
-                                        offset: offset.clone(),
-                                    },
-                                ));
-                            }
-                            (c, sum(terms))
-                        })
-                        .collect();
-                    let spec = KernelSpec {
-                        name: format!("k{}", self.specs.len()),
-                        output,
-                        output_shift: vec![0; rank],
-                        region: block.region,
-                        channels: channel_exprs,
-                        readonly_inputs: false,
-                        row_prologue: Vec::new(),
-                        row_epilogue: Vec::new(),
-                    };
-                    self.push(spec, false);
                 }
                 Ok(())
             }
@@ -2351,8 +2348,7 @@ impl<T: JitFloat> CompiledTape<T> {
             match step {
                 Step::Kernel(index) => {
                     let spec = &builder.specs[*index];
-                    let (start, end) = spec.region[0];
-                    other_work += spec.channels.len() * (end - start).max(0) as usize;
+                    other_work += spec.work();
                 }
                 Step::SumInto { source, .. } => other_work += builder.memory_lens[*source],
                 Step::Batched(index) => match &builder.batched[*index] {

@@ -1,6 +1,6 @@
 //! The JIT's rates and adjoint of training against the tape's: single Euler and RK4 steps forward
-//! and backward on random states, adjoints and parameters for every boundary kind in 1-D and 2-D,
-//! in f64 and f32, and for split-step Fourier; Taylor and dot tests through the JIT; the recovery
+//! and backward on random states, adjoints and parameters for every boundary kind in 1-D and 2-D
+//! and with several channels in 3-D, in f64 and f32, and for split-step Fourier; Taylor and dot tests through the JIT; the recovery
 //! of the diffusion coefficient of `identify_diffusion`; and the fallback to the tape for an
 //! operation the JIT cannot compile.
 
@@ -172,6 +172,28 @@ train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label
     )
 }
 
+/// Returns a classifier over a 3-D grid of 4 × 3 × 5 points and three channels, whose sparse
+/// operators run over the channels as a fourth kernel axis.
+fn volume_model(boundaries: &str, scheme: &str) -> String {
+    format!(
+        "model volume
+grid x in [0, 1] points 4
+grid y in [0, 1] points 3
+grid z in [0, 1] points 5
+field u(x, y, z)[3]
+{boundaries}
+data d = csv(\"data.csv\", label = last) split 6
+param D = 0.2
+param P(x, y, z) ~ normal(0.1, 0.05)
+param Wout[3, 180] ~ glorot
+equation net: dt(u) = D * laplace(u) + P * u - 0.3 * u^3 + 0.1 * diff(tanh(u), z) + 0.05 * diff(u, x) * exp(-u^2)
+initial u = 0.1 * sin(3 * x) * cos(2 * y) * z
+readout s = Wout @ u
+train net on d using {scheme}(steps = 2) until 0.002 loss cross_entropy(s, label) optimizer adam() epochs 1 batch 3
+"
+    )
+}
+
 /// A right-hand side with the conservative `div`, `upwind` and every reduction.
 const BODY_SPATIAL: &str = "div((1 + P^2) * grad(u)) - upwind(P + 0.2 * u, tanh(u), x) + 0.1 * mean(u) * u - 0.05 * norm(u) + 0.1 * max(u) - 0.1 * min(u) + 0.02 * sum(u^2) - 0.1 * integral(u) * D";
 
@@ -309,6 +331,16 @@ const PLANE_BOUNDARIES: [(&str, &str); 3] = [
         "periodic",
         "boundary u: periodic on x\nboundary u: periodic on y",
     ),
+];
+
+/// Boundary sets of the 3-D model: a different kind on each side and axis, and Neumann
+/// conditions everywhere as in `examples/digits.npde`.
+const VOLUME_BOUNDARIES: [(&str, &str); 2] = [
+    (
+        "mixed",
+        "boundary u: neumann(0.2) on x.min\nboundary u: dirichlet(0.1) on x.max\nboundary u: periodic on y\nboundary u: robin(1, 2, 0.1) on z",
+    ),
+    ("neumann", "boundary u: neumann(0) on x, y, z"),
 ];
 
 struct Fixture {
@@ -504,6 +536,18 @@ fn plane_steps_match_tape_for_every_boundary() {
         for scheme in SCHEMES {
             let name = format!("plane-{kind}-{scheme}");
             let fixture = fixture(&name, &plane_model(boundaries, scheme), 4);
+            assert_steps_agree(&name, &fixture);
+            let _ = std::fs::remove_dir_all(&fixture.dir);
+        }
+    }
+}
+
+#[test]
+fn volume_steps_match_tape_for_every_boundary() {
+    for (kind, boundaries) in VOLUME_BOUNDARIES {
+        for scheme in SCHEMES {
+            let name = format!("volume-{kind}-{scheme}");
+            let fixture = fixture(&name, &volume_model(boundaries, scheme), 4);
             assert_steps_agree(&name, &fixture);
             let _ = std::fs::remove_dir_all(&fixture.dir);
         }
