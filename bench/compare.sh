@@ -35,7 +35,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 fi
 
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p npdec
+nice cargo build --release --quiet -p npdec
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
