@@ -8,9 +8,11 @@
 //! the expression allows it, two vectors per iteration, then one more vector and single elements for
 //! the remainder; its loops count the column in bytes and test at their end. A kernel may store a
 //! few scalar values at the start of every row, before that loop (a row prologue). Within one point a
-//! load of the same buffer, channel and offset is emitted once. Loads of a kernel whose output is
-//! a different buffer are marked read-only: the plan never lets a sweep read the buffer it writes,
-//! and the flag lets Cranelift move loads across stores.
+//! load of the same buffer, channel and offset is emitted once. When the kernel never reads its
+//! output, the two points of a pair also share their loads of the same address (the taps of the
+//! innermost axis that overlap). Loads of a kernel whose output is a different buffer are marked
+//! read-only: the plan never lets a sweep read the buffer it writes, and the flag lets Cranelift
+//! move loads across stores.
 //!
 //! The same generator serves the JIT (`cranelift-jit`) and object files (`cranelift-object`), through
 //! the [`Module`] trait.
@@ -291,8 +293,9 @@ struct Emitter<'a, 'b> {
     column_bytes: Option<Value>,
     /// Bytes added to every displacement: the column of the second point of an unrolled pair.
     unrolled: i32,
-    /// Loads already emitted for the current point, by buffer, channel and offset.
-    loaded: HashMap<(usize, usize, Vec<isize>), Value>,
+    /// Loads already emitted for the current point, or pair of points, by buffer, channel and
+    /// byte displacement.
+    loaded: HashMap<(usize, usize, i32), Value>,
     /// True while emitting the loop nest of the first channel, which runs the row prologue.
     first_channel: bool,
     /// True while emitting the loop nest of the last channel, which runs the row epilogue.
@@ -725,9 +728,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// Evaluates the expression at the current point and stores it.
     fn point(&mut self, channel: usize, expr: &Kexpr, lanes: Lanes) -> Result<(), String> {
-        self.loaded.clear();
-        let value = self.emit(expr, lanes)?;
         let output = self.spec.output;
+        // The second point of an unrolled pair reuses the first one's loads at the same address
+        // when the kernel never reads its output, which is the only buffer stored in between.
+        if self.unrolled == 0 || !self.spec.readonly_inputs {
+            self.loaded.clear();
+        } else {
+            self.loaded.retain(|(buffer, _, _), _| *buffer != output);
+        }
+        let value = self.emit(expr, lanes)?;
         let displacement = self.displacement(output, &self.spec.output_shift)?;
         let address = self.address(output, channel);
         self.builder
@@ -765,11 +774,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 offset,
             } => {
                 // A point stores only after all its loads, so a repeated load reads the same value.
-                let key = (*buffer, *channel, offset.clone());
+                let displacement = self.displacement(*buffer, offset)?;
+                let key = (*buffer, *channel, displacement);
                 if let Some(value) = self.loaded.get(&key) {
                     return Ok(*value);
                 }
-                let displacement = self.displacement(*buffer, offset)?;
                 let address = self.address(*buffer, *channel);
                 let ty = self.ty(lanes);
                 let value = self
