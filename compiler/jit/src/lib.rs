@@ -322,6 +322,21 @@ impl<T: JitFloat> EulerStepper<T> {
             .count()
     }
 
+    /// Returns the number of kernels that read their own output and whose rows a step without
+    /// temporal blocking still splits across threads (when it has more than one).
+    pub fn split_kernels_reading_their_output(&self) -> usize {
+        self.compiled
+            .plan
+            .kernels
+            .iter()
+            .filter(|k| {
+                !k.readonly_inputs
+                    && k.work() >= crate::program::PARALLEL_MIN_POINTS
+                    && crate::program::rows_independent(k)
+            })
+            .count()
+    }
+
     /// Returns the number of grid points the updates write per step, over all fields.
     pub fn points_per_step(&self) -> usize {
         self.shapes

@@ -2,8 +2,8 @@
 //! reductions and matrix products.
 
 use crate::blocking::{Blocking, Runner};
-use crate::codegen::{define_kernel, math_functions, CodegenOptions, Precision};
-use crate::kexpr::MathFunction;
+use crate::codegen::{define_kernel, math_functions, CodegenOptions, KernelSpec, Precision};
+use crate::kexpr::{Kexpr, MathFunction};
 use crate::plan::{Instant, Op, Plan};
 use crate::Unsupported;
 use cranelift_codegen::settings::{self, Configurable};
@@ -697,7 +697,7 @@ impl<T: JitFloat> CompiledPlan<T> {
             .region
             .first()
             .map_or((0, 0), |(lo, hi)| (*lo as i64, *hi as i64));
-        let parallel = spec.work() >= PARALLEL_MIN_POINTS && spec.readonly_inputs;
+        let parallel = spec.work() >= PARALLEL_MIN_POINTS && rows_independent(spec);
         let function = self.kernels[kernel];
         let pointers = self.pointers();
         let shared = Pointers(pointers.as_ptr());
@@ -745,6 +745,31 @@ impl<T: JitFloat> CompiledPlan<T> {
             })
             .to_owned()
     }
+}
+
+/// Returns true when the rows of a kernel's axis 0 can be split across threads. That holds when
+/// the kernel never reads its output or reads it only in the row of axis 0 it writes, as the
+/// ghost layers of the inner axes do. Threads that take disjoint ranges of rows then touch
+/// disjoint elements of the output, because a row prologue or epilogue only writes elements that
+/// no other row reads.
+pub(crate) fn rows_independent(spec: &KernelSpec) -> bool {
+    if spec.readonly_inputs {
+        return true;
+    }
+    let Some(row) = spec.output_shift.first() else {
+        return false;
+    };
+    let mut same_row = true;
+    for expr in spec.exprs() {
+        expr.walk(&mut |e| {
+            if let Kexpr::Load { buffer, offset, .. } = e {
+                if *buffer == spec.output && offset.first() != Some(row) {
+                    same_row = false;
+                }
+            }
+        });
+    }
+    same_row
 }
 
 /// Returns a JIT builder for the host with the registered settings.
