@@ -8,9 +8,9 @@ use npdec_runtime::evaluate::Evaluator;
 use npdec_runtime::train::gradcheck::{check_gradients, DOT_TOLERANCE, TAYLOR_RATE_TOLERANCE};
 use npdec_runtime::train::lower::{lower_train_task, SampleShape};
 use npdec_runtime::train::params::initialize_params;
-use npdec_runtime::train::tape::Env;
+use npdec_runtime::train::tape::{Env, Op};
 use npdec_runtime::Value;
-use npdec_symbolic::{Model, Task};
+use npdec_symbolic::{BinaryOp, Model, Task};
 use std::path::{Path, PathBuf};
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -495,4 +495,50 @@ fn time_dependent_boundary_value_is_rejected() {
         error.contains("depends on the time `t`"),
         "unexpected message: {error}"
     );
+}
+
+/// `swish(W @ u + b)` inlines to `(W @ u + b) * sigmoid(W @ u + b)`: the lowering computes the
+/// product, the sum and the sigmoid once each, and the gradients stay right with the product's
+/// value read twice.
+#[test]
+fn repeated_subexpressions_are_lowered_once() {
+    let source = line_model(
+        "boundary u: neumann(0) on x",
+        "euler",
+        "swish(W @ u + b) + 0.1 * laplace(u)",
+        "use std::activations::swish\nparam W[9, 9] ~ glorot\nparam b[9] = 0",
+    );
+    let dir = temp_dir("repeated");
+    write_csv(&dir.join("data.csv"), 8, 9, 99);
+    let model = checked_model(&dir, &source);
+    let task = model
+        .tasks
+        .iter()
+        .find_map(|t| match t {
+            Task::Train(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a train task");
+    let sample = SampleShape {
+        features: 9,
+        dims: vec![9],
+        label_width: 1,
+    };
+    let lowered = lower_train_task(&model, &task, &sample).expect("lowers");
+    let count =
+        |matches: fn(&Op) -> bool| lowered.rhs.nodes.iter().filter(|n| matches(&n.op)).count();
+    assert_eq!(
+        count(|op| matches!(op, Op::MatMul { .. })),
+        1,
+        "{:#?}",
+        lowered.rhs.nodes
+    );
+    assert_eq!(
+        count(|op| matches!(op, Op::Binary(BinaryOp::Add, ..))),
+        2,
+        "`W @ u + b` and the sum of the two terms: {:#?}",
+        lowered.rhs.nodes
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_gradients("repeated-gradients", &source, 9);
 }

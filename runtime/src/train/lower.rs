@@ -13,8 +13,8 @@ use crate::train::spectral::SpectralStep;
 use crate::train::tape::{unary, NodeIndex, Op, Shrink, Tape};
 use npdec_ir::fornberg::centered_weights;
 use npdec_symbolic::{
-    AxisId, AxisKind, BinaryOp, DataId, Expr, FieldId, Function, GradientMethod, Loss, Model,
-    ParamId, ReduceOp, Resample, Scheme, TrainTask,
+    AxisId, AxisKind, BinaryOp, CompareOp, DataId, Expr, FieldId, Function, GradientMethod, Loss,
+    Model, ParamId, ReduceOp, Resample, Scheme, TrainTask,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -183,6 +183,7 @@ pub fn lower_train_task(
         fields: fields.clone(),
         tape: Tape::default(),
         state_nodes: HashMap::new(),
+        merged: HashMap::new(),
     };
 
     // Right-hand sides.
@@ -262,8 +263,7 @@ pub fn lower_train_task(
         let node = lowering.widen(node, expected, &equation.name)?;
         rhs_per_field[slot].push((equation.channel, node));
     }
-    let rhs = std::mem::take(&mut lowering.tape);
-    lowering.state_nodes.clear();
+    let rhs = lowering.take_tape();
 
     // Initial values, which may read the sample and parameters.
     let mut initial_nodes = Vec::new();
@@ -285,15 +285,14 @@ pub fn lower_train_task(
             let re = lowering.widen(re, points, &field.name)?;
             let im = lowering.lower(&im, &target)?;
             let im = lowering.widen(im, points, &field.name)?;
-            lowering.tape.push(Op::Stack(vec![re, im]), 2 * points)
+            lowering.push(Op::Stack(vec![re, im]), 2 * points)
         } else {
             let node = lowering.lower(&initial.value, &target)?;
             lowering.widen(node, field.channels * points, &field.name)?
         };
         initial_nodes.push(node);
     }
-    let initial = std::mem::take(&mut lowering.tape);
-    lowering.state_nodes.clear();
+    let initial = lowering.take_tape();
 
     // The head on the final state.
     let head = match &task.loss {
@@ -307,7 +306,7 @@ pub fn lower_train_task(
             Head::Mse { prediction, target }
         }
     };
-    let head_tape = std::mem::take(&mut lowering.tape);
+    let head_tape = lowering.take_tape();
 
     let mut states = Vec::new();
     for (slot, field_id) in fields.iter().enumerate() {
@@ -425,15 +424,165 @@ struct Lowering<'a> {
     tape: Tape,
     /// State nodes and their padded copies, by state slot and halo.
     state_nodes: HashMap<(usize, Vec<usize>), NodeIndex>,
+    /// The nodes by operation and operands, so that an expression written twice (often by
+    /// inlining a function such as `swish(x) = x * sigmoid(x)`) is computed once.
+    merged: HashMap<(NodeKey, usize), NodeIndex>,
+}
+
+/// The identity of a tape node for merging: its operation, settings and operand nodes. Shared
+/// operators and tap tables compare by address, numbers by their bits. Leaves are merged too, so
+/// that the nodes reading them can be.
+#[derive(PartialEq, Eq, Hash)]
+enum NodeKey {
+    Constant(Vec<u64>),
+    Time,
+    State(usize),
+    Param(ParamId),
+    Input(DataId, usize),
+    Sequence(DataId, usize),
+    Label(DataId),
+    Neg(NodeIndex),
+    Binary(BinaryOp, NodeIndex, NodeIndex),
+    Compare(CompareOp, NodeIndex, NodeIndex),
+    Call(Function, Vec<NodeIndex>),
+    Channel(NodeIndex, usize, usize),
+    Softmax(NodeIndex, usize, usize),
+    MatMul(ParamId, usize, usize, NodeIndex),
+    Linear(usize, usize, NodeIndex),
+    Resample(usize, usize, NodeIndex),
+    Convolution(ParamId, usize, usize, usize, NodeIndex),
+    Stack(Vec<NodeIndex>),
+    Reduce(ReduceOp, usize, NodeIndex),
+    DivGrad(NodeIndex, NodeIndex, usize, usize, Vec<(usize, u64)>),
+    Upwind(NodeIndex, NodeIndex, usize, usize, Vec<(isize, u64)>),
+}
+
+impl NodeKey {
+    fn of(op: &Op) -> NodeKey {
+        let address = |shared: *const ()| shared as usize;
+        match op {
+            Op::Neg(a) => NodeKey::Neg(*a),
+            Op::Binary(op, a, b) => NodeKey::Binary(*op, *a, *b),
+            Op::Compare(op, a, b) => NodeKey::Compare(*op, *a, *b),
+            Op::Call(function, args) => NodeKey::Call(*function, args.clone()),
+            Op::Channel {
+                operand,
+                channel,
+                points,
+            } => NodeKey::Channel(*operand, *channel, *points),
+            Op::Softmax {
+                operand,
+                groups,
+                stride,
+            } => NodeKey::Softmax(*operand, *groups, *stride),
+            Op::MatMul {
+                matrix,
+                rows,
+                columns,
+                operand,
+            } => NodeKey::MatMul(*matrix, *rows, *columns, *operand),
+            Op::Linear {
+                operator,
+                channels,
+                operand,
+            } => NodeKey::Linear(address(Arc::as_ptr(operator).cast()), *channels, *operand),
+            // The operator determines the pooling, factor and grid.
+            Op::Resample {
+                operator,
+                channels,
+                operand,
+                ..
+            } => NodeKey::Resample(address(Arc::as_ptr(operator).cast()), *channels, *operand),
+            // The tap table determines the padded points and the kernel volume.
+            Op::Convolution {
+                kernel,
+                taps,
+                in_channels,
+                out_channels,
+                operand,
+                ..
+            } => NodeKey::Convolution(
+                *kernel,
+                address(Arc::as_ptr(taps).cast()),
+                *in_channels,
+                *out_channels,
+                *operand,
+            ),
+            Op::Stack(operands) => NodeKey::Stack(operands.clone()),
+            Op::Reduce {
+                op,
+                operand,
+                weights,
+            } => NodeKey::Reduce(*op, address(Arc::as_ptr(weights).cast()), *operand),
+            Op::Constant(values) => NodeKey::Constant(values.iter().map(|v| v.to_bits()).collect()),
+            Op::Time => NodeKey::Time,
+            Op::State(slot) => NodeKey::State(*slot),
+            Op::Param(id) => NodeKey::Param(*id),
+            Op::Input { data, copies } => NodeKey::Input(*data, *copies),
+            Op::Sequence { data, features } => NodeKey::Sequence(*data, *features),
+            Op::Label(data) => NodeKey::Label(*data),
+            Op::DivGrad {
+                coefficient,
+                operand,
+                channels,
+                geometry,
+                axes,
+            } => NodeKey::DivGrad(
+                *coefficient,
+                *operand,
+                *channels,
+                address(Arc::as_ptr(geometry).cast()),
+                axes.iter()
+                    .map(|(stride, scale)| (*stride, scale.to_bits()))
+                    .collect(),
+            ),
+            Op::Upwind {
+                velocity,
+                operand,
+                channels,
+                geometry,
+                backward,
+                forward,
+            } => NodeKey::Upwind(
+                *velocity,
+                *operand,
+                *channels,
+                address(Arc::as_ptr(geometry).cast()),
+                backward
+                    .iter()
+                    .chain(forward)
+                    .map(|(offset, weight)| (*offset, weight.to_bits()))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 impl Lowering<'_> {
+    /// Appends a node, or returns the existing node of the same operation on the same operands.
+    fn push(&mut self, op: Op, len: usize) -> NodeIndex {
+        let key = (NodeKey::of(&op), len);
+        if let Some(&node) = self.merged.get(&key) {
+            return node;
+        }
+        let node = self.tape.push(op, len);
+        self.merged.insert(key, node);
+        node
+    }
+
+    /// Returns the tape built so far and starts a new one, whose nodes are new.
+    fn take_tape(&mut self) -> Tape {
+        self.state_nodes.clear();
+        self.merged.clear();
+        std::mem::take(&mut self.tape)
+    }
+
     fn len(&self, node: NodeIndex) -> usize {
         self.tape.nodes[node].len
     }
 
     fn constant(&mut self, value: f64) -> NodeIndex {
-        self.tape.push(Op::Constant(vec![value]), 1)
+        self.push(Op::Constant(vec![value]), 1)
     }
 
     /// Broadcasts a value of fewer entries (a number) to `len` entries.
@@ -447,8 +596,8 @@ impl Lowering<'_> {
                 "`{what}` has {have} entries per sample where {len} are expected"
             ));
         }
-        let zero = self.tape.push(Op::Constant(vec![0.0; len]), len);
-        Ok(self.tape.push(Op::Binary(BinaryOp::Add, zero, node), len))
+        let zero = self.push(Op::Constant(vec![0.0; len]), len);
+        Ok(self.push(Op::Binary(BinaryOp::Add, zero, node), len))
     }
 
     /// Returns the state of a field, padded by its boundary conditions when the target has ghost
@@ -478,7 +627,7 @@ impl Lowering<'_> {
         let operator = Arc::new(grid.padding_operator(&target.halo)?);
         let channels = model.field(field).channels;
         let len = channels * operator.rows();
-        let node = self.tape.push(
+        let node = self.push(
             Op::Linear {
                 operator,
                 channels,
@@ -511,7 +660,7 @@ impl Lowering<'_> {
             declaration.channels
         };
         let len = channels * self.model.field_points(field);
-        let node = self.tape.push(Op::State(slot), len);
+        let node = self.push(Op::State(slot), len);
         self.state_nodes.insert((slot, Vec::new()), node);
         Ok(node)
     }
@@ -532,7 +681,7 @@ impl Lowering<'_> {
         Ok(match expr {
             Expr::Real(v) => self.constant(*v),
             Expr::Complex(..) => return Err("complex values are not supported in training".into()),
-            Expr::Time => self.tape.push(Op::Time, 1),
+            Expr::Time => self.push(Op::Time, 1),
             Expr::Coordinate(axis) => {
                 let Some(field) = target.field else {
                     return Err(format!(
@@ -542,7 +691,7 @@ impl Lowering<'_> {
                 };
                 let values = coordinate_values(model, field, *axis, &target.halo)?;
                 let len = values.len();
-                self.tape.push(Op::Constant(values), len)
+                self.push(Op::Constant(values), len)
             }
             Expr::Field(field) if model.field(*field).complex => {
                 return Err(format!(
@@ -560,8 +709,7 @@ impl Lowering<'_> {
                 let field = self.complex_abs_args(args).expect("checked by the guard");
                 let intensity = self.intensity(field)?;
                 let len = self.len(intensity);
-                self.tape
-                    .push(Op::Call(Function::Sqrt, vec![intensity]), len)
+                self.push(Op::Call(Function::Sqrt, vec![intensity]), len)
             }
             Expr::Call(function @ (Function::Re | Function::Im), args)
                 if self.complex_abs_args(args).is_some() =>
@@ -570,7 +718,7 @@ impl Lowering<'_> {
                 let state = self.state(field)?;
                 let points = model.field_points(field);
                 let channel = usize::from(*function == Function::Im);
-                self.tape.push(
+                self.push(
                     Op::Channel {
                         operand: state,
                         channel,
@@ -583,7 +731,7 @@ impl Lowering<'_> {
             Expr::Channel(field, channel) => {
                 let state = self.padded_state(*field, target)?;
                 let points = self.len(state) / model.field(*field).channels;
-                self.tape.push(
+                self.push(
                     Op::Channel {
                         operand: state,
                         channel: *channel,
@@ -611,7 +759,7 @@ impl Lowering<'_> {
                         ));
                     }
                 }
-                let node = self.tape.push(Op::Param(*id), param_entries(model, param));
+                let node = self.push(Op::Param(*id), param_entries(model, param));
                 if param.axes.is_empty() || !target.padded() {
                     node
                 } else {
@@ -620,7 +768,7 @@ impl Lowering<'_> {
                     let grid = BoundedGrid::of_param_axes(model, &param.axes);
                     let operator = Arc::new(grid.padding_operator(&target.halo)?);
                     let len = operator.rows() * param.dims.iter().product::<usize>();
-                    self.tape.push(
+                    self.push(
                         Op::Linear {
                             operator,
                             channels: 1,
@@ -641,7 +789,7 @@ impl Lowering<'_> {
                     Some(field) if model.field_points(field) == features => target.channels,
                     _ => 1,
                 };
-                self.tape.push(
+                self.push(
                     Op::Input {
                         data: *data,
                         copies,
@@ -659,7 +807,7 @@ impl Lowering<'_> {
                         ))
                     }
                 };
-                self.tape.push(
+                self.push(
                     Op::Sequence {
                         data: *data,
                         features,
@@ -667,23 +815,23 @@ impl Lowering<'_> {
                     features,
                 )
             }
-            Expr::Label(data) => self.tape.push(Op::Label(*data), self.sample.label_width),
+            Expr::Label(data) => self.push(Op::Label(*data), self.sample.label_width),
             Expr::Unary(op, a) => {
                 let a = self.lower(a, target)?;
                 let len = self.len(a);
-                self.tape.push(unary(*op, a), len)
+                self.push(unary(*op, a), len)
             }
             Expr::Binary(op, a, b) => {
                 let a = self.lower(a, target)?;
                 let b = self.lower(b, target)?;
                 let len = self.combined_len(a, b)?;
-                self.tape.push(Op::Binary(*op, a, b), len)
+                self.push(Op::Binary(*op, a, b), len)
             }
             Expr::Compare(op, a, b) => {
                 let a = self.lower(a, target)?;
                 let b = self.lower(b, target)?;
                 let len = self.combined_len(a, b)?;
-                self.tape.push(Op::Compare(*op, a, b), len)
+                self.push(Op::Compare(*op, a, b), len)
             }
             Expr::Call(function, args) => {
                 let lowered: Vec<NodeIndex> = args
@@ -704,7 +852,7 @@ impl Lowering<'_> {
                             }
                             _ => (len, 1),
                         };
-                        self.tape.push(
+                        self.push(
                             Op::Softmax {
                                 operand: *a,
                                 groups,
@@ -715,11 +863,11 @@ impl Lowering<'_> {
                     }
                     (Function::Max | Function::Min, [a, b]) => {
                         let len = self.combined_len(*a, *b)?;
-                        self.tape.push(Op::Call(*function, vec![*a, *b]), len)
+                        self.push(Op::Call(*function, vec![*a, *b]), len)
                     }
                     (_, [a]) => {
                         let len = self.len(*a);
-                        self.tape.push(Op::Call(*function, vec![*a]), len)
+                        self.push(Op::Call(*function, vec![*a]), len)
                     }
                     _ => {
                         return Err(format!(
@@ -791,7 +939,7 @@ impl Lowering<'_> {
                         self.len(operand)
                     ));
                 }
-                self.tape.push(
+                self.push(
                     Op::MatMul {
                         matrix: *id,
                         rows: *rows,
@@ -814,7 +962,7 @@ impl Lowering<'_> {
                     parts.push(node);
                 }
                 let len = parts.len();
-                self.tape.push(Op::Stack(parts), len)
+                self.push(Op::Stack(parts), len)
             }
             Expr::Resample {
                 kind,
@@ -847,7 +995,7 @@ impl Lowering<'_> {
                 let a = self.lower(operand, &target.unpadded())?;
                 let len = self.len(a);
                 let weights = reduce_weights(model, *op, len, target);
-                self.tape.push(
+                self.push(
                     Op::Reduce {
                         op: *op,
                         operand: a,
@@ -881,7 +1029,7 @@ impl Lowering<'_> {
         let points = self.model.field_points(field);
         let parts: Vec<NodeIndex> = (0..2)
             .map(|channel| {
-                let part = self.tape.push(
+                let part = self.push(
                     Op::Channel {
                         operand: state,
                         channel,
@@ -889,13 +1037,10 @@ impl Lowering<'_> {
                     },
                     points,
                 );
-                self.tape
-                    .push(Op::Binary(BinaryOp::Mul, part, part), points)
+                self.push(Op::Binary(BinaryOp::Mul, part, part), points)
             })
             .collect();
-        Ok(self
-            .tape
-            .push(Op::Binary(BinaryOp::Add, parts[0], parts[1]), points))
+        Ok(self.push(Op::Binary(BinaryOp::Add, parts[0], parts[1]), points))
     }
 
     /// Returns the field whose grid and boundary conditions a spatial operator uses: the operand's
@@ -971,7 +1116,7 @@ impl Lowering<'_> {
         }
         let channels = len / points;
         let out = channels * operator.rows();
-        Ok(self.tape.push(
+        Ok(self.push(
             Op::Linear {
                 operator: Arc::new(operator),
                 channels,
@@ -1018,7 +1163,7 @@ impl Lowering<'_> {
             })
             .collect();
         let len = channels * geometry.out_points();
-        Ok(self.tape.push(
+        Ok(self.push(
             Op::DivGrad {
                 coefficient: c,
                 operand: u,
@@ -1085,7 +1230,7 @@ impl Lowering<'_> {
         };
         let backward = one_sided((-n..=0).collect());
         let forward = one_sided((0..=n).collect());
-        Ok(self.tape.push(
+        Ok(self.push(
             Op::Upwind {
                 velocity: v,
                 operand: u,
@@ -1167,7 +1312,7 @@ impl Lowering<'_> {
         let channels = len / in_points;
         let operator = Arc::new(resample_operator(&fine, factor, pool));
         let out = channels * operator.rows();
-        Ok(self.tape.push(
+        Ok(self.push(
             Op::Resample {
                 operator,
                 pool,
@@ -1236,7 +1381,7 @@ impl Lowering<'_> {
                 taps.push(flat);
             }
         }
-        Ok(self.tape.push(
+        Ok(self.push(
             Op::Convolution {
                 kernel,
                 padded_points,
@@ -1366,6 +1511,7 @@ pub fn padded_grid_values(
         fields: Vec::new(),
         tape: Tape::default(),
         state_nodes: HashMap::new(),
+        merged: HashMap::new(),
     };
     let target = Target {
         halo: halo.to_vec(),
@@ -1501,6 +1647,7 @@ pub fn lower_scalar(model: &Model, expr: &Expr) -> Result<(Tape, NodeIndex), Str
         fields: Vec::new(),
         tape: Tape::default(),
         state_nodes: HashMap::new(),
+        merged: HashMap::new(),
     };
     let node = lowering.lower(expr, &Target::none())?;
     Ok((lowering.tape, node))
