@@ -4,6 +4,7 @@
 
 use ndarray::Array2;
 use npdec_runtime::train::adjoint::{Chunk, HeadSeed, Network};
+use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::gradcheck::{check_gradients, DOT_TOLERANCE};
 use npdec_runtime::train::params::{flatten_learnable, learnable, unflatten_learnable};
 use npdec_runtime::train::training::{batch_gradient, label_matrix, prepare};
@@ -439,15 +440,19 @@ train net on d using euler(steps = 5) until 1 loss cross_entropy(y, label) optim
 }
 
 /// An update that overflows a parameter stops training and names the parameter, although the
-/// forward sweep before it was finite.
+/// forward sweep before it was finite: SGD, and Adam whose update also writes the `f32` copies
+/// and checks the values in the same pass.
 #[test]
 fn overflowing_update_names_the_parameter() {
     let dir = temp_dir("overflow");
     write_classes_csv(&dir.join("data.csv"), 40, 8, 3);
-    // Scores scaled by 1e3 give gradients far above 1, so a step of 1e308 overflows.
-    let model = checked_model(
-        &dir,
-        "model small
+    // Scores scaled by 1e3 give gradients far above 1, so an SGD step of 1e308 overflows. Adam
+    // moves each entry by about its step size, so two steps of 1e308 overflow.
+    for optimizer in ["sgd(lr = 1e308)", "adam(lr = 1e308)"] {
+        let model = checked_model(
+            &dir,
+            &format!(
+                "model small
 grid k index 8
 field u(k)
 data d = csv(\"data.csv\", label = last) split 30
@@ -458,18 +463,28 @@ equation net: dt(u) = D * laplace(u)
 boundary u: neumann(0) on k
 initial u = d.input
 readout y = 1000 * (Wout @ u + bout)
-train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optimizer sgd(lr = 1e308) epochs 1 batch 8
-",
-    );
-    let out = dir.join("out");
-    let errors = run_model(&model, &run_options(&dir, &out, 1, false)).unwrap_err();
-    let message = &errors[0].message;
-    assert!(
-        message.contains("training diverged in epoch 1"),
-        "{message}"
-    );
-    let notes = errors[0].notes.join("\n");
-    assert!(notes.contains("is not finite after the update"), "{notes}");
+train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optimizer {optimizer} epochs 1 batch 8
+"
+            ),
+        );
+        for products in [ProductPrecision::F64, ProductPrecision::F32] {
+            let out = dir.join("out");
+            let mut options = run_options(&dir, &out, 1, false);
+            options.train.products = products;
+            let errors = run_model(&model, &options).unwrap_err();
+            let message = &errors[0].message;
+            assert!(
+                message.contains("training diverged in epoch 1"),
+                "{optimizer} {products:?}: {message}"
+            );
+            let notes = errors[0].notes.join("\n");
+            assert!(
+                notes.contains("is not finite after the update"),
+                "{optimizer} {products:?}: {notes}"
+            );
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

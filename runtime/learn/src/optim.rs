@@ -231,6 +231,21 @@ impl Adam {
         gradients: &[&[f64]],
         l2: f64,
     ) -> Result<(), OptimError> {
+        self.step_segments_rounded(parameters, gradients, &mut [], l2)
+            .map(|_| ())
+    }
+
+    /// Updates the parameters as [`Adam::step_segments`] does, in the same pass writes the new
+    /// values rounded to `f32` into `rounded[i]` for segment `i` when `rounded` is not empty, and
+    /// returns for each segment whether all its new values are finite. One pass over memory
+    /// instead of three, for training whose products read `f32` copies of the parameters.
+    pub fn step_segments_rounded(
+        &mut self,
+        parameters: &mut [&mut [f64]],
+        gradients: &[&[f64]],
+        rounded: &mut [&mut [f32]],
+        l2: f64,
+    ) -> Result<Vec<bool>, OptimError> {
         if parameters.len() != gradients.len()
             || parameters
                 .iter()
@@ -241,6 +256,19 @@ impl Adam {
                 "Adam: parameter segments of lengths {:?} but gradient segments of lengths {:?}",
                 parameters.iter().map(|p| p.len()).collect::<Vec<_>>(),
                 gradients.iter().map(|g| g.len()).collect::<Vec<_>>()
+            )));
+        }
+        if !rounded.is_empty()
+            && (rounded.len() != parameters.len()
+                || rounded
+                    .iter()
+                    .zip(parameters.iter())
+                    .any(|(r, p)| r.len() != p.len()))
+        {
+            return Err(error(format!(
+                "Adam: parameter segments of lengths {:?} but rounded copies of lengths {:?}",
+                parameters.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                rounded.iter().map(|r| r.len()).collect::<Vec<_>>()
             )));
         }
 
@@ -257,23 +285,44 @@ impl Adam {
         }
 
         let update = self.next_update();
+        let mut finite = Vec::with_capacity(parameters.len());
         let mut offset = 0;
-        for (parameters, gradient) in parameters.iter_mut().zip(gradients) {
+        for (index, (parameters, gradient)) in parameters.iter_mut().zip(gradients).enumerate() {
             let range = offset..offset + parameters.len();
             offset = range.end;
-            parameters
+            let moments = parameters
                 .par_chunks_mut(PARALLEL_CHUNK)
                 .zip(self.first_moment[range.clone()].par_chunks_mut(PARALLEL_CHUNK))
                 .zip(self.second_moment[range].par_chunks_mut(PARALLEL_CHUNK))
-                .zip(gradient.par_chunks(PARALLEL_CHUNK))
-                .for_each(|(((p, m), v), g)| {
-                    for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                        let g = g + l2 * *p;
-                        update.apply(p, m, v, g);
-                    }
-                });
+                .zip(gradient.par_chunks(PARALLEL_CHUNK));
+            // Each chunk reports whether a new value is not finite; `reduce` visits every chunk.
+            let bad = match rounded.get_mut(index) {
+                Some(rounded) => moments
+                    .zip(rounded.par_chunks_mut(PARALLEL_CHUNK))
+                    .map(|((((p, m), v), g), r)| {
+                        let mut bad = false;
+                        for ((((p, m), v), g), r) in p.iter_mut().zip(m).zip(v).zip(g).zip(r) {
+                            update.apply(p, m, v, g + l2 * *p);
+                            *r = *p as f32;
+                            bad |= !p.is_finite();
+                        }
+                        bad
+                    })
+                    .reduce(|| false, |a, b| a | b),
+                None => moments
+                    .map(|(((p, m), v), g)| {
+                        let mut bad = false;
+                        for (((p, m), v), g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                            update.apply(p, m, v, g + l2 * *p);
+                            bad |= !p.is_finite();
+                        }
+                        bad
+                    })
+                    .reduce(|| false, |a, b| a | b),
+            };
+            finite.push(!bad);
         }
-        Ok(())
+        Ok(finite)
     }
 }
 

@@ -164,6 +164,59 @@ fn adam_segments_equal_flat_step_with_l2() {
     assert_eq!(segmented_adam, flat_adam);
 }
 
+/// The rounded copies and finiteness flags come from the same pass as the update: the values
+/// equal `step_segments`, each copy is its segment rounded to `f32`, and only the segment whose
+/// gradient overflows is flagged.
+#[test]
+fn adam_rounded_segments_match_plain_step() {
+    let segments = [vec![0.5, -1.25, 3.0], vec![2.0; 40_000], vec![-0.75, 0.125]];
+    let gradients = [
+        vec![0.1, -0.2, 0.3],
+        vec![1e-3; 40_000],
+        vec![f64::INFINITY, 0.5],
+    ];
+    let gradient_slices: Vec<&[f64]> = gradients.iter().map(|g| g.as_slice()).collect();
+    let mut plain = segments.clone();
+    let mut fused = segments.clone();
+    let mut copies: Vec<Vec<f32>> = segments.iter().map(|s| vec![0.0; s.len()]).collect();
+    let mut plain_adam = Adam::new(1e-2, 0.9, 0.999, 1e-8).expect("valid settings");
+    let mut fused_adam = plain_adam.clone();
+    for _ in 0..2 {
+        let mut targets: Vec<&mut [f64]> = plain.iter_mut().map(|s| s.as_mut_slice()).collect();
+        plain_adam
+            .step_segments(&mut targets, &gradient_slices, 1e-3)
+            .expect("matching segments");
+        let mut targets: Vec<&mut [f64]> = fused.iter_mut().map(|s| s.as_mut_slice()).collect();
+        let mut rounded: Vec<&mut [f32]> = copies.iter_mut().map(|c| c.as_mut_slice()).collect();
+        let finite = fused_adam
+            .step_segments_rounded(&mut targets, &gradient_slices, &mut rounded, 1e-3)
+            .expect("matching segments");
+        assert_eq!(finite, vec![true, true, false]);
+    }
+    // Bit patterns, so that the NaN of the overflowed segment compares too.
+    let bits = |segments: &[Vec<f64>]| -> Vec<u64> {
+        segments.concat().iter().map(|v| v.to_bits()).collect()
+    };
+    assert_eq!(bits(&fused), bits(&plain));
+    assert!(fused[2][0].is_nan());
+    for (copy, values) in copies.iter().zip(&fused) {
+        let copy: Vec<u32> = copy.iter().map(|v| v.to_bits()).collect();
+        let expected: Vec<u32> = values.iter().map(|v| (*v as f32).to_bits()).collect();
+        assert_eq!(copy, expected);
+    }
+    let mut targets: Vec<&mut [f64]> = fused.iter_mut().map(|s| s.as_mut_slice()).collect();
+    let mut short = vec![0.0f32; 1];
+    let error = fused_adam
+        .step_segments_rounded(
+            &mut targets,
+            &gradient_slices,
+            &mut [short.as_mut_slice()],
+            0.0,
+        )
+        .expect_err("one rounded copy for three segments");
+    assert!(error.to_string().contains("rounded copies"), "{error}");
+}
+
 #[test]
 fn adam_segments_reject_mismatched_lengths() {
     let mut adam = Adam::new(1e-2, 0.9, 0.999, 1e-8).expect("valid settings");

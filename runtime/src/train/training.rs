@@ -316,9 +316,10 @@ pub fn batch_gradient_into(
     Ok((loss_sum, outputs))
 }
 
-/// Adds the L2 term to `gradient` and takes one optimizer step on the learnable parameters.
-/// Adam updates the parameters in place; SGD works on flat copies in `flat` and
-/// `flat_gradient`, whose storage is reused from call to call.
+/// Adds the L2 term to `gradient`, takes one optimizer step on the learnable parameters, and
+/// returns the index of the first parameter that is not finite afterwards. Adam updates the
+/// parameters, their `f32` copies and the finiteness check in one pass. SGD works on flat copies
+/// in `flat` and `flat_gradient`, whose storage is reused from call to call.
 #[allow(clippy::too_many_arguments)]
 fn update_params(
     optimizer: &mut StepOptimizer,
@@ -328,24 +329,54 @@ fn update_params(
     l2: f64,
     flat: &mut Vec<f64>,
     flat_gradient: &mut Vec<f64>,
-) -> Result<(), TrainError> {
+) -> Result<Option<usize>, TrainError> {
     match optimizer {
         StepOptimizer::Adam(adam) => {
             let gradients: Vec<&[f64]> = learnable
                 .iter()
                 .map(|&i| gradient.values[i].as_slice())
                 .collect();
+            // The `f32` copies are written in the same pass when every learnable one exists.
+            let copies = params.products == ProductPrecision::F32
+                && learnable
+                    .iter()
+                    .all(|&i| params.single.get(i).map(Vec::len) == Some(params.values[i].len()));
             // `learnable` lists indices in increasing order, the order of the flat vector.
-            let mut targets: Vec<&mut [f64]> = params
+            let mut targets: Vec<&mut [f64]> = Vec::with_capacity(learnable.len());
+            let mut rounded: Vec<&mut [f32]> = Vec::new();
+            for (i, (values, single)) in params
                 .values
                 .iter_mut()
+                .zip(
+                    params
+                        .single
+                        .iter_mut()
+                        .map(Some)
+                        .chain(std::iter::repeat_with(|| None)),
+                )
                 .enumerate()
-                .filter(|(i, _)| learnable.contains(i))
-                .map(|(_, values)| values.as_mut_slice())
-                .collect();
-            adam.step_segments(&mut targets, &gradients, l2)
+            {
+                if !learnable.contains(&i) {
+                    continue;
+                }
+                targets.push(values.as_mut_slice());
+                if let (true, Some(single)) = (copies, single) {
+                    rounded.push(single.as_mut_slice());
+                }
+            }
+            let finite = adam
+                .step_segments_rounded(&mut targets, &gradients, &mut rounded, l2)
                 .map_err(|e| TrainError::new(e.to_string()))?;
-            params.refresh_single();
+            if !copies {
+                params.refresh_single();
+            }
+            // Parameters outside `learnable` keep their values, but are checked as before.
+            let first =
+                (0..params.values.len()).find(|&i| match learnable.iter().position(|&l| l == i) {
+                    Some(segment) => !finite[segment],
+                    None => !all_finite(&params.values[i]),
+                });
+            Ok(first)
         }
         StepOptimizer::Sgd(_) => {
             flatten_learnable_into(gradient, learnable, flat_gradient);
@@ -355,9 +386,9 @@ fn update_params(
                 .step(flat, flat_gradient)
                 .map_err(|e| TrainError::new(e.to_string()))?;
             unflatten_learnable(flat, params, learnable);
+            Ok((0..params.values.len()).find(|&i| !all_finite(&params.values[i])))
         }
     }
-    Ok(())
 }
 
 /// Entries per task when the chunks' gradients are summed across the thread pool.
@@ -591,7 +622,7 @@ fn run_training(
                         &mut workspace,
                     )
                     .map_err(|e| non_finite_error(model, params, epoch, step, &e))?;
-                    update_params(
+                    let not_finite = update_params(
                         &mut optimizer,
                         params,
                         workspace.gradient(),
@@ -600,7 +631,7 @@ fn run_training(
                         &mut flat,
                         &mut gradient,
                     )?;
-                    if let Some(bad) = first_non_finite_param(model, params) {
+                    if let Some(bad) = not_finite.map(|i| &model.params[i].name) {
                         let error = NonFinite {
                             step: 0,
                             field: None,
@@ -1004,20 +1035,21 @@ fn optimizer_name(optimizer: &Optimizer) -> &'static str {
 }
 
 fn first_non_finite_param(model: &Model, params: &ParamValues) -> Option<String> {
-    use rayon::prelude::*;
-    // Runs after every update, so the scan is split across the pool, block by block without a
-    // branch per entry.
-    let non_finite = |values: &[f64]| {
-        values
-            .par_chunks(SUM_CHUNK)
-            .any(|block| block.iter().fold(false, |bad, x| bad | !x.is_finite()))
-    };
     model
         .params
         .iter()
         .zip(&params.values)
-        .find(|(_, v)| non_finite(v))
+        .find(|(_, v)| !all_finite(v))
         .map(|(p, _)| p.name.clone())
+}
+
+/// Returns whether every entry is finite, scanning blocks across the pool without a branch per
+/// entry.
+fn all_finite(values: &[f64]) -> bool {
+    use rayon::prelude::*;
+    !values
+        .par_chunks(SUM_CHUNK)
+        .any(|block| block.iter().fold(false, |bad, x| bad | !x.is_finite()))
 }
 
 fn non_finite_error(
