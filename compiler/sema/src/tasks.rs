@@ -727,6 +727,32 @@ impl Checker<'_> {
             );
             return None;
         }
+        // The ranges the optimizers accept at run time: a step size and `eps` above zero, the
+        // momentum and the decay rates below one.
+        let ranges: &[(&str, bool)] = match name.name.as_str() {
+            "sgd" => &[("lr", true), ("momentum", false)],
+            "adam" => &[("lr", true), ("beta1", false), ("beta2", false), ("eps", true)],
+            _ => &[],
+        };
+        for ((setting, positive), given) in ranges.iter().zip(&values) {
+            let (bad, expected) = if *positive {
+                (*given <= 0.0, "above 0")
+            } else {
+                (*given >= 1.0, "below 1")
+            };
+            if bad {
+                self.error(
+                    Diagnostic::error(
+                        Code::E0261,
+                        format!("`{setting}` of `{}` is {given}", name.name),
+                        value_span(args, setting).unwrap_or(value.span),
+                        format!("`{setting}` must be {expected}"),
+                    )
+                    .with_help(format!("use a value of `{setting}` {expected}")),
+                );
+                return None;
+            }
+        }
         Some(match name.name.as_str() {
             "sgd" => Optimizer::Sgd {
                 lr: values[0],
@@ -943,4 +969,11 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Returns the span of the value given for the named setting `name`, when one is.
+fn value_span(args: &[ast::Arg], name: &str) -> Option<Span> {
+    args.iter()
+        .find(|arg| arg.name.as_ref().is_some_and(|n| n.name == name))
+        .map(|arg| arg.value.span)
 }
