@@ -325,6 +325,9 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             for note in error.notes {
                 diagnostic = diagnostic.with_note(note);
             }
+            if let Some(help) = error.help {
+                diagnostic = diagnostic.with_help(help);
+            }
             vec![diagnostic]
         })?;
         if let (Some(compiler), Some(reason)) = (&options.compiler, &report.adjoint_fallback) {

@@ -488,6 +488,70 @@ train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optim
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Labels a cross-entropy loss cannot use and non-finite features stop training before it
+/// starts, naming the sample, instead of training on a loss of 0 or reporting divergence.
+#[test]
+fn unusable_labels_and_features_are_rejected() {
+    let dir = temp_dir("labels");
+    let model_source = "model small
+grid k index 8
+field u(k)
+data d = csv(\"data.csv\", label = last) split 30
+param D = 0.2
+param Wout[3, 8] ~ glorot
+param bout[3] = 0
+equation net: dt(u) = D * laplace(u)
+boundary u: neumann(0) on k
+initial u = d.input
+readout y = Wout @ u + bout
+train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 8
+";
+    // (row, replacement of the whole row, expected text of the error)
+    let cases = [
+        (
+            4,
+            "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,7",
+            "label 7 of sample 4",
+        ),
+        (
+            5,
+            "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,-1",
+            "label -1 of sample 5",
+        ),
+        (
+            33,
+            "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,1.5",
+            "label 1.5 of sample 33",
+        ),
+        (
+            6,
+            "0.1,0.2,NaN,0.4,0.5,0.6,0.7,0.8,1",
+            "sample 6 (counting from 0)",
+        ),
+    ];
+    for (row, replacement, expected) in cases {
+        write_classes_csv(&dir.join("data.csv"), 40, 8, 3);
+        let text = std::fs::read_to_string(dir.join("data.csv")).expect("read CSV");
+        let mut rows: Vec<&str> = text.lines().collect();
+        rows[row] = replacement;
+        std::fs::write(dir.join("data.csv"), rows.join("\n") + "\n").expect("write CSV");
+        let model = checked_model(&dir, model_source);
+        let out = dir.join("out");
+        let errors = run_model(&model, &run_options(&dir, &out, 1, false)).unwrap_err();
+        assert!(
+            errors[0].message.contains(expected),
+            "{}",
+            errors[0].message
+        );
+        assert!(errors[0].help.is_some(), "{replacement}: no help");
+        assert!(
+            !out.join("summary.json").exists(),
+            "{replacement}: wrote a summary"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn split_step_complex_field_gradients() {
     // A small diffractive classifier: a complex field on a periodic 8 × 8 grid (4 × 4 samples

@@ -731,7 +731,12 @@ impl Checker<'_> {
         // momentum and the decay rates below one.
         let ranges: &[(&str, bool)] = match name.name.as_str() {
             "sgd" => &[("lr", true), ("momentum", false)],
-            "adam" => &[("lr", true), ("beta1", false), ("beta2", false), ("eps", true)],
+            "adam" => &[
+                ("lr", true),
+                ("beta1", false),
+                ("beta2", false),
+                ("eps", true),
+            ],
             _ => &[],
         };
         for ((setting, positive), given) in ranges.iter().zip(&values) {

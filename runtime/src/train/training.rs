@@ -94,6 +94,8 @@ pub struct TrainReport {
 pub struct TrainError {
     pub message: String,
     pub notes: Vec<String>,
+    /// A suggested fix, when one is known.
+    pub help: Option<String>,
 }
 
 impl TrainError {
@@ -101,7 +103,13 @@ impl TrainError {
         TrainError {
             message: message.into(),
             notes: Vec::new(),
+            help: None,
         }
+    }
+
+    fn with_help(mut self, help: impl Into<String>) -> TrainError {
+        self.help = Some(help.into());
+        self
     }
 }
 
@@ -147,6 +155,23 @@ pub fn prepare(
         label_width,
     };
     let lowered = lower_train_task(model, task, &sample).map_err(TrainError::new)?;
+    let split = train.len();
+    for (set, first) in [(&train, 0), (&data.test, split)] {
+        check_samples(set, first, &source.name)?;
+        if let Head::CrossEntropy { scores } = lowered.head {
+            let classes = lowered.head_tape.nodes[scores].len;
+            check_class_labels(&set.targets, classes, first, &source.name)?;
+        }
+    }
+    if matches!(lowered.head, Head::CrossEntropy { .. })
+        && matches!(train.targets, Targets::Values(_))
+    {
+        return Err(TrainError::new(format!(
+            "data `{}` has real-valued labels where `cross_entropy` needs classes",
+            source.name
+        ))
+        .with_help("give one class label per sample, a whole number from 0"));
+    }
     let params = initialize_params(
         model,
         lowered.steps,
@@ -161,6 +186,66 @@ pub fn prepare(
         test: data.test,
         params,
     })
+}
+
+/// Rejects a sample with a NaN or infinite feature, which training would otherwise report as
+/// the network diverging. `first` is the index of the set's first sample in the data source.
+fn check_samples(set: &Dataset, first: usize, data: &str) -> Result<(), TrainError> {
+    let Some((index, feature)) = set
+        .inputs
+        .indexed_iter()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(at, _)| at)
+    else {
+        return Ok(());
+    };
+    Err(TrainError::new(format!(
+        "sample {} (counting from 0) of data `{data}` has a non-finite value in feature {feature}",
+        first + index
+    ))
+    .with_help("remove the sample or replace the value in the data file"))
+}
+
+/// Rejects labels that a cross-entropy loss over `classes` scores cannot use: real values and
+/// classes at or above the number of scores.
+fn check_class_labels(
+    targets: &Targets,
+    classes: usize,
+    first: usize,
+    data: &str,
+) -> Result<(), TrainError> {
+    let (index, label) = match targets {
+        Targets::Classes { labels, .. } => {
+            match labels.iter().enumerate().find(|(_, l)| **l >= classes) {
+                Some((index, label)) => (index, label.to_string()),
+                None => return Ok(()),
+            }
+        }
+        Targets::Values(values) if values.nrows() == 0 => return Ok(()),
+        Targets::Values(values) if values.ncols() != 1 => {
+            return Err(TrainError::new(format!(
+                "data `{data}` has {} label values per sample where `cross_entropy` needs one class",
+                values.ncols()
+            ))
+            .with_help("give one class label per sample, a whole number from 0"));
+        }
+        Targets::Values(values) => {
+            // Real-valued labels of one set may come from a value that is not a class in the
+            // other set, which its own check reports.
+            match values.iter().position(|v| !(*v >= 0.0 && v.fract() == 0.0)) {
+                Some(index) => (index, values[[index, 0]].to_string()),
+                None => return Ok(()),
+            }
+        }
+    };
+    Err(TrainError::new(format!(
+        "label {label} of sample {} (counting from 0) of data `{data}` is not a class of the {classes} scores",
+        first + index
+    ))
+    .with_help(format!(
+        "`cross_entropy` needs class labels 0 to {}, one per score",
+        classes.saturating_sub(1)
+    )))
 }
 
 /// Returns the labels of a data set as a real matrix `[samples, width]`.
@@ -1086,6 +1171,7 @@ fn non_finite_error(
             step + 1
         ),
         notes,
+        help: None,
     }
 }
 
