@@ -34,7 +34,19 @@ pub fn run(
         any_error |= checked.has_errors();
         if gradients {
             if let Some(model) = &checked.model {
-                any_error |= !check_gradients(path, model, jit, quiet);
+                let trains = model
+                    .tasks
+                    .iter()
+                    .any(|task| matches!(task, npdec_symbolic::Task::Train(_)));
+                if trains {
+                    any_error |= !check_gradients(path, model, jit, quiet);
+                } else if !quiet {
+                    // A solve-only model among several files is not an error: nothing to check.
+                    eprintln!(
+                        "{}: no train task, so there are no gradients to check",
+                        path.display()
+                    );
+                }
             }
         }
         match format {

@@ -46,7 +46,8 @@ enum Command {
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value_t = check::Format::Human)]
         format: check::Format,
-        /// Also check the adjoint gradients of train tasks (Taylor and dot tests).
+        /// Also check the adjoint gradients of train tasks (Taylor and dot tests); a model without
+        /// a train task has none to check and passes.
         #[arg(long)]
         gradients: bool,
         /// The engine of the adjoint of the rates for --gradients: JIT kernels, or the tape.

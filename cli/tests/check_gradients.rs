@@ -131,3 +131,35 @@ fn jit_adjoint_passes_gradient_checks() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A model without a train task among the files is reported as having nothing to check, not as
+/// an error, so `npdec check --gradients examples/*.npde` checks the train examples only.
+#[test]
+fn solve_only_model_has_no_gradients_to_check() {
+    let dir = scratch("solve_only");
+    std::fs::write(
+        dir.join("heat.npde"),
+        "model heat
+grid x in [0, 1] points 17
+field u(x)
+param nu = 0.1
+equation diffusion: dt(u) = nu * laplace(u)
+boundary u: dirichlet(0) on x
+initial u = sin(pi * x)
+solve diffusion using euler(dt = 1e-3) until 0.01
+",
+    )
+    .expect("write model");
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args(["check", "--gradients", "heat.npde"])
+        .current_dir(&dir)
+        .output()
+        .expect("npdec runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no train task, so there are no gradients to check"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot check"), "{stderr}");
+}
