@@ -250,7 +250,8 @@ fn syntax_error(
             {
                 return diagnostic;
             }
-            let expected = describe_expected(&expected);
+            let expected_tokens = expected;
+            let expected = describe_expected(&expected_tokens);
             // Newlines carry no meaning, so a token left over at the end of a line only fails at
             // the first token of the next statement. The mistake sits on the line that ended.
             let previous = index
@@ -260,16 +261,41 @@ fn syntax_error(
                     text.get(*previous_end..start)
                         .is_some_and(|gap| gap.contains('\n'))
                 });
+            let unclosed =
+                index.and_then(|i| unclosed_bracket(file, text, tokens, i, &expected_tokens));
             if let Some((previous_start, previous, previous_end)) = previous {
-                return unfinished_line(
+                let diagnostic = unfinished_line(
                     text,
                     Span::new(file, *previous_start, *previous_end),
                     previous,
                     (start, &token),
                     &expected,
                 );
+                return match unclosed {
+                    Some(bracket) => {
+                        let last_text = text
+                            .get(*previous_start..*previous_end)
+                            .unwrap_or_else(|| previous.text());
+                        let help = format!("insert `{}` after `{last_text}`", bracket.closer);
+                        bracket.annotate(diagnostic, help)
+                    }
+                    None => diagnostic,
+                };
             }
             let span = Span::new(file, start, end);
+            if let Some(bracket) = unclosed {
+                let diagnostic = Diagnostic::error(
+                    Code::E0010,
+                    format!(
+                        "expected `{}` to close the `{}` on line {}, found {token}",
+                        bracket.closer, bracket.opener, bracket.line
+                    ),
+                    span,
+                    "unexpected here",
+                );
+                let help = format!("insert `{}` before {token}", bracket.closer);
+                return bracket.annotate(diagnostic, help);
+            }
             let mut diagnostic = Diagnostic::error(
                 Code::E0010,
                 format!("expected {expected}, found {token}"),
@@ -295,14 +321,21 @@ fn syntax_error(
                 Some(closer) => format!("add the missing `{closer}`, or finish the statement"),
                 None => "finish the statement, or remove it".to_string(),
             };
+            let unclosed = unclosed_bracket(file, text, tokens, tokens.len(), &expected);
             let expected = describe_expected(&expected);
-            Diagnostic::error(
+            let diagnostic = Diagnostic::error(
                 Code::E0011,
                 format!("unexpected end of file, expected {expected}"),
                 Span::new(file, start, end),
                 "the file ends here",
-            )
-            .with_help(help)
+            );
+            match unclosed {
+                Some(bracket) => {
+                    let help = format!("add the missing `{}` at the end", bracket.closer);
+                    bracket.annotate(diagnostic, help)
+                }
+                None => diagnostic.with_help(help),
+            }
         }
         ParseError::InvalidToken { location } => Diagnostic::error(
             Code::E0001,
@@ -324,6 +357,96 @@ fn syntax_error(
             Diagnostic::error(Code::E0010, "invalid syntax", Span::new(file, 0, 0), "here")
                 .with_help("check the statement against docs/language.md")
         }
+    }
+}
+
+/// A bracket of the failed statement that is open where parsing failed and that nothing after
+/// it in the statement closes.
+struct UnclosedBracket {
+    span: Span,
+    opener: &'static str,
+    closer: &'static str,
+    /// The one-based line of the opening bracket.
+    line: usize,
+}
+
+impl UnclosedBracket {
+    /// Adds the secondary label on the opening bracket and the help line.
+    fn annotate(self, diagnostic: Diagnostic, help: String) -> Diagnostic {
+        diagnostic
+            .with_label(self.span, format!("this `{}` is never closed", self.opener))
+            .with_help(help)
+    }
+}
+
+/// Finds the innermost bracket of the failed statement that is still open before `tokens[failed]`.
+/// Returns `None` unless its closing bracket is among the `expected` tokens and no later token of
+/// the statement closes it. A statement starts at a statement keyword, so brackets left open by an
+/// earlier statement are not counted.
+fn unclosed_bracket(
+    file: FileId,
+    text: &str,
+    tokens: &[lexer::Spanned],
+    failed: usize,
+    expected: &[String],
+) -> Option<UnclosedBracket> {
+    let is_statement_start = |token: &Token| Token::STATEMENT_KEYWORDS.contains(&token.text());
+    let statement_start = tokens[..failed]
+        .iter()
+        .rposition(|(_, token, _)| is_statement_start(token))
+        .unwrap_or(0);
+    let mut open: Vec<usize> = Vec::new();
+    for (index, (_, token, _)) in tokens.iter().enumerate().take(failed).skip(statement_start) {
+        match token {
+            Token::LParen | Token::LBracket | Token::LBrace => open.push(index),
+            Token::RParen | Token::RBracket | Token::RBrace => {
+                let matches_top = open
+                    .last()
+                    .is_some_and(|&top| closing_bracket(&tokens[top].1) == Some(token.text()));
+                if matches_top {
+                    open.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let innermost = *open.last()?;
+    let (start, opener, end) = &tokens[innermost];
+    let closer = closing_bracket(opener)?;
+    if !expected.iter().any(|e| e.trim_matches('"') == closer) {
+        return None;
+    }
+
+    // A bracket that a later token of the statement closes is not missing, so the error lies
+    // elsewhere.
+    let mut depth = 0usize;
+    for (_, token, _) in tokens.iter().skip(failed) {
+        if is_statement_start(token) {
+            break;
+        }
+        match token {
+            Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
+            Token::RParen | Token::RBracket | Token::RBrace if depth > 0 => depth -= 1,
+            _ if token.text() == closer => return None,
+            _ => {}
+        }
+    }
+    let line = text.get(..*start).unwrap_or(text).matches('\n').count() + 1;
+    Some(UnclosedBracket {
+        span: Span::new(file, *start, *end),
+        opener: opener.text(),
+        closer,
+        line,
+    })
+}
+
+/// Returns the closing bracket of an opening one.
+fn closing_bracket(opener: &Token) -> Option<&'static str> {
+    match opener {
+        Token::LParen => Some(")"),
+        Token::LBracket => Some("]"),
+        Token::LBrace => Some("}"),
+        _ => None,
     }
 }
 
