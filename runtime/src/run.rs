@@ -3,7 +3,7 @@
 use crate::evaluate::Evaluator;
 use crate::output::{write_final_outputs, SnapshotWriter};
 use crate::stepping::{States, Stepper};
-use crate::train::{train_task, TrainOptions, TrainReport};
+use crate::train::{train_task, TrainErrorSubject, TrainOptions, TrainReport};
 use crate::value::{Real, Value};
 use npdec_diagnostics::{Code, Diagnostic, Span};
 use npdec_ir::graph::NodeKind;
@@ -316,12 +316,24 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             options.compiler.as_deref(),
         )
         .map_err(|error| {
-            let mut diagnostic = Diagnostic::error(
-                Code::E0261,
-                error.message,
-                train.span,
-                "while training this task",
-            );
+            let mut diagnostic = match error.subject {
+                TrainErrorSubject::Task => Diagnostic::error(
+                    Code::E0261,
+                    error.message,
+                    train.span,
+                    "while training this task",
+                ),
+                TrainErrorSubject::Data => {
+                    let source = &model.data[train.data.0];
+                    Diagnostic::error(
+                        Code::E0261,
+                        error.message,
+                        train.data_span,
+                        "the task trains on this data",
+                    )
+                    .with_label(source.span, format!("`{}` is declared here", source.name))
+                }
+            };
             for note in error.notes {
                 diagnostic = diagnostic.with_note(note);
             }

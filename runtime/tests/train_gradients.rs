@@ -528,7 +528,11 @@ train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optim
             "0.1,0.2,NaN,0.4,0.5,0.6,0.7,0.8,1",
             "sample 6 (counting from 0)",
         ),
+        (7, "0.1,0.2,0.3,1", "cannot load data `d`"),
     ];
+    // Errors in the data point at the `on` clause of the task and at the data declaration.
+    let on_clause = model_source.find("on d using").expect("on clause");
+    let declared = model_source.find("data d").expect("data declaration") + "data ".len();
     for (row, replacement, expected) in cases {
         write_classes_csv(&dir.join("data.csv"), 40, 8, 3);
         let text = std::fs::read_to_string(dir.join("data.csv")).expect("read CSV");
@@ -544,6 +548,16 @@ train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optim
             errors[0].message
         );
         assert!(errors[0].help.is_some(), "{replacement}: no help");
+        assert_eq!(
+            errors[0].span().range(),
+            on_clause..on_clause + "on d".len(),
+            "{replacement}: primary span"
+        );
+        assert_eq!(
+            errors[0].labels.get(1).map(|label| label.span.range()),
+            Some(declared..declared + 1),
+            "{replacement}: label on the data declaration"
+        );
         assert!(
             !out.join("summary.json").exists(),
             "{replacement}: wrote a summary"

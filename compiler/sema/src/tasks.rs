@@ -444,6 +444,10 @@ impl Checker<'_> {
         span: Span,
     ) -> Option<TrainTask> {
         let found = self.clauses(clauses, TRAIN_CLAUSES, "`train`");
+        let data_span = clauses
+            .iter()
+            .find(|clause| clause.name.name == "on")
+            .map_or(span, |clause| clause.span);
         let data = match found.get("on").and_then(|c| self.single(c)).cloned() {
             None => {
                 self.missing_clause(span, "on", "`train`", "`on mnist`, naming a `data` source");
@@ -615,6 +619,7 @@ impl Checker<'_> {
             metrics: metrics?,
             gradient: gradient?,
             span,
+            data_span,
         })
     }
 

@@ -396,6 +396,8 @@ pub struct TrainTask {
     pub metrics: Vec<Metric>,
     pub gradient: GradientMethod,
     pub span: Span,
+    /// The `on` clause that names the data source, where errors in the data are reported.
+    pub data_span: Span,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -30,4 +30,4 @@ pub mod training;
 pub use gradcheck::{
     check_gradients, check_gradients_compiled, GradientCheck, GradientCheckReport,
 };
-pub use training::{train_task, TrainError, TrainOptions, TrainReport};
+pub use training::{train_task, TrainError, TrainErrorSubject, TrainOptions, TrainReport};

@@ -89,6 +89,16 @@ pub struct TrainReport {
     pub outputs: Vec<PathBuf>,
 }
 
+/// The part of a train task that a [`TrainError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainErrorSubject {
+    /// The task as a whole, such as training that diverged or a checkpoint that does not match.
+    Task,
+    /// The data source the task trains on: a file that cannot be loaded, a sample or a label
+    /// that training cannot use.
+    Data,
+}
+
 /// The error that stopped training, with notes on where it arose.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainError {
@@ -96,6 +106,7 @@ pub struct TrainError {
     pub notes: Vec<String>,
     /// A suggested fix, when one is known.
     pub help: Option<String>,
+    pub subject: TrainErrorSubject,
 }
 
 impl TrainError {
@@ -104,6 +115,15 @@ impl TrainError {
             message: message.into(),
             notes: Vec::new(),
             help: None,
+            subject: TrainErrorSubject::Task,
+        }
+    }
+
+    /// Creates an error about the task's data source.
+    fn in_data(message: impl Into<String>) -> TrainError {
+        TrainError {
+            subject: TrainErrorSubject::Data,
+            ..TrainError::new(message)
         }
     }
 
@@ -135,8 +155,12 @@ pub fn prepare(
 ) -> Result<Prepared, TrainError> {
     let source = &model.data[task.data.0];
     let field_shape = initialized_field_shape(model, task);
-    let data = load_data_source(source, base_dir, field_shape.as_deref())
-        .map_err(|e| TrainError::new(format!("cannot load data `{}`: {e}", source.name)))?;
+    let data = load_data_source(source, base_dir, field_shape.as_deref()).map_err(|e| {
+        TrainError::in_data(format!("cannot load data `{}`: {e}", source.name)).with_help(format!(
+            "correct the data file, or the format and options of `data {}`",
+            source.name
+        ))
+    })?;
     let mut train = data.train;
     let mut fewer_samples = false;
     if let Some(limit) = options.max_train_samples {
@@ -166,7 +190,7 @@ pub fn prepare(
     if matches!(lowered.head, Head::CrossEntropy { .. })
         && matches!(train.targets, Targets::Values(_))
     {
-        return Err(TrainError::new(format!(
+        return Err(TrainError::in_data(format!(
             "data `{}` has real-valued labels where `cross_entropy` needs classes",
             source.name
         ))
@@ -199,7 +223,7 @@ fn check_samples(set: &Dataset, first: usize, data: &str) -> Result<(), TrainErr
     else {
         return Ok(());
     };
-    Err(TrainError::new(format!(
+    Err(TrainError::in_data(format!(
         "sample {} (counting from 0) of data `{data}` has a non-finite value in feature {feature}",
         first + index
     ))
@@ -223,7 +247,7 @@ fn check_class_labels(
         }
         Targets::Values(values) if values.nrows() == 0 => return Ok(()),
         Targets::Values(values) if values.ncols() != 1 => {
-            return Err(TrainError::new(format!(
+            return Err(TrainError::in_data(format!(
                 "data `{data}` has {} label values per sample where `cross_entropy` needs one class",
                 values.ncols()
             ))
@@ -238,7 +262,7 @@ fn check_class_labels(
             }
         }
     };
-    Err(TrainError::new(format!(
+    Err(TrainError::in_data(format!(
         "label {label} of sample {} (counting from 0) of data `{data}` is not a class of the {classes} scores",
         first + index
     ))
@@ -1103,7 +1127,7 @@ fn image_shape(
         Some((rows, cols)) if rows * cols > 0 && features.is_multiple_of(rows * cols) => {
             Ok((rows, cols))
         }
-        _ => Err(TrainError::new(format!(
+        _ => Err(TrainError::in_data(format!(
             "`shift` translates images, but the samples of `{}` ({features} values each) are not images of a two-dimensional grid",
             model.data[task.data.0].name
         ))),
@@ -1172,6 +1196,7 @@ fn non_finite_error(
         ),
         notes,
         help: None,
+        subject: TrainErrorSubject::Task,
     }
 }
 
