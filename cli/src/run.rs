@@ -44,13 +44,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         ));
         return Ok(ExitCode::from(1));
     };
-    if model.tasks.is_empty() && !args.quiet {
-        terminal::print_warning(&format!(
-            "`{}` has no solve or train task, so nothing was run\n  = help: add a task such as `solve EQUATION using euler(dt = 1e-3) until 1`",
-            args.file.display()
-        ));
-    }
-
     let has_train_task = model
         .tasks
         .iter()

@@ -45,9 +45,38 @@ fn run_counts_one_file_in_singular() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("wrote 1 file to out/empty"), "{stderr}");
     assert!(
-        stderr.contains("warning: `empty.npde` has no solve or train task, so nothing was run"),
+        stderr.contains(
+            "[W0004] Warning: model `empty` has no solve or train task, so nothing was run"
+        ),
         "{stderr}"
     );
+}
+
+/// An empty file runs nothing; the warning goes to the terminal and into `summary.json`.
+#[test]
+fn empty_file_warning_in_summary() {
+    let dir = scratch("empty_file");
+    std::fs::write(dir.join("blank.npde"), "").expect("write model");
+    let output = npdec(&["run", "blank.npde", "--out", "results"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let message = "model `blank` has no solve or train task, so nothing was run";
+    assert!(
+        stderr.contains(&format!("[W0004] Warning: {message}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("blank.npde:1:1"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("results/summary.json")).expect("summary.json is written"),
+    )
+    .expect("summary.json is JSON");
+    assert_eq!(
+        summary["warnings"],
+        serde_json::json!([message]),
+        "{summary}"
+    );
+    assert_eq!(summary["passed"], serde_json::json!(true), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `npdec explain E0100 | head -1`: the reader closes the pipe, and npdec ends without a panic.

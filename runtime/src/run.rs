@@ -128,6 +128,20 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
     }
     let program = discretize_model(model)?;
     let mut warnings = Vec::new();
+    if model.tasks.is_empty() {
+        warnings.push(
+            Diagnostic::warning(
+                Code::W0004,
+                format!(
+                    "model `{}` has no solve or train task, so nothing was run",
+                    model.name
+                ),
+                model.span,
+                "no task in this model",
+            )
+            .with_help("add a task such as `solve EQUATION using euler(dt = 1e-3) until 1`"),
+        );
+    }
     let mut tasks = Vec::new();
     let solve_span = model
         .tasks

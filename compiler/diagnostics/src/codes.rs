@@ -105,13 +105,14 @@ codes! {
     W0001 = "W0001", "unused declaration";
     W0002 = "W0002", "unused import";
     W0003 = "W0003", "task falls back to the interpreter";
+    W0004 = "W0004", "model without a task";
 }
 
 impl Code {
     /// Returns false for the codes that `npdec run` reports while running, such as a task the JIT
     /// cannot compile; every other code comes from `npdec check`.
     pub fn found_by_check(self) -> bool {
-        !matches!(self, Code::W0003 | Code::E0231)
+        !matches!(self, Code::W0003 | Code::W0004 | Code::E0231)
     }
 }
 

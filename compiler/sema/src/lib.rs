@@ -22,7 +22,7 @@ mod modules;
 mod scope;
 mod tasks;
 
-use npdec_diagnostics::{suggest, Diagnostic, FileId, SourceMap};
+use npdec_diagnostics::{suggest, Diagnostic, FileId, SourceMap, Span};
 use npdec_symbolic::Model;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,7 @@ pub fn check(sources: &mut SourceMap, file: FileId, options: &CheckOptions) -> C
     let (module, mut diagnostics) = npdec_syntax::parse(file, &text);
     let default_name = model_name_from_file(&sources.get(file).name);
     let mut checker = scope::Checker::new(sources, options, default_name);
+    checker.model.span = Span::new(file, 0, 0);
     checker.diagnostics.append(&mut diagnostics);
     checker.check_module(&module);
     let (model, mut diagnostics) = checker.finish();

@@ -246,6 +246,7 @@ impl<'s> Checker<'s> {
                         );
                     } else {
                         self.model.name = name.name.clone();
+                        self.model.span = name.span;
                         self.model_name_span = Some(name.span);
                     }
                 }

@@ -491,6 +491,8 @@ pub struct MetricExpect {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Model {
     pub name: String,
+    /// The name in the `model` statement, or the start of the file when it has none.
+    pub span: Span,
     pub axes: Vec<Axis>,
     pub fields: Vec<Field>,
     pub params: Vec<Param>,
