@@ -150,36 +150,49 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 ));
             }
         }
-        if !args.quiet && trained.resumed_epochs > 0 {
-            if trained.resumed_epochs >= trained.epochs {
-                eprintln!(
-                    "resumed from the checkpoint after epoch {}, which is every epoch requested, so nothing was trained (set more with `--epochs`)",
-                    trained.resumed_epochs
-                );
-            } else {
-                eprintln!(
-                    "resumed from the checkpoint after epoch {}; trained epochs {} to {}",
-                    trained.resumed_epochs,
-                    trained.resumed_epochs + 1,
-                    trained.epochs
-                );
-            }
+        if args.quiet {
+            continue;
         }
-        if !args.quiet {
-            let mean_seconds = trained.epoch_seconds.iter().sum::<f64>()
-                / trained.epoch_seconds.len().max(1) as f64;
-            let accuracy = trained.test_accuracy.map_or(String::new(), |a| {
-                format!(", test accuracy {:.2} %", 100.0 * a)
-            });
+        let epochs = |n: usize| format!("{n} epoch{}", if n == 1 { "" } else { "s" });
+        let accuracy = trained.test_accuracy.map_or(String::new(), |a| {
+            format!(", test accuracy {:.2} %", 100.0 * a)
+        });
+        if trained.resumed_epochs > 0 && trained.resumed_epochs >= trained.requested_epochs {
+            // The checkpoint's parameters stay as they are, so report them and not a training run.
             eprintln!(
-                "trained with {} for {} epoch{} ({:.2} s per epoch): train loss {:.4}{accuracy}",
+                "the checkpoint already contains {} and this run requests {}, so nothing more was trained (request more with `--epochs`)",
+                epochs(trained.resumed_epochs),
+                epochs(trained.requested_epochs)
+            );
+            eprintln!(
+                "checkpoint after {} with {}: train loss {:.4}{accuracy}",
+                epochs(trained.resumed_epochs),
                 trained.optimizer,
-                trained.epochs,
-                if trained.epochs == 1 { "" } else { "s" },
-                mean_seconds,
                 trained.train_loss
             );
+            continue;
         }
+        if trained.resumed_epochs > 0 {
+            let first = trained.resumed_epochs + 1;
+            let trained_now = if first == trained.epochs {
+                format!("epoch {first}")
+            } else {
+                format!("epochs {first} to {}", trained.epochs)
+            };
+            eprintln!(
+                "resumed from the checkpoint after epoch {}; trained {trained_now}",
+                trained.resumed_epochs
+            );
+        }
+        let mean_seconds =
+            trained.epoch_seconds.iter().sum::<f64>() / trained.epoch_seconds.len().max(1) as f64;
+        eprintln!(
+            "trained with {} for {} ({:.2} s per epoch): train loss {:.4}{accuracy}",
+            trained.optimizer,
+            epochs(trained.epochs),
+            mean_seconds,
+            trained.train_loss
+        );
     }
     for expect in &report.expects {
         if let Some(reason) = &expect.skipped {

@@ -280,3 +280,70 @@ fn train_samples_beyond_data_warn() {
         "{stderr}"
     );
 }
+
+/// `--resume` with no more epochs than the checkpoint contains trains nothing, prints that once and
+/// reports the checkpoint, not a training run.
+#[test]
+fn resume_without_new_epochs_trains_nothing() {
+    let dir = scratch("resume");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/digits.npde")
+        .canonicalize()
+        .expect("examples/digits.npde");
+    let model = model.to_str().expect("UTF-8 path");
+    let run = |epochs: &str, resume: bool| {
+        let mut args = vec![
+            "run",
+            model,
+            "--epochs",
+            epochs,
+            "--train-samples",
+            "200",
+            "--out",
+            "out",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let output = npdec(&args, &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = run("2", false);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("trained with adam for 2 epochs"),
+        "{stderr}"
+    );
+
+    for (epochs, requested) in [("1", "1 epoch"), ("2", "2 epochs")] {
+        let (code, stderr) = run(epochs, true);
+        assert_eq!(code, Some(0), "--epochs {epochs}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the checkpoint already contains 2 epochs and this run requests {requested}, so nothing more was trained"
+            )),
+            "--epochs {epochs}: {stderr}"
+        );
+        assert!(
+            stderr.contains("checkpoint after 2 epochs with adam: train loss"),
+            "--epochs {epochs}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("trained with"),
+            "--epochs {epochs}: {stderr}"
+        );
+    }
+
+    let (code, stderr) = run("3", true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("resumed from the checkpoint after epoch 2; trained epoch 3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("trained with adam for 3 epochs"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -69,6 +69,10 @@ pub struct TrainReport {
     /// with the epoch after them.
     #[serde(skip)]
     pub resumed_epochs: usize,
+    /// The number of epochs this run requests: the task's `epochs`, or `--epochs`. A resumed
+    /// checkpoint that already contains as many or more is not trained further.
+    #[serde(skip)]
+    pub requested_epochs: usize,
     /// Wall time of each epoch in seconds.
     pub epoch_seconds: Vec<f64>,
     /// True when [`TrainOptions::max_epochs`] or [`TrainOptions::max_train_samples`] cut the
@@ -929,6 +933,7 @@ fn run_training(
         test_loss: last.and_then(|r| r.test_loss),
         train_loss: last.map_or(f64::NAN, |r| r.train_loss),
         resumed_epochs: first_epoch,
+        requested_epochs: epochs,
         epoch_seconds,
         shortened: false,
         adjoint_engine: "tape".to_string(),
