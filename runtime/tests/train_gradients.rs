@@ -566,6 +566,47 @@ train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optim
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Samples whose size does not fit the field they initialize stop training before it starts,
+/// pointing at the data, instead of a shape error about the whole task.
+#[test]
+fn sample_size_must_fit_initialized_field() {
+    let dir = temp_dir("sample_size");
+    write_classes_csv(&dir.join("data.csv"), 40, 8, 3);
+    let model_source = "model small
+grid k index 6
+field u(k)
+data d = csv(\"data.csv\", label = last) split 30
+param D = 0.2
+param Wout[3, 6] ~ glorot
+equation net: dt(u) = D * laplace(u)
+boundary u: neumann(0) on k
+initial u = d.input
+readout y = Wout @ u
+train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) optimizer adam() epochs 1 batch 8
+";
+    let model = checked_model(&dir, model_source);
+    let out = dir.join("out");
+    let errors = run_model(&model, &run_options(&dir, &out, 1, false)).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].message.contains(
+            "the samples of data `d` have 8 values each, but `initial u = d.input` needs 6"
+        ),
+        "{}",
+        errors[0].message
+    );
+    assert_eq!(
+        errors[0].help.as_deref(),
+        Some("declare `u` on a grid of 8 points, or check the data file")
+    );
+    let on_clause = model_source.find("on d using").expect("on clause");
+    assert_eq!(
+        errors[0].span().range(),
+        on_clause..on_clause + "on d".len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn split_step_complex_field_gradients() {
     // A small diffractive classifier: a complex field on a periodic 8 × 8 grid (4 × 4 samples

@@ -182,6 +182,7 @@ pub fn prepare(
         dims: train.sample_shape.clone(),
         label_width,
     };
+    check_initialized_field_size(model, task, sample.features)?;
     let lowered = lower_train_task(model, task, &sample).map_err(TrainError::new)?;
     let split = train.len();
     for (set, first) in [(&train, 0), (&data.test, split)] {
@@ -214,6 +215,37 @@ pub fn prepare(
         test: data.test,
         params,
     })
+}
+
+/// Rejects samples whose size does not fit the field that `initial FIELD = DATA.input` fills.
+/// A sample with one value per grid point fills every channel. Any other sample is broadcast over
+/// the field's entries, so their number must be a whole multiple of the sample's size.
+fn check_initialized_field_size(
+    model: &Model,
+    task: &TrainTask,
+    features: usize,
+) -> Result<(), TrainError> {
+    let data = &model.data[task.data.0];
+    for initial in &model.initials {
+        if initial.value != Expr::Input(task.data) {
+            continue;
+        }
+        let field = model.field(initial.field);
+        let points = model.field_points(initial.field);
+        let entries = points * field.channels;
+        if features == 0 || features == points || entries.is_multiple_of(features) {
+            continue;
+        }
+        return Err(TrainError::in_data(format!(
+            "the samples of data `{}` have {features} values each, but `initial {} = {}.input` needs {points}, one per grid point of `{}`",
+            data.name, field.name, data.name, field.name
+        ))
+        .with_help(format!(
+            "declare `{}` on a grid of {features} points, or check the data file",
+            field.name
+        )));
+    }
+    Ok(())
 }
 
 /// Rejects a sample with a NaN or infinite feature, which training would otherwise report as
