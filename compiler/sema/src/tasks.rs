@@ -465,22 +465,30 @@ impl Checker<'_> {
                     }
                 }
                 Some((index, _)) if matches!(self.decls[index].kind, DeclKind::Unparsed) => None,
-                _ => {
+                resolved => {
                     let sources: Vec<String> =
                         self.model.data.iter().map(|d| d.name.clone()).collect();
+                    let message = match (value.as_name(), resolved) {
+                        (Some(name), None) => format!("unknown data source `{}`", name.name),
+                        (Some(name), Some(_)) => format!("`{}` is not a data source", name.name),
+                        (None, _) => "expected the name of a data source after `on`".to_string(),
+                    };
+                    let suggestion = value.as_name().and_then(|name| {
+                        crate::suggest::closest(&name.name, sources.iter().map(String::as_str))
+                    });
                     self.error(
-                        Diagnostic::error(
-                            Code::E0261,
-                            "`on` names a data source",
-                            value.span,
-                            "not a data source",
-                        )
-                        .with_help(if sources.is_empty() {
-                            "declare one: `data mnist = idx(\"images.gz\", \"labels.gz\")`"
-                                .to_string()
-                        } else {
-                            format!("the data sources are {}", one_of(&sources))
-                        }),
+                        Diagnostic::error(Code::E0261, message, value.span, "not a data source")
+                            .with_help(match suggestion {
+                                _ if sources.is_empty() => {
+                                    "declare one: `data mnist = idx(\"images.gz\", \"labels.gz\")`"
+                                        .to_string()
+                                }
+                                Some(closest) => format!(
+                                    "did you mean `{closest}`? the data sources are {}",
+                                    one_of(&sources)
+                                ),
+                                None => format!("the data sources are {}", one_of(&sources)),
+                            }),
                     );
                     None
                 }
