@@ -282,7 +282,7 @@ fn train_samples_beyond_data_warn() {
 }
 
 /// `--resume` with no more epochs than the checkpoint contains trains nothing, prints that once and
-/// reports the checkpoint, not a training run.
+/// reports the checkpoint, not a training run. Without a checkpoint, `--resume` fails with help.
 #[test]
 fn resume_without_new_epochs_trains_nothing() {
     let dir = scratch("resume");
@@ -309,6 +309,14 @@ fn resume_without_new_epochs_trains_nothing() {
         let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
         (output.status.code(), stderr)
     };
+    let (code, stderr) = run("2", true);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read the checkpoint"), "{stderr}");
+    assert!(
+        stderr.contains("Help: pass the `--out` folder of the run that wrote the checkpoint"),
+        "{stderr}"
+    );
+
     let (code, stderr) = run("2", false);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(

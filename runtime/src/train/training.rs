@@ -680,7 +680,11 @@ fn run_training(
         let path = checkpoint_path
             .as_ref()
             .ok_or_else(|| TrainError::new("`--resume` needs an output directory"))?;
-        let checkpoint = read_checkpoint(path).map_err(|e| TrainError::new(e.to_string()))?;
+        let checkpoint = read_checkpoint(path).map_err(|e| {
+            TrainError::new(e.to_string()).with_help(
+                "pass the `--out` folder of the run that wrote the checkpoint, or start again without `--resume`",
+            )
+        })?;
         restore(model, params, &checkpoint)?;
         if let Some(state) = &checkpoint.rng {
             rng = ShuffleRng::from_state(state);
