@@ -74,6 +74,7 @@ train heat on d using euler(steps = {steps}) until {} loss mse(u, label) optimiz
         samples: prepared.train.inputs.view(),
         labels: labels.view(),
         classes: None,
+        pass: None,
     };
     let snapshots = match mode {
         "all" => steps,

@@ -79,6 +79,7 @@ fn difference(boundary: &str, scheme: &str, points: usize, steps: usize) -> f64 
         samples: prepared.train.inputs.slice(s![..count, ..]),
         labels: labels.slice(s![..count, ..]),
         classes: None,
+        pass: None,
     };
     let a = Network {
         model: &model,

@@ -314,6 +314,7 @@ fn checkpointing_keeps_gradient_bit_identical() {
         samples: prepared.train.inputs.view(),
         labels: labels.view(),
         classes: Some(&classes),
+        pass: None,
     };
     let seed = HeadSeed::Loss { normalizer: 30.0 };
     let mut all_states = prepared.params.zeros_like();

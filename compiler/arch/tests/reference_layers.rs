@@ -387,6 +387,7 @@ fn plain_layers_equal_the_interpreter_for_every_example() {
             samples: inputs.view(),
             labels: labels.view(),
             classes: Some(&classes),
+            pass: None,
         };
         let interpreted = network
             .evaluate(&prepared.params, &chunk)

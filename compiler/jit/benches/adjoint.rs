@@ -188,6 +188,7 @@ fn run_case(dir: &Path, case: &Case, repeats: usize) {
         samples: samples.view(),
         labels: labels.view(),
         classes: None,
+        pass: None,
     };
     let states: Vec<Array2<f64>> = lowered
         .states

@@ -29,7 +29,7 @@ use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::JITModule;
 use cranelift_module::Module;
 use ndarray::{Array2, ArrayView2};
-use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::compiled::{CompiledRates, Pass};
 use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::linear::SparseOperator;
 use npdec_runtime::train::lower::{ExplicitScheme, LoweredTask, StateSlot};
@@ -2062,9 +2062,20 @@ struct Workspace<T> {
     /// `(step, time bits, batch)` of the last forward sweep, whose values the memories still
     /// hold with the inputs it loaded; `None` before the first sweep.
     forward_of: Option<(usize, u64, usize)>,
+    /// The pass of the inputs that sweep loaded, when its caller gave one.
+    pass: Option<Pass>,
     /// Per memory: true while it holds stale entries that stand for zeros, so that the next
     /// product writing it overwrites them instead of adding to them.
     unwritten: Vec<bool>,
+}
+
+/// The kinds of forward-sweep inputs that [`CompiledTape::visit_inputs`] visits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InputKinds {
+    /// States, samples, labels, time and parameters.
+    All,
+    /// The states only.
+    States,
 }
 
 /// The inputs of one evaluation of the rates.
@@ -2072,6 +2083,7 @@ struct Inputs<'a> {
     states: &'a [Array2<f64>],
     samples: ArrayView2<'a, f64>,
     labels: ArrayView2<'a, f64>,
+    pass: Option<Pass>,
     params: &'a ParamValues,
     step: usize,
     time: f64,
@@ -2434,6 +2446,7 @@ impl<T: JitFloat> CompiledTape<T> {
             memories,
             samples,
             forward_of: None,
+            pass: None,
         }
     }
 
@@ -2446,13 +2459,15 @@ impl<T: JitFloat> CompiledTape<T> {
 
     /// Calls `visit(entries, sources)` for every run of entries of the memories that hold the
     /// inputs of the forward sweep (states, samples and labels, time and parameters, in this
-    /// order) with the equally long run of values they are loaded from, and stops early when
-    /// `visit` returns false. Returns whether every call returned true.
+    /// order; only the states with [`InputKinds::States`]) with the equally long run of values
+    /// they are loaded from, and stops early when `visit` returns false. Returns whether every
+    /// call returned true.
     fn visit_inputs<F>(
         &self,
         memories: &mut [Vec<T>],
         inputs: &Inputs,
         batch: usize,
+        kinds: InputKinds,
         visit: &mut F,
     ) -> bool
     where
@@ -2473,6 +2488,9 @@ impl<T: JitFloat> CompiledTape<T> {
                     return false;
                 }
             }
+        }
+        if kinds == InputKinds::States {
+            return true;
         }
         for (memory, read) in &self.data {
             let samples = match read {
@@ -2537,10 +2555,23 @@ impl<T: JitFloat> CompiledTape<T> {
         let reused = {
             let mut pool = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
             // The states come first, so a workspace of another batch or step is told apart at
-            // its first entries; equal inputs compare every parameter entry.
+            // its first entries. Equal states compare every parameter entry and sample too,
+            // unless the workspace's sweep belongs to the caller's pass, which loaded the same.
             let position = pool.iter_mut().position(|workspace| {
+                let same_pass = inputs.pass.is_some() && workspace.pass == inputs.pass;
+                let kinds = if same_pass {
+                    InputKinds::States
+                } else {
+                    InputKinds::All
+                };
                 workspace.forward_of == Some(tag)
-                    && self.visit_inputs(&mut workspace.memories, inputs, batch, &mut equal_entries)
+                    && self.visit_inputs(
+                        &mut workspace.memories,
+                        inputs,
+                        batch,
+                        kinds,
+                        &mut equal_entries,
+                    )
             });
             position.map(|p| pool.swap_remove(p))
         };
@@ -2552,6 +2583,7 @@ impl<T: JitFloat> CompiledTape<T> {
             &mut workspace.memories,
             inputs,
             batch,
+            InputKinds::All,
             &mut |targets: &mut [T], values: &[f64]| {
                 convert_entries(targets, values);
                 true
@@ -2565,6 +2597,7 @@ impl<T: JitFloat> CompiledTape<T> {
             false,
         );
         workspace.forward_of = Some(tag);
+        workspace.pass = inputs.pass;
         workspace
     }
 
@@ -3071,6 +3104,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
         labels: ArrayView2<f64>,
+        pass: Option<Pass>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -3080,6 +3114,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             states,
             samples,
             labels,
+            pass,
             params,
             step,
             time,
@@ -3133,6 +3168,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
         labels: ArrayView2<f64>,
+        pass: Option<Pass>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -3145,6 +3181,7 @@ impl<T: JitFloat> CompiledRates for CompiledTape<T> {
             states,
             samples,
             labels,
+            pass,
             params,
             step,
             time,

@@ -10,7 +10,7 @@ use npdec_jit::adjoint::CompiledTape;
 use npdec_jit::{JitFloat, JitOptions};
 use npdec_runtime::engine::{CompiledRhs, Compiler};
 use npdec_runtime::train::adjoint::{Chunk, Network};
-use npdec_runtime::train::compiled::CompiledRates;
+use npdec_runtime::train::compiled::{CompiledRates, Pass};
 use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::gradcheck::{
     check_gradients_compiled, DOT_TOLERANCE, TAYLOR_RATE_TOLERANCE,
@@ -437,6 +437,7 @@ fn step_differences<T: JitFloat>(
         samples: samples.view(),
         labels: labels.view(),
         classes: None,
+        pass: None,
     };
     let states: Vec<Array2<f64>> = lowered
         .states
@@ -745,13 +746,22 @@ fn upwind_of_one_value_differences<T: JitFloat>(seed: u64) -> [f64; 3] {
         &mut tape_gradients,
     );
 
-    let rates = compiled.rates(&states, no_data.view(), no_data.view(), &params, 0, 0.0);
+    let rates = compiled.rates(
+        &states,
+        no_data.view(),
+        no_data.view(),
+        None,
+        &params,
+        0,
+        0.0,
+    );
     let mut jit_adjoints = vec![Array2::zeros((batch, points))];
     let mut jit_gradients = params.zeros_like();
     compiled.rates_backward(
         &states,
         no_data.view(),
         no_data.view(),
+        None,
         &params,
         0,
         0.0,
@@ -1019,6 +1029,7 @@ fn abs_derivative_matches_signum() {
         &states,
         samples.view(),
         labels.view(),
+        None,
         &params,
         0,
         0.0,
@@ -1059,6 +1070,7 @@ fn reverse_sweep_reuses_only_equal_forward() {
             std::slice::from_ref(states),
             samples.view(),
             labels.view(),
+            None,
             &params,
             1,
             0.5,
@@ -1076,6 +1088,7 @@ fn reverse_sweep_reuses_only_equal_forward() {
         std::slice::from_ref(&first),
         samples.view(),
         labels.view(),
+        None,
         &params,
         1,
         0.5,
@@ -1088,6 +1101,7 @@ fn reverse_sweep_reuses_only_equal_forward() {
         std::slice::from_ref(&second),
         samples.view(),
         labels.view(),
+        None,
         &params,
         1,
         0.5,
@@ -1095,6 +1109,89 @@ fn reverse_sweep_reuses_only_equal_forward() {
     let after_same_state = backward(&compiled, &second);
     assert_eq!(after_same_state.0, expected.0, "state adjoints");
     assert_eq!(after_same_state.1, expected.1, "parameter gradients");
+    let _ = std::fs::remove_dir_all(&fixture.dir);
+}
+
+/// A reverse sweep of the forward sweep's pass compares only the states before reusing its
+/// values; one of another pass compares the parameters too, so changed weights are not missed.
+#[test]
+fn reverse_sweep_of_another_pass_compares_parameters() {
+    let fixture = fixture("pass", &dense_model(BOUNDARIES[0].1, "euler"), 9);
+    let lowered = &fixture.lowered;
+    let params = initialize_params(&fixture.model, lowered.steps, &lowered.param_step_sizes, 3)
+        .expect("params");
+    let mut changed = params.clone();
+    for values in &mut changed.values {
+        for value in values.iter_mut() {
+            *value = 0.5 * *value + 0.25;
+        }
+    }
+    let mut rng = Lcg(11);
+    let mut random = |rows: usize| Array2::from_shape_fn((rows, 9), |_| rng.symmetric());
+    let (first, second, d_rates, samples) = (random(3), random(3), random(3), random(3));
+    let labels = Array2::from_shape_fn((3, 1), |(b, _)| b as f64);
+    let backward = |compiled: &CompiledTape<f64>,
+                    states: &Array2<f64>,
+                    pass: Option<Pass>,
+                    params: &ParamValues| {
+        let mut adjoints = vec![Array2::zeros((3, 9))];
+        let mut gradients = params.zeros_like();
+        compiled.rates_backward(
+            std::slice::from_ref(states),
+            samples.view(),
+            labels.view(),
+            pass,
+            params,
+            1,
+            0.5,
+            std::slice::from_ref(&d_rates),
+            Some(&mut adjoints),
+            &mut gradients,
+        );
+        (adjoints, gradients)
+    };
+    let forward = |compiled: &CompiledTape<f64>,
+                   states: &Array2<f64>,
+                   pass: Option<Pass>,
+                   params: &ParamValues| {
+        compiled.rates(
+            std::slice::from_ref(states),
+            samples.view(),
+            labels.view(),
+            pass,
+            params,
+            1,
+            0.5,
+        )
+    };
+    let reference = CompiledTape::<f64>::new(lowered, &JitOptions::default()).expect("compiles");
+    let expected = backward(&reference, &first, None, &params);
+    let expected_changed = backward(&reference, &first, None, &changed);
+    assert_ne!(
+        expected.1, expected_changed.1,
+        "the change must reach the gradients"
+    );
+
+    let compiled = CompiledTape::<f64>::new(lowered, &JitOptions::default()).expect("compiles");
+    let pass = Pass::fresh();
+    let _ = forward(&compiled, &first, Some(pass), &params);
+    assert_eq!(backward(&compiled, &first, Some(pass), &params), expected);
+
+    let _ = forward(&compiled, &second, Some(pass), &params);
+    assert_eq!(backward(&compiled, &first, Some(pass), &params), expected);
+
+    let _ = forward(&compiled, &first, Some(pass), &params);
+    let other = Pass::fresh();
+    assert_ne!(other, pass);
+    assert_eq!(
+        backward(&compiled, &first, Some(other), &changed),
+        expected_changed
+    );
+    let _ = forward(&compiled, &first, Some(other), &params);
+    assert_eq!(
+        backward(&compiled, &first, None, &changed),
+        expected_changed
+    );
     let _ = std::fs::remove_dir_all(&fixture.dir);
 }
 
@@ -1155,6 +1252,7 @@ fn assert_sweep_adds<T: JitFloat>() {
                 std::slice::from_ref(&states),
                 samples.view(),
                 labels.view(),
+                None,
                 &params,
                 1,
                 0.5,
@@ -1302,6 +1400,7 @@ train net on d using euler(steps = 1) until 1 loss cross_entropy(y, label) optim
                 std::slice::from_ref(&states),
                 samples.view(),
                 labels.view(),
+                None,
                 &params,
                 0,
                 0.0,
@@ -1312,6 +1411,7 @@ train net on d using euler(steps = 1) until 1 loss cross_entropy(y, label) optim
                 std::slice::from_ref(&states),
                 samples.view(),
                 labels.view(),
+                None,
                 &params,
                 0,
                 0.0,
@@ -1356,6 +1456,7 @@ fn parameter_only_sweep_keeps_gradients() {
             std::slice::from_ref(&states),
             samples.view(),
             labels.view(),
+            None,
             &params,
             0,
             0.0,

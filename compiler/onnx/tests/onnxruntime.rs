@@ -125,6 +125,7 @@ fn exported_examples_match_the_interpreter_in_onnxruntime() {
             samples: inputs.view(),
             labels: labels.view(),
             classes: Some(&classes),
+            pass: None,
         };
         let expected = network
             .evaluate(&prepared.params, &chunk)

@@ -15,7 +15,7 @@
 //! The result is not the exact gradient of the discrete loss, so optimizers see a gradient with an
 //! error of the scheme's order in `Δt`.
 
-use crate::train::compiled::CompiledRates;
+use crate::train::compiled::{CompiledRates, Pass};
 use crate::train::lower::{ExplicitScheme, Head, LoweredTask, StateSlot};
 use crate::train::tape::{Env, NodeIndex, ParamValues};
 use ndarray::{s, Array2, ArrayView2};
@@ -40,6 +40,9 @@ pub struct Chunk<'a> {
     pub labels: ArrayView2<'a, f64>,
     /// Class labels for cross-entropy.
     pub classes: Option<&'a [usize]>,
+    /// The evaluation this chunk belongs to: `Some` only while the parameter values, samples and
+    /// labels stay unchanged (a [`Network::gradient`] call sets it), `None` otherwise.
+    pub pass: Option<Pass>,
 }
 
 /// The loss and outputs of a forward sweep over a chunk.
@@ -123,7 +126,15 @@ impl<'a> Network<'a> {
     ) -> (Vec<Array2<f64>>, Vec<Array2<f64>>) {
         match self.compiled_rates() {
             Some(compiled) => (
-                compiled.rates(states, chunk.samples, chunk.labels, params, step, time),
+                compiled.rates(
+                    states,
+                    chunk.samples,
+                    chunk.labels,
+                    chunk.pass,
+                    params,
+                    step,
+                    time,
+                ),
                 Vec::new(),
             ),
             None => self.rhs_tape(params, chunk, states, step, time),
@@ -206,6 +217,7 @@ impl<'a> Network<'a> {
                 states,
                 chunk.samples,
                 chunk.labels,
+                chunk.pass,
                 params,
                 step,
                 time,
@@ -347,7 +359,15 @@ impl<'a> Network<'a> {
             }
         }
         let time = (step as f64 + 0.5) * self.task.dt;
-        let rates = compiled.rates(states, chunk.samples, chunk.labels, params, step, time);
+        let rates = compiled.rates(
+            states,
+            chunk.samples,
+            chunk.labels,
+            chunk.pass,
+            params,
+            step,
+            time,
+        );
         let rates = rates
             .into_iter()
             .zip(&self.task.states)
@@ -499,6 +519,7 @@ impl<'a> Network<'a> {
                         &half,
                         chunk.samples,
                         chunk.labels,
+                        chunk.pass,
                         params,
                         step,
                         half_time,
@@ -810,6 +831,12 @@ impl<'a> Network<'a> {
         snapshots: usize,
         gradients: &mut ParamValues,
     ) -> Result<ChunkResult, NonFinite> {
+        // `params` and the chunk are borrowed for the whole call, so its forward and reverse
+        // sweeps form one pass.
+        let chunk = &Chunk {
+            pass: Some(Pass::fresh()),
+            ..*chunk
+        };
         let (initial, initial_values) = self.initial_states(params, chunk);
         self.check_finite(&initial, 0)?;
         let steps = self.task.steps;

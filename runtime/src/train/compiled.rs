@@ -8,6 +8,21 @@
 
 use crate::train::tape::ParamValues;
 use ndarray::{Array2, ArrayView2};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One evaluation of a network on one chunk: a forward sweep and its reverse sweep. Calls of
+/// [`CompiledRates`] that carry the same pass read the same parameter values, samples and labels,
+/// so compiled code may reuse values computed from them without comparing those inputs again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass(u64);
+
+impl Pass {
+    /// Returns a pass that no earlier call returned.
+    pub fn fresh() -> Pass {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Pass(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
 
 /// `F(u, θ)` of every state slot and its vector–Jacobian products, evaluated by compiled code.
 ///
@@ -21,12 +36,15 @@ use ndarray::{Array2, ArrayView2};
 /// each row, `im` in the next `points`.
 pub trait CompiledRates: Send + Sync {
     /// Returns the rates `F(u, θ)` of every state slot at time step `step` and time `time`, as
-    /// `[batch, slot.len()]` arrays (zero for a slot without an equation).
+    /// `[batch, slot.len()]` arrays (zero for a slot without an equation). `pass` is the pass of
+    /// the chunk's evaluation when its caller keeps the inputs of one pass unchanged, else `None`.
+    #[allow(clippy::too_many_arguments)]
     fn rates(
         &self,
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
         labels: ArrayView2<f64>,
+        pass: Option<Pass>,
         params: &ParamValues,
         step: usize,
         time: f64,
@@ -49,6 +67,7 @@ pub trait CompiledRates: Send + Sync {
         states: &[Array2<f64>],
         samples: ArrayView2<f64>,
         labels: ArrayView2<f64>,
+        pass: Option<Pass>,
         params: &ParamValues,
         step: usize,
         time: f64,

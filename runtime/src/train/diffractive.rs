@@ -130,6 +130,7 @@ pub fn diffractive_stack(
         samples: test.inputs.view(),
         labels: label_rows.view(),
         classes: Some(labels.as_slice()),
+        pass: None,
     };
     let (initial, _) = network.initial_states(params, &chunk);
     let points = slot.points;

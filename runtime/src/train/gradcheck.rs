@@ -115,6 +115,7 @@ pub fn check_gradients_compiled(
             samples: prepared.train.inputs.slice(s![..count, ..]),
             labels: labels.slice(s![..count, ..]),
             classes,
+            pass: None,
         };
         let mut check = check_chunk(&network, &prepared.params, &chunk, seed)?;
         check.task = index;

@@ -412,6 +412,7 @@ pub fn batch_gradient_into(
                 samples: inputs.slice(s![start..end, ..]),
                 labels: labels.slice(s![start..end, ..]),
                 classes: classes.map(|c| &c[start..end]),
+                pass: None,
             };
             // A batch that runs as one chunk leaves the other threads free to help.
             for values in &mut gradient.values {
@@ -559,6 +560,7 @@ pub fn evaluate_dataset(
                 samples: data.inputs.slice(s![start..end, ..]),
                 labels: labels.slice(s![start..end, ..]),
                 classes: classes.map(|c| &c[start..end]),
+                pass: None,
             };
             network.evaluate(params, &chunk)
         })
@@ -1058,6 +1060,7 @@ fn fit_readout(
             samples: train.inputs.slice(s![start..end, ..]),
             labels: labels.slice(s![start..end, ..]),
             classes: None,
+            pass: None,
         };
         let states = network.final_states(params, &chunk);
         let env = crate::train::tape::Env {
