@@ -10,7 +10,8 @@
 //! 4. [`JitEvaluator`] runs them in place of the interpreter's evaluator, and [`EulerStepper`] runs
 //!    whole explicit Euler steps with the right-hand side fused into the update, and the ghost
 //!    columns and Dirichlet faces of the innermost axis computed by the update's rows
-//!    ([`ghost_columns`], [`face_columns`]);
+//!    ([`ghost_columns`], [`face_columns`]) and without kernels whose output nothing reads
+//!    ([`dead_kernels`]);
 //! 5. [`aot`] writes the same step as an object file with a C header;
 //! 6. [`bench`] measures sweeps against the memory bandwidth of the machine.
 //!
@@ -25,6 +26,7 @@ pub mod aot;
 pub mod bench;
 pub mod blocking;
 pub mod codegen;
+pub mod dead_kernels;
 pub mod face_columns;
 pub mod ghost_columns;
 pub mod kexpr;
@@ -157,14 +159,15 @@ impl<T: JitFloat> EulerStepper<T> {
         let dt = dt.unwrap_or(step.dt);
         let roots = graph.inputs(step_id);
         let mut plan = build_plan(graph, &roots, Mode::EulerStep { dt })?;
-        ghost_columns::fuse_ghost_columns(&mut plan);
-        let mut start_faces = step_faces::split_start_faces(&mut plan);
-        face_columns::fuse_face_columns(&mut plan, &mut start_faces);
-        let shapes = plan
+        let shapes: Vec<(FieldId, Vec<usize>)> = plan
             .updates
             .iter()
             .map(|u| (u.field, field_shape(graph, u.field)))
             .collect();
+        dead_kernels::remove_dead_kernels(&mut plan, &shapes);
+        ghost_columns::fuse_ghost_columns(&mut plan);
+        let mut start_faces = step_faces::split_start_faces(&mut plan);
+        face_columns::fuse_face_columns(&mut plan, &mut start_faces);
         let compiled = CompiledPlan::<T>::new(graph, plan, options)?;
         let analyzed = if options.temporal_blocking {
             blocking::analyze(

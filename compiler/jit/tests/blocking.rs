@@ -186,3 +186,94 @@ fn state_read_twice_runs_unblocked() {
     let reason = jit.blocking().expect_err("a copied state is not blocked");
     assert!(reason.contains("other than a state"), "{reason}");
 }
+
+/// Returns a 2-D diffusion model on 200 × 500 points with the boundary lines `x_sides` and zero
+/// Dirichlet on y.
+fn first_axis_model(x_sides: &str, order: usize) -> String {
+    format!(
+        "model slab\ngrid (x, y) in ([0, 1], [0, 1]) points (200, 500)\nfield u(x, y)\n\
+         equation e: dt(u) = 0.05 * laplace(u)\n{x_sides}\n\
+         boundary u: dirichlet(0) on y\ninitial u = sin(pi * x) * sin(pi * y)\n\
+         solve e using euler(dt = 1e-6) until 1e-4 order {order}\n"
+    )
+}
+
+/// Returns the number of kernels of the model's step plan that write ghost rows of axis 0
+/// (outside the interior rows of the state), before and after the removal of dead kernels.
+fn ghost_rows_of_axis_0(source: &str) -> (usize, usize) {
+    use npdec_jit::plan::{build_plan, Mode, Op};
+    let graph = solve_graph(source);
+    let (step_id, step) = graph.time_step().expect("a time step");
+    let dt = step.dt;
+    let shapes: Vec<_> = [FieldId(0)]
+        .iter()
+        .map(|f| (*f, npdec_runtime::evaluate::field_shape(&graph, *f)))
+        .collect();
+    let mut plan = build_plan(&graph, &graph.inputs(step_id), Mode::EulerStep { dt })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ghost_rows = |plan: &npdec_jit::plan::Plan| {
+        let update = &plan.updates[0];
+        let interior = (update.shift[0], update.shift[0] + shapes[0].1[1] as isize);
+        plan.ops
+            .iter()
+            .filter(|op| {
+                let Op::Kernel { kernel, .. } = op else {
+                    return false;
+                };
+                let spec = &plan.kernels[*kernel];
+                let first = spec.region[0].0 + spec.output_shift[0];
+                let last = spec.region[0].1 + spec.output_shift[0];
+                spec.output == update.current && (last <= interior.0 || first >= interior.1)
+            })
+            .count()
+    };
+    let before = ghost_rows(&plan);
+    npdec_jit::dead_kernels::remove_dead_kernels(&mut plan, &shapes);
+    (before, ghost_rows(&plan))
+}
+
+#[test]
+fn dirichlet_first_axis_drops_dead_ghost_rows() {
+    // At order 2 the only ghost layer of each side is read by the update of the boundary row
+    // alone, which the Dirichlet face overwrites; at order 4 the outer one of two layers.
+    assert_eq!(
+        ghost_rows_of_axis_0(&first_axis_model("boundary u: dirichlet(0.5) on x", 2)),
+        (2, 0)
+    );
+    assert_eq!(
+        ghost_rows_of_axis_0(&first_axis_model("boundary u: dirichlet(0.5) on x", 4)),
+        (4, 2)
+    );
+    // Mixed sides: only the Dirichlet side's layer is dead.
+    assert_eq!(
+        ghost_rows_of_axis_0(&first_axis_model(
+            "boundary u: dirichlet(0.5) on x.min\nboundary u: neumann(0.3) on x.max",
+            2
+        )),
+        (2, 1)
+    );
+    // Neumann and Robin sides keep the computed boundary row, so every ghost layer is read.
+    assert_eq!(
+        ghost_rows_of_axis_0(&first_axis_model("boundary u: neumann(0.3) on x", 2)),
+        (2, 2)
+    );
+    assert_eq!(
+        ghost_rows_of_axis_0(&first_axis_model("boundary u: robin(1, 0.5, 0.2) on x", 4)),
+        (4, 4)
+    );
+}
+
+#[test]
+fn dirichlet_first_axis_blocks_more_steps() {
+    // One row of the two f64 buffers is 8 KB, so 256 KiB hold 32 rows. The one-sided ghost
+    // extrapolation of the low side reads several rows, and the update of the next step waits
+    // for it unless the ghost layer is dropped.
+    let graph = solve_graph(&first_axis_model("boundary u: dirichlet(0.5) on x", 2));
+    let options = JitOptions {
+        cache_bytes: 256 << 10,
+        ..JitOptions::default()
+    };
+    let jit = EulerStepper::<f64>::new(&graph, None, &options).expect("compiles");
+    let steps = jit.blocking().expect("a blocked step");
+    assert!(steps >= 12, "{steps} steps per pass");
+}
