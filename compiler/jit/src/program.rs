@@ -56,7 +56,7 @@ impl Default for JitOptions {
             opt_level: OptLevel::None,
             temporal_blocking: true,
             block_steps: None,
-            cache_bytes: crate::blocking::DEFAULT_CACHE_BYTES,
+            cache_bytes: crate::blocking::default_cache_bytes(),
         }
     }
 }
