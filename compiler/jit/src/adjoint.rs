@@ -1990,9 +1990,7 @@ const PARALLEL_ENTRIES: usize = 1 << 16;
 /// Writes `values` converted to `T` into `targets`, across the pool for long runs.
 fn convert_entries<T: JitFloat>(targets: &mut [T], values: &[f64]) {
     let convert = |(targets, values): (&mut [T], &[f64])| {
-        for (t, v) in targets.iter_mut().zip(values) {
-            *t = T::of(*v);
-        }
+        T::convert_from_f64(targets, &values[..targets.len()]);
     };
     if targets.len() < PARALLEL_ENTRIES {
         convert((targets, values));
