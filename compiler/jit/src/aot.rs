@@ -285,7 +285,7 @@ fn header_text(graph: &Graph, plan: &Plan, precision: Precision, prefix: &str, d
     );
     let _ = writeln!(
         text,
-        "#ifndef {upper}_H\n#define {upper}_H\n\n#include <stdint.h>\n"
+        "#ifndef {upper}_H\n#define {upper}_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {{\n#endif\n"
     );
     let _ = writeln!(text, "typedef {} {prefix}_real;", precision.name());
     let _ = writeln!(text, "#define {upper}_DT {dt:e}");
@@ -324,7 +324,7 @@ fn header_text(graph: &Graph, plan: &Plan, precision: Precision, prefix: &str, d
     );
     let _ = writeln!(
         text,
-        "void {prefix}_run(void **buffers, int64_t first_step, int64_t steps);\n\n#endif"
+        "void {prefix}_run(void **buffers, int64_t first_step, int64_t steps);\n\n#ifdef __cplusplus\n}}\n#endif\n\n#endif"
     );
     text
 }

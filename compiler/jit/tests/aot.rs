@@ -1,5 +1,6 @@
 //! The object file and header of a model's Euler step, compiled into a C program with the system
-//! `cc` and run: its final state must match the interpreter's.
+//! `cc` and run: its final state must match the interpreter's. The same program compiled as C++
+//! must link against the header and give the same state.
 
 mod common;
 
@@ -111,6 +112,40 @@ fn c_program_matches_interpreter() {
     assert!(status.success(), "the C program exited with {status}");
 
     let bytes = std::fs::read(dir.join("final.bin")).expect("final state");
+
+    // The header declares the step with C linkage for C++ callers too.
+    let cpp_program = dir.join("step_cpp");
+    let status = Command::new("c++")
+        .arg("-O1")
+        .arg("-I")
+        .arg(&dir)
+        .arg("-x")
+        .arg("c++")
+        .arg(dir.join("main.c"))
+        .arg("-x")
+        .arg("none")
+        .arg(&artifacts.object)
+        .arg("-o")
+        .arg(&cpp_program)
+        .status()
+        .expect("the system C++ compiler `c++` runs");
+    assert!(
+        status.success(),
+        "c++ failed to compile or link against the header"
+    );
+    let status = Command::new(&cpp_program)
+        .arg(dir.join("initial.bin"))
+        .arg(dir.join("final_cpp.bin"))
+        .arg(steps.to_string())
+        .status()
+        .expect("the compiled C++ program runs");
+    assert!(status.success(), "the C++ program exited with {status}");
+    let cpp_bytes = std::fs::read(dir.join("final_cpp.bin")).expect("final state of C++");
+    assert_eq!(
+        cpp_bytes, bytes,
+        "C and C++ callers get the same final state"
+    );
+
     let values: Vec<f64> = bytes
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
