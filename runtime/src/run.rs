@@ -545,10 +545,11 @@ fn evaluate_metric_expects(model: &Model, trained: &TrainReport) -> Vec<ExpectRe
                 passed: compare(expect.op, value, expect.bound),
                 skipped: trained.shortened.then(|| {
                     format!(
-                        "the run was shortened to {} {} on {} training samples, so `{}` is not that of the task as written",
+                        "the run was shortened to {} {} on {} training {}, so `{}` is not that of the task as written",
                         trained.epochs,
                         if trained.epochs == 1 { "epoch" } else { "epochs" },
                         trained.train_samples,
+                        if trained.train_samples == 1 { "sample" } else { "samples" },
                         expect.metric.name()
                     )
                 }),

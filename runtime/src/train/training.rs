@@ -237,8 +237,12 @@ fn check_initialized_field_size(
             continue;
         }
         return Err(TrainError::in_data(format!(
-            "the samples of data `{}` have {features} values each, but `initial {} = {}.input` needs {points}, one per grid point of `{}`",
-            data.name, field.name, data.name, field.name
+            "the samples of data `{}` have {features} {} each, but `initial {} = {}.input` needs {points}, one per grid point of `{}`",
+            data.name,
+            if features == 1 { "value" } else { "values" },
+            field.name,
+            data.name,
+            field.name
         ))
         .with_help(format!(
             "declare `{}` on a grid of {features} points, or check the data file",
