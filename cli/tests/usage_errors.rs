@@ -1,6 +1,7 @@
 //! Messages and exit codes that a new user meets first: invalid counts, a model without tasks, and
 //! output piped into a reader that stops early.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn npdec(args: &[&str], dir: &std::path::Path) -> Output {
@@ -175,6 +176,38 @@ fn output_folder_that_is_a_file() {
                 "the output folder `afile` is a file; choose a folder with `{flag}`"
             )),
             "{args:?}: {stderr}"
+        );
+    }
+    let kept = std::fs::read_to_string(dir.join("afile")).expect("read file");
+    assert_eq!(kept, "keep me");
+}
+
+/// An output folder that cannot be created is E0252 on the task whose results were written, also
+/// for a model that only trains.
+#[test]
+fn unwritable_output_folder_is_e0252() {
+    let dir = scratch("out_unwritable");
+    std::fs::write(dir.join("afile"), "keep me").expect("write file");
+    std::fs::write(
+        dir.join("heat.npde"),
+        "model heat\ngrid x in [0, 1] points 11\nfield u(x)\nequation e: dt(u) = laplace(u)\n\
+         boundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve e using euler(dt = 1e-3) until 1e-2\n",
+    )
+    .expect("write model");
+    let digits = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .join("examples/digits.npde");
+    let digits = digits.to_str().expect("UTF-8 path");
+    for (model, task_line) in [("heat.npde", "7 │ solve e"), (digits, "train net on digits")] {
+        let output = npdec(&["run", model, "--out", "afile/sub"], &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(1), "{model}: {stderr}");
+        assert!(stderr.contains("[E0252]"), "{model}: {stderr}");
+        assert!(stderr.contains(task_line), "{model}: {stderr}");
+        assert!(
+            stderr.contains("while writing the results of this task"),
+            "{model}: {stderr}"
         );
     }
     let kept = std::fs::read_to_string(dir.join("afile")).expect("read file");

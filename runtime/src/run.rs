@@ -143,12 +143,19 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         );
     }
     let mut tasks = Vec::new();
+    // Results are written for the first solve, or for the first task of a model that only trains.
     let solve_span = model
         .tasks
         .iter()
         .find_map(|t| match t {
             Task::Solve(s) => Some(s.span),
             Task::Train(_) => None,
+        })
+        .or_else(|| {
+            model.tasks.first().map(|t| match t {
+                Task::Solve(s) => s.span,
+                Task::Train(t) => t.span,
+            })
         })
         .unwrap_or_default();
     let mut snapshots = match &options.out_dir {
@@ -609,10 +616,10 @@ fn internal_error(span: Span, problems: &[String]) -> Diagnostic {
 
 fn output_error(span: Span, dir: &std::path::Path, message: &str) -> Diagnostic {
     Diagnostic::error(
-        Code::E0251,
+        Code::E0252,
         format!("failed to write results to `{}`", dir.display()),
         span,
-        "while writing the results of this solve",
+        "while writing the results of this task",
     )
     .with_note(message.to_string())
     .with_help("choose a writable output directory with `--out DIR`")

@@ -97,6 +97,7 @@ codes! {
     E0243 = "E0243", "unknown equation in task";
     E0250 = "E0250", "unknown data format";
     E0251 = "E0251", "data file not found";
+    E0252 = "E0252", "output folder not writable";
     E0260 = "E0260", "unknown loss, optimizer, metric or gradient method";
     E0261 = "E0261", "invalid training setup";
     E0270 = "E0270", "expectation is not a comparison";
@@ -112,7 +113,7 @@ impl Code {
     /// Returns false for the codes that `npdec run` reports while running, such as a task the JIT
     /// cannot compile; every other code comes from `npdec check`.
     pub fn found_by_check(self) -> bool {
-        !matches!(self, Code::W0003 | Code::W0004 | Code::E0231)
+        !matches!(self, Code::W0003 | Code::W0004 | Code::E0231 | Code::E0252)
     }
 }
 
