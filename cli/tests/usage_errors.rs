@@ -199,7 +199,10 @@ fn unwritable_output_folder_is_e0252() {
         .expect("repository root")
         .join("examples/digits.npde");
     let digits = digits.to_str().expect("UTF-8 path");
-    for (model, task_line) in [("heat.npde", "7 │ solve e"), (digits, "train net on digits")] {
+    for (model, task_line) in [
+        ("heat.npde", "7 │ solve e"),
+        (digits, "train net on digits"),
+    ] {
         let output = npdec(&["run", model, "--out", "afile/sub"], &dir);
         let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
         assert_eq!(output.status.code(), Some(1), "{model}: {stderr}");

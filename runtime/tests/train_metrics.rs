@@ -122,6 +122,17 @@ expect train_accuracy > 0.9",
         summary["expects"][0]["value"].as_f64(),
         summary["metrics"]["test_accuracy"].as_f64()
     );
+    // Every metric an expectation can name is also under `metrics`.
+    for (row, metric) in ["test_accuracy", "train_loss", "test_loss", "train_accuracy"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            summary["expects"][row]["value"].as_f64(),
+            summary["metrics"][metric].as_f64(),
+            "{metric}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
