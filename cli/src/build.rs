@@ -63,6 +63,8 @@ pub struct BuildArgs {
     pub crossbar: npdec_hardware::CrossbarOptions,
     /// Diffractive settings (`--emit diffractive`).
     pub diffractive: DiffractiveFlags,
+    /// Print only errors (`-q`): status lines are left out.
+    pub quiet: bool,
 }
 
 /// A checked model with its sources, for rendering diagnostics.
@@ -124,6 +126,7 @@ fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, Strin
         index: args.diffractive.index,
         unit: args.diffractive.unit,
         levels: args.diffractive.levels,
+        quiet: args.quiet,
     };
     crate::build_diffractive::emit(&loaded.model, &args.file, &args.out, &options)?;
     Ok(ExitCode::SUCCESS)
@@ -175,11 +178,14 @@ fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
     for graph in &program.solves {
         let artifacts = npdec_jit::aot::write_step_object(graph, precision, &args.out)
             .map_err(|e| e.to_string())?;
-        println!(
-            "wrote {} and {} (entry point `{}`)",
-            artifacts.object.display(),
-            artifacts.header.display(),
-            artifacts.run_symbol
+        crate::terminal::status(
+            args.quiet,
+            &format!(
+                "wrote {} and {} (entry point `{}`)",
+                artifacts.object.display(),
+                artifacts.header.display(),
+                artifacts.run_symbol
+            ),
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -191,7 +197,7 @@ fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> 
     let weights = named_arrays(&matrices);
     let report = npdec_hardware::emit_photonic(&weights, &args.out).map_err(|e| e.to_string())?;
     for layer in &report.layers {
-        println!(
+        crate::terminal::status(args.quiet, &format!(
             "{}: {}×{} on {} modes, {} MZIs, gain {:.4e}; max-abs error of the rebuilt matrix {:.1e}",
             layer.name,
             layer.shape.0,
@@ -200,12 +206,15 @@ fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> 
             layer.mzis,
             layer.gain,
             layer.rebuild_errors.weights
-        );
+        ));
     }
-    println!(
-        "wrote {} photonic layer(s) and photonic.json to {}",
-        report.layers.len(),
-        args.out.display()
+    crate::terminal::status(
+        args.quiet,
+        &format!(
+            "wrote {} photonic layer(s) and photonic.json to {}",
+            report.layers.len(),
+            args.out.display()
+        ),
     );
     if args.robustness {
         let report = crate::robustness::measure(&loaded.model, args, &parameters, &matrices)?;
@@ -213,8 +222,8 @@ fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> 
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         write_atomically(&path, |temporary| std::fs::write(temporary, text))
             .map_err(|e| format!("cannot write {e}"))?;
-        println!("{}", crate::robustness::describe(&report));
-        println!("wrote {}", path.display());
+        crate::terminal::status(args.quiet, &crate::robustness::describe(&report));
+        crate::terminal::status(args.quiet, &format!("wrote {}", path.display()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -226,20 +235,26 @@ fn emit_spice(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
     let report = npdec_hardware::emit_spice(&weights, &args.out, &args.crossbar)
         .map_err(|e| e.to_string())?;
     for layer in &report.layers {
-        println!(
-            "{}: {}×{} crossbar, {} resistors, {:.4e} S per unit weight; {}",
-            layer.name,
-            layer.shape.0,
-            layer.shape.1,
-            layer.resistors,
-            layer.siemens_per_unit_weight,
-            layer.netlist.display()
+        crate::terminal::status(
+            args.quiet,
+            &format!(
+                "{}: {}×{} crossbar, {} resistors, {:.4e} S per unit weight; {}",
+                layer.name,
+                layer.shape.0,
+                layer.shape.1,
+                layer.resistors,
+                layer.siemens_per_unit_weight,
+                layer.netlist.display()
+            ),
         );
     }
-    println!(
-        "wrote {} crossbar(s) and crossbar.json to {}",
-        report.layers.len(),
-        args.out.display()
+    crate::terminal::status(
+        args.quiet,
+        &format!(
+            "wrote {} crossbar(s) and crossbar.json to {}",
+            report.layers.len(),
+            args.out.display()
+        ),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -254,7 +269,10 @@ fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
         )
     })?;
     let parameters = trained::load(model, args.checkpoint.as_deref(), args.seed)?;
-    println!("using {}", parameters.source.describe());
+    crate::terminal::status(
+        args.quiet,
+        &format!("using {}", parameters.source.describe()),
+    );
     let base_dir = args.file.parent().unwrap_or(Path::new("."));
     let options = npdec_runtime::train::TrainOptions {
         seed: args.seed,
@@ -281,7 +299,7 @@ fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
         .iter()
         .map(|(op, count)| format!("{count} {op}"))
         .collect();
-    println!(
+    crate::terminal::status(args.quiet, &format!(
         "wrote {} (opset {}): input `input` [batch, {}] → output `{}` [batch, {}]; {} initializer values; nodes: {}",
         path.display(),
         npdec_onnx::OPSET,
@@ -290,7 +308,7 @@ fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
         exported.output_width,
         exported.initializer_values,
         operators.join(", ")
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -300,7 +318,10 @@ fn weight_matrices(
     args: &BuildArgs,
 ) -> Result<(Parameters, Vec<DenseMatrix>), String> {
     let parameters = trained::load(&loaded.model, args.checkpoint.as_deref(), args.seed)?;
-    println!("using {}", parameters.source.describe());
+    crate::terminal::status(
+        args.quiet,
+        &format!("using {}", parameters.source.describe()),
+    );
     let matrices = trained::dense_matrices(&loaded.model, &parameters.values);
     if matrices.is_empty() {
         return Err(format!(

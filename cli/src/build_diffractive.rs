@@ -18,6 +18,8 @@ pub struct DiffractiveArgs<'a> {
     pub unit: f64,
     /// Height levels in the GDSII file.
     pub levels: usize,
+    /// Leave out the status lines (`-q`).
+    pub quiet: bool,
 }
 
 #[derive(Serialize)]
@@ -112,22 +114,25 @@ pub fn emit(model: &Model, file: &Path, out: &Path, args: &DiffractiveArgs) -> R
     let text = serde_json::to_string_pretty(&verification).map_err(|e| e.to_string())?;
     write_atomically(&path, |temporary| std::fs::write(temporary, text))
         .map_err(|e| format!("cannot write {e}"))?;
-    println!(
-        "wrote {} masks of {} × {} pixels ({:.3} µm pitch, λ = {:.4} µm) and {}",
-        report.layers.len(),
-        report.pixels.0,
-        report.pixels.1,
-        report.pixel_pitch_m * 1e6,
-        report.wavelength_m * 1e6,
-        report.gds.display()
+    crate::terminal::status(
+        args.quiet,
+        &format!(
+            "wrote {} masks of {} × {} pixels ({:.3} µm pitch, λ = {:.4} µm) and {}",
+            report.layers.len(),
+            report.pixels.0,
+            report.pixels.1,
+            report.pixel_pitch_m * 1e6,
+            report.wavelength_m * 1e6,
+            report.gds.display()
+        ),
     );
-    println!(
+    crate::terminal::status(args.quiet, &format!(
         "test accuracy on {} samples: digital {:.2} %, re-simulated {:.2} % (difference {:+.2} points; paraxial kernel {:.2} %)",
         verification.test_samples,
         100.0 * verification.digital_accuracy,
         100.0 * verification.simulated_accuracy,
         verification.difference_points,
         100.0 * verification.simulated_accuracy_fresnel
-    );
+    ));
     Ok(())
 }

@@ -333,6 +333,7 @@ fn main() -> ExitCode {
                 unit,
                 levels,
             },
+            quiet: cli.quiet,
         }),
         Command::Lsp => npdec_lsp::run_stdio()
             .map(|()| ExitCode::SUCCESS)

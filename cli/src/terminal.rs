@@ -57,3 +57,10 @@ pub fn print_error(message: &str) {
         eprintln!("error: {message}");
     }
 }
+
+/// Prints a status line to stderr, unless `-q` asked for errors only.
+pub fn status(quiet: bool, line: &str) {
+    if !quiet {
+        eprintln!("{line}");
+    }
+}

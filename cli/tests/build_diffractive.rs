@@ -81,9 +81,9 @@ fn digits_d2nn_masks_resimulate_within_one_point() {
     ]);
     assert!(built.status.success(), "{}", text(&built.stderr));
     assert!(
-        text(&built.stdout).contains("re-simulated"),
+        text(&built.stderr).contains("re-simulated"),
         "{}",
-        text(&built.stdout)
+        text(&built.stderr)
     );
 
     // The digital model of the build is the trained run, and it learned well above chance (10 %).

@@ -114,14 +114,9 @@ fn photonic_build_uses_the_checkpoint_and_passes_the_rebuild_check() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
-    assert!(stdout.contains("using trained parameters from"), "{stdout}");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("using trained parameters from"), "{stderr}");
     for layer in ["W", "Wout"] {
         for extension in ["layout.json", "netlist.json", "gds", "svg"] {
             let file = out.join(format!("{layer}.{extension}"));
@@ -183,13 +178,7 @@ fn spice_build_reproduces_the_trained_readout_in_ngspice() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let summary = read_json(&out.join("crossbar.json"));
     assert_eq!(summary["options"]["g_min"], 2e-6);
     assert_eq!(summary["options"]["g_max"], 5e-5);
@@ -260,9 +249,9 @@ fn build_without_checkpoint_says_it_uses_initial_parameters() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    let stdout = text(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert!(stdout.contains("initial parameters (seed 3)"), "{stdout}");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("initial parameters (seed 3)"), "{stderr}");
     for layer in ["W", "U", "Wout"] {
         assert!(out.join(format!("{layer}.cir")).is_file(), "{layer}");
     }

@@ -143,3 +143,47 @@ fn failed_hardware_writes_leave_no_partial_file() {
         assert_no_temporary_files(&out);
     }
 }
+
+/// Status lines go to stderr like those of `npdec run`, so stdout stays empty, and `-q` leaves
+/// them out.
+#[test]
+fn build_status_lines_on_stderr() {
+    let out = scratch("status_lines");
+    let out_arg = out.to_str().expect("UTF-8 path");
+    let build = [
+        "build",
+        "examples/heat1d.npde",
+        "--emit",
+        "obj",
+        "-o",
+        out_arg,
+    ];
+
+    let default_run = npdec(&build);
+    let stderr = String::from_utf8_lossy(&default_run.stderr);
+    assert!(default_run.status.success(), "{stderr}");
+    assert!(
+        default_run.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&default_run.stdout)
+    );
+    assert!(stderr.contains("wrote "), "{stderr}");
+    assert!(stderr.contains("(entry point `"), "{stderr}");
+
+    let quiet = npdec(&[&build[..], &["-q"]].concat());
+    assert!(
+        quiet.status.success(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    assert!(
+        quiet.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stdout)
+    );
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+}
