@@ -12,9 +12,9 @@
 //! initial parameters drawn from `--seed`, and say which.
 
 use crate::terminal;
-use crate::trained::{self, DenseMatrix, Parameters};
+use crate::trained::{self, CheckpointError, DenseMatrix, LoadError, Parameters};
 use ndarray::Array2;
-use npdec_diagnostics::{render, RenderOptions, SourceMap};
+use npdec_diagnostics::{render, Code, Diagnostic, RenderOptions, SourceMap};
 use npdec_runtime::output::write_atomically;
 use npdec_symbolic::Model;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,24 @@ pub struct BuildArgs {
     pub quiet: bool,
 }
 
+/// A failed build: a plain error message, or a diagnostic that points into the model.
+enum BuildError {
+    Message(String),
+    Diagnostic(Box<Diagnostic>),
+}
+
+impl From<String> for BuildError {
+    fn from(message: String) -> Self {
+        BuildError::Message(message)
+    }
+}
+
+impl From<Diagnostic> for BuildError {
+    fn from(diagnostic: Diagnostic) -> Self {
+        BuildError::Diagnostic(Box::new(diagnostic))
+    }
+}
+
 /// A checked model with its sources, for rendering diagnostics.
 struct Loaded {
     sources: SourceMap,
@@ -103,24 +121,57 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode, String> {
         model,
         options,
     };
-    match args.emit {
+    let built = match args.emit {
         Emit::Obj => emit_obj(&loaded, args),
         Emit::Photonic => emit_photonic(&loaded, args),
         Emit::Spice => emit_spice(&loaded, args),
         Emit::Onnx => emit_onnx(&loaded, args),
         Emit::Diffractive => emit_diffractive(&loaded, args),
+    };
+    match built {
+        Ok(code) => Ok(code),
+        Err(BuildError::Message(message)) => Err(message),
+        Err(BuildError::Diagnostic(diagnostic)) => {
+            eprint!("{}", render(&diagnostic, &loaded.sources, loaded.options));
+            Ok(ExitCode::from(1))
+        }
     }
 }
 
+/// Reports an unusable `--checkpoint` as E0261 on the train task whose parameters it holds, or on
+/// the model when it has no train task.
+fn checkpoint_diagnostic(model: &Model, error: CheckpointError) -> Diagnostic {
+    let (span, label) = match trained::first_train_task(model) {
+        Some(task) => (
+            task.span,
+            "`--checkpoint` loads the parameters of this task",
+        ),
+        None => (
+            model.span,
+            "`--checkpoint` loads the parameters of this model",
+        ),
+    };
+    Diagnostic::error(Code::E0261, error.message, span, label).with_help(error.help)
+}
+
+fn load_parameters(loaded: &Loaded, args: &BuildArgs) -> Result<Parameters, BuildError> {
+    trained::load(&loaded.model, args.checkpoint.as_deref(), args.seed).map_err(|error| match error
+    {
+        LoadError::Initial(message) => BuildError::Message(message),
+        LoadError::Checkpoint(error) => checkpoint_diagnostic(&loaded.model, error).into(),
+    })
+}
+
 /// `--emit diffractive`: the masks of a trained split-step task and their re-simulation.
-fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
     let Some(checkpoint) = &args.checkpoint else {
-        return Err(
+        return Err(BuildError::Message(
             "`--emit diffractive` needs `--checkpoint RUN_DIR`, the output folder of `npdec run`"
                 .to_string(),
-        );
+        ));
     };
-    let checkpoint = trained::checkpoint_file(checkpoint)?;
+    let checkpoint = trained::checkpoint_file(checkpoint)
+        .map_err(|error| checkpoint_diagnostic(&loaded.model, error))?;
     let options = crate::build_diffractive::DiffractiveArgs {
         checkpoint: &checkpoint,
         index: args.diffractive.index,
@@ -133,12 +184,12 @@ fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, Strin
 }
 
 /// `--emit obj`: an object file and a C header per solve task.
-fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
     if args.checkpoint.is_some() {
-        return Err(
+        return Err(BuildError::Message(
             "`--emit obj` compiles solve tasks, whose object files carry no parameter values; `--checkpoint` applies to `--emit photonic`, `spice` and `onnx`"
                 .into(),
-        );
+        ));
     }
     let program = match npdec_ir::discretize_model(&loaded.model) {
         Ok(program) => program,
@@ -150,22 +201,29 @@ fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
         }
     };
     if program.solves.is_empty() {
-        return Err(format!(
+        return Err(BuildError::Message(format!(
             "`{}` has no solve task to compile",
             args.file.display()
-        ));
+        )));
     }
     // Every task is checked before the first file is written, so a rejected build leaves the
     // outputs of an earlier build as they were.
-    for graph in &program.solves {
+    for (graph, span) in program.solves.iter().zip(&program.solve_spans) {
         // The object file implements explicit Euler steps only.
         if let Some((_, step)) = graph.time_step() {
             if step.scheme != npdec_symbolic::Scheme::Euler {
-                return Err(format!(
-                    "`--emit obj` compiles explicit Euler solves, and `{}` uses `{}`; use `euler` for this task",
-                    graph.name,
-                    step.scheme.name()
-                ));
+                let scheme = step.scheme.name();
+                return Err(Diagnostic::error(
+                    Code::E0241,
+                    format!(
+                        "`--emit obj` compiles explicit Euler solves, and `{}` uses `{scheme}`",
+                        graph.name
+                    ),
+                    *span,
+                    format!("this task uses `{scheme}`"),
+                )
+                .with_help("use `euler` for this task, or run it with `npdec run`")
+                .into());
             }
         }
     }
@@ -192,7 +250,7 @@ fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
 }
 
 /// `--emit photonic`: Clements meshes per dense weight matrix, and optionally the robustness.
-fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
     let (parameters, matrices) = weight_matrices(loaded, args)?;
     let weights = named_arrays(&matrices);
     let report = npdec_hardware::emit_photonic(&weights, &args.out).map_err(|e| e.to_string())?;
@@ -229,7 +287,7 @@ fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> 
 }
 
 /// `--emit spice`: a crossbar netlist per dense weight matrix.
-fn emit_spice(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+fn emit_spice(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
     let (_, matrices) = weight_matrices(loaded, args)?;
     let weights = named_arrays(&matrices);
     let report = npdec_hardware::emit_spice(&weights, &args.out, &args.crossbar)
@@ -260,15 +318,19 @@ fn emit_spice(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
 }
 
 /// `--emit onnx`: the network of the first train task as `<model>.onnx`.
-fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
+fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
     let model = &loaded.model;
-    let task = trained::first_train_task(model).ok_or_else(|| {
-        format!(
-            "`{}` has no train task: `--emit onnx` exports the network a train task runs",
-            args.file.display()
+    let Some(task) = trained::first_train_task(model) else {
+        return Err(Diagnostic::error(
+            Code::E0261,
+            format!("model `{}` has no train task, so `--emit onnx` has no network to export", model.name),
+            model.span,
+            "no train task in this model",
         )
-    })?;
-    let parameters = trained::load(model, args.checkpoint.as_deref(), args.seed)?;
+        .with_help("add a task such as `train EQUATION on DATA using euler(steps = 4) loss mse(FIELD, DATA.label)`, or pick another `--emit` kind")
+        .into());
+    };
+    let parameters = load_parameters(loaded, args)?;
     crate::terminal::status(
         args.quiet,
         &format!("using {}", parameters.source.describe()),
@@ -316,18 +378,18 @@ fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, String> {
 fn weight_matrices(
     loaded: &Loaded,
     args: &BuildArgs,
-) -> Result<(Parameters, Vec<DenseMatrix>), String> {
-    let parameters = trained::load(&loaded.model, args.checkpoint.as_deref(), args.seed)?;
+) -> Result<(Parameters, Vec<DenseMatrix>), BuildError> {
+    let parameters = load_parameters(loaded, args)?;
     crate::terminal::status(
         args.quiet,
         &format!("using {}", parameters.source.describe()),
     );
     let matrices = trained::dense_matrices(&loaded.model, &parameters.values);
     if matrices.is_empty() {
-        return Err(format!(
+        return Err(BuildError::Message(format!(
             "`{}` has no dense layer `W @ u` with a matrix parameter `W[rows, columns]` to map onto hardware",
             args.file.display()
-        ));
+        )));
     }
     Ok((parameters, matrices))
 }

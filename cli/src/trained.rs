@@ -45,51 +45,82 @@ pub fn first_train_task(model: &Model) -> Option<&TrainTask> {
     })
 }
 
+/// A `--checkpoint` that cannot be used: what failed, and how to fix it.
+#[derive(Debug)]
+pub struct CheckpointError {
+    pub message: String,
+    pub help: String,
+}
+
+/// A failure to load the parameters that `npdec build` exports.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The declared initializers failed.
+    Initial(String),
+    /// The checkpoint is missing, unreadable or of another model.
+    Checkpoint(CheckpointError),
+}
+
+const CHECKPOINT_HELP: &str =
+    "pass the output folder of a training run of this model (`npdec run MODEL --out DIR`) or its checkpoint file";
+
 /// Returns the checkpoint file a `--checkpoint` argument names: the file itself, or
 /// `checkpoint.npdc` in a run's output folder.
-pub fn checkpoint_file(path: &Path) -> Result<PathBuf, String> {
+pub fn checkpoint_file(path: &Path) -> Result<PathBuf, CheckpointError> {
     if path.is_dir() {
         let file = path.join(CHECKPOINT_FILE);
         if !file.is_file() {
-            return Err(format!(
-                "`{}` contains no `{CHECKPOINT_FILE}`: pass the output folder of a training run (`npdec run MODEL --out DIR`) or a checkpoint file",
-                path.display()
-            ));
+            return Err(CheckpointError {
+                message: format!("`{}` contains no `{CHECKPOINT_FILE}`", path.display()),
+                help: CHECKPOINT_HELP.to_string(),
+            });
         }
         Ok(file)
     } else if path.is_file() {
         Ok(path.to_path_buf())
     } else {
-        Err(format!(
-            "checkpoint `{}` does not exist: pass the output folder of a training run or a checkpoint file",
-            path.display()
-        ))
+        Err(CheckpointError {
+            message: format!("checkpoint `{}` does not exist", path.display()),
+            help: CHECKPOINT_HELP.to_string(),
+        })
     }
 }
 
 /// Loads the parameters: from `checkpoint` when given, else the initial values from `seed`.
-pub fn load(model: &Model, checkpoint: Option<&Path>, seed: u64) -> Result<Parameters, String> {
+pub fn load(model: &Model, checkpoint: Option<&Path>, seed: u64) -> Result<Parameters, LoadError> {
     let steps = first_train_task(model).map_or(1, |task| task.discretization.steps);
     let step_sizes: Vec<usize> = model
         .params
         .iter()
         .map(|p| npdec_runtime::train::lower::param_entries(model, p))
         .collect();
-    let mut values = initialize_params(model, steps, &step_sizes, seed)?;
+    let mut values =
+        initialize_params(model, steps, &step_sizes, seed).map_err(LoadError::Initial)?;
     let Some(path) = checkpoint else {
         return Ok(Parameters {
             values,
             source: Source::Initial { seed },
         });
     };
-    let file = checkpoint_file(path)?;
-    let saved = read_checkpoint(&file).map_err(|e| format!("cannot read checkpoint {e}"))?;
+    let file = checkpoint_file(path).map_err(LoadError::Checkpoint)?;
+    let saved = read_checkpoint(&file).map_err(|e| {
+        LoadError::Checkpoint(CheckpointError {
+            message: format!("cannot read checkpoint {e}"),
+            help: CHECKPOINT_HELP.to_string(),
+        })
+    })?;
     restore(model, &mut values, &saved).map_err(|e| {
-        format!(
-            "checkpoint `{}` does not fit model `{}`: {e}",
-            file.display(),
-            model.name
-        )
+        LoadError::Checkpoint(CheckpointError {
+            message: format!(
+                "checkpoint `{}` does not fit model `{}`: {e}",
+                file.display(),
+                model.name
+            ),
+            help: format!(
+                "pass a checkpoint that a training run of `{}` wrote, or leave out `--checkpoint` to export the initial parameters",
+                model.name
+            ),
+        })
     })?;
     Ok(Parameters {
         values,

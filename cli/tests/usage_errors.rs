@@ -391,3 +391,88 @@ fn resume_without_new_epochs_trains_nothing() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `npdec build` reports a rejected model or checkpoint like `npdec check` does: a code, the
+/// source line of the task or model, and a help line.
+#[test]
+fn build_errors_are_diagnostics() {
+    let dir = scratch("build_diagnostics");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .canonicalize()
+        .expect("examples folder");
+    let example = |name: &str| {
+        examples
+            .join(name)
+            .to_str()
+            .expect("UTF-8 path")
+            .to_string()
+    };
+    let digits = example("digits.npde");
+    let trained = npdec(
+        &[
+            "run",
+            &digits,
+            "--epochs",
+            "1",
+            "--train-samples",
+            "200",
+            "--out",
+            "digits_run",
+            "-q",
+        ],
+        &dir,
+    );
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    std::fs::write(dir.join("garbage.npdc"), b"not a checkpoint").expect("write garbage");
+
+    let schrodinger = example("schrodinger1d.npde");
+    let heat = example("heat1d.npde");
+    let mlp = example("mnist_mlp.npde");
+    // Each case: the arguments, the headline, the source line the diagnostic shows, the help.
+    let cases: [(Vec<&str>, &str, &str, &str); 5] = [
+        (
+            vec!["build", &schrodinger, "--emit", "obj"],
+            "[E0241] Error: `--emit obj` compiles explicit Euler solves, and `schrodinger1d.solve` uses `split_step`",
+            "solve free using split_step(dt = 1e-2) until 2",
+            "Help: use `euler` for this task",
+        ),
+        (
+            vec!["build", &heat, "--emit", "onnx"],
+            "[E0261] Error: model `heat1d` has no train task",
+            "model heat1d",
+            "Help: add a task such as `train",
+        ),
+        (
+            vec!["build", &digits, "--emit", "onnx", "--checkpoint", "no_such_run"],
+            "[E0261] Error: checkpoint `no_such_run` does not exist",
+            "train net on digits",
+            "Help: pass the output folder of a training run",
+        ),
+        (
+            vec!["build", &digits, "--emit", "onnx", "--checkpoint", "garbage.npdc"],
+            "[E0261] Error: cannot read checkpoint garbage.npdc",
+            "train net on digits",
+            "Help: pass the output folder of a training run",
+        ),
+        (
+            vec!["build", &mlp, "--emit", "spice", "--checkpoint", "digits_run"],
+            "[E0261] Error: checkpoint `digits_run/checkpoint.npdc` does not fit model `mnist_mlp`",
+            "train net on mnist",
+            "Help: pass a checkpoint that a training run of `mnist_mlp` wrote",
+        ),
+    ];
+    for (args, headline, line, help) in cases {
+        let output = npdec(&[&args[..], &["-o", "out"]].concat(), &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(headline), "{args:?}: {stderr}");
+        assert!(stderr.contains(line), "{args:?}: {stderr}");
+        assert!(stderr.contains(help), "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot resume"), "{args:?}: {stderr}");
+    }
+}
