@@ -3,23 +3,35 @@
 use npdec_jit::bench::{run_benchmarks, BenchOptions};
 use std::process::ExitCode;
 
-pub fn run(
-    json: bool,
-    steps: Option<usize>,
-    temporal_blocking: bool,
-    block_steps: Option<usize>,
-) -> Result<ExitCode, String> {
+/// What `npdec bench` runs and how it prints.
+pub struct Selection {
+    pub json: bool,
+    /// Case names; empty runs every case.
+    pub cases: Vec<String>,
+    /// Thread counts; empty runs 1 and 2.
+    pub threads: Vec<usize>,
+    pub steps: Option<usize>,
+    pub temporal_blocking: bool,
+    pub block_steps: Option<usize>,
+}
+
+pub fn run(selection: Selection) -> Result<ExitCode, String> {
     let mut options = BenchOptions {
-        temporal_blocking,
-        block_steps,
+        temporal_blocking: selection.temporal_blocking,
+        block_steps: selection.block_steps,
+        cases: selection.cases,
         ..BenchOptions::default()
     };
-    if let Some(steps) = steps {
+    if let Some(steps) = selection.steps {
         options.steps = steps;
     }
+    if !selection.threads.is_empty() {
+        options.threads = selection.threads;
+    }
     let report = run_benchmarks(&options)?;
-    if json {
-        // One object per case: case, threads, gpts_per_s, roofline_fraction, compile_ms.
+    if selection.json {
+        // One object per case and thread count: case, threads, gpts_per_s, roofline_fraction,
+        // compile_ms, steps_per_pass, bandwidth_gb_s.
         for record in &report.records {
             println!(
                 "{}",

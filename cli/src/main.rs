@@ -101,12 +101,19 @@ enum Command {
     },
     /// Benchmark the JIT's stencil sweeps beside the memory bandwidth measured in the same run.
     #[command(
-        after_help = "Examples:\n  npdec bench\n  npdec bench --json --steps 20\n  npdec bench --no-blocking"
+        after_help = "Examples:\n  npdec bench\n  npdec bench --json --steps 20\n  npdec bench --no-blocking\n  npdec bench --case diffusion3d_o8 --threads 1"
     )]
     Bench {
-        /// Print one JSON object per case (case, threads, gpts_per_s, roofline_fraction, compile_ms).
+        /// Print one JSON object per case and thread count (case, threads, gpts_per_s,
+        /// roofline_fraction, compile_ms, steps_per_pass, bandwidth_gb_s).
         #[arg(long)]
         json: bool,
+        /// Run only this case (repeat for more): diffusion2d_o2, diffusion3d_o2, diffusion3d_o8.
+        #[arg(long = "case", value_name = "CASE")]
+        cases: Vec<String>,
+        /// Run with this many threads (repeat for more) [default: 1 and 2].
+        #[arg(long = "threads", value_name = "N", value_parser = parse_positive)]
+        threads: Vec<u64>,
         /// Time steps per case [default: 100].
         #[arg(long, value_parser = parse_positive)]
         steps: Option<u64>,
@@ -290,15 +297,19 @@ fn main() -> ExitCode {
         Command::Repl => repl::run(),
         Command::Bench {
             json,
+            cases,
+            threads,
             steps,
             no_blocking,
             block_steps,
-        } => bench::run(
+        } => bench::run(bench::Selection {
             json,
-            steps.map(|n| n as usize),
-            !no_blocking,
-            block_steps.map(|n| n as usize),
-        ),
+            cases,
+            threads: threads.into_iter().map(|n| n as usize).collect(),
+            steps: steps.map(|n| n as usize),
+            temporal_blocking: !no_blocking,
+            block_steps: block_steps.map(|n| n as usize),
+        }),
         Command::Build {
             file,
             emit,

@@ -32,8 +32,9 @@ pub struct BenchRecord {
     /// From model text to a callable step kernel, in milliseconds.
     pub compile_ms: f64,
     /// Steps per blocked pass (1 without temporal blocking).
-    #[serde(skip)]
     pub steps_per_pass: usize,
+    /// The bandwidth the roofline fraction divides by: the higher of copy and triad, in GB/s.
+    pub bandwidth_gb_s: f64,
 }
 
 /// The memory bandwidth measured with a thread count.
@@ -68,7 +69,12 @@ pub struct BenchOptions {
     pub temporal_blocking: bool,
     /// Steps per blocked pass; `None` picks them from the cache size.
     pub block_steps: Option<usize>,
+    /// The cases to run, by name; empty runs every case.
+    pub cases: Vec<String>,
 }
+
+/// The names of the cases, in the order they run.
+pub const CASES: [&str; 3] = ["diffusion2d_o2", "diffusion3d_o2", "diffusion3d_o8"];
 
 impl Default for BenchOptions {
     /// The sizes of the comparison with Devito.
@@ -81,6 +87,7 @@ impl Default for BenchOptions {
             stream_elements: 1 << 25,
             temporal_blocking: true,
             block_steps: None,
+            cases: Vec::new(),
         }
     }
 }
@@ -226,31 +233,36 @@ fn run_case(
         roofline_fraction: points_per_second * bytes_per_point / roof,
         compile_ms,
         steps_per_pass: stepper.blocking().unwrap_or(1),
+        bandwidth_gb_s: roof / 1e9,
     })
 }
 
 /// Runs every case with every thread count, measuring the bandwidth first.
 pub fn run_benchmarks(options: &BenchOptions) -> Result<BenchReport, String> {
+    if let Some(unknown) = options
+        .cases
+        .iter()
+        .find(|name| !CASES.contains(&name.as_str()))
+    {
+        return Err(format!(
+            "unknown benchmark case `{unknown}`; the cases are {}",
+            CASES.join(", ")
+        ));
+    }
     let mut bandwidth = Vec::new();
     for threads in &options.threads {
         bandwidth.push(measure_bandwidth(*threads, options.stream_elements)?);
     }
     let cases = [
-        (
-            "diffusion2d_o2",
-            diffusion_source(2, options.points_2d, 2, options.steps),
-        ),
-        (
-            "diffusion3d_o2",
-            diffusion_source(3, options.points_3d, 2, options.steps),
-        ),
-        (
-            "diffusion3d_o8",
-            diffusion_source(3, options.points_3d, 8, options.steps),
-        ),
+        diffusion_source(2, options.points_2d, 2, options.steps),
+        diffusion_source(3, options.points_3d, 2, options.steps),
+        diffusion_source(3, options.points_3d, 8, options.steps),
     ];
     let mut records = Vec::new();
-    for (name, source) in &cases {
+    for (name, source) in CASES.iter().zip(&cases) {
+        if !options.cases.is_empty() && !options.cases.iter().any(|c| c == name) {
+            continue;
+        }
         for (threads, measured) in options.threads.iter().zip(&bandwidth) {
             records.push(run_case(name, source, *threads, options, measured)?);
         }
@@ -272,6 +284,7 @@ mod tests {
             stream_elements: 1 << 16,
             temporal_blocking: true,
             block_steps: None,
+            cases: Vec::new(),
         };
         let report = run_benchmarks(&options).expect("benchmark runs");
         assert_eq!(report.bandwidth.len(), 2);
@@ -299,6 +312,36 @@ mod tests {
             );
             assert!(record.compile_ms > 0.0, "{record:?}");
         }
+    }
+
+    #[test]
+    fn selected_cases_and_threads_only() {
+        let options = BenchOptions {
+            points_2d: 64,
+            points_3d: 20,
+            steps: 2,
+            threads: vec![2],
+            stream_elements: 1 << 16,
+            cases: vec!["diffusion3d_o8".into()],
+            ..BenchOptions::default()
+        };
+        let report = run_benchmarks(&options).expect("benchmark runs");
+        assert_eq!(report.records.len(), 1);
+        let record = &report.records[0];
+        assert_eq!(
+            (record.case.as_str(), record.threads),
+            ("diffusion3d_o8", 2)
+        );
+        assert!(record.bandwidth_gb_s > 0.0 && record.steps_per_pass >= 1);
+        let unknown = BenchOptions {
+            cases: vec!["diffusion4d".into()],
+            ..options
+        };
+        let error = run_benchmarks(&unknown).expect_err("an unknown case is refused");
+        assert!(
+            error.contains("`diffusion4d`") && error.contains("diffusion3d_o8"),
+            "{error}"
+        );
     }
 
     #[test]
