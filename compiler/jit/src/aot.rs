@@ -11,7 +11,7 @@
 //! NOTE: the code targets the host's CPU features (it is built with `cranelift-native`), so the
 //! object may not run on an older CPU of the same architecture.
 
-use crate::codegen::{define_kernel, CodegenOptions, Precision};
+use crate::codegen::{define_kernel, CodegenOptions, KernelSpec, Precision};
 use crate::plan::{build_plan, Instant, Mode, Op, Plan};
 use crate::program::{flag_builder, OptLevel};
 use crate::Unsupported;
@@ -76,12 +76,16 @@ fn c_identifier(name: &str) -> String {
 }
 
 /// Writes `DIR/PREFIX.o` and `DIR/PREFIX.h` for the explicit Euler step of a solve graph, where
-/// `PREFIX` is the model name made into a C identifier.
+/// `PREFIX` is the model name made into a C identifier. The graph goes through the optimization
+/// passes and its plan through the same step passes as the JIT's, so the object runs the kernels
+/// `npdec run` runs.
 pub fn write_step_object(
     graph: &Graph,
     precision: Precision,
     dir: &Path,
 ) -> Result<AotArtifacts, AotError> {
+    let optimized = crate::passes::optimize(graph);
+    let graph = &optimized;
     let failure = |reason: String| {
         AotError::Unsupported(Unsupported {
             node: NodeId(petgraph::stable_graph::NodeIndex::new(0)),
@@ -96,6 +100,7 @@ pub fn write_step_object(
     let prefix = c_identifier(graph.name.split('.').next().unwrap_or("model"));
     let mut plan = build_plan(graph, &graph.inputs(step_id), Mode::EulerStep { dt })
         .map_err(AotError::Unsupported)?;
+    let (_, start_faces) = crate::optimize_step_plan(graph, &mut plan);
     if let Some((node, _)) = plan.params.first() {
         return Err(AotError::Unsupported(Unsupported {
             node: *node,
@@ -150,10 +155,13 @@ pub fn write_step_object(
         &mut module,
         &mut context,
         &mut builder_context,
-        &plan,
-        &kernels,
-        dt,
-        &run_symbol,
+        &StepFunction {
+            plan: &plan,
+            kernels: &kernels,
+            start_faces: &start_faces,
+            dt,
+            name: &run_symbol,
+        },
     )
     .map_err(AotError::Codegen)?;
     let bytes = module
@@ -181,17 +189,33 @@ pub fn write_step_object(
     })
 }
 
-/// Generates `run(buffers, first_step, steps)`: per step, every kernel in plan order at `t` or
-/// `t + dt`, then the swaps of current and next state buffers.
+/// The step function of an object file and what it calls.
+struct StepFunction<'a> {
+    plan: &'a Plan,
+    /// The compiled kernels, by kernel number of the plan.
+    kernels: &'a [cranelift_module::FuncId],
+    /// Kernels to run once at the start of a call that takes a step.
+    start_faces: &'a [usize],
+    dt: f64,
+    /// The exported symbol.
+    name: &'a str,
+}
+
+/// Generates `run(buffers, first_step, steps)`: the start faces if `steps > 0`, then per step every
+/// kernel in plan order at `t` or `t + dt`, then the swaps of current and next state buffers.
 fn define_driver(
     module: &mut ObjectModule,
     context: &mut cranelift_codegen::Context,
     builder_context: &mut FunctionBuilderContext,
-    plan: &Plan,
-    kernels: &[cranelift_module::FuncId],
-    dt: f64,
-    name: &str,
+    function: &StepFunction,
 ) -> Result<(), String> {
+    let StepFunction {
+        plan,
+        kernels,
+        start_faces,
+        dt,
+        name,
+    } = *function;
     let pointer = module.target_config().pointer_type();
     let mut signature = module.make_signature();
     signature.params.push(AbiParam::new(pointer));
@@ -218,7 +242,28 @@ fn define_driver(
         let [buffers, first, steps] = builder.block_params(entry)[..] else {
             return Err("driver signature".into());
         };
+        // The caller may have set the states since the last call, so every call that takes a
+        // step first writes the Dirichlet faces the previous step would have left there.
         let zero = builder.ins().iconst(types::I64, 0);
+        if !start_faces.is_empty() {
+            let faces = builder.create_block();
+            let any = builder.ins().icmp(IntCC::SignedGreaterThan, steps, zero);
+            builder
+                .ins()
+                .brif(any, faces, &[], header, &[BlockArg::Value(zero)]);
+            builder.switch_to_block(faces);
+            let first_float = builder.ins().fcvt_from_sint(types::F64, first);
+            let dt_value = builder.ins().f64const(dt);
+            let now = builder.ins().fmul(first_float, dt_value);
+            for kernel in start_faces {
+                let (lo, hi) = axis_zero_range(&plan.kernels[*kernel]);
+                let lo = builder.ins().iconst(types::I64, lo);
+                let hi = builder.ins().iconst(types::I64, hi);
+                builder
+                    .ins()
+                    .call(references[*kernel], &[buffers, now, lo, hi]);
+            }
+        }
         builder.ins().jump(header, &[BlockArg::Value(zero)]);
 
         builder.switch_to_block(header);
@@ -235,11 +280,7 @@ fn define_driver(
             let Op::Kernel { kernel, instant } = op else {
                 continue;
             };
-            let spec = &plan.kernels[*kernel];
-            let (lo, hi) = spec
-                .region
-                .first()
-                .map_or((0, 0), |(lo, hi)| (*lo as i64, *hi as i64));
+            let (lo, hi) = axis_zero_range(&plan.kernels[*kernel]);
             let time = match instant {
                 Instant::Now => now,
                 Instant::Next => next,
@@ -272,6 +313,13 @@ fn define_driver(
         .map_err(|e| format!("{e:?}"))?;
     module.clear_context(context);
     Ok(())
+}
+
+/// Returns the rows of axis 0 a kernel covers, its default `start..end`.
+fn axis_zero_range(spec: &KernelSpec) -> (i64, i64) {
+    spec.region
+        .first()
+        .map_or((0, 0), |(lo, hi)| (*lo as i64, *hi as i64))
 }
 
 /// Returns the C header of a step object.

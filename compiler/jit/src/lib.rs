@@ -145,6 +145,27 @@ pub struct EulerStepper<T: JitFloat> {
     start_faces_pending: bool,
 }
 
+/// Runs the passes on the plan of a fused Euler step that the JIT and object files share: kernels
+/// whose output nothing reads go, innermost ghost columns and faces move into the update's rows, and
+/// the Dirichlet faces that repeat the previous step's end are split off. Returns the shape of
+/// every evolved field and the split-off start faces, which must run once before the first step
+/// after a state is set.
+pub(crate) fn optimize_step_plan(
+    graph: &Graph,
+    plan: &mut plan::Plan,
+) -> (Vec<(FieldId, Vec<usize>)>, Vec<usize>) {
+    let shapes: Vec<(FieldId, Vec<usize>)> = plan
+        .updates
+        .iter()
+        .map(|u| (u.field, field_shape(graph, u.field)))
+        .collect();
+    dead_kernels::remove_dead_kernels(plan, &shapes);
+    ghost_columns::fuse_ghost_columns(plan);
+    let mut start_faces = step_faces::split_start_faces(plan);
+    face_columns::fuse_face_columns(plan, &mut start_faces);
+    (shapes, start_faces)
+}
+
 impl<T: JitFloat> EulerStepper<T> {
     /// Compiles the step of a graph whose time step uses one first-order update per whole field.
     /// The step size is the graph's unless `dt` is given.
@@ -159,15 +180,7 @@ impl<T: JitFloat> EulerStepper<T> {
         let dt = dt.unwrap_or(step.dt);
         let roots = graph.inputs(step_id);
         let mut plan = build_plan(graph, &roots, Mode::EulerStep { dt })?;
-        let shapes: Vec<(FieldId, Vec<usize>)> = plan
-            .updates
-            .iter()
-            .map(|u| (u.field, field_shape(graph, u.field)))
-            .collect();
-        dead_kernels::remove_dead_kernels(&mut plan, &shapes);
-        ghost_columns::fuse_ghost_columns(&mut plan);
-        let mut start_faces = step_faces::split_start_faces(&mut plan);
-        face_columns::fuse_face_columns(&mut plan, &mut start_faces);
+        let (shapes, start_faces) = optimize_step_plan(graph, &mut plan);
         let compiled = CompiledPlan::<T>::new(graph, plan, options)?;
         let analyzed = if options.temporal_blocking {
             blocking::analyze(
