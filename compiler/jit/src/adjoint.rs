@@ -2301,7 +2301,11 @@ impl<T: JitFloat> CompiledTape<T> {
         let mut module = JITModule::new(jit);
         let mut context = module.make_context();
         let mut builder_context = FunctionBuilderContext::new();
-        let codegen = CodegenOptions { simd: options.simd };
+        let codegen = CodegenOptions {
+            simd: options.simd,
+            // Training kernels compute one row per iteration, the layout their speed was measured with.
+            row_block: 1,
+        };
         let layouts: Vec<BufferLayout> = builder.slots.iter().map(|(_, l)| l.clone()).collect();
         let mut ids = Vec::with_capacity(builder.specs.len());
         for spec in &builder.specs {

@@ -39,6 +39,9 @@ pub struct JitOptions {
     pub threads: usize,
     /// Use F32X4/F64X2 lanes in the innermost loops.
     pub simd: bool,
+    /// Rows of axis 0 per iteration of the innermost loops where a kernel never reads its output
+    /// ([`crate::codegen::CodegenOptions::row_block`]).
+    pub row_block: usize,
     pub opt_level: OptLevel,
     /// Run explicit Euler steps with temporal blocking where the plan allows it.
     pub temporal_blocking: bool,
@@ -53,6 +56,7 @@ impl Default for JitOptions {
         JitOptions {
             threads: 1,
             simd: true,
+            row_block: crate::codegen::ROW_BLOCK,
             opt_level: OptLevel::None,
             temporal_blocking: true,
             block_steps: None,
@@ -498,7 +502,10 @@ impl<T: JitFloat> CompiledPlan<T> {
         let mut module = JITModule::new(builder);
         let mut context = module.make_context();
         let mut builder_context = FunctionBuilderContext::new();
-        let codegen = CodegenOptions { simd: options.simd };
+        let codegen = CodegenOptions {
+            simd: options.simd,
+            row_block: options.row_block,
+        };
         let mut ids = Vec::with_capacity(plan.kernels.len());
         for spec in &plan.kernels {
             ids.push(

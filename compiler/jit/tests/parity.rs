@@ -478,3 +478,75 @@ fn inner_ghost_layers_split_across_threads() {
         }
     }
 }
+
+/// Blocks of rows of axis 0 only change which loads the points of an iteration share, so every
+/// block size steps bit for bit like one row per iteration. The extents of axis 0 (13 and 11) are
+/// not multiples of the blocks, so the single rows at the end of a range run too, and the sides
+/// put ghost layers and faces into the update's row prologue and epilogue. The states are also
+/// within the parity tolerance of the interpreter.
+#[test]
+fn row_blocks_step_like_single_rows() {
+    let sides = [
+        "boundary u: neumann(0.3) on x\nboundary u: robin(1, 0.5, 0.2 * x) on y",
+        "boundary u: dirichlet(0.25 + 0.5 * y) on x\nboundary u: dirichlet(0) on y",
+        "boundary u: periodic on x\nboundary u: neumann(0.1) on y",
+    ];
+    let grids = [
+        ("(x, y)", "([0, 1], [0, 2]) points (13, 23)", ""),
+        (
+            "(x, y, z)",
+            "([0, 1], [0, 2], [0, 1]) points (11, 9, 14)",
+            "\nboundary u: dirichlet(0) on z",
+        ),
+    ];
+    for (axes, grid, third) in grids {
+        for order in [2, 8] {
+            for side in sides {
+                let source = format!(
+                    "model rows\ngrid {axes} in {grid}\nfield u{axes}\nconst nu = 0.05\n\
+                     equation e: dt(u) = nu * laplace(u) + 0.1 * x * u\n{side}{third}\n\
+                     initial u = 0.5 + 0.25 * sin(3 * x) * cos(y)\n\
+                     solve e using euler(dt = 1e-5) until 3e-5 order {order}\n"
+                );
+                let graph = solve_graph(&source);
+                let mut states: Vec<Vec<u64>> = Vec::new();
+                for row_block in [1, 2, 3, 4, 5] {
+                    let options = JitOptions {
+                        row_block,
+                        temporal_blocking: false,
+                        ..JitOptions::default()
+                    };
+                    let error = euler_error::<f64>(&source, &options);
+                    assert!(
+                        error <= F64_TOLERANCE,
+                        "blocks of {row_block} rows: relative error {error:e} for\n{source}"
+                    );
+                    let error = euler_error::<f32>(&source, &options);
+                    assert!(
+                        error <= F32_TOLERANCE,
+                        "blocks of {row_block} rows in f32: relative error {error:e} for\n{source}"
+                    );
+                    let mut jit = EulerStepper::<f64>::new(&graph, None, &options)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    let (initial, _) = Stepper::<f64>::new(&graph)
+                        .expect("a time step")
+                        .initial_states();
+                    let field = npdec_symbolic::FieldId(0);
+                    jit.set_state(field, initial[0].as_ref().expect("an initial state"));
+                    jit.run(3);
+                    let Some(Value::Real(state)) = jit.state(field) else {
+                        panic!("a real state");
+                    };
+                    states.push(state.iter().map(|v| v.to_bits()).collect());
+                }
+                for (index, state) in states.iter().enumerate().skip(1) {
+                    assert!(
+                        *state == states[0],
+                        "blocks of {} rows step differently from single rows for\n{source}",
+                        index + 1
+                    );
+                }
+            }
+        }
+    }
+}
