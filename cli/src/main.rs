@@ -87,7 +87,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = EngineArg::Jit)]
         engine: EngineArg,
         /// Worker threads for training [default: all cores].
-        #[arg(long, value_parser = parse_positive)]
+        #[arg(long, value_parser = parse_threads)]
         threads: Option<u64>,
         /// States kept by the checkpointed adjoint sweep [default: ⌈log₂ steps⌉ + 1].
         #[arg(long)]
@@ -112,7 +112,7 @@ enum Command {
         #[arg(long = "case", value_name = "CASE")]
         cases: Vec<String>,
         /// Run with this many threads (repeat for more) [default: 1 and 2].
-        #[arg(long = "threads", value_name = "N", value_parser = parse_positive)]
+        #[arg(long = "threads", value_name = "N", value_parser = parse_threads)]
         threads: Vec<u64>,
         /// Time steps per case [default: 100].
         #[arg(long, value_parser = parse_positive)]
@@ -226,6 +226,22 @@ fn parse_positive(value: &str) -> Result<u64, String> {
             "expected a whole number of at least 1, found `{value}`"
         )),
     }
+}
+
+/// The most worker threads `--threads` accepts.
+const MAX_THREADS: u64 = 1024;
+
+/// Parses a thread count from 1 to [`MAX_THREADS`]: each thread has a stack, so a mistyped count
+/// would otherwise exhaust the machine before the first sweep.
+fn parse_threads(value: &str) -> Result<u64, String> {
+    let count = parse_positive(value)?;
+    if count > MAX_THREADS {
+        return Err(format!(
+            "expected at most {MAX_THREADS} threads, found {count} (this machine has {})",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ));
+    }
+    Ok(count)
 }
 
 /// Restores the default action of SIGPIPE, which the Rust runtime ignores, so that `npdec … | head`

@@ -38,6 +38,27 @@ fn zero_epochs_is_usage_error() {
 }
 
 #[test]
+fn thread_counts_are_bounded() {
+    let dir = scratch("threads");
+    for args in [
+        &["run", "model.npde", "--threads", "100000"][..],
+        &["bench", "--threads", "1", "--threads", "100000"],
+    ] {
+        let output = npdec(args, &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("expected at most 1024 threads, found 100000"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let output = npdec(&["bench", "--threads", "0"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at least 1, found 0"), "{stderr}");
+}
+
+#[test]
 fn run_counts_one_file_in_singular() {
     let dir = scratch("singular");
     std::fs::write(dir.join("empty.npde"), "model empty\n").expect("write model");
