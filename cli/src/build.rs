@@ -233,9 +233,31 @@ fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
     } else {
         npdec_jit::Precision::F64
     };
-    for graph in &program.solves {
-        let artifacts = npdec_jit::aot::write_step_object(graph, precision, &args.out)
-            .map_err(|e| e.to_string())?;
+    // One solve keeps the model's name; several get one object each, numbered like the snapshots
+    // of `npdec run`.
+    let several = program.solves.len() > 1;
+    for (index, (graph, span)) in program.solves.iter().zip(&program.solve_spans).enumerate() {
+        let written = if several {
+            let prefix = npdec_jit::aot::task_prefix(graph, index);
+            npdec_jit::aot::write_step_object_named(graph, precision, &args.out, &prefix)
+        } else {
+            npdec_jit::aot::write_step_object(graph, precision, &args.out)
+        };
+        let artifacts = written.map_err(|error| match error {
+            npdec_jit::aot::AotError::Unsupported(unsupported) => BuildError::from(
+                Diagnostic::error(
+                    Code::E0241,
+                    format!(
+                        "`--emit obj` cannot compile the task `{}`: {}",
+                        graph.name, unsupported.reason
+                    ),
+                    *span,
+                    "this task",
+                )
+                .with_help("run this task with `npdec run`, which compiles what it can and interprets the rest"),
+            ),
+            other => BuildError::Message(other.to_string()),
+        })?;
         crate::terminal::status(
             args.quiet,
             &format!(

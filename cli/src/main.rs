@@ -108,8 +108,8 @@ enum Command {
         /// roofline_fraction, compile_ms, steps_per_pass, bandwidth_gb_s).
         #[arg(long)]
         json: bool,
-        /// Run only this case (repeat for more): diffusion2d_o2, diffusion3d_o2, diffusion3d_o8.
-        #[arg(long = "case", value_name = "CASE")]
+        /// Run only this case (repeat for more).
+        #[arg(long = "case", value_name = "CASE", value_parser = clap::builder::PossibleValuesParser::new(npdec_jit::bench::CASES))]
         cases: Vec<String>,
         /// Run with this many threads (repeat for more) [default: 1 and 2].
         #[arg(long = "threads", value_name = "N", value_parser = parse_threads)]
@@ -121,7 +121,7 @@ enum Command {
         #[arg(long)]
         no_blocking: bool,
         /// Steps per blocked pass [default: the most whose band of rows fits the cache].
-        #[arg(long, value_parser = parse_positive)]
+        #[arg(long, value_parser = parse_positive, conflicts_with = "no_blocking")]
         block_steps: Option<u64>,
     },
     /// Compile a model ahead of time, or export its network: hardware layouts, ONNX.

@@ -37,6 +37,7 @@ fn zero_epochs_is_usage_error() {
     assert!(stderr.contains("found `two`"), "{stderr}");
 }
 
+/// Thread counts are bounded, so a mistyped count cannot exhaust the machine.
 #[test]
 fn thread_counts_are_bounded() {
     let dir = scratch("threads");
@@ -56,6 +57,13 @@ fn thread_counts_are_bounded() {
     let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("at least 1, found 0"), "{stderr}");
+    // An unknown benchmark case and contradicting blocking flags are usage errors too.
+    let output = npdec(&["bench", "--case", "diffusion4d"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("diffusion3d_o8"), "{stderr}");
+    let output = npdec(&["bench", "--no-blocking", "--block-steps", "4"], &dir);
+    assert_eq!(output.status.code(), Some(2));
 }
 
 #[test]
@@ -496,4 +504,46 @@ fn build_errors_are_diagnostics() {
         assert!(stderr.contains(help), "{args:?}: {stderr}");
         assert!(!stderr.contains("cannot resume"), "{args:?}: {stderr}");
     }
+}
+
+/// `--emit obj` writes one object per solve task, named after the task's number when a model has
+/// several, and rejects a step that reads a field without an equation as E0241 on the task.
+#[test]
+fn object_files_per_task_and_unset_fields() {
+    let dir = scratch("obj_tasks");
+    let two = "model two\ngrid x in [0, 1] points 21\nfield u(x)\nfield v(x)\n\
+               equation a: dt(u) = 0.1 * laplace(u)\nequation b: dt(v) = 0.2 * laplace(v)\n\
+               boundary u: dirichlet(0) on x\nboundary v: dirichlet(0) on x\n\
+               initial u = sin(pi * x)\ninitial v = x * (1 - x)\n\
+               solve a using euler(dt = 1e-3) until 1e-2\nsolve b using euler(dt = 1e-3) until 1e-2\n";
+    std::fs::write(dir.join("two.npde"), two).expect("model written");
+    let output = npdec(
+        &["build", "two.npde", "--emit", "obj", "-o", "objects"],
+        &dir,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for name in ["two_solve0", "two_solve1"] {
+        let header = std::fs::read_to_string(dir.join(format!("objects/{name}.h")))
+            .unwrap_or_else(|e| panic!("{name}.h: {e}\n{stderr}"));
+        assert!(header.contains(&format!("void {name}_run(")), "{header}");
+        assert!(dir.join(format!("objects/{name}.o")).is_file(), "{stderr}");
+    }
+    let coefficient = "model coef\ngrid x in [0, 1] points 21\nfield u(x)\nfield c(x)\n\
+                       equation h: dt(u) = c * laplace(u)\nboundary u: dirichlet(0) on x\n\
+                       initial u = sin(pi * x)\ninitial c = 0.1 + 0.05 * x\n\
+                       solve h using euler(dt = 1e-4) until 1e-2\n";
+    std::fs::write(dir.join("coef.npde"), coefficient).expect("model written");
+    let output = npdec(
+        &["build", "coef.npde", "--emit", "obj", "-o", "coef_out"],
+        &dir,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("[E0241]") && stderr.contains("the field `c` is read but has no equation"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("solve h using euler"), "{stderr}");
+    assert!(!dir.join("coef_out/coef.o").exists(), "{stderr}");
 }

@@ -4,8 +4,10 @@
 //! The object exports `PREFIX_run(void **buffers, int64_t first_step, int64_t steps)`, which takes
 //! `steps` steps starting at step number `first_step` (time `first_step · dt`). `buffers` contains one
 //! pointer per buffer of the header's `PREFIX_buffer_lengths`, zero-initialized by the caller. The
-//! state of each field lives in its buffer with the ghost layers around it, and after every step
-//! the current and next buffers of each field trade places in `buffers`. The math functions come
+//! state of each field lives in its buffer with the ghost layers around it. After every step the
+//! current and next buffers of each field trade places in `buffers`, and after an odd number of
+//! steps the call copies each state back and restores the pointers, so the caller finds the state
+//! in the buffer it passed. Every field the step reads must evolve. The math functions come
 //! from the C library, so link with `-lm`.
 //!
 //! NOTE: the code targets the host's CPU features (it is built with `cranelift-native`), so the
@@ -21,7 +23,7 @@ use cranelift_codegen::settings;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
-use npdec_ir::graph::{Graph, NodeId};
+use npdec_ir::graph::{Graph, NodeId, NodeKind};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -84,6 +86,27 @@ pub fn write_step_object(
     precision: Precision,
     dir: &Path,
 ) -> Result<AotArtifacts, AotError> {
+    let prefix = c_identifier(graph.name.split('.').next().unwrap_or("model"));
+    write_step_object_named(graph, precision, dir, &prefix)
+}
+
+/// Returns the prefix of the files and symbols of solve task number `index` (from 0) of a model with
+/// several: the model name made into a C identifier, then `_solve` and the number, as the snapshot
+/// files of `npdec run` are named.
+pub fn task_prefix(graph: &Graph, index: usize) -> String {
+    let model = c_identifier(graph.name.split('.').next().unwrap_or("model"));
+    format!("{model}_solve{index}")
+}
+
+/// Writes `DIR/PREFIX.o` and `DIR/PREFIX.h` as [`write_step_object`] does, with a given prefix (a C
+/// identifier).
+pub fn write_step_object_named(
+    graph: &Graph,
+    precision: Precision,
+    dir: &Path,
+    prefix: &str,
+) -> Result<AotArtifacts, AotError> {
+    let prefix = prefix.to_string();
     let optimized = crate::passes::optimize(graph);
     let graph = &optimized;
     let failure = |reason: String| {
@@ -97,7 +120,17 @@ pub fn write_step_object(
         return Err(failure("the graph has no time step".into()));
     };
     let dt = step.dt;
-    let prefix = c_identifier(graph.name.split('.').next().unwrap_or("model"));
+    // Every field the step reads must evolve: the object has no way to set the others.
+    for id in graph.find(|k| matches!(k, NodeKind::State { .. })) {
+        if let NodeKind::State { field } = graph.node(id).kind {
+            if !step.updates.iter().any(|u| u.field == field) {
+                return Err(failure(format!(
+                    "the field `{}` is read but has no equation, and object files hold fields that evolve only",
+                    graph.field(field).name
+                )));
+            }
+        }
+    }
     let mut plan = build_plan(graph, &graph.inputs(step_id), Mode::EulerStep { dt })
         .map_err(AotError::Unsupported)?;
     let (_, start_faces) = crate::optimize_step_plan(graph, &mut plan);
@@ -160,6 +193,7 @@ pub fn write_step_object(
             kernels: &kernels,
             start_faces: &start_faces,
             dt,
+            precision,
             name: &run_symbol,
         },
     )
@@ -197,12 +231,14 @@ struct StepFunction<'a> {
     /// Kernels to run once at the start of a call that takes a step.
     start_faces: &'a [usize],
     dt: f64,
+    precision: Precision,
     /// The exported symbol.
     name: &'a str,
 }
 
 /// Generates `run(buffers, first_step, steps)`: the start faces if `steps > 0`, then per step every
-/// kernel in plan order at `t` or `t + dt`, then the swaps of current and next state buffers.
+/// kernel in plan order at `t` or `t + dt`, then the swaps of current and next state buffers, and
+/// after an odd number of steps the copy of each state back into the caller's buffer.
 fn define_driver(
     module: &mut ObjectModule,
     context: &mut cranelift_codegen::Context,
@@ -214,6 +250,7 @@ fn define_driver(
         kernels,
         start_faces,
         dt,
+        precision,
         name,
     } = *function;
     let pointer = module.target_config().pointer_type();
@@ -303,7 +340,30 @@ fn define_driver(
         let following = builder.ins().iadd(counter, one);
         builder.ins().jump(header, &[BlockArg::Value(following)]);
 
+        // After an odd number of steps the current state is in the other buffer of each pair:
+        // copy it back and restore the pointers, so the state stays where the caller put it.
         builder.switch_to_block(exit);
+        let restore = builder.create_block();
+        let done = builder.create_block();
+        let flags = MemFlagsData::new().with_notrap();
+        let odd = builder.ins().band_imm_u(steps, 1);
+        let positive = builder.ins().icmp(IntCC::SignedGreaterThan, steps, zero);
+        let odd = builder.ins().icmp_imm_u(IntCC::NotEqual, odd, 0);
+        let restores = builder.ins().band(odd, positive);
+        builder.ins().brif(restores, restore, &[], done, &[]);
+        builder.switch_to_block(restore);
+        for update in &plan.updates {
+            let (current, next) = ((update.current * 8) as i32, (update.next * 8) as i32);
+            let state = builder.ins().load(pointer, flags, buffers, current);
+            let original = builder.ins().load(pointer, flags, buffers, next);
+            let bytes = plan.layouts[update.current].len() as i64 * precision.bytes();
+            let size = builder.ins().iconst(pointer, bytes);
+            builder.call_memcpy(frontend_config, original, state, size);
+            builder.ins().store(flags, original, buffers, current);
+            builder.ins().store(flags, state, buffers, next);
+        }
+        builder.ins().jump(done, &[]);
+        builder.switch_to_block(done);
         builder.ins().return_(&[]);
         builder.seal_all_blocks();
         builder.finalize(frontend_config);
@@ -357,7 +417,7 @@ fn header_text(graph: &Graph, plan: &Plan, precision: Precision, prefix: &str, d
         let shift: Vec<String> = update.shift.iter().map(ToString::to_string).collect();
         let _ = writeln!(
             text,
-            "/* Field `{}`: {} channel(s) of a row-major array of extents ({}), the grid starting at\n   index ({}) of each axis. buffers[{}] holds the current state after every step. */",
+            "/* Field `{}`: {} channel(s) of a row-major array of extents ({}), the grid starting at\n   index ({}) of each axis. buffers[{}] holds the state: set it before a call and read it after. */",
             field.name,
             layout.channels,
             extents.join(", "),
@@ -368,7 +428,7 @@ fn header_text(graph: &Graph, plan: &Plan, precision: Precision, prefix: &str, d
     }
     let _ = writeln!(
         text,
-        "\n/* Takes `steps` steps, the first at time first_step * {upper}_DT. */"
+        "\n/* Takes `steps` steps, the first at time first_step * {upper}_DT. Each state is in the buffer\n   the caller passed when the call returns (the pointers in `buffers` trade places during the\n   call and are restored). */"
     );
     let _ = writeln!(
         text,

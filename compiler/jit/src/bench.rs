@@ -31,7 +31,7 @@ pub struct BenchRecord {
     pub roofline_fraction: f64,
     /// From model text to a callable step kernel, in milliseconds.
     pub compile_ms: f64,
-    /// Steps per blocked pass (1 without temporal blocking).
+    /// Steps per blocked pass (1 without temporal blocking), at most the steps of the run.
     pub steps_per_pass: usize,
     /// The bandwidth the roofline fraction divides by: the higher of copy and triad, in GB/s.
     pub bandwidth_gb_s: f64,
@@ -232,7 +232,7 @@ fn run_case(
         gpts_per_s: points_per_second / 1e9,
         roofline_fraction: points_per_second * bytes_per_point / roof,
         compile_ms,
-        steps_per_pass: stepper.blocking().unwrap_or(1),
+        steps_per_pass: stepper.blocking().unwrap_or(1).min(steps.max(1)),
         bandwidth_gb_s: roof / 1e9,
     })
 }
