@@ -2305,6 +2305,7 @@ impl<T: JitFloat> CompiledTape<T> {
             simd: options.simd,
             // Training kernels compute one row per iteration, the layout their speed was measured with.
             row_block: 1,
+            export: true,
         };
         let layouts: Vec<BufferLayout> = builder.slots.iter().map(|(_, l)| l.clone()).collect();
         let mut ids = Vec::with_capacity(builder.specs.len());

@@ -176,6 +176,9 @@ pub struct CodegenOptions {
     /// stencil). With 1, an iteration computes two vectors of one row, which share the taps of
     /// the innermost axis that overlap.
     pub row_block: usize,
+    /// Make the kernel's symbol visible outside its module. Object files export only their step
+    /// function, so their kernels stay local.
+    pub export: bool,
 }
 
 /// The default of [`CodegenOptions::row_block`]: on a processor with AVX-512 and two 128-bit loads
@@ -187,6 +190,7 @@ impl Default for CodegenOptions {
         CodegenOptions {
             simd: true,
             row_block: ROW_BLOCK,
+            export: true,
         }
     }
 }
@@ -227,7 +231,15 @@ pub fn define_kernel<M: Module>(
 ) -> Result<FuncId, String> {
     let signature = kernel_signature(module);
     let id = module
-        .declare_function(&spec.name, Linkage::Export, &signature)
+        .declare_function(
+            &spec.name,
+            if options.export {
+                Linkage::Export
+            } else {
+                Linkage::Local
+            },
+            &signature,
+        )
         .map_err(|e| e.to_string())?;
 
     // Import the math functions before building, so the builder only borrows the function.

@@ -505,6 +505,7 @@ impl<T: JitFloat> CompiledPlan<T> {
         let codegen = CodegenOptions {
             simd: options.simd,
             row_block: options.row_block,
+            export: true,
         };
         let mut ids = Vec::with_capacity(plan.kernels.len());
         for spec in &plan.kernels {

@@ -72,6 +72,18 @@ fn c_program_matches_interpreter() {
 
     let dir = std::env::temp_dir().join(format!("npdec-aot-{}", std::process::id()));
     let artifacts = write_step_object(&graph, Precision::F64, &dir).expect("object written");
+    // The step function is the object's only global symbol: the kernels stay local.
+    let symbols = Command::new("nm")
+        .args(["-g", "--defined-only"])
+        .arg(&artifacts.object)
+        .output()
+        .expect("`nm` runs");
+    let symbols = String::from_utf8_lossy(&symbols.stdout);
+    let globals: Vec<&str> = symbols
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .collect();
+    assert_eq!(globals, ["aot_run"], "{symbols}");
     let header = std::fs::read_to_string(&artifacts.header).expect("header");
     assert!(
         header.contains("void aot_run(void **buffers, int64_t first_step, int64_t steps);"),
