@@ -421,6 +421,82 @@ fn resume_without_new_epochs_trains_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `npdec run --resume` rejects a checkpoint that a run of another model wrote, also when the
+/// parameter names and shapes match (a renamed copy of the model), as `npdec build --checkpoint`
+/// does, and leaves that checkpoint as it was.
+#[test]
+fn resume_rejects_other_models_checkpoint() {
+    let dir = scratch("resume_other_model");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .canonicalize()
+        .expect("examples folder");
+    let digits = examples.join("digits.npde");
+    let copy = std::fs::read_to_string(&digits)
+        .expect("read digits.npde")
+        .replace("model digits\n", "model digits_copy\n");
+    std::fs::create_dir_all(dir.join("data")).expect("data folder");
+    std::fs::copy(
+        examples.join("data/digits.csv.gz"),
+        dir.join("data/digits.csv.gz"),
+    )
+    .expect("copy the digits data");
+    std::fs::write(dir.join("digits_copy.npde"), copy).expect("write the copy");
+    let digits = digits.to_str().expect("UTF-8 path");
+    let cnn = examples.join("mnist_cnn.npde");
+    let cnn = cnn.to_str().expect("UTF-8 path");
+    let run = |model: &str, epochs: &str, resume: bool| {
+        let mut args = vec![
+            "run",
+            model,
+            "--epochs",
+            epochs,
+            "--train-samples",
+            "200",
+            "--out",
+            "digits_run",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let output = npdec(&args, &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = run(digits, "1", false);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    for (model, name, line) in [
+        ("digits_copy.npde", "digits_copy", "train net on digits"),
+        (cnn, "mnist_cnn", "train net on mnist"),
+    ] {
+        let (code, stderr) = run(model, "2", true);
+        assert_eq!(code, Some(1), "{model}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "[E0261] Error: cannot resume from `digits_run/checkpoint.npdc`: it was written by a run of model `digits`, not `{name}`"
+            )),
+            "{model}: {stderr}"
+        );
+        assert!(stderr.contains(line), "{model}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "Help: pass `--out` with the output folder of a run of `{name}`"
+            )),
+            "{model}: {stderr}"
+        );
+        assert!(!stderr.contains("no parameter"), "{model}: {stderr}");
+    }
+
+    let (code, stderr) = run(digits, "2", true);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("resumed from the checkpoint after epoch 1; trained epoch 2"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `npdec build` reports a rejected model or checkpoint like `npdec check` does: a code, the
 /// source line of the task or model, and a help line.
 #[test]

@@ -3,11 +3,12 @@
 //! of checkpointing, of bit-identical resumption and of the divergence message.
 
 use ndarray::Array2;
+use npdec_learn::checkpoint::{read_checkpoint, write_checkpoint};
 use npdec_runtime::train::adjoint::{Chunk, HeadSeed, Network};
 use npdec_runtime::train::gemm::ProductPrecision;
 use npdec_runtime::train::gradcheck::{check_gradients, DOT_TOLERANCE};
 use npdec_runtime::train::params::{flatten_learnable, learnable, unflatten_learnable};
-use npdec_runtime::train::training::{batch_gradient, label_matrix, prepare};
+use npdec_runtime::train::training::{batch_gradient, label_matrix, prepare, CHECKPOINT_FILE};
 use npdec_runtime::train::TrainOptions;
 use npdec_runtime::{run_model, RunOptions};
 use npdec_symbolic::{Model, Task};
@@ -394,6 +395,69 @@ fn resume_rejects_other_sample_count() {
         "{:?}",
         diagnostics[0].message
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--resume` rejects a run whose seed or precision differs from the checkpoint's, because the
+/// first epochs used them; the help names the value to resume with.
+#[test]
+fn resume_rejects_other_seed_or_precision() {
+    let dir = temp_dir("resume-settings");
+    let model = small_classifier(&dir, "adam(lr = 0.01)", 2);
+    let out = dir.join("out");
+    run_model(&model, &run_options(&dir, &out, 1, false)).expect("trains");
+
+    let mut other_seed = run_options(&dir, &out, 2, true);
+    other_seed.train.seed = 12;
+    let Err(diagnostics) = run_model(&model, &other_seed) else {
+        panic!("resuming with another seed was accepted");
+    };
+    assert_eq!(
+        diagnostics[0].message,
+        "cannot resume: the checkpoint was written by a run with `--seed 11`, this run uses `--seed 12`"
+    );
+    let help = diagnostics[0].help.as_deref().unwrap_or_default();
+    assert!(help.starts_with("resume with `--seed 11`"), "{help}");
+
+    let mut other_precision = run_options(&dir, &out, 2, true);
+    other_precision.train.products = ProductPrecision::F32;
+    let Err(diagnostics) = run_model(&model, &other_precision) else {
+        panic!("resuming with another precision was accepted");
+    };
+    assert_eq!(
+        diagnostics[0].message,
+        "cannot resume: the checkpoint was written by a run with `--precision f64`, this run uses `--precision f32`"
+    );
+    let help = diagnostics[0].help.as_deref().unwrap_or_default();
+    assert!(help.starts_with("resume with `--precision f64`"), "{help}");
+
+    // The rejected runs left the checkpoint as it was, so the matching run resumes after epoch 1.
+    let resumed = run_model(&model, &run_options(&dir, &out, 2, true)).expect("resumes");
+    assert_eq!(resumed.training[0].resumed_epochs, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A checkpoint written before the seed and the precision were recorded still resumes, with any
+/// seed and precision.
+#[test]
+fn resume_accepts_checkpoint_without_settings() {
+    let dir = temp_dir("resume-old");
+    let model = small_classifier(&dir, "adam(lr = 0.01)", 2);
+    let out = dir.join("out");
+    run_model(&model, &run_options(&dir, &out, 1, false)).expect("trains");
+    let path = out.join(CHECKPOINT_FILE);
+    let mut checkpoint = read_checkpoint(&path).expect("reads the checkpoint");
+    let metadata = checkpoint.metadata.as_object_mut().expect("a JSON object");
+    assert_eq!(metadata.remove("seed"), Some(serde_json::json!(11)));
+    assert_eq!(metadata.remove("precision"), Some(serde_json::json!("f64")));
+    write_checkpoint(&path, &checkpoint).expect("writes the checkpoint");
+
+    let mut other_seed = run_options(&dir, &out, 2, true);
+    other_seed.train.seed = 12;
+    let resumed = run_model(&model, &other_seed).expect("resumes");
+    assert_eq!(resumed.training[0].resumed_epochs, 1);
+    let rewritten = read_checkpoint(&path).expect("reads the checkpoint");
+    assert_eq!(rewritten.metadata["seed"], serde_json::json!(12));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

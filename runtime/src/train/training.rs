@@ -691,22 +691,11 @@ fn run_training(
                 "pass the `--out` folder of the run that wrote the checkpoint, or start again without `--resume`",
             )
         })?;
-        restore(model, params, &checkpoint)?;
+        check_resumable(model, path, &checkpoint, options, train.len())?;
+        restore(model, params, &checkpoint)
+            .map_err(|e| TrainError::new(format!("cannot resume: {e}")))?;
         if let Some(state) = &checkpoint.rng {
             rng = ShuffleRng::from_state(state);
-        }
-        // The shuffled order and the bit-identical continuation hold only for the same samples.
-        if let Some(saved) = checkpoint
-            .metadata
-            .get("train_samples")
-            .and_then(serde_json::Value::as_u64)
-        {
-            if saved as usize != train.len() {
-                return Err(TrainError::new(format!(
-                    "cannot resume: the checkpoint was trained on {saved} training samples, this run uses {}; resume with the `--train-samples` of the first run, or start again without `--resume`",
-                    train.len()
-                )));
-            }
         }
         first_epoch = checkpoint.epoch;
         optimizer_state = checkpoint.optimizer.clone();
@@ -822,6 +811,7 @@ fn run_training(
                 if let Some(path) = &checkpoint_path {
                     let checkpoint = make_checkpoint(
                         model,
+                        options,
                         train.len(),
                         params,
                         epoch + 1,
@@ -889,6 +879,7 @@ fn run_training(
             if let Some(path) = &checkpoint_path {
                 let checkpoint = make_checkpoint(
                     model,
+                    options,
                     train.len(),
                     params,
                     1,
@@ -922,6 +913,7 @@ fn run_training(
             if let Some(path) = &checkpoint_path {
                 let checkpoint = make_checkpoint(
                     model,
+                    options,
                     train.len(),
                     params,
                     1,
@@ -1248,8 +1240,12 @@ fn non_finite_error(
     }
 }
 
+/// Builds the checkpoint after `epoch` epochs. Its metadata records the model's name, the
+/// history, and the training samples, seed and precision that `--resume` checks.
+#[allow(clippy::too_many_arguments)]
 fn make_checkpoint(
     model: &Model,
+    options: &TrainOptions,
     train_samples: usize,
     params: &ParamValues,
     epoch: usize,
@@ -1277,8 +1273,84 @@ fn make_checkpoint(
             "model": model.name,
             "history": history,
             "train_samples": train_samples,
+            "seed": options.seed,
+            "precision": precision_name(options.products),
         }),
     }
+}
+
+/// The `--precision` value that selects `products`.
+fn precision_name(products: ProductPrecision) -> &'static str {
+    match products {
+        ProductPrecision::F64 => "f64",
+        ProductPrecision::F32 => "f32",
+    }
+}
+
+/// Rejects a checkpoint that `--resume` cannot continue exactly: one written by a run of another
+/// model, or with other training samples, seed or precision than this run. Checkpoints written
+/// before the seed and the precision were recorded are checked for the rest only.
+fn check_resumable(
+    model: &Model,
+    path: &Path,
+    checkpoint: &Checkpoint,
+    options: &TrainOptions,
+    train_samples: usize,
+) -> Result<(), TrainError> {
+    let metadata = &checkpoint.metadata;
+    let start_again = "or leave out `--resume` to start a new run, which replaces this checkpoint";
+    if let Some(name) = metadata.get("model").and_then(serde_json::Value::as_str) {
+        if name != model.name {
+            return Err(TrainError::new(format!(
+                "cannot resume from `{}`: it was written by a run of model `{name}`, not `{}`",
+                path.display(),
+                model.name
+            ))
+            .with_help(format!(
+                "pass `--out` with the output folder of a run of `{}`, {start_again}",
+                model.name
+            )));
+        }
+    }
+    // The shuffled order and the bit-identical continuation hold only for the same samples, the
+    // same shuffling seed and the same precision.
+    if let Some(saved) = metadata
+        .get("train_samples")
+        .and_then(serde_json::Value::as_u64)
+    {
+        if saved != train_samples as u64 {
+            return Err(TrainError::new(format!(
+                "cannot resume: the checkpoint was trained on {saved} training samples, this run uses {train_samples}"
+            ))
+            .with_help(format!(
+                "resume with the `--train-samples` of the first run, {start_again}"
+            )));
+        }
+    }
+    if let Some(saved) = metadata.get("seed").and_then(serde_json::Value::as_u64) {
+        if saved != options.seed {
+            return Err(TrainError::new(format!(
+                "cannot resume: the checkpoint was written by a run with `--seed {saved}`, this run uses `--seed {}`",
+                options.seed
+            ))
+            .with_help(format!("resume with `--seed {saved}`, {start_again}")));
+        }
+    }
+    if let Some(saved) = metadata
+        .get("precision")
+        .and_then(serde_json::Value::as_str)
+    {
+        let current = precision_name(options.products);
+        if saved != current {
+            return Err(TrainError::new(format!(
+                "cannot resume: the checkpoint was written by a run with `--precision {saved}`, this run uses `--precision {current}`"
+            ))
+            .with_help(format!(
+                "resume with `--precision {saved}`, {start_again}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `params` by the parameters saved in the checkpoint file at `path`.
@@ -1288,14 +1360,17 @@ pub fn load_checkpoint_params(
     path: &Path,
 ) -> Result<(), TrainError> {
     let checkpoint = read_checkpoint(path).map_err(|e| TrainError::new(e.to_string()))?;
-    restore(model, params, &checkpoint)
+    restore(model, params, &checkpoint).map_err(|e| {
+        TrainError::new(format!(
+            "checkpoint `{}` does not fit model `{}`: {e}",
+            path.display(),
+            model.name
+        ))
+    })
 }
 
-fn restore(
-    model: &Model,
-    params: &mut ParamValues,
-    checkpoint: &Checkpoint,
-) -> Result<(), TrainError> {
+/// Copies the checkpoint's parameters into `params` after checking their names and shapes.
+fn restore(model: &Model, params: &mut ParamValues, checkpoint: &Checkpoint) -> Result<(), String> {
     let shapes: Vec<(String, Vec<usize>)> = (0..model.params.len())
         .map(|i| (model.params[i].name.clone(), param_shape(model, i, params)))
         .collect();
@@ -1303,9 +1378,7 @@ fn restore(
         .iter()
         .map(|(n, s)| (n.as_str(), s.as_slice()))
         .collect();
-    checkpoint
-        .check_parameters(&expected)
-        .map_err(|e| TrainError::new(format!("cannot resume: {e}")))?;
+    checkpoint.check_parameters(&expected)?;
     for (i, param) in model.params.iter().enumerate() {
         let saved = checkpoint
             .parameters
