@@ -1,7 +1,7 @@
 //! `npdec check`: diagnostics for one or more files, for people or as JSON for editors.
 
 use crate::terminal;
-use npdec_diagnostics::{render, to_json, RenderOptions};
+use npdec_diagnostics::{render, to_json, Code, Diagnostic, RenderOptions, SourceMap, Span};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,8 +26,25 @@ pub fn run(
         let (sources, checked) = match npdec_sema::check_path(path) {
             Ok(result) => result,
             Err(error) => {
-                terminal::print_error(&format!("cannot read `{}`: {error}", path.display()));
                 any_error = true;
+                let unreadable = unreadable_file(path, &error);
+                match format {
+                    Format::Json => {
+                        let mut object = to_json(&unreadable.diagnostic, &unreadable.sources);
+                        object.byte_end = unreadable.byte_end;
+                        json.push(object);
+                    }
+                    Format::Human => {
+                        let options = RenderOptions {
+                            color: terminal::stderr_color(),
+                        };
+                        eprint!(
+                            "{}",
+                            render(&unreadable.diagnostic, &unreadable.sources, options)
+                        );
+                        eprintln!("{}: {}", path.display(), summary(1, 0));
+                    }
+                }
                 continue;
             }
         };
@@ -76,6 +93,73 @@ pub fn run(
         );
     }
     Ok(ExitCode::from(u8::from(any_error)))
+}
+
+/// A model file that cannot be read, as an E0004 diagnostic.
+struct UnreadableFile {
+    /// The file's text as far as it could be read, so that the diagnostic can point into it.
+    sources: SourceMap,
+    diagnostic: Diagnostic,
+    /// The end of the diagnostic's span in the file's bytes. For invalid UTF-8 it differs from the
+    /// span in `sources`, where the invalid bytes became one U+FFFD replacement character.
+    byte_end: usize,
+}
+
+/// Builds the E0004 diagnostic for a model file that `check_path` could not read: at the first
+/// invalid byte for a file that is not UTF-8, else at the start of the file.
+fn unreadable_file(path: &Path, error: &std::io::Error) -> UnreadableFile {
+    let name = path.display().to_string();
+    let mut sources = SourceMap::new();
+    if error.kind() == std::io::ErrorKind::InvalidData {
+        if let Ok(bytes) = std::fs::read(path) {
+            if let Err(utf8) = std::str::from_utf8(&bytes) {
+                let start = utf8.valid_up_to();
+                let invalid = utf8.error_len().unwrap_or(bytes.len() - start);
+                let invalid_bytes: Vec<String> = bytes[start..start + invalid]
+                    .iter()
+                    .map(|b| format!("0x{b:02x}"))
+                    .collect();
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let file = sources.add(name.clone(), text);
+                let replacement = '\u{FFFD}'.len_utf8();
+                let diagnostic = Diagnostic::error(
+                    Code::E0004,
+                    format!(
+                        "`{name}` is not valid UTF-8: invalid byte{} {} at byte offset {start}",
+                        if invalid == 1 { "" } else { "s" },
+                        invalid_bytes.join(" ")
+                    ),
+                    Span::new(file, start, start + replacement),
+                    "not UTF-8",
+                )
+                .with_help("save the file as UTF-8; model files are UTF-8 text");
+                return UnreadableFile {
+                    sources,
+                    diagnostic,
+                    byte_end: start + invalid,
+                };
+            }
+        }
+    }
+    let file = sources.add(name.clone(), String::new());
+    let (message, help) = if error.kind() == std::io::ErrorKind::NotFound {
+        (
+            format!("model file `{name}` not found"),
+            "check the path, which is relative to the current folder",
+        )
+    } else {
+        (
+            format!("cannot read `{name}`: {error}"),
+            "pass a readable model file",
+        )
+    };
+    let diagnostic =
+        Diagnostic::error(Code::E0004, message, Span::new(file, 0, 0), "not read").with_help(help);
+    UnreadableFile {
+        sources,
+        diagnostic,
+        byte_end: 0,
+    }
 }
 
 /// Runs the Taylor and dot tests of every train task and prints their figures. The JIT computes the

@@ -42,3 +42,72 @@ fn json_output_has_editor_fields() {
     assert_eq!(d["end"]["line"], 6);
     assert_eq!(d["end"]["column"], 27);
 }
+
+/// A file that does not exist or is not UTF-8 is reported inside the JSON array as an E0004
+/// object, beside the diagnostics of the files that could be read.
+#[test]
+fn json_output_reports_unreadable_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args([
+            "check",
+            "--format",
+            "json",
+            "tests/check/no_such_model.npde",
+            "tests/check/err/not_utf8.npde",
+            "tests/check/err/unknown_name_typo.npde",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("the npdec binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    let diagnostics = json.as_array().expect("a JSON array");
+    assert_eq!(diagnostics.len(), 3, "{json:#}");
+
+    let missing = &diagnostics[0];
+    assert_eq!(missing["file"], "tests/check/no_such_model.npde");
+    assert_eq!(missing["code"], "E0004");
+    assert_eq!(missing["severity"], "error");
+    assert_eq!(
+        missing["message"],
+        "model file `tests/check/no_such_model.npde` not found"
+    );
+    assert_eq!(missing["byte_start"], 0);
+    assert_eq!(missing["byte_end"], 0);
+    assert_eq!(missing["start"]["line"], 1);
+    assert_eq!(missing["start"]["column"], 1);
+
+    // The Latin-1 `é` (0xe9) of `café` on line 2 is the first byte that is not UTF-8.
+    let bytes = std::fs::read(root.join("tests/check/err/not_utf8.npde")).expect("readable");
+    let offset = bytes
+        .iter()
+        .position(|&b| b == 0xe9)
+        .expect("the Latin-1 byte");
+    let invalid = &diagnostics[1];
+    assert_eq!(invalid["file"], "tests/check/err/not_utf8.npde");
+    assert_eq!(invalid["code"], "E0004");
+    assert_eq!(
+        invalid["message"],
+        format!(
+            "`tests/check/err/not_utf8.npde` is not valid UTF-8: invalid byte 0xe9 at byte offset {offset}"
+        )
+    );
+    assert_eq!(invalid["byte_start"], offset);
+    assert_eq!(invalid["byte_end"], offset + 1);
+    assert_eq!(invalid["start"]["line"], 2);
+    assert_eq!(invalid["start"]["column"], 6);
+    assert_eq!(
+        invalid["help"],
+        "save the file as UTF-8; model files are UTF-8 text"
+    );
+
+    assert_eq!(diagnostics[2]["code"], "E0100");
+}

@@ -41,6 +41,7 @@ codes! {
     E0001 = "E0001", "unknown character";
     E0002 = "E0002", "unterminated string literal";
     E0003 = "E0003", "invalid number literal";
+    E0004 = "E0004", "model file cannot be read";
     E0010 = "E0010", "unexpected token";
     E0011 = "E0011", "unexpected end of file";
     E0012 = "E0012", "input too deeply nested";
@@ -110,10 +111,14 @@ codes! {
 }
 
 impl Code {
-    /// Returns false for the codes that `npdec run` reports while running, such as a task the JIT
-    /// cannot compile; every other code comes from `npdec check`.
+    /// Returns false for the codes that no model text reports: those that `npdec run` reports
+    /// while running, such as a task the JIT cannot compile, and E0004 for a file that cannot be
+    /// read. `npdec check` finds every other code in the model's text.
     pub fn found_by_check(self) -> bool {
-        !matches!(self, Code::W0003 | Code::W0004 | Code::E0231 | Code::E0252)
+        !matches!(
+            self,
+            Code::E0004 | Code::W0003 | Code::W0004 | Code::E0231 | Code::E0252
+        )
     }
 }
 
