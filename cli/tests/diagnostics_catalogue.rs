@@ -79,3 +79,44 @@ fn every_example_reports_its_code() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The examples of the warnings that `npdec run` reports while solving report their code, on the
+/// terminal and at the start of their entry under `warnings` in `summary.json`.
+#[test]
+fn run_warning_examples_report_their_code() {
+    let dir = std::env::temp_dir().join(format!("npdec_run_warnings_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    for code in [Code::W0005, Code::W0006, Code::W0007] {
+        let section = code.explanation().expect("the section exists").text;
+        let program = npde_block_after(section, "**Example**").expect("an example program");
+        let file = dir.join(format!("{code}.npde"));
+        std::fs::write(&file, program).expect("write the example");
+        let out = dir.join(format!("{code}_out"));
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .arg("run")
+            .arg(&file)
+            .arg("--out")
+            .arg(&out)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the npdec binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{code}: {stderr}");
+        assert!(
+            stderr.contains(&format!("[{code}] Warning: ")),
+            "{code}: {stderr}"
+        );
+        let summary: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("summary.json")).expect("summary.json is written"),
+        )
+        .expect("summary.json is JSON");
+        let warnings = summary["warnings"].as_array().expect("a list of warnings");
+        assert_eq!(warnings.len(), 1, "{code}: {summary}");
+        let warning = warnings[0].as_str().expect("a string");
+        assert!(
+            warning.starts_with(&format!("{code}: ")),
+            "{code}: {warning}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

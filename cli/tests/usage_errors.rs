@@ -102,7 +102,7 @@ fn empty_file_warning_in_summary() {
     .expect("summary.json is JSON");
     assert_eq!(
         summary["warnings"],
-        serde_json::json!([message]),
+        serde_json::json!([format!("W0004: {message}")]),
         "{summary}"
     );
     assert_eq!(summary["passed"], serde_json::json!(true), "{summary}");

@@ -218,7 +218,12 @@ pub fn summary_json(report: &RunReport, snapshot_count: usize) -> serde_json::Va
             "epoch_seconds": mean_epoch_seconds,
             "training": report.training,
         },
-        "warnings": report.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>(),
+        // Each warning is one string that starts with its code, as in "W0005: step dt = …".
+        "warnings": report
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {}", w.code, w.message))
+            .collect::<Vec<_>>(),
     })
 }
 

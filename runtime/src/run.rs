@@ -270,7 +270,7 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         if let Some((step, time, field)) = first_non_finite {
             warnings.push(
                 Diagnostic::warning(
-                    Code::E0242,
+                    Code::W0006,
                     format!(
                         "`{}` is not finite (NaN or infinite) from step {step} (t = {time}) on",
                         model.fields[field].name
@@ -287,10 +287,20 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         if counters.unconverged_solves > 0 {
             warnings.push(
                 Diagnostic::warning(
-                    Code::E0242,
+                    Code::W0007,
                     format!(
-                        "{} linear solves stopped before their tolerance",
-                        counters.unconverged_solves
+                        "{} linear solve{} stopped before {} tolerance",
+                        counters.unconverged_solves,
+                        if counters.unconverged_solves == 1 {
+                            ""
+                        } else {
+                            "s"
+                        },
+                        if counters.unconverged_solves == 1 {
+                            "its"
+                        } else {
+                            "their"
+                        },
                     ),
                     *span,
                     "the iterative solver did not converge",
@@ -586,10 +596,10 @@ fn stability_diagnostic(
             "use dt <= {max_dt:.4e}, more steps, or an implicit scheme such as `crank_nicolson`"
         )
     };
-    // NOTE: the catalogue has no warning code for this yet, so both severities use E0242.
+    // `--strict` turns the warning into the error for invalid time stepping.
     let diagnostic = match policy {
         StabilityPolicy::Strict => Diagnostic::error(Code::E0242, message, span, label),
-        StabilityPolicy::Warn => Diagnostic::warning(Code::E0242, message, span, label),
+        StabilityPolicy::Warn => Diagnostic::warning(Code::W0005, message, span, label),
     };
     diagnostic.with_note("von Neumann analysis of the discretized operator with coefficients frozen at the initial state").with_help(help)
 }

@@ -73,6 +73,8 @@ fn step_above_limit_warns() {
     // h = 0.05, ν = 1: explicit Euler needs dt ≤ h²/2 = 1.25e-3.
     let report = run_model(&heat(2e-3, 2), &RunOptions::default()).expect("runs");
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert_eq!(report.warnings[0].code, npdec_diagnostics::Code::W0005);
+    assert!(!report.warnings[0].is_error());
     assert!(
         report.warnings[0]
             .message
@@ -82,6 +84,14 @@ fn step_above_limit_warns() {
     );
     let limit = report.tasks[0].max_stable_dt.unwrap();
     assert!((limit - 1.25e-3).abs() < 1e-6, "{limit}");
+
+    // summary.json keeps each warning as one string, which starts with the code.
+    let summary = npdec_runtime::output::summary_json(&report, 0);
+    let warning = summary["warnings"][0].as_str().expect("a string");
+    assert!(
+        warning.starts_with("W0005: step dt = 2e-3 exceeds the stability limit"),
+        "{warning}"
+    );
 }
 
 #[test]

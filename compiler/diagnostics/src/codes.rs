@@ -108,6 +108,9 @@ codes! {
     W0002 = "W0002", "unused import";
     W0003 = "W0003", "task falls back to the interpreter";
     W0004 = "W0004", "model without a task";
+    W0005 = "W0005", "time step above the stability limit";
+    W0006 = "W0006", "solution not finite";
+    W0007 = "W0007", "linear solver did not converge";
 }
 
 impl Code {
@@ -117,7 +120,14 @@ impl Code {
     pub fn found_by_check(self) -> bool {
         !matches!(
             self,
-            Code::E0004 | Code::W0003 | Code::W0004 | Code::E0231 | Code::E0252
+            Code::E0004
+                | Code::W0003
+                | Code::W0004
+                | Code::W0005
+                | Code::W0006
+                | Code::W0007
+                | Code::E0231
+                | Code::E0252
         )
     }
 }
