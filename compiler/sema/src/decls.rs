@@ -233,8 +233,10 @@ impl Checker<'_> {
             }
             (Some(clause), None) => {
                 let values: Vec<ast::Expr> = self.per_axis(clause).into_iter().cloned().collect();
-                let counts: Option<Vec<usize>> =
-                    values.iter().map(|v| self.const_integer(v, 0)).collect();
+                let counts: Option<Vec<usize>> = values
+                    .iter()
+                    .map(|v| self.const_count(v, 2, Some("a grid axis needs at least 2 points")))
+                    .collect();
                 let counts = counts?;
                 match counts.len() {
                     1 => vec![counts[0]; n],

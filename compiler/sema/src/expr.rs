@@ -17,6 +17,11 @@ use npdec_syntax::ast::{self, ExprKind};
 use num_complex::Complex64;
 use std::collections::HashMap;
 
+/// The largest whole number a count, size or index may have. Larger values are far beyond any grid
+/// or network that fits in memory, and every whole number up to it is exact in an `f64`.
+const MAX_WHOLE_NUMBER: f64 = 1e12;
+const MAX_WHOLE_NUMBER_TEXT: &str = "10^12";
+
 /// The deepest chain of function calls inlined into one expression. Inlining recurses, so without a
 /// bound a long chain of functions would overflow the stack instead of getting a diagnostic.
 const MAX_INLINE_DEPTH: usize = 64;
@@ -764,25 +769,67 @@ impl Checker<'_> {
 
     /// Lowers a constant integer at least `min`.
     pub(crate) fn const_integer(&mut self, expr: &ast::Expr, min: usize) -> Option<usize> {
+        self.const_count(expr, min, None)
+    }
+
+    /// Lowers a constant integer from `min` to [`MAX_WHOLE_NUMBER`]. `too_small_help`, when given,
+    /// replaces the help of a value below `min` with the reason for the minimum.
+    pub(crate) fn const_count(
+        &mut self,
+        expr: &ast::Expr,
+        min: usize,
+        too_small_help: Option<&str>,
+    ) -> Option<usize> {
         let value = self.const_real(expr)?;
-        if value.fract() != 0.0 || value < min as f64 || value > 1e12 {
-            let expected = if min == 0 {
-                "a whole number".to_string()
-            } else {
-                format!("a whole number of at least {min}")
-            };
-            self.error(
-                Diagnostic::error(
-                    Code::E0131,
-                    format!("expected {expected}"),
-                    expr.span,
-                    format!("this is {value}"),
-                )
-                .with_help(format!("use {expected}")),
-            );
-            return None;
+        let range = format!("use a whole number from {min} to {MAX_WHOLE_NUMBER_TEXT}");
+        let found = self.number_text(expr, value);
+        let diagnostic = if value > MAX_WHOLE_NUMBER {
+            Diagnostic::error(
+                Code::E0131,
+                format!(
+                    "`{found}` is too large: expected a whole number of at most {MAX_WHOLE_NUMBER_TEXT}"
+                ),
+                expr.span,
+                "too large",
+            )
+            .with_help(range)
+        } else if value < min as f64 {
+            Diagnostic::error(
+                Code::E0131,
+                format!("expected a whole number of at least {min}, found `{found}`"),
+                expr.span,
+                if value < 0.0 { "negative" } else { "too small" },
+            )
+            .with_help(too_small_help.map_or(range, str::to_string))
+        } else if value.fract() != 0.0 {
+            Diagnostic::error(
+                Code::E0131,
+                format!("expected a whole number, found `{found}`"),
+                expr.span,
+                "not a whole number",
+            )
+            .with_help(range)
+        } else {
+            return Some(value as usize);
+        };
+        self.error(diagnostic);
+        None
+    }
+
+    /// Returns a constant's value as the user wrote it: the source text of a number literal, with
+    /// its sign, so that `99999999999999999999999` is not echoed as `1e23`, and the computed value
+    /// of any other expression.
+    fn number_text(&self, expr: &ast::Expr, value: f64) -> String {
+        let literal = match &expr.kind {
+            ast::ExprKind::Number(_) => true,
+            ast::ExprKind::Unary(_, operand) => matches!(operand.kind, ast::ExprKind::Number(_)),
+            _ => false,
+        };
+        let text = &self.sources.get(expr.span.file).text;
+        match text.get(expr.span.start as usize..expr.span.end as usize) {
+            Some(source) if literal => source.to_string(),
+            _ => value.to_string(),
         }
-        Some(value as usize)
     }
 
     /// Lowers a real constant.
