@@ -133,12 +133,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     };
     print_diagnostics(&report.warnings, &sources, args.quiet);
 
-    for task in &report.tasks {
-        if !args.quiet {
-            eprintln!(
-                "solved with {} in {} steps of dt = {:e} to t = {} ({:.2} s)",
-                task.scheme, task.steps, task.dt, task.final_time, task.wall_time_seconds
-            );
+    if !args.quiet {
+        for task in &report.tasks {
+            eprintln!("{}", describe_solve(task));
         }
     }
     for trained in &report.training {
@@ -233,6 +230,27 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             if failed == 1 { "" } else { "s" }
         ));
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Describes what a solve task did, in one line: the equations, the scheme, and the steps of a time
+/// loop or the linear iterations and the residual of a steady solve.
+fn describe_solve(task: &npdec_runtime::TaskMetrics) -> String {
+    let equations: Vec<String> = task.equations.iter().map(|e| format!("`{e}`")).collect();
+    let equations = equations.join(", ");
+    if task.scheme == "steady" {
+        let iterations = task.linear_iterations;
+        format!(
+            "solved {equations} with steady in {iterations} linear iteration{} to a relative residual of {:.1e} ({:.2} s)",
+            if iterations == 1 { "" } else { "s" },
+            task.worst_linear_residual,
+            task.wall_time_seconds
+        )
+    } else {
+        format!(
+            "solved {equations} with {} in {} steps of dt = {:e} to t = {} ({:.2} s)",
+            task.scheme, task.steps, task.dt, task.final_time, task.wall_time_seconds
+        )
     }
 }
 

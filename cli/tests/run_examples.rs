@@ -67,6 +67,69 @@ fn every_solve_example_passes_its_expectations() {
     let _ = std::fs::remove_dir_all(&out_root);
 }
 
+/// A model with two solves prints one line per solve that names its equation, and a steady solve
+/// reports its linear iterations and residual instead of time steps.
+#[test]
+fn solve_lines_name_equation_and_steady_result() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let out_root = std::env::temp_dir().join(format!("npdec-solve-lines-{}", std::process::id()));
+    let run = |name: &str| {
+        let model = root.join("examples").join(format!("{name}.npde"));
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .arg("run")
+            .arg(&model)
+            .arg("--out")
+            .arg(out_root.join(name))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("npdec runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(0), "{name} failed:\n{stderr}");
+        let solved: Vec<String> = stderr
+            .lines()
+            .filter(|l| l.starts_with("solved "))
+            .map(str::to_string)
+            .collect();
+        (solved, out_root.join(name))
+    };
+
+    let (solved, out) = run("schrodinger1d");
+    assert_eq!(solved.len(), 2, "{solved:?}");
+    assert!(
+        solved[0].starts_with("solved `free` with split_step in 200 steps of dt = 1e-2 to t = 2 ("),
+        "{solved:?}"
+    );
+    assert!(
+        solved[1]
+            .starts_with("solved `trapped` with split_step in 200 steps of dt = 1e-2 to t = 2 ("),
+        "{solved:?}"
+    );
+    for file in ["solve0_psi_000200.npy", "solve1_phi_000200.npy"] {
+        assert!(out.join(file).is_file(), "{file} is missing");
+    }
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("summary.json")).expect("summary.json is written"),
+    )
+    .expect("valid JSON");
+    assert_eq!(
+        summary["metrics"]["tasks"][1]["equations"],
+        serde_json::json!(["trapped"])
+    );
+
+    let (solved, _) = run("helmholtz2d");
+    assert_eq!(solved.len(), 1, "{solved:?}");
+    assert!(
+        solved[0].starts_with(
+            "solved `helmholtz` with steady in 1 linear iteration to a relative residual of "
+        ),
+        "{solved:?}"
+    );
+    assert!(!solved[0].contains("steps of dt"), "{solved:?}");
+    let _ = std::fs::remove_dir_all(&out_root);
+}
+
 #[test]
 fn failed_expectation_exits_with_one() {
     let folder = std::env::temp_dir().join(format!("npdec-run-fail-{}", std::process::id()));

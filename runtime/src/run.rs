@@ -70,6 +70,8 @@ pub struct ExpectResult {
 /// Measurements of one solve task.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskMetrics {
+    /// The names of the equations the solve task advances, as its `solve` clause lists them.
+    pub equations: Vec<String>,
     pub scheme: String,
     pub dt: f64,
     pub steps: usize,
@@ -168,6 +170,16 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
     let mut final_states: States<T> = vec![None; model.fields.len()];
     let mut final_time = 0.0;
 
+    // `discretize_model` keeps the order of the solve tasks, so `solve_tasks[index]` is the task of
+    // `program.solves[index]`.
+    let solve_tasks: Vec<&npdec_symbolic::SolveTask> = model
+        .tasks
+        .iter()
+        .filter_map(|t| match t {
+            Task::Solve(s) => Some(s),
+            Task::Train(_) => None,
+        })
+        .collect();
     for (index, (graph, span)) in program.solves.iter().zip(&program.solve_spans).enumerate() {
         if let Err(errors) = verify(graph) {
             let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -319,6 +331,11 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         }
         final_time = counters.final_time;
         tasks.push(TaskMetrics {
+            equations: solve_tasks[index]
+                .equations
+                .iter()
+                .map(|id| model.equation(*id).name.clone())
+                .collect(),
             scheme: step.scheme.name().to_string(),
             dt: step.dt,
             steps: counters.steps,
