@@ -238,19 +238,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
 fn describe_solve(task: &npdec_runtime::TaskMetrics) -> String {
     let equations: Vec<String> = task.equations.iter().map(|e| format!("`{e}`")).collect();
     let equations = equations.join(", ");
-    if task.scheme == "steady" {
-        let iterations = task.linear_iterations;
-        format!(
-            "solved {equations} with steady in {iterations} linear iteration{} to a relative residual of {:.1e} ({:.2} s)",
-            if iterations == 1 { "" } else { "s" },
-            task.worst_linear_residual,
-            task.wall_time_seconds
-        )
-    } else {
-        format!(
-            "solved {equations} with {} in {} steps of dt = {:e} to t = {} ({:.2} s)",
-            task.scheme, task.steps, task.dt, task.final_time, task.wall_time_seconds
-        )
+    match (task.steps, task.dt, task.final_time) {
+        (Some(steps), Some(dt), Some(final_time)) => format!(
+            "solved {equations} with {} in {steps} steps of dt = {dt:e} to t = {final_time} ({:.2} s)",
+            task.scheme, task.wall_time_seconds
+        ),
+        _ => {
+            let iterations = task.linear_iterations;
+            format!(
+                "solved {equations} with {} in {iterations} linear iteration{} to a relative residual of {:.1e} ({:.2} s)",
+                task.scheme,
+                if iterations == 1 { "" } else { "s" },
+                task.worst_linear_residual,
+                task.wall_time_seconds
+            )
+        }
     }
 }
 

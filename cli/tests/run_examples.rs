@@ -127,6 +127,18 @@ fn solve_lines_name_equation_and_steady_result() {
         "{solved:?}"
     );
     assert!(!solved[0].contains("steps of dt"), "{solved:?}");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out_root.join("helmholtz2d/summary.json")).expect("summary.json is written"),
+    )
+    .expect("valid JSON");
+    for key in ["steps", "dt", "final_time"] {
+        assert!(summary["metrics"][key].is_null(), "{key}: {summary}");
+        assert!(
+            summary["metrics"]["tasks"][0][key].is_null(),
+            "{key}: {summary}"
+        );
+    }
+    assert_eq!(summary["metrics"]["tasks"][0]["linear_iterations"], 1);
     let _ = std::fs::remove_dir_all(&out_root);
 }
 

@@ -497,6 +497,54 @@ fn resume_rejects_other_models_checkpoint() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The summary of a run that only trains has no time loop, so its `steps`, `dt` and `final_time`
+/// are null, and the expectation that the shortened run skips has `"passed": null`.
+#[test]
+fn training_summary_nulls_and_skipped_expect() {
+    let dir = scratch("training_summary");
+    let digits = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/digits.npde")
+        .canonicalize()
+        .expect("examples/digits.npde");
+    let output = npdec(
+        &[
+            "run",
+            digits.to_str().expect("UTF-8 path"),
+            "--epochs",
+            "1",
+            "--train-samples",
+            "200",
+            "--out",
+            "out",
+            "-q",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("out/summary.json")).expect("summary.json is written"),
+    )
+    .expect("summary.json is JSON");
+    for key in ["steps", "dt", "final_time"] {
+        assert!(summary["metrics"][key].is_null(), "{key}: {summary}");
+    }
+    let expect = &summary["expects"][0];
+    assert!(expect["passed"].is_null(), "{expect}");
+    assert!(
+        expect["skipped"]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("the run was shortened")),
+        "{expect}"
+    );
+    assert_eq!(summary["passed"], true, "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `npdec build` reports a rejected model or checkpoint like `npdec check` does: a code, the
 /// source line of the task or model, and a help line.
 #[test]

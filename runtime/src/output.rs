@@ -202,9 +202,10 @@ pub fn summary_json(report: &RunReport, snapshot_count: usize) -> serde_json::Va
         "expects": report.expects,
         "passed": report.all_passed(),
         "metrics": {
-            "steps": last.map_or(0, |t| t.steps),
-            "dt": last.map_or(0.0, |t| t.dt),
-            "final_time": last.map_or(0.0, |t| t.final_time),
+            // Null when the last task had no time loop: a steady solve, or no solve at all.
+            "steps": last.and_then(|t| t.steps),
+            "dt": last.and_then(|t| t.dt),
+            "final_time": last.and_then(|t| t.final_time),
             "max_stable_dt": last.and_then(|t| t.max_stable_dt),
             "wall_time_seconds": report.wall_time_seconds,
             "snapshots": snapshot_count,

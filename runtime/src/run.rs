@@ -51,8 +51,9 @@ pub struct RunOptions {
     pub compiler: Option<std::sync::Arc<dyn crate::engine::Compiler>>,
 }
 
-/// The outcome of one expectation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// The outcome of one expectation. In JSON, `passed` is null for a skipped expectation, whose
+/// `skipped` key contains the reason; `skipped` is left out otherwise.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ExpectResult {
     pub text: String,
     /// The value of the left-hand side.
@@ -63,8 +64,25 @@ pub struct ExpectResult {
     /// Why the outcome does not count, when it does not: an expectation on a training metric
     /// of a shortened run (see [`TrainReport::shortened`]). A skipped expectation never fails a
     /// run.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+}
+
+impl Serialize for ExpectResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fields = if self.skipped.is_some() { 5 } else { 4 };
+        let mut object = serializer.serialize_struct("ExpectResult", fields)?;
+        object.serialize_field("text", &self.text)?;
+        object.serialize_field("value", &self.value)?;
+        object.serialize_field("bound", &self.bound)?;
+        // A skipped expectation neither passed nor failed.
+        let passed = self.skipped.is_none().then_some(self.passed);
+        object.serialize_field("passed", &passed)?;
+        if let Some(reason) = &self.skipped {
+            object.serialize_field("skipped", reason)?;
+        }
+        object.end()
+    }
 }
 
 /// Measurements of one solve task.
@@ -73,9 +91,11 @@ pub struct TaskMetrics {
     /// The names of the equations the solve task advances, as its `solve` clause lists them.
     pub equations: Vec<String>,
     pub scheme: String,
-    pub dt: f64,
-    pub steps: usize,
-    pub final_time: f64,
+    /// The time step, the number of steps and the end time; `None` for a steady solve, which has
+    /// no time loop.
+    pub dt: Option<f64>,
+    pub steps: Option<usize>,
+    pub final_time: Option<f64>,
     /// The largest stable step of an explicit scheme; `None` when there is no limit.
     pub max_stable_dt: Option<f64>,
     pub linear_iterations: usize,
@@ -330,6 +350,7 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             }
         }
         final_time = counters.final_time;
+        let time_loop = !matches!(step.scheme, Scheme::Steady { .. });
         tasks.push(TaskMetrics {
             equations: solve_tasks[index]
                 .equations
@@ -337,9 +358,9 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
                 .map(|id| model.equation(*id).name.clone())
                 .collect(),
             scheme: step.scheme.name().to_string(),
-            dt: step.dt,
-            steps: counters.steps,
-            final_time: counters.final_time,
+            dt: time_loop.then_some(step.dt),
+            steps: time_loop.then_some(counters.steps),
+            final_time: time_loop.then_some(counters.final_time),
             max_stable_dt: max_stable_dt.filter(|d| d.is_finite()),
             linear_iterations: counters.linear_iterations,
             worst_linear_residual: counters.worst_relative_residual,
