@@ -172,6 +172,21 @@ fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, Build
     };
     let checkpoint = trained::checkpoint_file(checkpoint)
         .map_err(|error| checkpoint_diagnostic(&loaded.model, error))?;
+    // Loading the parameters here rejects a checkpoint of another model, or one whose parameters
+    // do not fit, with the same E0261 diagnostic as the other `--emit` kinds. The help differs
+    // because `--emit diffractive` cannot do without the checkpoint.
+    let model = &loaded.model;
+    trained::load(model, Some(&checkpoint), args.seed).map_err(|error| match error {
+        LoadError::Initial(message) => BuildError::Message(message),
+        LoadError::Checkpoint(mut error) => {
+            error.help = format!(
+                "pass the output folder of a training run of `{}` (`npdec run {} --out DIR`)",
+                model.name,
+                args.file.display()
+            );
+            checkpoint_diagnostic(model, error).into()
+        }
+    })?;
     let options = crate::build_diffractive::DiffractiveArgs {
         checkpoint: &checkpoint,
         index: args.diffractive.index,

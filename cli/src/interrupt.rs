@@ -2,9 +2,13 @@
 //!
 //! Every output is written to a hidden temporary file in its folder and then renamed, so an
 //! interrupted process leaves only whole files under their final names. The handler also removes
-//! this process's temporary files, whose names carry its process id, and exits with status 130.
+//! this process's temporary files, whose names carry its process id, names the epoch of the
+//! training checkpoint that this process wrote, if any, and exits with status 130.
 
+use npdec_learn::checkpoint::read_checkpoint;
+use npdec_runtime::train::training::CHECKPOINT_FILE;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Folders below the output folder searched for temporary files; outputs sit at most this deep.
 const SEARCH_DEPTH: usize = 2;
@@ -13,21 +17,39 @@ const SEARCH_DEPTH: usize = 2;
 /// status 130 on an interrupt.
 pub fn remove_temporaries_on_interrupt(folder: PathBuf) {
     let process = std::process::id();
+    let started = SystemTime::now();
     let installed = ctrlc::set_handler(move || {
         let removed = remove_temporaries(&folder, process, SEARCH_DEPTH);
-        eprintln!(
-            "interrupted: files written before the interrupt are kept{}",
-            if removed > 0 {
-                format!(", {removed} unfinished file(s) removed")
-            } else {
-                String::new()
-            }
-        );
+        let removed = if removed > 0 {
+            format!(", {removed} unfinished file(s) removed")
+        } else {
+            String::new()
+        };
+        let checkpoint = match checkpoint_epoch_since(&folder, started) {
+            Some(epoch) => format!(
+                "; the checkpoint after epoch {epoch} is kept, and `--resume` continues from it"
+            ),
+            None => String::new(),
+        };
+        eprintln!("interrupted: files written before the interrupt are kept{removed}{checkpoint}");
         std::process::exit(130);
     });
     if let Err(error) = installed {
         tracing::warn!(%error, "cannot install the interrupt handler; an interrupted run may leave temporary files");
     }
+}
+
+/// Returns the epoch of the training checkpoint in `folder` when it was written at or after
+/// `started`, that is by this process, and `None` when there is none or it is older.
+fn checkpoint_epoch_since(folder: &Path, started: SystemTime) -> Option<usize> {
+    let path = folder.join(CHECKPOINT_FILE);
+    let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if modified < started {
+        return None;
+    }
+    read_checkpoint(&path)
+        .ok()
+        .map(|checkpoint| checkpoint.epoch)
 }
 
 /// Returns true for the temporary names of the atomic writers of process `process`:

@@ -89,9 +89,9 @@ enum Command {
         /// Worker threads for training [default: all cores].
         #[arg(long, value_parser = parse_threads)]
         threads: Option<u64>,
-        /// States kept by the checkpointed adjoint sweep [default: ⌈log₂ steps⌉ + 1].
-        #[arg(long)]
-        snapshots: Option<usize>,
+        /// States kept by the checkpointed adjoint sweep, at least 1 [default: ⌈log₂ steps⌉ + 1].
+        #[arg(long, value_parser = parse_positive)]
+        snapshots: Option<u64>,
         /// Train for this many epochs instead of the `epochs` clause of each train task.
         #[arg(long, value_parser = parse_positive)]
         epochs: Option<u64>,
@@ -140,8 +140,9 @@ enum Command {
         /// Compute in f32 instead of f64 (`--emit obj`).
         #[arg(long)]
         f32: bool,
-        /// Trained parameters for photonic, spice and onnx: a checkpoint file, or the output
-        /// folder of a training run [default: the initial parameters from --seed].
+        /// Trained parameters for photonic, spice, onnx and diffractive: a checkpoint file, or the
+        /// output folder of a training run [default: the initial parameters from --seed; required
+        /// by diffractive].
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// Seed of the initial parameters when there is no checkpoint.
@@ -300,7 +301,7 @@ fn main() -> ExitCode {
             resume,
             seed,
             threads: threads.map(|n| n as usize),
-            snapshots,
+            snapshots: snapshots.map(|n| n as usize),
             epochs: epochs.map(|n| n as usize),
             train_samples: train_samples.map(|n| n as usize),
             jit: engine == EngineArg::Jit,

@@ -31,6 +31,13 @@ fn zero_epochs_is_usage_error() {
             "{flag}: {stderr}"
         );
     }
+    let output = npdec(&["run", "model.npde", "--snapshots", "0"], &dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(2), "--snapshots: {stderr}");
+    assert!(
+        stderr.contains("invalid value '0' for '--snapshots <SNAPSHOTS>': expected a whole number of at least 1, found 0"),
+        "--snapshots: {stderr}"
+    );
     let output = npdec(&["run", "model.npde", "--epochs", "two"], &dir);
     let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -64,6 +71,20 @@ fn thread_counts_are_bounded() {
     assert!(stderr.contains("diffusion3d_o8"), "{stderr}");
     let output = npdec(&["bench", "--no-blocking", "--block-steps", "4"], &dir);
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// `npdec build --help` lists every emit kind that reads `--checkpoint`.
+#[test]
+fn build_help_lists_checkpoint_emits() {
+    let dir = scratch("build_help");
+    let output = npdec(&["build", "--help"], &dir);
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("Trained parameters for photonic, spice, onnx and diffractive"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("required by diffractive"), "{stdout}");
 }
 
 #[test]
@@ -294,6 +315,57 @@ fn interrupted_run_removes_temporaries() {
         "temporary files left: {names:?}"
     );
     assert!(names.iter().any(|name| name.ends_with(".npy")), "{names:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ctrl-C during training: the message names the epoch of the checkpoint this run wrote, which is
+/// the checkpoint left in the output folder. The full training set makes an epoch long enough
+/// (about 0.1 s here) that no newer checkpoint lands between the message and the exit.
+#[cfg(unix)]
+#[test]
+fn interrupted_training_names_checkpoint_epoch() {
+    let dir = scratch("interrupt_training");
+    let digits = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/digits.npde")
+        .canonicalize()
+        .expect("examples/digits.npde");
+    let child = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .arg("run")
+        .arg(&digits)
+        .args(["--epochs", "100000", "--threads", "1"])
+        .args(["--out", "out"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the npdec binary runs");
+    let checkpoint = dir.join("out/checkpoint.npdc");
+    let started = std::time::Instant::now();
+    while !checkpoint.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no checkpoint after two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("npdec exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+
+    let kept = npdec_learn::checkpoint::read_checkpoint(&checkpoint).expect("a whole checkpoint");
+    assert!(kept.epoch >= 1, "{}", kept.epoch);
+    assert!(
+        stderr.contains(&format!(
+            "; the checkpoint after epoch {} is kept, and `--resume` continues from it",
+            kept.epoch
+        )),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -586,8 +658,9 @@ fn build_errors_are_diagnostics() {
     let schrodinger = example("schrodinger1d.npde");
     let heat = example("heat1d.npde");
     let mlp = example("mnist_mlp.npde");
+    let d2nn = example("digits_d2nn.npde");
     // Each case: the arguments, the headline, the source line the diagnostic shows, the help.
-    let cases: [(Vec<&str>, &str, &str, &str); 5] = [
+    let cases: [(Vec<&str>, &str, &str, &str); 6] = [
         (
             vec!["build", &schrodinger, "--emit", "obj"],
             "[E0241] Error: `--emit obj` compiles explicit Euler solves, and `schrodinger1d.solve` uses `split_step`",
@@ -617,6 +690,12 @@ fn build_errors_are_diagnostics() {
             "[E0261] Error: checkpoint `digits_run/checkpoint.npdc` does not fit model `mnist_mlp`",
             "train net on mnist",
             "Help: pass a checkpoint that a training run of `mnist_mlp` wrote",
+        ),
+        (
+            vec!["build", &d2nn, "--emit", "diffractive", "--checkpoint", "digits_run"],
+            "[E0261] Error: checkpoint `digits_run/checkpoint.npdc` does not fit model `digits_d2nn`: it was written by a run of model `digits`",
+            "train propagate on digits",
+            "Help: pass the output folder of a training run of `digits_d2nn`",
         ),
     ];
     for (args, headline, line, help) in cases {
