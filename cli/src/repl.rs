@@ -9,7 +9,7 @@
 use crate::terminal;
 use npdec_diagnostics::{render, RenderOptions, SourceMap};
 use npdec_runtime::{Stepper, Value};
-use npdec_symbolic::{Model, Task};
+use npdec_symbolic::{Model, Scheme, Task};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -532,15 +532,44 @@ impl Session {
             return;
         };
         let previous = self.step;
-        self.step += count;
         let Task::Solve(task) = &mut model.tasks[index] else {
             return;
         };
-        let dt = task.discretization.dt;
+        if matches!(task.discretization.scheme, Scheme::Steady { .. }) {
+            self.error("the solve task is steady, so it has no time steps: `:show FIELD` shows its solution");
+            return;
+        }
+        // The solve ends at `until`, after `last` steps; `:step` goes no further.
+        let (dt, until, last) = (
+            task.discretization.dt,
+            task.discretization.until,
+            task.discretization.steps,
+        );
+        if previous >= last {
+            println!(
+                "already at the end of the solve, step {last} (t = {until}); `until` in the solve task sets the end time"
+            );
+            return;
+        }
+        self.step = (previous + count).min(last);
+        let time = |step: usize| {
+            if step == last {
+                until
+            } else {
+                step as f64 * dt
+            }
+        };
         task.discretization.steps = self.step;
-        task.discretization.until = self.step as f64 * dt;
+        task.discretization.until = time(self.step);
         match solve_states(&model, index) {
-            Ok(_) => println!("step {} (t = {})", self.step, self.step as f64 * dt),
+            Ok(_) if previous + count > last => {
+                let skipped = previous + count - last;
+                println!(
+                    "step {last} (t = {until}), the end of the solve; {skipped} requested step{} not taken",
+                    if skipped == 1 { " was" } else { "s were" }
+                )
+            }
+            Ok(_) => println!("step {} (t = {})", self.step, time(self.step)),
             Err(Stop::Interrupted(reached)) => {
                 // Every `:step` solves from the initial state, so a stop short of the earlier
                 // step keeps that step.
@@ -548,7 +577,7 @@ impl Session {
                 println!(
                     "interrupted; at step {} (t = {})",
                     self.step,
-                    self.step as f64 * dt
+                    time(self.step)
                 );
             }
             Err(Stop::Failed(message)) => {

@@ -173,7 +173,8 @@ fn terminal_session_in_tmux() {
         "equation e: dt(u) = laplace(u)",
         "boundary u: dirichlet(0) on x",
         "initial u = x * (1 - x)",
-        "solve e using euler(dt = 1e-3) until 1",
+        // The end time leaves `:step 100000000` running until Ctrl-C.
+        "solve e using euler(dt = 1e-3) until 1000000",
     ] {
         let before = prompts();
         tmux(&["send-keys", "-t", &session, "-l", line]);
@@ -361,6 +362,58 @@ solve heat using euler(dt = 1e-3) until 1
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(!equation.contains("+ -"), "{equation}");
     assert!(equation.contains("0.1 * laplace(u) - 2 * u"), "{equation}");
+}
+
+/// `:step` stops at the solve's `until` and says how many requested steps it did not take; a
+/// further `:step` says the solve is at its end, and a steady solve has no steps.
+#[test]
+fn step_stops_at_until() {
+    let output = run_script(
+        "grid x in [0, 1] points 11
+field u(x)
+equation heat: dt(u) = laplace(u)
+boundary u: dirichlet(0) on x
+initial u = sin(pi * x)
+solve heat using euler(dt = 1e-3) until 0.01
+:step 4
+:step 100
+:show u
+:step 1
+",
+        &std::env::temp_dir(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("step 4 (t = 0.004)\n"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "step 10 (t = 0.01), the end of the solve; 94 requested steps were not taken\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("u at step 10"), "{stdout}");
+    assert!(
+        stdout.contains("already at the end of the solve, step 10 (t = 0.01)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("step 104"), "{stdout}");
+
+    let output = run_script(
+        "grid x in [0, 1] points 11
+field u(x)
+equation poisson: laplace(u) = -1
+boundary u: dirichlet(0) on x
+solve poisson using steady
+:step 1
+",
+        &std::env::temp_dir(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the solve task is steady, so it has no time steps"),
+        "{stderr}"
+    );
 }
 
 #[test]
