@@ -120,3 +120,40 @@ fn run_warning_examples_report_their_code() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The docs spell the help line of a rendered diagnostic as the renderer prints it, `Help:`.
+#[test]
+fn docs_spell_help_line_as_rendered() {
+    let mut sources = SourceMap::new();
+    let file = sources.add("x.npde", "x $ y\n");
+    let diagnostic = npdec_diagnostics::Diagnostic::error(
+        Code::E0001,
+        "unknown character `$`",
+        npdec_diagnostics::Span::new(file, 2, 3),
+        "not a token",
+    )
+    .with_help("remove it");
+    let rendered = npdec_diagnostics::render(
+        &diagnostic,
+        &sources,
+        npdec_diagnostics::RenderOptions { color: false },
+    );
+    assert!(rendered.contains("Help: remove it"), "{rendered}");
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let docs = std::fs::read_dir(root.join("docs"))
+        .expect("docs folder")
+        .map(|entry| entry.expect("docs entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .chain([root.join("README.md")]);
+    for path in docs {
+        let text = std::fs::read_to_string(&path).expect("readable doc");
+        assert!(
+            !text.contains("`help:`"),
+            "{} writes `help:`, but diagnostics print `Help:`",
+            path.display()
+        );
+    }
+}
