@@ -19,6 +19,33 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Runs `npdec run MODEL --epochs EPOCHS --train-samples 200 --out OUT` in `dir`, with `--resume`
+/// when `resume` is set, and returns the exit code and standard error.
+fn run_shortened(
+    dir: &Path,
+    model: &str,
+    epochs: &str,
+    out: &str,
+    resume: bool,
+) -> (Option<i32>, String) {
+    let mut args = vec![
+        "run",
+        model,
+        "--epochs",
+        epochs,
+        "--train-samples",
+        "200",
+        "--out",
+        out,
+    ];
+    if resume {
+        args.push("--resume");
+    }
+    let output = npdec(&args, dir);
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+    (output.status.code(), stderr)
+}
+
 #[test]
 fn zero_epochs_is_usage_error() {
     let dir = scratch("epochs");
@@ -267,6 +294,33 @@ fn unwritable_output_folder_is_e0252() {
     assert_eq!(kept, "keep me");
 }
 
+/// Sends SIGINT, as Ctrl-C does, to `child` once `ready` returns true, and returns its exit code
+/// and standard error. Fails when `ready` stays false for two minutes; `what` names the awaited
+/// output in that message.
+#[cfg(unix)]
+fn interrupt_when(
+    child: std::process::Child,
+    what: &str,
+    ready: impl Fn() -> bool,
+) -> (Option<i32>, String) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no {what} after two minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("npdec exits");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
 /// Ctrl-C in the middle of a run that writes a snapshot every step: the process exits with 130 and
 /// leaves no temporary file behind.
 #[cfg(unix)]
@@ -288,22 +342,10 @@ fn interrupted_run_removes_temporaries() {
         .spawn()
         .expect("the npdec binary runs");
     let snapshots = dir.join("out");
-    let started = std::time::Instant::now();
-    while std::fs::read_dir(&snapshots).map_or(0, |d| d.count()) < 3 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "no snapshots after two minutes"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let output = child.wait_with_output().expect("npdec exits");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let (code, stderr) = interrupt_when(child, "snapshots", || {
+        std::fs::read_dir(&snapshots).map_or(0, |d| d.count()) >= 3
+    });
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
 
     let names: Vec<String> = std::fs::read_dir(&snapshots)
@@ -340,22 +382,8 @@ fn interrupted_training_names_checkpoint_epoch() {
         .spawn()
         .expect("the npdec binary runs");
     let checkpoint = dir.join("out/checkpoint.npdc");
-    let started = std::time::Instant::now();
-    while !checkpoint.exists() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120),
-            "no checkpoint after two minutes"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let output = child.wait_with_output().expect("npdec exits");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let (code, stderr) = interrupt_when(child, "checkpoint", || checkpoint.exists());
+    assert_eq!(code, Some(130), "{stderr}");
 
     let kept = npdec_learn::checkpoint::read_checkpoint(&checkpoint).expect("a whole checkpoint");
     assert!(kept.epoch >= 1, "{}", kept.epoch);
@@ -428,24 +456,7 @@ fn resume_without_new_epochs_trains_nothing() {
         .canonicalize()
         .expect("examples/digits.npde");
     let model = model.to_str().expect("UTF-8 path");
-    let run = |epochs: &str, resume: bool| {
-        let mut args = vec![
-            "run",
-            model,
-            "--epochs",
-            epochs,
-            "--train-samples",
-            "200",
-            "--out",
-            "out",
-        ];
-        if resume {
-            args.push("--resume");
-        }
-        let output = npdec(&args, &dir);
-        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
-        (output.status.code(), stderr)
-    };
+    let run = |epochs: &str, resume: bool| run_shortened(&dir, model, epochs, "out", resume);
     let (code, stderr) = run("2", true);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("cannot read the checkpoint"), "{stderr}");
@@ -518,22 +529,7 @@ fn resume_rejects_other_models_checkpoint() {
     let cnn = examples.join("mnist_cnn.npde");
     let cnn = cnn.to_str().expect("UTF-8 path");
     let run = |model: &str, epochs: &str, resume: bool| {
-        let mut args = vec![
-            "run",
-            model,
-            "--epochs",
-            epochs,
-            "--train-samples",
-            "200",
-            "--out",
-            "digits_run",
-        ];
-        if resume {
-            args.push("--resume");
-        }
-        let output = npdec(&args, &dir);
-        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
-        (output.status.code(), stderr)
+        run_shortened(&dir, model, epochs, "digits_run", resume)
     };
     let (code, stderr) = run(digits, "1", false);
     assert_eq!(code, Some(0), "{stderr}");
