@@ -9,15 +9,17 @@
 mod analysis;
 mod equation_hover;
 mod position;
+pub mod transport;
 
 use analysis::Analysis;
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, RequestId, Response};
 use lsp_types::notification::{
-    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _,
+    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Exit, Notification as _,
     PublishDiagnostics,
 };
 use lsp_types::request::{
-    Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, Request as _,
+    Completion, DocumentSymbolRequest, GotoDefinition, HoverRequest, Initialize, Request as _,
+    Shutdown,
 };
 use lsp_types::{
     CompletionOptions, HoverProviderCapability, InitializeParams, OneOf, PublishDiagnosticsParams,
@@ -42,16 +44,16 @@ impl Error for ClientGone {}
 
 /// Runs the server on standard input and output until the client asks it to exit.
 pub fn run_stdio() -> Result<()> {
-    let (connection, io_threads) = Connection::stdio();
+    let (connection, io_threads) = transport::stdio();
     match serve(connection) {
-        Ok(()) => Ok(io_threads.join()?),
+        Ok(()) => Ok(io_threads.join_reader()?),
         Err(error) if error.is::<ClientGone>() => {
             // The channel closes only when the reader thread has ended, so this join returns at
             // once, with the read error if there was one.
-            match io_threads.join() {
+            match io_threads.join_reader() {
                 Err(read_error) => Err(format!(
-                    "the input is not a valid JSON-RPC message with a Content-Length header: \
-                     {read_error}"
+                    "the input is not framed as LSP messages (a Content-Length header, a blank \
+                     line, then the JSON body): {read_error}"
                 )
                 .into()),
                 Ok(()) => Err(format!(
@@ -61,7 +63,12 @@ pub fn run_stdio() -> Result<()> {
                 .into()),
             }
         }
-        Err(error) => Err(error),
+        Err(error) => {
+            // The server's side of the connection is gone, so the writer ends after sending what
+            // is queued. The reader may still wait for input and is left alone.
+            io_threads.join_writer()?;
+            Err(error)
+        }
     }
 }
 
@@ -83,33 +90,48 @@ pub fn capabilities() -> ServerCapabilities {
 /// Serves one client on an established connection: the handshake, then requests until `exit`.
 /// Returns [`ClientGone`] when the connection closes before that.
 pub fn serve(connection: Connection) -> Result<()> {
-    let capabilities = serde_json::to_value(capabilities())?;
-    let params =
-        connection
-            .initialize(capabilities)
-            .map_err(|error| -> Box<dyn Error + Send + Sync> {
-                if error.channel_is_disconnected() {
-                    Box::new(ClientGone)
-                } else {
-                    Box::new(error)
-                }
-            })?;
-    let _params: InitializeParams = serde_json::from_value(params)?;
+    initialize(&connection)?;
     let mut server = Server {
         documents: HashMap::new(),
     };
+    let mut shutdown_requested = false;
     for message in &connection.receiver {
         match message {
+            Message::Request(request) if request.method == Shutdown::METHOD => {
+                shutdown_requested = true;
+                connection
+                    .sender
+                    .send(Response::new_ok(request.id, ()).into())?;
+            }
             Message::Request(request) => {
-                if connection.handle_shutdown(&request)? {
-                    return Ok(());
-                }
-                let response = server.handle_request(request);
+                let response = if shutdown_requested {
+                    Response::new_err(
+                        request.id,
+                        ErrorCode::InvalidRequest as i32,
+                        format!(
+                            "`{}` after `shutdown`: the server accepts only `exit` now",
+                            request.method
+                        ),
+                    )
+                } else if request.method == Initialize::METHOD {
+                    Response::new_err(
+                        request.id,
+                        ErrorCode::InvalidRequest as i32,
+                        "the server is already initialized: send `initialize` only once"
+                            .to_string(),
+                    )
+                } else {
+                    server.handle_request(request)
+                };
                 connection.sender.send(Message::Response(response))?;
             }
-            Message::Notification(notification) if notification.method == "exit" => {
+            Message::Notification(notification) if notification.method == Exit::METHOD => {
+                if shutdown_requested {
+                    return Ok(());
+                }
                 return Err("the client sent `exit` before `shutdown`".into());
             }
+            Message::Notification(_) if shutdown_requested => {}
             Message::Notification(notification) => {
                 for outgoing in server.handle_notification(notification) {
                     connection.sender.send(Message::Notification(outgoing))?;
@@ -117,6 +139,49 @@ pub fn serve(connection: Connection) -> Result<()> {
             }
             Message::Response(_) => {}
         }
+    }
+    Err(Box::new(ClientGone))
+}
+
+/// Waits for the `initialize` request and replies with the capabilities. Requests before it get
+/// the error `ServerNotInitialized` and notifications are dropped, as the protocol prescribes.
+fn initialize(connection: &Connection) -> Result<()> {
+    let capabilities = serde_json::to_value(capabilities())?;
+    for message in &connection.receiver {
+        let request = match message {
+            Message::Request(request) => request,
+            Message::Notification(notification) if notification.method == Exit::METHOD => {
+                return Err("the client sent `exit` before `initialize`".into());
+            }
+            Message::Notification(_) | Message::Response(_) => continue,
+        };
+        if request.method != Initialize::METHOD {
+            let message = format!(
+                "the server is not initialized: send `initialize` before `{}`",
+                request.method
+            );
+            connection.sender.send(
+                Response::new_err(request.id, ErrorCode::ServerNotInitialized as i32, message)
+                    .into(),
+            )?;
+            continue;
+        }
+        if let Err(error) = serde_json::from_value::<InitializeParams>(request.params) {
+            connection.sender.send(
+                Response::new_err(
+                    request.id,
+                    ErrorCode::InvalidParams as i32,
+                    format!("invalid `initialize` parameters: {error}"),
+                )
+                .into(),
+            )?;
+            continue;
+        }
+        let result = serde_json::json!({ "capabilities": capabilities });
+        connection
+            .sender
+            .send(Response::new_ok(request.id, result).into())?;
+        return Ok(());
     }
     Err(Box::new(ClientGone))
 }
