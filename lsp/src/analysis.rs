@@ -254,7 +254,38 @@ impl Analysis {
         text
     }
 
-    pub fn completions(&self) -> Vec<CompletionItem> {
+    /// Returns the completions at a position: the members that can follow `name.` or `path::`
+    /// there, or else every keyword, built-in, library function and declared name.
+    pub fn completions(&self, position: Position) -> Vec<CompletionItem> {
+        let offset = LineIndex::new(self.text()).offset(position);
+        match completion_context(self.text(), offset) {
+            CompletionContext::Member(receiver) => self.member_completions(&receiver),
+            CompletionContext::Path(path) => path_completions(&path),
+            CompletionContext::Anywhere => self.general_completions(),
+        }
+    }
+
+    /// Returns the members of `receiver.`: the parts of a sample after a data source, the sides
+    /// after an axis, and nothing after any other name.
+    fn member_completions(&self, receiver: &str) -> Vec<CompletionItem> {
+        let members: &[(&str, &str)] = match self.declaration(receiver).map(|(item, _)| &item.kind)
+        {
+            Some(ItemKind::Data { .. }) => DATA_MEMBERS,
+            Some(ItemKind::Grid { .. }) => AXIS_SIDES,
+            _ => &[],
+        };
+        members
+            .iter()
+            .map(|(name, doc)| CompletionItem {
+                label: name.to_string(),
+                kind: Some(CompletionItemKind::FIELD),
+                detail: Some(format!("{receiver}.{name}: {doc}")),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn general_completions(&self) -> Vec<CompletionItem> {
         let mut items = Vec::new();
         for keyword in npdec_sema::KEYWORDS {
             items.push(CompletionItem {
@@ -272,20 +303,7 @@ impl Analysis {
             });
         }
         for (module, _, source) in npdec_sema::STDLIB_MODULES {
-            for signature in source.lines().filter(|l| l.starts_with("fn ")) {
-                let name = signature[3..]
-                    .split('(')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                items.push(CompletionItem {
-                    label: name,
-                    kind: Some(CompletionItemKind::FUNCTION),
-                    detail: Some(format!("std::{module}: {}", signature.trim())),
-                    ..Default::default()
-                });
-            }
+            items.extend(library_completions(module, source));
         }
         for item in &self.checked.module.items {
             for ident in declared_names(item) {
@@ -446,6 +464,142 @@ fn completion_kind(kind: &ItemKind) -> CompletionItemKind {
     }
 }
 
+/// The members of a data source, which follow its name and a `.` in expressions.
+const DATA_MEMBERS: &[(&str, &str)] = &[
+    ("input", "the current sample"),
+    ("label", "the label of the current sample"),
+    (
+        "sequence",
+        "the sample as a sequence: at step n, row n of the sample viewed as [rows, features]",
+    ),
+];
+
+/// The sides of an axis, which follow its name and a `.` in `boundary … on`.
+const AXIS_SIDES: &[(&str, &str)] = &[
+    ("min", "the lower end of the axis"),
+    ("max", "the upper end of the axis"),
+];
+
+/// The kind of place where a name is being completed, read from the text before it.
+#[derive(Debug, PartialEq)]
+enum CompletionContext {
+    /// `receiver.`, as in `mnist.` or `x.`.
+    Member(String),
+    /// A path and `::`, as in `std::` (`["std"]`) or `use std::ops::{laplace, ` (`["std", "ops"]`).
+    Path(Vec<String>),
+    /// Anything else: the start of a statement or an expression.
+    Anywhere,
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Reads the completion context from the text of the current line before `offset`.
+fn completion_context(text: &str, offset: usize) -> CompletionContext {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[line_start..offset];
+
+    // Anything after `#` is a comment.
+    if line.contains('#') {
+        return CompletionContext::Anywhere;
+    }
+
+    // The part of a name typed so far is what the client filters on.
+    let before = line.trim_end_matches(is_name_char);
+    if let Some(receiver_end) = before.strip_suffix('.') {
+        let receiver = &receiver_end[receiver_end.trim_end_matches(is_name_char).len()..];
+        // `1.` starts a number, which has no members.
+        if receiver.is_empty() || receiver.starts_with(|c: char| c.is_ascii_digit()) {
+            return CompletionContext::Member(String::new());
+        }
+        return CompletionContext::Member(receiver.to_string());
+    }
+
+    // Inside the braces of `use std::m::{a, b, `, the path is the one before the brace.
+    let before = match before.rfind("::{") {
+        Some(brace) if !before[brace..].contains('}') => {
+            let listed = &before[brace + 3..];
+            if listed
+                .chars()
+                .all(|c| is_name_char(c) || c == ',' || c.is_whitespace())
+            {
+                &before[..brace + 2]
+            } else {
+                before
+            }
+        }
+        _ => before,
+    };
+
+    // The path is read backwards, segment by segment, as in `std::ops::`.
+    let Some(mut rest) = before.strip_suffix("::") else {
+        return CompletionContext::Anywhere;
+    };
+    let mut path = Vec::new();
+    loop {
+        let segment_start = rest.trim_end_matches(is_name_char).len();
+        let segment = &rest[segment_start..];
+        if segment.is_empty() {
+            break;
+        }
+        path.push(segment.to_string());
+        rest = &rest[..segment_start];
+        match rest.strip_suffix("::") {
+            Some(shorter) => rest = shorter,
+            None => break,
+        }
+    }
+    path.reverse();
+    CompletionContext::Path(path)
+}
+
+/// Returns what can follow a path and `::`: the standard-library modules after `std::`, and the
+/// functions of a module after `std::module::` or `module::`.
+fn path_completions(path: &[String]) -> Vec<CompletionItem> {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    match path.as_slice() {
+        ["std"] => npdec_sema::STDLIB_MODULES
+            .iter()
+            .map(|(module, _, _)| CompletionItem {
+                label: module.to_string(),
+                kind: Some(CompletionItemKind::MODULE),
+                detail: Some(format!("std::{module}")),
+                ..Default::default()
+            })
+            .collect(),
+        ["std", module] | [module] => npdec_sema::STDLIB_MODULES
+            .iter()
+            .filter(|(name, _, _)| name == module)
+            .flat_map(|(module, _, source)| library_completions(module, source))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Returns one completion per function that a standard-library module declares.
+fn library_completions(module: &str, source: &str) -> Vec<CompletionItem> {
+    source
+        .lines()
+        .filter(|l| l.starts_with("fn "))
+        .map(|signature| CompletionItem {
+            label: signature[3..]
+                .split('(')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            kind: Some(CompletionItemKind::FUNCTION),
+            detail: Some(format!("std::{module}: {}", signature.trim())),
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// Finds a standard-library function by name: its module and signature line.
 fn library_function(name: &str) -> Option<(&'static str, &'static str)> {
     npdec_sema::STDLIB_MODULES
@@ -456,4 +610,78 @@ fn library_function(name: &str) -> Option<(&'static str, &'static str)> {
                 .find(|l| l.starts_with(&format!("fn {name}(")))
                 .map(|l| (*module, l))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(line: &str) -> CompletionContext {
+        completion_context(line, line.len())
+    }
+
+    fn path(segments: &[&str]) -> CompletionContext {
+        CompletionContext::Path(segments.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn context_after_dot_is_member() {
+        let member = |name: &str| CompletionContext::Member(name.to_string());
+        assert_eq!(context("initial u = mnist."), member("mnist"));
+        assert_eq!(context("initial u = mnist.inp"), member("mnist"));
+        assert_eq!(context("boundary u: neumann(0) on x."), member("x"));
+        assert_eq!(context("const a = 1."), member(""));
+    }
+
+    #[test]
+    fn context_after_colons_is_path() {
+        assert_eq!(context("use std::"), path(&["std"]));
+        assert_eq!(context("use std::act"), path(&["std"]));
+        assert_eq!(context("use std::ops::"), path(&["std", "ops"]));
+        assert_eq!(context("use std::ops::lap"), path(&["std", "ops"]));
+        assert_eq!(context("use std::ops::{laplace, di"), path(&["std", "ops"]));
+        assert_eq!(context("use std::ops::{"), path(&["std", "ops"]));
+    }
+
+    #[test]
+    fn context_elsewhere_is_anywhere() {
+        for line in [
+            "",
+            "equ",
+            "equation heat: dt(u) = lap",
+            "# see std::",
+            "solve heat using ",
+        ] {
+            assert_eq!(context(line), CompletionContext::Anywhere, "{line:?}");
+        }
+        // Only the current line counts.
+        let text = "use std::\nfield u(x)\n";
+        assert_eq!(
+            completion_context(text, text.len()),
+            CompletionContext::Anywhere
+        );
+    }
+
+    #[test]
+    fn paths_list_modules_and_functions() {
+        let labels = |path: &[&str]| -> Vec<String> {
+            let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            path_completions(&path)
+                .into_iter()
+                .map(|c| c.label)
+                .collect()
+        };
+        let modules = labels(&["std"]);
+        assert!(modules.contains(&"ops".to_string()), "{modules:?}");
+        assert!(modules.contains(&"activations".to_string()), "{modules:?}");
+        assert!(!modules.contains(&"softplus".to_string()), "{modules:?}");
+        let functions = labels(&["std", "activations"]);
+        assert!(functions.contains(&"softplus".to_string()), "{functions:?}");
+        assert!(
+            !functions.contains(&"perceptron".to_string()),
+            "{functions:?}"
+        );
+        assert!(labels(&["std", "nothing"]).is_empty());
+        assert!(labels(&["u"]).is_empty());
+    }
 }

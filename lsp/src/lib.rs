@@ -326,7 +326,7 @@ impl Server {
                     .get(&uri)
                     .ok_or_else(|| unknown_document(&uri))?;
                 to_value(serde_json::to_value(lsp_types::CompletionResponse::Array(
-                    analysis.completions(),
+                    analysis.completions(params.text_document_position.position),
                 )))
             }
             DocumentSymbolRequest::METHOD => {

@@ -374,3 +374,44 @@ fn exit_before_shutdown_is_error() {
         .expect_err("`exit` without `shutdown` is an error");
     assert!(error.to_string().contains("before `shutdown`"), "{error}");
 }
+
+/// A document with a `.` or `::` where completion is asked for on each of the lines 3 to 6.
+const HALF_TYPED: &str = "grid x in [0, 1] points 11\nfield u(x)\ndata mnist = idx(\"a.gz\", \"b.gz\")\nuse std::\nuse std::activations::\ninitial u = mnist.\nboundary u: dirichlet(0) on x.\nconst c = u.\n";
+
+#[test]
+fn completion_follows_dot_and_colons() {
+    let mut client = Client::start();
+    client.open(HALF_TYPED);
+    let mut labels = |line: u32, character: u32| -> Vec<String> {
+        let completions = client.request("textDocument/completion", position(line, character));
+        completions
+            .as_array()
+            .expect("a completion list")
+            .iter()
+            .map(|c| c["label"].as_str().expect("a label").to_string())
+            .collect()
+    };
+
+    assert_eq!(labels(5, 18), ["input", "label", "sequence"]);
+    assert_eq!(labels(6, 30), ["min", "max"]);
+    assert_eq!(labels(7, 12), Vec::<String>::new());
+    let modules = labels(3, 9);
+    assert_eq!(
+        modules.len(),
+        npdec_sema::STDLIB_MODULES.len(),
+        "{modules:?}"
+    );
+    for module in ["ops", "activations", "equations", "layers"] {
+        assert!(modules.iter().any(|m| m == module), "{modules:?}");
+    }
+    let functions = labels(4, 22);
+    assert!(functions.iter().any(|f| f == "softplus"), "{functions:?}");
+    assert!(!functions.iter().any(|f| f == "equation"), "{functions:?}");
+
+    // At the start of a line, the general list.
+    let general = labels(1, 0);
+    for expected in ["equation", "laplace", "softplus", "mnist", "u"] {
+        assert!(general.iter().any(|l| l == expected), "missing {expected}");
+    }
+    client.stop();
+}
