@@ -120,6 +120,17 @@ fn explain_model(path: &Path, view: &ModelView) -> Result<ExitCode, String> {
                 .line,
         );
     }
+    if view.dump_ir.is_some() && view.emit != Emit::Table {
+        let emit = if view.emit == Emit::Json {
+            "json"
+        } else {
+            "dot"
+        };
+        terminal::print_warning(&format!(
+            "`--dump-ir` adds the dataflow graph to the table output only, so it was ignored with \
+             `--emit {emit}`; run without `--emit` to print the graph"
+        ));
+    }
     match view.emit {
         Emit::Json => {
             println!(

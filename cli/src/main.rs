@@ -193,7 +193,8 @@ enum Command {
         /// A diagnostic code such as E0100, or a model file.
         target: String,
         /// Print the dataflow graph of each task: as discretized (no value), or after an
-        /// optimization pass (`after:PASS`, or `after:all` for every pass in turn).
+        /// optimization pass (`after:PASS`, or `after:all` for every pass in turn). Only the
+        /// table output shows it: with `--emit json` or `--emit dot` it is ignored, with a warning.
         #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "discretized",
               value_parser = explain::parse_dump_ir)]
         dump_ir: Option<explain::DumpIr>,

@@ -79,6 +79,45 @@ fn explain_emits_json_and_dot() {
 }
 
 #[test]
+#[test]
+fn dump_ir_with_emit_warns() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    for emit in ["json", "dot"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+            .args([
+                "explain",
+                "examples/heat2d.npde",
+                "--emit",
+                emit,
+                "--dump-ir",
+            ])
+            .current_dir(root)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("npdec runs");
+        let stdout = String::from_utf8(output.stdout).expect("utf-8");
+        let stderr = String::from_utf8(output.stderr).expect("utf-8");
+        assert!(output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "`--dump-ir` adds the dataflow graph to the table output only, so it was ignored \
+                 with `--emit {emit}`"
+            )),
+            "{stderr}"
+        );
+        // The output is the same as without `--dump-ir`, so tools can still parse it.
+        assert!(!stdout.contains("nodes"), "{stdout}");
+        if emit == "json" {
+            let json: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+            assert_eq!(json[0]["task"], "solve heat");
+        } else {
+            assert!(stdout.starts_with("digraph"), "{stdout}");
+        }
+    }
+}
+
 fn explain_emits_pooling_layers_as_json_and_dot() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
