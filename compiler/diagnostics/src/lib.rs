@@ -12,7 +12,7 @@ pub mod suggest;
 
 pub use codes::{Code, Explanation};
 pub use render::{render, render_all, to_json, JsonDiagnostic, RenderOptions};
-pub use source::{FileId, LineColumn, SourceFile, SourceMap, Span};
+pub use source::{byte_order_mark_len, FileId, LineColumn, SourceFile, SourceMap, Span};
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! Rendering diagnostics: ariadne reports for people, JSON objects for tools.
 
-use crate::{Diagnostic, LineColumn, Severity, SourceMap};
+use crate::{byte_order_mark_len, Diagnostic, LineColumn, Severity, SourceMap};
 use ariadne::{CharSet, Color, Config, IndexType, Label, Report, ReportKind};
 use serde::Serialize;
 
@@ -18,6 +18,12 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
         Severity::Warning => ReportKind::Warning,
     };
     let name = |id: crate::FileId| sources.get(id).name.clone();
+    // ariadne gets each file without a leading byte-order mark, which it would count as a column of
+    // the first line, so byte ranges into such a file move back by the mark's length.
+    let range = |span: crate::Span| {
+        let mark = byte_order_mark_len(&sources.get(span.file).text);
+        span.range().start.saturating_sub(mark)..span.range().end.saturating_sub(mark)
+    };
     let primary = diagnostic.span();
     // ariadne counts characters by default, while our spans count bytes: without the byte index type
     // every label after a non-ASCII character would drift.
@@ -25,7 +31,7 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
         .with_color(options.color)
         .with_index_type(IndexType::Byte)
         .with_char_set(CharSet::Unicode);
-    let mut report = Report::build(kind, (name(primary.file), primary.range()))
+    let mut report = Report::build(kind, (name(primary.file), range(primary)))
         .with_config(config)
         .with_code(diagnostic.code.as_str())
         .with_message(&diagnostic.message);
@@ -48,7 +54,7 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
             _ => Color::Blue,
         };
         let mut l =
-            Label::new((name(label.span.file), label.span.range())).with_message(&label.message);
+            Label::new((name(label.span.file), range(label.span))).with_message(&label.message);
         if options.color {
             l = l.with_color(color);
         }
@@ -60,11 +66,12 @@ pub fn render(diagnostic: &Diagnostic, sources: &SourceMap, options: RenderOptio
     if let Some(help) = &diagnostic.help {
         report = report.with_help(help);
     }
-    let cache = ariadne::sources(
-        sources
-            .iter()
-            .map(|(_, f)| (f.name.clone(), f.text.clone())),
-    );
+    let cache = ariadne::sources(sources.iter().map(|(_, f)| {
+        (
+            f.name.clone(),
+            f.text[byte_order_mark_len(&f.text)..].to_string(),
+        )
+    }));
     let mut out = Vec::new();
     // Writing to a Vec cannot fail; a report whose span lies outside its file is still written, as
     // ariadne only drops the excerpt then.

@@ -46,6 +46,18 @@ pub struct LineColumn {
     pub column: usize,
 }
 
+/// Returns the length in bytes of the UTF-8 byte-order mark that starts `text`, or 0 without one.
+///
+/// Some Windows editors write the mark. The lexer skips it and columns do not count it, but byte
+/// offsets do, so they stay offsets into the file as stored.
+pub fn byte_order_mark_len(text: &str) -> usize {
+    if text.starts_with('\u{feff}') {
+        '\u{feff}'.len_utf8()
+    } else {
+        0
+    }
+}
+
 /// One source file: the name shown in diagnostics and its text.
 #[derive(Clone, Debug)]
 pub struct SourceFile {
@@ -70,7 +82,11 @@ impl SourceFile {
     pub fn line_column(&self, offset: usize) -> LineColumn {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
-        let start = self.line_starts[line];
+        let start = if line == 0 {
+            byte_order_mark_len(&self.text).min(offset)
+        } else {
+            self.line_starts[line]
+        };
         let column = self
             .text
             .get(start..offset)

@@ -255,12 +255,16 @@ pub type Spanned = (usize, Token, usize);
 /// Splits source text into tokens, recording a diagnostic for every lexical error.
 ///
 /// Lexical errors do not stop the lexer: the bad input becomes a [`Token::Error`] and the parser
-/// recovers at the next statement, so one run reports every independent error.
+/// recovers at the next statement, so one run reports every independent error. A UTF-8 byte-order
+/// mark at the start of the text, which some Windows editors write, is skipped. Spans still count
+/// from the first byte of `text`, mark included.
 pub fn tokenize(file: FileId, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Spanned> {
     let mut tokens = Vec::new();
-    let mut lexer = Token::lexer(text);
+    let offset = npdec_diagnostics::byte_order_mark_len(text);
+    let mut lexer = Token::lexer(&text[offset..]);
     while let Some(result) = lexer.next() {
         let range = lexer.span();
+        let range = range.start + offset..range.end + offset;
         let span = Span::new(file, range.start, range.end);
         let token = match result {
             Ok(Token::Number(value)) | Ok(Token::Imaginary(value)) if !value.is_finite() => {

@@ -183,3 +183,29 @@ fn short_names_are_not_keyword_typos() {
     assert_eq!(labelled(text, &diagnostics), vec![":"], "{diagnostics:#?}");
     assert_ne!(diagnostics[0].help.as_deref(), Some("did you mean `fn`?"));
 }
+
+#[test]
+fn leading_byte_order_mark_skipped() {
+    let text = "\u{feff}grid x in [0, 1] points 11\nfield u(x)\n";
+    let (module, diagnostics) = parse(FileId(0), text);
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    assert_eq!(module.items.len(), 2);
+
+    // Spans are byte offsets into the text as given, so the first item starts after the 3-byte mark.
+    let grid = module.items[0].span;
+    assert_eq!(grid.start, 3);
+    assert_eq!(&text[grid.range()], "grid x in [0, 1] points 11");
+    let field = module.items[1].span;
+    assert_eq!(&text[field.range()], "field u(x)");
+}
+
+#[test]
+fn byte_order_mark_after_start_rejected() {
+    let (_, diagnostics) = parse(
+        FileId(0),
+        "grid x in [0, 1] points 11\n\u{feff}field u(x)\n",
+    );
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_eq!(diagnostics[0].code, Code::E0001);
+    assert_eq!(diagnostics[0].span().start, 27);
+}
