@@ -41,6 +41,47 @@ fn json_output_has_editor_fields() {
     assert_eq!(d["start"]["column"], 24);
     assert_eq!(d["end"]["line"], 6);
     assert_eq!(d["end"]["column"], 27);
+    assert_eq!(d["secondary_labels"], serde_json::json!([]));
+}
+
+#[test]
+fn json_output_has_secondary_labels() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root");
+    let path = "tests/check/err/unclosed_parenthesis_at_line_end.npde";
+    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
+        .args(["check", "--format", "json", path])
+        .current_dir(root)
+        .output()
+        .expect("the npdec binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    let diagnostics = json.as_array().expect("a JSON array");
+    assert_eq!(diagnostics.len(), 1, "{json:#}");
+    let d = &diagnostics[0];
+    assert_eq!(d["code"], "E0010");
+    assert_eq!(
+        d["label"],
+        "the statement is unfinished at the end of this line"
+    );
+
+    // The `(` of `const nu = (0.1 + 0.2` on line 4, column 12.
+    let labels = d["secondary_labels"].as_array().expect("a JSON array");
+    assert_eq!(labels.len(), 1, "{json:#}");
+    let label = &labels[0];
+    let text = std::fs::read_to_string(root.join(path)).expect("the program is readable");
+    let open = text
+        .find("(0.1")
+        .expect("the parenthesis is in the program");
+    assert_eq!(label["file"], path);
+    assert_eq!(label["message"], "this `(` is never closed");
+    assert_eq!(label["byte_start"], open);
+    assert_eq!(label["byte_end"], open + 1);
+    assert_eq!(label["start"]["line"], 4);
+    assert_eq!(label["start"]["column"], 12);
+    assert_eq!(label["end"]["line"], 4);
+    assert_eq!(label["end"]["column"], 13);
 }
 
 /// A file that does not exist or is not UTF-8 is reported inside the JSON array as an E0004

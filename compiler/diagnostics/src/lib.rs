@@ -11,7 +11,7 @@ mod source;
 pub mod suggest;
 
 pub use codes::{Code, Explanation};
-pub use render::{render, render_all, to_json, JsonDiagnostic, RenderOptions};
+pub use render::{render, render_all, to_json, JsonDiagnostic, JsonLabel, RenderOptions};
 pub use source::{byte_order_mark_len, FileId, LineColumn, SourceFile, SourceMap, Span};
 
 use serde::Serialize;

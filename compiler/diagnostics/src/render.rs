@@ -108,6 +108,20 @@ pub struct JsonDiagnostic {
     /// One-based line and character column of the primary span's ends.
     pub start: LineColumn,
     pub end: LineColumn,
+    /// The other labels, such as "this `(` is never closed", in the order the checker added them.
+    pub secondary_labels: Vec<JsonLabel>,
+}
+
+/// A secondary label of a [`JsonDiagnostic`]: its message and where it points, which may be
+/// another file, such as a standard-library module.
+#[derive(Clone, Debug, Serialize)]
+pub struct JsonLabel {
+    pub file: String,
+    pub message: String,
+    pub byte_start: usize,
+    pub byte_end: usize,
+    pub start: LineColumn,
+    pub end: LineColumn,
 }
 
 /// Converts a diagnostic to its JSON form.
@@ -126,6 +140,20 @@ pub fn to_json(diagnostic: &Diagnostic, sources: &SourceMap) -> JsonDiagnostic {
         byte_end: span.end as usize,
         start: file.line_column(span.start as usize),
         end: file.line_column(span.end as usize),
+        secondary_labels: diagnostic.labels[1..]
+            .iter()
+            .map(|label| {
+                let file = sources.get(label.span.file);
+                JsonLabel {
+                    file: file.name.clone(),
+                    message: label.message.clone(),
+                    byte_start: label.span.start as usize,
+                    byte_end: label.span.end as usize,
+                    start: file.line_column(label.span.start as usize),
+                    end: file.line_column(label.span.end as usize),
+                }
+            })
+            .collect(),
     }
 }
 
