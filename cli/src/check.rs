@@ -193,11 +193,11 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, jit: bool, quiet:
         let verdict = |passed: bool| if passed { "passed" } else { "FAILED" };
         if !quiet || !check.taylor_passed {
             eprintln!(
-                "{}: task {}: Taylor test {} ({} parameters, rates {}, expected 2 ± {})",
+                "{}: task {}: Taylor test {} ({}, rates {}, expected 2 ± {})",
                 path.display(),
                 check.task + 1,
                 verdict(check.taylor_passed),
-                check.parameters,
+                npdec_arch::count(check.parameters, "parameter"),
                 rates.join(", "),
                 npdec_runtime::train::gradcheck::TAYLOR_RATE_TOLERANCE
             );

@@ -11,6 +11,7 @@ const MODELS: &[&str] = &[
     "schrodinger1d",
     "wave2d",
     "digits_pool",
+    "identify_diffusion",
 ];
 
 #[test]
@@ -79,7 +80,6 @@ fn explain_emits_json_and_dot() {
 }
 
 #[test]
-#[test]
 fn dump_ir_with_emit_warns() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -118,6 +118,7 @@ fn dump_ir_with_emit_warns() {
     }
 }
 
+#[test]
 fn explain_emits_pooling_layers_as_json_and_dot() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -62,9 +62,9 @@ pub fn describe(model: &Model, name: &str) -> Option<String> {
         for layer in own {
             let _ = writeln!(
                 layers,
-                "- {} ({} parameters) ← `{}`",
+                "- {} ({}) ← `{}`",
                 layer.kind.short(),
-                layer.parameters,
+                npdec_arch::count(layer.parameters, "parameter"),
                 layer.term
             );
         }

@@ -26,7 +26,7 @@ mod recognize;
 mod render;
 
 pub use recognize::recognize;
-pub use render::{render_dot, render_table};
+pub use render::{count, render_dot, render_table};
 
 use npdec_diagnostics::Span;
 use serde::Serialize;

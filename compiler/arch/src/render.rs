@@ -41,8 +41,10 @@ pub fn render_table(architecture: &Architecture, source: impl Fn(&Layer) -> Stri
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}: {} steps, {} learnable parameters",
-        architecture.task, architecture.steps, architecture.parameters
+        "{}: {}, {}",
+        architecture.task,
+        count(architecture.steps, "step"),
+        count(architecture.parameters, "learnable parameter")
     );
     let line = |cells: &[String]| {
         let padded: Vec<String> = cells
@@ -86,4 +88,13 @@ pub fn render_dot(architecture: &Architecture) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Formats a count with its noun, singular for one: `1 step`, `2 steps`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
