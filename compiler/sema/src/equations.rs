@@ -768,14 +768,25 @@ impl Checker<'_> {
                 .find(|b| !matches!(b.kind, BoundaryKind::Periodic))
             {
                 let axis_name = self.model.axes[axis].name.clone();
-                let diagnostic = Diagnostic::error(
-                    Code::E0222,
-                    format!("axis `{axis_name}` is periodic for one field but not for another"),
-                    other.span,
-                    "not periodic",
-                )
-                .with_label(periodic[0].span, "periodic here")
-                .with_help("a periodic axis excludes its right end point, so every field on it must be periodic");
+                let periodic_field = &self.model.fields[periodic[0].field.0].name;
+                let other_field = &self.model.fields[other.field.0].name;
+                // A periodic condition covers both ends, so one field with both kinds also gets the
+                // error for two conditions on a side. This one explains why both ends are taken.
+                let (message, help) = if other.field == periodic[0].field {
+                    (
+                        format!("`{other_field}` has both a periodic and a non-periodic condition on axis `{axis_name}`"),
+                        format!("a periodic condition covers both ends of `{axis_name}`, so keep either it or the conditions on `{axis_name}.min` and `{axis_name}.max`"),
+                    )
+                } else {
+                    (
+                        format!("axis `{axis_name}` is periodic for `{periodic_field}` but not for `{other_field}`"),
+                        "a periodic axis excludes its right end point, so every field on it must be periodic".to_string(),
+                    )
+                };
+                let diagnostic =
+                    Diagnostic::error(Code::E0222, message, other.span, "not periodic")
+                        .with_label(periodic[0].span, "periodic here")
+                        .with_help(help);
                 self.diagnostics.push(diagnostic);
                 continue;
             }
