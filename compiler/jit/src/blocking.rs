@@ -132,12 +132,15 @@ pub struct Blocking {
     pub band: i64,
 }
 
-/// Returns the plan's blocked schedule, or why it has none.
+/// Returns the plan's blocked schedule, or why it has none. The wavefront advances at least
+/// `least_band` rows at a time, so that kernels that compute blocks of rows of axis 0 get whole
+/// blocks.
 pub fn analyze(
     plan: &Plan,
     element_bytes: usize,
     cache_bytes: usize,
     steps: Option<usize>,
+    least_band: usize,
 ) -> Result<Blocking, String> {
     let Some(first) = plan.updates.first() else {
         return Err("the plan evolves no field".into());
@@ -245,7 +248,11 @@ pub fn analyze(
         steps_per_block: steps.unwrap_or(0).clamp(0, MAX_BLOCK_STEPS),
         band: 0,
     }
-    .sized(row_elements * element_bytes * written.len(), cache_bytes))
+    .sized(
+        row_elements * element_bytes * written.len(),
+        cache_bytes,
+        least_band,
+    ))
 }
 
 /// Maps a buffer bit of step 0 to the bit of step `k`: bits come in pairs (current, next) per
@@ -321,10 +328,11 @@ fn extend_delays(kernels: &[BlockKernel], d: &mut Vec<i64>, steps: usize) {
 impl Blocking {
     /// Picks the steps per pass and the band height so that the rows between the first and the
     /// last kernel of a pass fit `cache_bytes` (unless the steps were given).
-    /// `row_bytes` is the size of one row of all written buffers together.
-    fn sized(mut self, row_bytes: usize, cache_bytes: usize) -> Self {
+    /// `row_bytes` is the size of one row of all written buffers together. The band spans 64 KiB
+    /// of rows, at least `least_band` and at most 8 rows.
+    fn sized(mut self, row_bytes: usize, cache_bytes: usize, least_band: usize) -> Self {
         let row_bytes = row_bytes.max(1);
-        self.band = ((64 << 10) / row_bytes).clamp(1, 8) as i64;
+        self.band = ((64 << 10) / row_bytes).clamp(least_band.clamp(1, 8), 8) as i64;
         if self.steps_per_block == 0 {
             // The span only grows with the steps, so the search stops at the first that does not
             // fit, and the delays are computed only that far.

@@ -188,6 +188,7 @@ impl<T: JitFloat> EulerStepper<T> {
                 T::PRECISION.bytes() as usize,
                 options.cache_bytes,
                 options.block_steps,
+                options.row_block,
             )
             .and_then(|b| {
                 if b.steps_per_block >= 2 {
