@@ -291,7 +291,7 @@ fn bands_hold_whole_row_blocks() {
                   initial u = 0.5 + 0.25 * sin(3 * x) * cos(2 * z) * y\n\
                   solve e using euler(dt = 1e-6) until 1.4e-5\n";
     let graph = solve_graph(source);
-    let mut stepper = Stepper::<f64>::new(&graph).expect("a time step");
+    let stepper = Stepper::<f64>::new(&graph).expect("a time step");
     let steps = stepper.time_step().steps;
     let (initial, _) = stepper.initial_states();
     let initial = initial[0].clone().expect("an initial state");
