@@ -216,6 +216,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             if files == 1 { "" } else { "s" },
             out_dir.display()
         );
+        let earlier = earlier_outputs(&out_dir, &report.outputs);
+        if let Some(first) = earlier.first() {
+            eprintln!(
+                "note: {} also holds {} snapshot file{} this run did not write ({first}{}), kept from an earlier run",
+                out_dir.display(),
+                earlier.len(),
+                if earlier.len() == 1 { "" } else { "s" },
+                if earlier.len() > 1 { ", …" } else { "" }
+            );
+        }
     }
     if report.all_passed() {
         Ok(ExitCode::SUCCESS)
@@ -266,4 +276,28 @@ fn print_diagnostics(diagnostics: &[Diagnostic], sources: &SourceMap, quiet: boo
         }
         eprint!("{}", render(diagnostic, sources, options));
     }
+}
+
+/// Returns the names of the snapshot files (`.npy`, `.vti`, `.pvd`) in the output folder that are
+/// not among `written`, sorted: what an earlier run into the same folder left there.
+fn earlier_outputs(dir: &std::path::Path, written: &[std::path::PathBuf]) -> Vec<String> {
+    let written: std::collections::HashSet<&std::ffi::OsStr> =
+        written.iter().filter_map(|p| p.file_name()).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut earlier: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|entry| {
+            let path = entry.path();
+            let snapshot = path
+                .extension()
+                .is_some_and(|e| e == "npy" || e == "vti" || e == "pvd");
+            snapshot && !written.contains(entry.file_name().as_os_str())
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    earlier.sort();
+    earlier
 }

@@ -746,3 +746,30 @@ fn object_files_per_task_and_unset_fields() {
     assert!(stderr.contains("solve h using euler"), "{stderr}");
     assert!(!dir.join("coef_out/coef.o").exists(), "{stderr}");
 }
+
+/// A run into a folder that holds snapshots of an earlier run keeps them and says so.
+#[test]
+fn earlier_snapshots_are_kept_and_named() {
+    let dir = scratch("earlier_snapshots");
+    let model = |every: u32| {
+        format!(
+            "model heat\ngrid x in [0, 1] points 21\nfield u(x)\nconst nu = 0.1\n\
+             equation e: dt(u) = nu * laplace(u)\nboundary u: dirichlet(0) on x\n\
+             initial u = sin(pi * x)\nsolve e using euler(dt = 1e-3) until 2e-2 every {every}\n"
+        )
+    };
+    std::fs::write(dir.join("heat.npde"), model(5)).expect("model written");
+    let output = npdec(&["run", "heat.npde", "--out", "out"], &dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+    std::fs::write(dir.join("heat.npde"), model(10)).expect("model written");
+    let output = npdec(&["run", "heat.npde", "--out", "out"], &dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("also holds 2 snapshot files this run did not write (u_000005.npy, …)"),
+        "{stderr}"
+    );
+    assert!(dir.join("out/u_000005.npy").is_file() && dir.join("out/u_000015.npy").is_file());
+}
