@@ -243,6 +243,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     }
 }
 
+/// Returns a step size in scientific notation without a zero exponent: `2e-4`, `1`, `1.5`.
+fn step_size(dt: f64) -> String {
+    let text = format!("{dt:e}");
+    text.strip_suffix("e0").map_or(text.clone(), str::to_string)
+}
+
+/// Returns `x` rounded to 12 significant digits, so that a time summed over many steps prints as
+/// `0.0001` rather than `0.00009999999999999999`.
+fn round_to_digits(x: f64) -> f64 {
+    format!("{x:.11e}").parse().unwrap_or(x)
+}
+
 /// Describes what a solve task did, in one line: the equations, the scheme, and the steps of a time
 /// loop or the linear iterations and the residual of a steady solve.
 fn describe_solve(task: &npdec_runtime::TaskMetrics) -> String {
@@ -250,8 +262,11 @@ fn describe_solve(task: &npdec_runtime::TaskMetrics) -> String {
     let equations = equations.join(", ");
     match (task.steps, task.dt, task.final_time) {
         (Some(steps), Some(dt), Some(final_time)) => format!(
-            "solved {equations} with {} in {steps} steps of dt = {dt:e} to t = {final_time} ({:.2} s)",
-            task.scheme, task.wall_time_seconds
+            "solved {equations} with {} in {steps} steps of dt = {} to t = {} ({:.2} s)",
+            task.scheme,
+            step_size(dt),
+            round_to_digits(final_time),
+            task.wall_time_seconds
         ),
         _ => {
             let iterations = task.linear_iterations;
@@ -300,4 +315,20 @@ fn earlier_outputs(dir: &std::path::Path, written: &[std::path::PathBuf]) -> Vec
         .collect();
     earlier.sort();
     earlier
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn solve_line_numbers_are_short() {
+        assert_eq!(step_size(2e-4), "2e-4");
+        assert_eq!(step_size(1.0), "1");
+        assert_eq!(step_size(1.5), "1.5");
+        assert_eq!(step_size(1e10), "1e10");
+        assert_eq!(round_to_digits(9.999999999999999e-5).to_string(), "0.0001");
+        assert_eq!(round_to_digits(0.5).to_string(), "0.5");
+        assert_eq!(round_to_digits(2.0).to_string(), "2");
+    }
 }
