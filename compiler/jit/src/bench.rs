@@ -158,14 +158,15 @@ pub fn measure_bandwidth(threads: usize, elements: usize) -> Result<BandwidthRec
     let bytes = std::mem::size_of::<f32>() as f64 * elements as f64;
     let mut copy = 0.0f64;
     let mut triad = 0.0f64;
-    for _ in 0..3 {
+    for repetition in 1..=3 {
         let started = Instant::now();
         pool.scope(|scope| {
             for (target, source) in b.chunks_mut(chunk).zip(a.chunks(chunk)) {
                 scope.spawn(move |_| target.copy_from_slice(source));
             }
         });
-        copy = copy.max(2.0 * bytes / started.elapsed().as_secs_f64() / 1e9);
+        let copy_seconds = started.elapsed().as_secs_f64();
+        copy = copy.max(2.0 * bytes / copy_seconds / 1e9);
 
         let started = Instant::now();
         pool.scope(|scope| {
@@ -181,14 +182,51 @@ pub fn measure_bandwidth(threads: usize, elements: usize) -> Result<BandwidthRec
                 });
             }
         });
-        triad = triad.max(3.0 * bytes / started.elapsed().as_secs_f64() / 1e9);
+        let triad_seconds = started.elapsed().as_secs_f64();
+        triad = triad.max(3.0 * bytes / triad_seconds / 1e9);
+        tracing::debug!(
+            threads,
+            repetition,
+            copy_ms = %format_args!("{:.2}", copy_seconds * 1e3),
+            triad_ms = %format_args!("{:.2}", triad_seconds * 1e3),
+            "timed a bandwidth repetition"
+        );
     }
     std::hint::black_box(&a);
+    tracing::info!(
+        threads,
+        elements,
+        copy_gb_s = %format_args!("{copy:.1}"),
+        triad_gb_s = %format_args!("{triad:.1}"),
+        "measured the memory bandwidth, best of 3 repetitions"
+    );
     Ok(BandwidthRecord {
         threads,
         copy_gb_s: copy,
         triad_gb_s: triad,
     })
+}
+
+/// Logs the schedule that the JIT chose for a case: its blocking, compile time and kernels.
+fn log_plan(name: &str, threads: usize, compile_ms: f64, stepper: &EulerStepper<f32>) {
+    let kernels = &stepper.compiled.plan.kernels;
+    tracing::info!(
+        case = name,
+        threads,
+        compile_ms = %format_args!("{compile_ms:.2}"),
+        codegen_ms = %format_args!("{:.2}", stepper.compile_time().as_secs_f64() * 1e3),
+        kernels = kernels.len(),
+        blocking = %match stepper.blocking() {
+            Ok(steps) => format!(
+                "up to {steps} steps per pass on {} slab(s)",
+                stepper.blocked_slabs()
+            ),
+            Err(reason) => format!("off, one sweep per step: {reason}"),
+        },
+        "compiled the case"
+    );
+    let names: Vec<&str> = kernels.iter().map(|kernel| kernel.name.as_str()).collect();
+    tracing::debug!(case = name, kernels = ?names, "kernels of the step");
 }
 
 /// Runs one case: compiles it from text, fills the field with random data and times the steps.
@@ -209,6 +247,7 @@ fn run_case(
     let started = Instant::now();
     let mut stepper = compile_source(source, &options)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    log_plan(name, threads, compile_ms, &stepper);
 
     let points = stepper.points_per_step();
     let shape = stepper
@@ -224,6 +263,14 @@ fn run_case(
     stepper.run(steps);
     let seconds = started.elapsed().as_secs_f64();
     let points_per_second = points as f64 * steps as f64 / seconds;
+    tracing::info!(
+        case = name,
+        threads,
+        steps,
+        points,
+        ms = %format_args!("{:.2}", seconds * 1e3),
+        "timed the steps"
+    );
     let bytes_per_point = 2.0 * std::mem::size_of::<f32>() as f64;
     let roof = bandwidth.copy_gb_s.max(bandwidth.triad_gb_s) * 1e9;
     Ok(BenchRecord {
@@ -249,6 +296,15 @@ pub fn run_benchmarks(options: &BenchOptions) -> Result<BenchReport, String> {
             CASES.join(", ")
         ));
     }
+    tracing::info!(
+        steps = options.steps,
+        threads = ?options.threads,
+        temporal_blocking = options.temporal_blocking,
+        block_steps = ?options.block_steps,
+        points_2d = options.points_2d,
+        points_3d = options.points_3d,
+        "running the stencil benchmark"
+    );
     let mut bandwidth = Vec::new();
     for threads in &options.threads {
         bandwidth.push(measure_bandwidth(*threads, options.stream_elements)?);
