@@ -34,6 +34,80 @@ pub enum Emit {
     Diffractive,
 }
 
+/// The flags that only some `--emit` kinds read, by clap id, each with those kinds. Passing one
+/// with another kind is a usage error, because the build would otherwise ignore it.
+const EMIT_SPECIFIC_FLAGS: [(&str, &[Emit]); 11] = [
+    ("f32", &[Emit::Obj]),
+    (
+        "checkpoint",
+        &[Emit::Photonic, Emit::Spice, Emit::Onnx, Emit::Diffractive],
+    ),
+    // `--emit diffractive` requires a checkpoint, so the initial parameters never apply there.
+    ("seed", &[Emit::Photonic, Emit::Spice, Emit::Onnx]),
+    ("robustness", &[Emit::Photonic]),
+    ("trials", &[Emit::Photonic]),
+    ("g_min", &[Emit::Spice]),
+    ("g_max", &[Emit::Spice]),
+    ("volts_per_unit", &[Emit::Spice]),
+    ("index", &[Emit::Diffractive]),
+    ("unit", &[Emit::Diffractive]),
+    ("levels", &[Emit::Diffractive]),
+];
+
+impl Emit {
+    /// Returns the value of `--emit` that selects this kind.
+    fn flag_value(self) -> &'static str {
+        match self {
+            Emit::Obj => "obj",
+            Emit::Photonic => "photonic",
+            Emit::Spice => "spice",
+            Emit::Onnx => "onnx",
+            Emit::Diffractive => "diffractive",
+        }
+    }
+}
+
+/// Checks the flags given on the command line against `--emit`. A flag that the kind does not
+/// read, or `--emit diffractive` without `--checkpoint`, is a usage error.
+pub fn check_flags(emit: Emit, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+    let on_command_line =
+        |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    for (id, kinds) in EMIT_SPECIFIC_FLAGS {
+        if !on_command_line(id) || kinds.contains(&emit) {
+            continue;
+        }
+        // Written as "`--emit photonic`, `spice` and `onnx`".
+        let names: Vec<String> = kinds
+            .iter()
+            .enumerate()
+            .map(|(position, kind)| match position {
+                0 => format!("`--emit {}`", kind.flag_value()),
+                _ => format!("`{}`", kind.flag_value()),
+            })
+            .collect();
+        let kinds = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "`--{}` applies to {kinds}, not to `--emit {}`",
+                id.replace('_', "-"),
+                emit.flag_value()
+            ),
+        ));
+    }
+    if emit == Emit::Diffractive && !on_command_line("checkpoint") {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "`--emit diffractive` requires `--checkpoint RUN_DIR`, the output folder of `npdec run`",
+        ));
+    }
+    Ok(())
+}
+
 /// The options of `--emit diffractive`.
 pub struct DiffractiveFlags {
     /// Refractive index of the mask material.
@@ -111,11 +185,6 @@ pub fn run(args: &BuildArgs) -> Result<ExitCode, String> {
     let Some(model) = checked.model else {
         return Ok(ExitCode::from(1));
     };
-    if args.robustness && args.emit != Emit::Photonic {
-        return Err(
-            "`--robustness` measures photonic meshes: use it with `--emit photonic`".into(),
-        );
-    }
     let loaded = Loaded {
         sources,
         model,
@@ -200,12 +269,6 @@ fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, Build
 
 /// `--emit obj`: an object file and a C header per solve task.
 fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
-    if args.checkpoint.is_some() {
-        return Err(BuildError::Message(
-            "`--emit obj` compiles solve tasks, whose object files carry no parameter values; `--checkpoint` applies to `--emit photonic`, `spice` and `onnx`"
-                .into(),
-        ));
-    }
     let program = match npdec_ir::discretize_model(&loaded.model) {
         Ok(program) => program,
         Err(diagnostics) => {

@@ -16,7 +16,7 @@ mod run;
 mod terminal;
 mod trained;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -126,7 +126,7 @@ enum Command {
     },
     /// Compile a model ahead of time, or export its network: hardware layouts, ONNX.
     #[command(
-        after_help = "Examples:\n  npdec build examples/heat1d.npde --emit obj -o build/heat1d\n  npdec run examples/mnist_mlp.npde --out runs/mlp\n  npdec build examples/mnist_mlp.npde --emit photonic --checkpoint runs/mlp -o build/photonic --robustness\n  npdec build examples/mnist_mlp.npde --emit spice --checkpoint runs/mlp -o build/spice --g-max 5e-5\n  npdec build examples/mnist_cnn.npde --emit onnx -o build/onnx"
+        after_help = "Examples:\n  npdec build examples/heat1d.npde --emit obj -o build/heat1d\n  npdec run examples/mnist_mlp.npde --out runs/mlp\n  npdec build examples/mnist_mlp.npde --emit photonic --checkpoint runs/mlp -o build/photonic --robustness\n  npdec build examples/mnist_mlp.npde --emit spice --checkpoint runs/mlp -o build/spice --g-max 5e-5\n  npdec build examples/mnist_cnn.npde --emit onnx -o build/onnx\n\nA flag whose help names emit kinds applies to those kinds only, and with another `--emit` it\nis a usage error (exit code 2)."
     )]
     Build {
         /// The model file.
@@ -145,15 +145,17 @@ enum Command {
         /// by diffractive].
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// Seed of the initial parameters when there is no checkpoint.
+        /// Seed of the initial parameters when there is no checkpoint, and of the noise of
+        /// `--robustness` (`--emit photonic`, `spice` and `onnx`).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Also report the test accuracy under phase noise (σ = 0.01 and 0.05 rad) and 8-bit
         /// phases (`--emit photonic`).
         #[arg(long)]
         robustness: bool,
-        /// Noisy draws per noise level of `--robustness`.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Noisy draws per noise level of `--robustness` (`--emit photonic`).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..),
+              requires = "robustness")]
         trials: u64,
         /// Smallest conductance of a crossbar cell, in siemens (`--emit spice`).
         #[arg(long, default_value_t = 1e-6)]
@@ -261,7 +263,23 @@ fn restore_sigpipe() {
 fn main() -> ExitCode {
     #[cfg(unix)]
     restore_sigpipe();
-    let cli = Cli::parse();
+    // Parsed in two steps because `npdec build` checks which flags were given, not only their
+    // values, against `--emit`.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)
+        .unwrap_or_else(|error| error.format(&mut Cli::command()).exit());
+    if let (Command::Build { emit, .. }, Some(build_matches)) =
+        (&cli.command, matches.subcommand_matches("build"))
+    {
+        if let Err(error) = build::check_flags(*emit, build_matches) {
+            let mut command = Cli::command();
+            command.build();
+            let build_command = command
+                .find_subcommand_mut("build")
+                .expect("npdec has a build subcommand");
+            error.format(build_command).exit();
+        }
+    }
     terminal::init_logging(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Check {

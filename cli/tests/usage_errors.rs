@@ -114,6 +114,137 @@ fn build_help_lists_checkpoint_emits() {
     assert!(stdout.contains("required by diffractive"), "{stdout}");
 }
 
+/// `npdec build` rejects a flag that the chosen `--emit` kind does not read, and
+/// `--emit diffractive` without `--checkpoint`, as usage errors before it reads the model.
+#[test]
+fn build_rejects_flags_of_other_emits() {
+    let dir = scratch("build_emit_flags");
+    // The model file does not exist: a usage error stops the build before it is read.
+    let cases: [(&[&str], &str); 14] = [
+        (
+            &["--emit", "obj", "--checkpoint", "run"],
+            "`--checkpoint` applies to `--emit photonic`, `spice`, `onnx` and `diffractive`, not to `--emit obj`",
+        ),
+        (
+            &["--emit", "obj", "--seed", "3"],
+            "`--seed` applies to `--emit photonic`, `spice` and `onnx`, not to `--emit obj`",
+        ),
+        (
+            &["--emit", "diffractive", "--checkpoint", "run", "--seed", "3"],
+            "`--seed` applies to `--emit photonic`, `spice` and `onnx`, not to `--emit diffractive`",
+        ),
+        (
+            &["--emit", "spice", "--f32"],
+            "`--f32` applies to `--emit obj`, not to `--emit spice`",
+        ),
+        (
+            &["--emit", "onnx", "--robustness"],
+            "`--robustness` applies to `--emit photonic`, not to `--emit onnx`",
+        ),
+        (
+            &["--emit", "spice", "--robustness", "--trials", "3"],
+            "`--robustness` applies to `--emit photonic`, not to `--emit spice`",
+        ),
+        (
+            &["--emit", "obj", "--g-min", "1e-6"],
+            "`--g-min` applies to `--emit spice`, not to `--emit obj`",
+        ),
+        (
+            &["--emit", "photonic", "--g-max", "1e-3"],
+            "`--g-max` applies to `--emit spice`, not to `--emit photonic`",
+        ),
+        (
+            &["--emit", "onnx", "--volts-per-unit", "0.2"],
+            "`--volts-per-unit` applies to `--emit spice`, not to `--emit onnx`",
+        ),
+        (
+            &["--emit", "obj", "--index", "1.5"],
+            "`--index` applies to `--emit diffractive`, not to `--emit obj`",
+        ),
+        (
+            &["--emit", "spice", "--unit", "1e-6"],
+            "`--unit` applies to `--emit diffractive`, not to `--emit spice`",
+        ),
+        (
+            &["--emit", "photonic", "--levels", "8"],
+            "`--levels` applies to `--emit diffractive`, not to `--emit photonic`",
+        ),
+        (
+            &["--emit", "diffractive"],
+            "`--emit diffractive` requires `--checkpoint RUN_DIR`, the output folder of `npdec run`",
+        ),
+        (
+            &["--emit", "photonic", "--trials", "3"],
+            "the following required arguments were not provided:\n  --robustness",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec!["build", "missing.npde", "-o", "out"];
+        args.extend_from_slice(flags);
+        let output = npdec(&args, &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: {message}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("Usage: npdec build"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.join("out").exists());
+
+    // A default value is not a flag given: each kind builds past the check to the missing file.
+    for emit in ["obj", "photonic", "spice", "onnx"] {
+        let output = npdec(
+            &["build", "missing.npde", "--emit", emit, "-o", "out"],
+            &dir,
+        );
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(1), "{emit}: {stderr}");
+        assert!(
+            stderr.contains("cannot read `missing.npde`"),
+            "{emit}: {stderr}"
+        );
+    }
+    // Flags of the chosen kind pass the check.
+    for flags in [
+        &["--emit", "obj", "--f32"][..],
+        &[
+            "--emit", "spice", "--g-min", "1e-6", "--g-max", "1e-4", "--seed", "2",
+        ],
+        &[
+            "--emit",
+            "photonic",
+            "--robustness",
+            "--trials",
+            "3",
+            "--checkpoint",
+            "run",
+        ],
+        &[
+            "--emit",
+            "diffractive",
+            "--checkpoint",
+            "run",
+            "--levels",
+            "8",
+            "--unit",
+            "1e-6",
+            "--index",
+            "1.5",
+        ],
+    ] {
+        let mut args = vec!["build", "missing.npde", "-o", "out"];
+        args.extend_from_slice(flags);
+        let output = npdec(&args, &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot read `missing.npde`"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn run_counts_one_file_in_singular() {
     let dir = scratch("singular");
