@@ -15,3 +15,12 @@ pub mod loss;
 pub mod optim;
 pub mod report;
 pub mod revolve;
+
+/// Formats a count with its noun, singular for one: `1 parameter`, `2 parameters`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

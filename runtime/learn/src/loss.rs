@@ -134,8 +134,8 @@ pub fn add_l2_gradient(
 ) -> Result<(), LossError> {
     if parameters.len() != gradient.len() {
         return Err(error(format!(
-            "L2 gradient: {} parameters but a gradient of length {}",
-            parameters.len(),
+            "L2 gradient: {} but a gradient of length {}",
+            crate::count(parameters.len(), "parameter"),
             gradient.len()
         )));
     }

@@ -71,8 +71,8 @@ fn prepare_state(
 ) -> Result<(), OptimError> {
     if parameters.len() != gradient.len() {
         return Err(error(format!(
-            "{what}: {} parameters but a gradient of length {}",
-            parameters.len(),
+            "{what}: {} but a gradient of length {}",
+            crate::count(parameters.len(), "parameter"),
             gradient.len()
         )));
     }
@@ -81,8 +81,8 @@ fn prepare_state(
             vector.resize(parameters.len(), 0.0);
         } else if vector.len() != parameters.len() {
             return Err(error(format!(
-                "{what}: the state was built for {} parameters, this step has {}",
-                vector.len(),
+                "{what}: the state was built for {}, this step has {}",
+                crate::count(vector.len(), "parameter"),
                 parameters.len()
             )));
         }
@@ -371,8 +371,8 @@ impl Adam {
                 vector.resize(total, 0.0);
             } else if vector.len() != total {
                 return Err(error(format!(
-                    "Adam: the state was built for {} parameters, this step has {total}",
-                    vector.len()
+                    "Adam: the state was built for {}, this step has {total}",
+                    crate::count(vector.len(), "parameter")
                 )));
             }
         }

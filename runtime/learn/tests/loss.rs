@@ -118,6 +118,13 @@ fn l2_penalty_and_gradient() {
     add_l2_gradient(0.5, &parameters, &mut gradient).unwrap();
     assert_eq!(gradient, [1.5, 0.0, 2.5]);
     assert!(add_l2_gradient(0.5, &parameters, &mut [0.0; 2]).is_err());
+    let message = add_l2_gradient(0.5, &[1.0], &mut [0.0; 2])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("L2 gradient: 1 parameter but a gradient of length 2"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -127,6 +127,38 @@ fn adam_rejects_bad_settings_and_lengths() {
 }
 
 #[test]
+fn length_errors_count_one_in_singular() {
+    let mut adam = Adam::new(0.1, 0.9, 0.999, 1e-8).unwrap();
+    let message = adam.step(&mut [0.0; 1], &[0.0; 2]).unwrap_err().to_string();
+    assert!(
+        message.contains("Adam: 1 parameter but a gradient of length 2"),
+        "{message}"
+    );
+    adam.step(&mut [0.0; 1], &[1.0; 1]).unwrap();
+    let message = adam.step(&mut [0.0; 2], &[1.0; 2]).unwrap_err().to_string();
+    assert!(
+        message.contains("the state was built for 1 parameter, this step has 2"),
+        "{message}"
+    );
+    let message = adam
+        .step_segments(&mut [&mut [0.0; 2][..]], &[&[1.0; 2][..]], 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("Adam: the state was built for 1 parameter, this step has 2"),
+        "{message}"
+    );
+
+    let mut sgd = Sgd::new(0.1, 0.9).unwrap();
+    sgd.step(&mut [0.0; 1], &[1.0; 1]).unwrap();
+    let message = sgd.step(&mut [0.0; 3], &[1.0; 3]).unwrap_err().to_string();
+    assert!(
+        message.contains("the state was built for 1 parameter, this step has 3"),
+        "{message}"
+    );
+}
+
+#[test]
 fn adam_segments_equal_flat_step_with_l2() {
     // Three segments longer than one parallel chunk in total, with values of both signs.
     let lengths = [5usize, 40_000, 7];
