@@ -75,7 +75,7 @@ pub fn image_data<T: Real>(model: &Model, field: &Field, value: &Value<T>) -> Re
     };
 
     Ok(Vtk {
-        version: Version::new((1, 0)),
+        version: Version::new_xml(1, 0),
         byte_order: ByteOrder::LittleEndian,
         title: String::new(),
         file_path: None,
