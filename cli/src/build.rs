@@ -263,7 +263,17 @@ fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, Build
         levels: args.diffractive.levels,
         quiet: args.quiet,
     };
-    crate::build_diffractive::emit(&loaded.model, &args.file, &args.out, &options)?;
+    crate::build_diffractive::emit(&loaded.model, &args.file, &args.out, &options).map_err(
+        |error| match error {
+            crate::build_diffractive::EmitError::Unfit { span, message } => {
+                BuildError::from(
+                    Diagnostic::error(Code::E0280, message, span, "this task")
+                        .with_help("`--emit diffractive` writes the masks of a trained `split_step` task of one complex field on two axes whose class scores are detector integrals; see docs/hardware.md"),
+                )
+            }
+            crate::build_diffractive::EmitError::Failed(message) => BuildError::Message(message),
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -279,10 +289,18 @@ fn emit_obj(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> {
         }
     };
     if program.solves.is_empty() {
-        return Err(BuildError::Message(format!(
-            "`{}` has no solve task to compile",
-            args.file.display()
-        )));
+        let model = &loaded.model;
+        return Err(Diagnostic::error(
+            Code::E0280,
+            format!(
+                "model `{}` has no solve task, so `--emit obj` has no time step to compile",
+                model.name
+            ),
+            model.span,
+            "no solve task in this model",
+        )
+        .with_help("`--emit obj` compiles the explicit Euler steps of `solve` tasks; add one such as `solve EQUATION using euler(dt = 0.001) until 1`, or export a trained network with `--emit onnx`")
+        .into());
     }
     // Every task is checked before the first file is written, so a rejected build leaves the
     // outputs of an earlier build as they were.
@@ -431,10 +449,6 @@ fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> 
         .into());
     };
     let parameters = load_parameters(loaded, args)?;
-    crate::terminal::status(
-        args.quiet,
-        &format!("using {}", parameters.source.describe()),
-    );
     let base_dir = args.file.parent().unwrap_or(Path::new("."));
     let options = npdec_runtime::train::TrainOptions {
         seed: args.seed,
@@ -449,7 +463,19 @@ fn emit_onnx(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError> 
         &parameters.values,
         prepared.train.features(),
     )
-    .map_err(|e| format!("cannot export `{}` to ONNX: {e}", model.name))?;
+    .map_err(|e| {
+        Diagnostic::error(
+            Code::E0280,
+            format!("cannot export `{}` to ONNX: {e}", model.name),
+            task.span,
+            "the network of this task",
+        )
+        .with_help("docs/architectures.md lists what the ONNX export covers; `npdec run` still trains and evaluates this model")
+    })?;
+    crate::terminal::status(
+        args.quiet,
+        &format!("using {}", parameters.source.describe()),
+    );
     create_folder(&args.out)?;
     let path = args.out.join(format!("{}.onnx", model.name));
     write_atomically(&path, |temporary| {
@@ -480,17 +506,30 @@ fn weight_matrices(
     args: &BuildArgs,
 ) -> Result<(Parameters, Vec<DenseMatrix>), BuildError> {
     let parameters = load_parameters(loaded, args)?;
+    let matrices = trained::dense_matrices(&loaded.model, &parameters.values);
+    if matrices.is_empty() {
+        let model = &loaded.model;
+        let (span, label) = match trained::first_train_task(model) {
+            Some(task) => (task.span, "no dense layer in this task"),
+            None => (model.span, "no dense layer in this model"),
+        };
+        return Err(Diagnostic::error(
+            Code::E0280,
+            format!(
+                "model `{}` has no dense layer `W @ u` with a matrix parameter `W[rows, columns]`, so `--emit {}` has nothing to map onto hardware",
+                model.name,
+                args.emit.flag_value()
+            ),
+            span,
+            label,
+        )
+        .with_help("declare a matrix such as `param W[64, 64] ~ glorot` and use it as `W @ h` in an equation or readout, or export the network with `--emit onnx`")
+        .into());
+    }
     crate::terminal::status(
         args.quiet,
         &format!("using {}", parameters.source.describe()),
     );
-    let matrices = trained::dense_matrices(&loaded.model, &parameters.values);
-    if matrices.is_empty() {
-        return Err(BuildError::Message(format!(
-            "`{}` has no dense layer `W @ u` with a matrix parameter `W[rows, columns]` to map onto hardware",
-            args.file.display()
-        )));
-    }
     Ok((parameters, matrices))
 }
 

@@ -1,10 +1,12 @@
 //! `npdec build --emit diffractive`: the phase masks of a trained split-step task, their files,
 //! and their re-simulation by the independent angular-spectrum propagator of `npdec-hardware`.
 
+use npdec_diagnostics::Span;
 use npdec_hardware::diffractive::{
     emit_diffractive, simulated_accuracy, DiffractiveLayout, DiffractiveOptions, Kernel, Rect,
 };
 use npdec_runtime::output::write_atomically;
+use npdec_runtime::train::diffractive::StackError;
 use npdec_symbolic::{Model, Task};
 use serde::Serialize;
 use std::path::Path;
@@ -22,6 +24,20 @@ pub struct DiffractiveArgs<'a> {
     pub quiet: bool,
 }
 
+/// The reason a diffractive build wrote no masks.
+pub enum EmitError {
+    /// The model has no trained diffractive network, and `span` points at the part that lacks it.
+    Unfit { span: Span, message: String },
+    /// Any other failure: a flag value, the data, the checkpoint or a file.
+    Failed(String),
+}
+
+impl From<String> for EmitError {
+    fn from(message: String) -> Self {
+        EmitError::Failed(message)
+    }
+}
+
 #[derive(Serialize)]
 struct Verification {
     test_samples: usize,
@@ -35,7 +51,12 @@ struct Verification {
 
 /// Writes the stack of the model's one train task and compares its re-simulation with the
 /// digital model.
-pub fn emit(model: &Model, file: &Path, out: &Path, args: &DiffractiveArgs) -> Result<(), String> {
+pub fn emit(
+    model: &Model,
+    file: &Path,
+    out: &Path,
+    args: &DiffractiveArgs,
+) -> Result<(), EmitError> {
     let tasks: Vec<_> = model
         .tasks
         .iter()
@@ -45,17 +66,20 @@ pub fn emit(model: &Model, file: &Path, out: &Path, args: &DiffractiveArgs) -> R
         })
         .collect();
     let [task] = tasks.as_slice() else {
-        return Err(format!(
-            "`--emit diffractive` needs exactly one train task, and `{}` has {}",
-            file.display(),
-            tasks.len()
-        ));
+        return Err(EmitError::Unfit {
+            span: model.span,
+            message: format!(
+                "`--emit diffractive` needs exactly one train task, and model `{}` has {}",
+                model.name,
+                tasks.len()
+            ),
+        });
     };
     if !(args.unit.is_finite() && args.unit > 0.0) {
-        return Err(format!(
+        return Err(EmitError::Failed(format!(
             "--unit {} must be a positive length in metres",
             args.unit
-        ));
+        )));
     }
     let base_dir = file.parent().unwrap_or(Path::new("."));
     let stack = npdec_runtime::train::diffractive::diffractive_stack(
@@ -63,7 +87,14 @@ pub fn emit(model: &Model, file: &Path, out: &Path, args: &DiffractiveArgs) -> R
         task,
         base_dir,
         args.checkpoint,
-    )?;
+    )
+    .map_err(|error| match error {
+        StackError::Unfit(message) => EmitError::Unfit {
+            span: task.span,
+            message,
+        },
+        StackError::Failed(message) => EmitError::Failed(message),
+    })?;
     let unit = args.unit;
     // Layout rows follow the field's first axis (y), columns its second axis (x).
     let layout = DiffractiveLayout {

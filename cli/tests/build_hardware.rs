@@ -333,3 +333,71 @@ fn bad_checkpoints_are_clear_errors() {
     );
     assert!(!out.join("W.cir").exists(), "nothing is written");
 }
+
+/// Runs a build expected to find nothing to make, and returns its standard error after checking
+/// the exit status, the code and that the output folder was not created.
+fn nothing_to_build(args: &[&str], out: &Path) -> String {
+    let mut all: Vec<&str> = vec!["build"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", out.to_str().unwrap()]);
+    let output = npdec(&all);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.contains("[E0280] Error: "), "{args:?}: {stderr}");
+    assert!(stderr.contains("Help: "), "{args:?}: {stderr}");
+    assert!(!out.exists(), "{args:?} created {}", out.display());
+    stderr
+}
+
+#[test]
+fn models_without_what_an_emit_needs_get_e0280() {
+    let out = scratch("nothing");
+    for emit in ["photonic", "spice"] {
+        let stderr = nothing_to_build(&["examples/heat1d.npde", "--emit", emit], &out);
+        assert!(
+            stderr.contains(&format!(
+                "model `heat1d` has no dense layer `W @ u` with a matrix parameter `W[rows, columns]`, so `--emit {emit}` has nothing to map onto hardware"
+            )),
+            "{stderr}"
+        );
+        // The parameters are not announced for a build that cannot use them.
+        assert!(!stderr.contains("initial parameters"), "{stderr}");
+    }
+
+    let stderr = nothing_to_build(&["examples/digits.npde", "--emit", "obj"], &out);
+    assert!(
+        stderr.contains(
+            "model `digits` has no solve task, so `--emit obj` has no time step to compile"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no solve task in this model"), "{stderr}");
+
+    // A split-step task has no ONNX export; the error points at the train task.
+    let stderr = nothing_to_build(&["examples/digits_d2nn.npde", "--emit", "onnx"], &out);
+    assert!(
+        stderr.contains("cannot export `digits_d2nn` to ONNX"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the network of this task"), "{stderr}");
+    assert!(stderr.contains("train "), "{stderr}");
+    assert!(!stderr.contains("initial parameters"), "{stderr}");
+
+    // A dense network has no phase masks, even with a checkpoint of its own.
+    let run = trained_run();
+    let stderr = nothing_to_build(
+        &[
+            "examples/mnist_mlp.npde",
+            "--emit",
+            "diffractive",
+            "--checkpoint",
+            run.to_str().unwrap(),
+        ],
+        &out,
+    );
+    assert!(
+        stderr.contains("a diffractive stack needs a complex field advanced by `split_step`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("this task"), "{stderr}");
+}

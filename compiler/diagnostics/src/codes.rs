@@ -103,6 +103,8 @@ codes! {
     E0261 = "E0261", "invalid training setup";
     E0270 = "E0270", "expectation is not a comparison";
     E0271 = "E0271", "invalid training metric in an expectation";
+    // Builds.
+    E0280 = "E0280", "nothing for the chosen `--emit` to build";
     // Warnings.
     W0001 = "W0001", "unused declaration";
     W0002 = "W0002", "unused import";
@@ -128,6 +130,7 @@ impl Code {
                 | Code::W0007
                 | Code::E0231
                 | Code::E0252
+                | Code::E0280
         )
     }
 }

@@ -48,43 +48,62 @@ pub struct DiffractiveStack {
     pub digital_accuracy: f64,
 }
 
+/// The reason a train task gives no diffractive stack.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StackError {
+    /// The task is not a diffractive network of one complex field, and the message names the
+    /// part it lacks.
+    Unfit(String),
+    /// Its data or checkpoint could not be used, or the digital model is not finite.
+    Failed(String),
+}
+
+impl From<String> for StackError {
+    /// Wraps the message about a shape or readout that a diffractive stack cannot have.
+    fn from(message: String) -> Self {
+        StackError::Unfit(message)
+    }
+}
+
 /// Reads the stack of a trained split-step task from the checkpoint file `checkpoint`.
 pub fn diffractive_stack(
     model: &Model,
     task: &TrainTask,
     base_dir: &Path,
     checkpoint: &Path,
-) -> Result<DiffractiveStack, String> {
+) -> Result<DiffractiveStack, StackError> {
     let options = TrainOptions::default();
-    let mut prepared = prepare(model, task, base_dir, &options).map_err(|e| e.message)?;
-    load_checkpoint_params(model, &mut prepared.params, checkpoint).map_err(|e| e.message)?;
+    let mut prepared =
+        prepare(model, task, base_dir, &options).map_err(|e| StackError::Failed(e.message))?;
+    load_checkpoint_params(model, &mut prepared.params, checkpoint)
+        .map_err(|e| StackError::Failed(e.message))?;
     let lowered = &prepared.lowered;
     let params = &prepared.params;
     let [slot] = lowered.states.as_slice() else {
-        return Err(format!(
+        return Err(StackError::Unfit(format!(
             "a diffractive stack has one complex field advanced by `split_step`; this task has {} fields",
             lowered.states.len()
-        ));
+        )));
     };
     let Some(split) = &slot.split else {
-        return Err(
+        return Err(StackError::Unfit(
             "a diffractive stack needs a complex field advanced by `split_step`".to_string(),
-        );
+        ));
     };
     let field = slot.field;
     let axes = &model.field(field).axes;
     if axes.len() != 2 {
-        return Err(format!(
+        return Err(StackError::Unfit(format!(
             "a diffractive stack needs a field on two transverse axes, and `{}` has {}",
             model.field(field).name,
             axes.len()
-        ));
+        )));
     }
     let (c_re, c_im) = split.laplace;
     if c_re != 0.0 || c_im == 0.0 {
-        return Err(format!(
+        return Err(StackError::Unfit(format!(
             "free space needs a Laplacian coefficient ∓i/(2k), found {c_re} + {c_im}i"
-        ));
+        )));
     }
     let wave_number = 1.0 / (2.0 * c_im.abs());
     let extents: Vec<usize> = axes.iter().map(|a| model.axis(*a).points).collect();
@@ -94,10 +113,10 @@ pub fn diffractive_stack(
         model.axis(axes[1]).coordinate(0),
     );
     if (spacing.0 - spacing.1).abs() > 1e-12 * spacing.0.abs() {
-        return Err(format!(
+        return Err(StackError::Unfit(format!(
             "a diffractive stack needs square pixels, and the spacings are {} and {}",
             spacing.0, spacing.1
-        ));
+        )));
     }
     let masks = masks(lowered, params, extents[0], extents[1], c_im > 0.0);
     let dz = lowered.dt;
@@ -113,10 +132,16 @@ pub fn diffractive_stack(
     };
     let test = &prepared.test;
     let Targets::Classes { labels, .. } = &test.targets else {
-        return Err("a diffractive classifier needs class labels".to_string());
+        return Err(StackError::Unfit(
+            "a diffractive classifier needs class labels".to_string(),
+        ));
     };
-    let (_, outputs) = evaluate_dataset(&network, params, test, 64)
-        .map_err(|e| format!("the digital model is not finite at step {}", e.step))?;
+    let (_, outputs) = evaluate_dataset(&network, params, test, 64).map_err(|e| {
+        StackError::Failed(format!(
+            "the digital model is not finite at step {}",
+            e.step
+        ))
+    })?;
     let correct = outputs
         .rows()
         .into_iter()
