@@ -8,6 +8,7 @@ use npdec_symbolic::{
     Param, ParamId, Split,
 };
 use npdec_syntax::ast::{self, ExprKind, ItemKind, ParamInit, ParamMode};
+use std::collections::HashSet;
 
 const GRID_CLAUSES: &[&str] = &["in", "points", "step", "index", "image"];
 const DATA_CLAUSES: &[&str] = &["split", "scale", "pad", "shift"];
@@ -15,14 +16,21 @@ const INITIALIZERS: &[&str] = &["zeros", "ones", "normal", "uniform", "glorot", 
 
 impl Checker<'_> {
     pub(crate) fn lower_grids(&mut self, module: &ast::Module) {
+        let periodic = periodic_axis_names(module);
         for item in &module.items {
             if let ItemKind::Grid { axes, clauses } = &item.kind {
-                self.lower_grid(axes, clauses, item.span);
+                self.lower_grid(axes, clauses, item.span, &periodic);
             }
         }
     }
 
-    fn lower_grid(&mut self, names: &[ast::Ident], clauses: &[ast::Clause], span: Span) {
+    fn lower_grid(
+        &mut self,
+        names: &[ast::Ident],
+        clauses: &[ast::Clause],
+        span: Span,
+        periodic: &HashSet<&str>,
+    ) {
         let found = self.clauses(clauses, GRID_CLAUSES, "a grid");
         let n = names.len();
         if n > 3 {
@@ -105,7 +113,7 @@ impl Checker<'_> {
             counted(self, clause, 1)
                 .map(|counts| counts.into_iter().map(|c| (AxisKind::Index, c)).collect())
         } else {
-            self.interval_axes(names, &found, span)
+            self.interval_axes(names, &found, span, periodic)
         };
         let Some(axes) = axes else { return };
         for (ident, (kind, points)) in names.iter().zip(axes) {
@@ -139,6 +147,7 @@ impl Checker<'_> {
         names: &[ast::Ident],
         found: &std::collections::HashMap<&'static str, &ast::Clause>,
         span: Span,
+        periodic: &HashSet<&str>,
     ) -> Option<Vec<(AxisKind, usize)>> {
         let n = names.len();
         let Some(interval_clause) = found.get("in") else {
@@ -278,7 +287,8 @@ impl Checker<'_> {
                     return None;
                 }
                 let mut counts = Vec::new();
-                for ((h, h_span), (min, max, _)) in steps.iter().zip(&intervals) {
+                for (((h, h_span), (min, max, _)), name) in steps.iter().zip(&intervals).zip(names)
+                {
                     let cells = (max - min) / h;
                     if *h <= 0.0 || (cells - cells.round()).abs() > 1e-9 * cells.max(1.0) {
                         self.error(
@@ -287,7 +297,14 @@ impl Checker<'_> {
                         );
                         return None;
                     }
-                    counts.push(cells.round() as usize + 1);
+                    // A periodic axis leaves out its right end point, so the step is kept by giving
+                    // it one point per cell: `[0, 1] step 0.25` has 4 points at spacing 0.25.
+                    let cells = cells.round() as usize;
+                    counts.push(if periodic.contains(name.name.as_str()) {
+                        cells
+                    } else {
+                        cells + 1
+                    });
                 }
                 counts
             }
@@ -908,4 +925,49 @@ fn data_paths(format: &DataFormat) -> Vec<&str> {
             .chain(labels.as_deref())
             .collect(),
     }
+}
+
+/// Collects the names of the axes that a `boundary …: periodic on …` statement names, read from the
+/// syntax tree before any boundary is checked. A grid sized by `step` needs them, because a
+/// periodic axis has one point fewer for the same spacing. A periodic statement that is later
+/// rejected still counts here, and its own error is reported.
+fn periodic_axis_names(module: &ast::Module) -> HashSet<&str> {
+    let field_axes = |field_name: &str| {
+        module.items.iter().find_map(|item| match &item.kind {
+            ItemKind::Field { name, axes, .. } if name.name == field_name => Some(axes),
+            _ => None,
+        })
+    };
+    let mut names = HashSet::new();
+    for item in &module.items {
+        let ItemKind::Boundary {
+            field,
+            condition,
+            sides,
+        } = &item.kind
+        else {
+            continue;
+        };
+        let kind = match &condition.kind {
+            ExprKind::Name(name) => name,
+            ExprKind::Call { callee, .. } => callee,
+            _ => continue,
+        };
+        if kind.name != "periodic" {
+            continue;
+        }
+        for side in sides {
+            match side.as_name() {
+                Some(all) if all.name == "all" => {
+                    let axes = field.as_name().and_then(|f| field_axes(&f.name));
+                    names.extend(axes.into_iter().flatten().map(|a| a.name.as_str()));
+                }
+                Some(axis) => {
+                    names.insert(axis.name.as_str());
+                }
+                None => {}
+            }
+        }
+    }
+    names
 }
