@@ -113,6 +113,7 @@ codes! {
     W0005 = "W0005", "time step above the stability limit";
     W0006 = "W0006", "solution not finite";
     W0007 = "W0007", "linear solver did not converge";
+    W0008 = "W0008", "softmax before a cross-entropy loss";
 }
 
 impl Code {

@@ -658,6 +658,9 @@ impl Checker<'_> {
         let first = self.lower(&args[0].value, Place::Model);
         let second = self.lower(&args[1].value, Place::Model);
         let (first, second) = (first?, second?);
+        if callee.name == "cross_entropy" {
+            self.warn_softmax_scores(&args[0].value);
+        }
         Some(if callee.name == "mse" {
             Loss::Mse {
                 prediction: first.expr,
@@ -669,6 +672,45 @@ impl Checker<'_> {
                 label: second.expr,
             }
         })
+    }
+
+    /// Warns when the scores given to `cross_entropy` end in `softmax`, directly or as the value
+    /// of a readout. The loss applies its own softmax to the scores, so a second one squashes them
+    /// into [0, 1] and the gradients shrink: the network still trains, but slowly and worse.
+    fn warn_softmax_scores(&mut self, scores: &ast::Expr) {
+        let mut value = scores.clone();
+        // A readout may be defined by another readout, so follow names up to a bound that a
+        // cycle, which is reported as E0131 elsewhere, cannot exceed.
+        for _ in 0..self.decls.len() + 1 {
+            let ExprKind::Name(name) = &value.kind else {
+                break;
+            };
+            match self.lookup(&name.name).map(|index| &self.decls[index].kind) {
+                Some(DeclKind::Readout { value: inner, .. }) => value = inner.clone(),
+                _ => break,
+            }
+        }
+        let ExprKind::Call { callee, args } = &value.kind else {
+            return;
+        };
+        if callee.name != "softmax" || args.len() != 1 {
+            return;
+        }
+        let inner = self.sources.snippet(args[0].value.span).to_string();
+        let mut diagnostic = Diagnostic::warning(
+            Code::W0008,
+            "`cross_entropy` gets scores that already went through `softmax`",
+            callee.span,
+            "softmax applied here",
+        )
+        .with_help(format!(
+            "remove this `softmax` and keep `{inner}`, because `cross_entropy` applies softmax \
+             itself and takes raw scores (logits)"
+        ));
+        if value.span != scores.span {
+            diagnostic = diagnostic.with_label(scores.span, "used as the scores of the loss here");
+        }
+        self.diagnostics.push(diagnostic);
     }
 
     fn optimizer(&mut self, value: &ast::Expr) -> Option<Optimizer> {

@@ -70,7 +70,7 @@ pub enum ItemKind {
     },
     /// `initial u = sin(pi * x)` or `initial dt(u) = 0`.
     Initial { target: Expr, value: Expr },
-    /// `readout y = softmax(W @ u)`.
+    /// `readout y = W @ u + b`.
     Readout { name: Ident, value: Expr },
     /// `fn swish(x) = x * sigmoid(x)`.
     Function {
