@@ -151,9 +151,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             continue;
         }
         let epochs = |n: usize| format!("{n} epoch{}", if n == 1 { "" } else { "s" });
-        let accuracy = trained.test_accuracy.map_or(String::new(), |a| {
-            format!(", test accuracy {:.2} %", 100.0 * a)
-        });
+        let figures = training_figures(trained);
         if trained.resumed_epochs > 0 && trained.resumed_epochs >= trained.requested_epochs {
             // The checkpoint's parameters stay as they are, so report them and not a training run.
             eprintln!(
@@ -162,10 +160,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 epochs(trained.requested_epochs)
             );
             eprintln!(
-                "checkpoint after {} with {}: train loss {:.4}{accuracy}",
+                "checkpoint after {} with {}: {figures}",
                 epochs(trained.resumed_epochs),
                 trained.optimizer,
-                trained.train_loss
             );
             continue;
         }
@@ -184,11 +181,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         let mean_seconds =
             trained.epoch_seconds.iter().sum::<f64>() / trained.epoch_seconds.len().max(1) as f64;
         eprintln!(
-            "trained with {} for {} ({:.2} s per epoch): train loss {:.4}{accuracy}",
+            "trained with {} for {} ({:.2} s per epoch): {figures}",
             trained.optimizer,
             epochs(trained.epochs),
             mean_seconds,
-            trained.train_loss
         );
     }
     for expect in &report.expects {
@@ -240,6 +236,44 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
             if failed == 1 { "" } else { "s" }
         ));
         Ok(ExitCode::from(1))
+    }
+}
+
+/// Returns the figures of a train task's last epoch: the training loss, then each metric the task
+/// computed, of the test set when there is one and of the training samples otherwise.
+fn training_figures(trained: &npdec_runtime::train::TrainReport) -> String {
+    let last = trained.history.last();
+    let mut text = format!("train loss {}", significant(trained.train_loss));
+    let train_accuracy = last.and_then(|r| r.train_accuracy);
+    match (trained.test_accuracy, train_accuracy) {
+        (Some(a), _) => text.push_str(&format!(", test accuracy {:.2} %", 100.0 * a)),
+        (None, Some(a)) => text.push_str(&format!(", train accuracy {:.2} %", 100.0 * a)),
+        (None, None) => {}
+    }
+    match (
+        last.and_then(|r| r.test_mse),
+        last.and_then(|r| r.train_mse),
+    ) {
+        (Some(mse), _) => text.push_str(&format!(", test mse {}", significant(mse))),
+        (None, Some(mse)) => text.push_str(&format!(", train mse {}", significant(mse))),
+        (None, None) => {}
+    }
+    text
+}
+
+/// Returns `x` with 4 significant digits: in fixed notation from 0.001 to below 100000, so that
+/// `0.1439` and `12.35` read as usual, and in scientific notation otherwise, so that a loss of
+/// `1.5e-9` does not print as `0.0000`.
+fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    if (-3..5).contains(&magnitude) {
+        let decimals = (3 - magnitude).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.3e}")
     }
 }
 
@@ -330,5 +364,17 @@ mod tests {
         assert_eq!(round_to_digits(9.999999999999999e-5).to_string(), "0.0001");
         assert_eq!(round_to_digits(0.5).to_string(), "0.5");
         assert_eq!(round_to_digits(2.0).to_string(), "2");
+    }
+
+    #[test]
+    fn training_figures_show_small_values() {
+        assert_eq!(significant(0.14393629), "0.1439");
+        assert_eq!(significant(1.4567), "1.457");
+        assert_eq!(significant(12.345678), "12.35");
+        assert_eq!(significant(0.001234), "0.001234");
+        assert_eq!(significant(1.5e-9), "1.500e-9");
+        assert_eq!(significant(-2.5e-5), "-2.500e-5");
+        assert_eq!(significant(123456.0), "1.235e5");
+        assert_eq!(significant(0.0), "0");
     }
 }

@@ -216,6 +216,12 @@ pub fn summary_json(report: &RunReport, snapshot_count: usize) -> serde_json::Va
             "train_accuracy": trained
                 .and_then(|t| t.history.last())
                 .and_then(|r| r.train_accuracy),
+            "test_mse": trained
+                .and_then(|t| t.history.last())
+                .and_then(|r| r.test_mse),
+            "train_mse": trained
+                .and_then(|t| t.history.last())
+                .and_then(|r| r.train_mse),
             "epoch_seconds": mean_epoch_seconds,
             "training": report.training,
         },

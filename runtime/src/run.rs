@@ -591,6 +591,8 @@ fn evaluate_metric_expects(model: &Model, trained: &TrainReport) -> Vec<ExpectRe
                     trained.history.last().and_then(|r| r.train_accuracy)
                 }
                 TrainingMetric::TrainLoss => Some(trained.train_loss),
+                TrainingMetric::TestMse => trained.history.last().and_then(|r| r.test_mse),
+                TrainingMetric::TrainMse => trained.history.last().and_then(|r| r.train_mse),
             }
             .unwrap_or(f64::NAN);
             ExpectResult {

@@ -39,8 +39,18 @@ fn write_images_csv(path: &Path) {
     std::fs::write(path, text).expect("write CSV");
 }
 
-fn model(dir: &Path, data_clauses: &str, train_clauses: &str, expects: &str) -> Model {
+/// Writes the images and `source` to `dir` and checks the model.
+fn checked_model(dir: &Path, source: &str) -> Model {
     write_images_csv(&dir.join("data.csv"));
+    let path = dir.join("model.npde");
+    std::fs::write(&path, source).expect("write model");
+    let (_, checked) = npdec_sema::check_path(&path).expect("read model");
+    checked
+        .model
+        .unwrap_or_else(|| panic!("the test model does not check: {:#?}", checked.diagnostics))
+}
+
+fn model(dir: &Path, data_clauses: &str, train_clauses: &str, expects: &str) -> Model {
     let source = format!(
         "model rows
 grid (row, col) image (4, 4)
@@ -57,12 +67,7 @@ train net on d using euler(steps = 2) until 1 loss cross_entropy(y, label) batch
 {expects}
 "
     );
-    let path = dir.join("model.npde");
-    std::fs::write(&path, source).expect("write model");
-    let (_, checked) = npdec_sema::check_path(&path).expect("read model");
-    checked
-        .model
-        .unwrap_or_else(|| panic!("the test model does not check: {:#?}", checked.diagnostics))
+    checked_model(dir, &source)
 }
 
 fn options(dir: &Path, out: &str, train: TrainOptions) -> RunOptions {
@@ -291,5 +296,121 @@ train net on d using euler(steps = 1) loss cross_entropy(y, label)
         "{}",
         errors[0].message
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Checks the network of [`model`] with `outputs` readout values, trained for 2 epochs with the
+/// given loss, optimizer and `metrics` clause.
+fn model_with_metrics(
+    dir: &Path,
+    loss: &str,
+    outputs: usize,
+    optimizer: &str,
+    metrics_clause: &str,
+) -> Model {
+    let source = format!(
+        "model rows
+grid (row, col) image (4, 4)
+field u(row, col)
+data d = csv(\"data.csv\", label = last) split 36
+param K[1, 1, 3, 3] ~ he
+param Wout[{outputs}, 16] ~ glorot
+param bout[{outputs}] = 0
+equation net: dt(u) = tanh(conv(K, u))
+boundary u: neumann(0) on row, col
+initial u = d.input
+readout y = Wout @ u + bout
+train net on d using euler(steps = 2) until 1 loss {loss} batch 6 optimizer {optimizer} epochs 2 {metrics_clause}
+"
+    );
+    checked_model(dir, &source)
+}
+
+#[test]
+fn metrics_clause_selects_reported_figures() {
+    let dir = temp_dir("clause");
+    // Without a clause, a classifier reports its accuracy as it always did.
+    let cases = [
+        ("metrics loss", false, false),
+        ("metrics mse", false, true),
+        ("metrics accuracy, mse", true, true),
+        ("", true, false),
+    ];
+    for (index, (clause, accuracy, mse)) in cases.into_iter().enumerate() {
+        let model = model_with_metrics(
+            &dir,
+            "cross_entropy(y, label)",
+            4,
+            "adam(lr = 0.05)",
+            clause,
+        );
+        let out = format!("out{index}");
+        let report =
+            run_model(&model, &options(&dir, &out, TrainOptions::default())).expect("trains");
+        let trained = &report.training[0];
+        let last = trained.history.last().expect("one record per epoch");
+        assert_eq!(last.train_accuracy.is_some(), accuracy, "{clause}");
+        assert_eq!(last.test_accuracy.is_some(), accuracy, "{clause}");
+        assert_eq!(trained.test_accuracy.is_some(), accuracy, "{clause}");
+        assert_eq!(last.train_mse.is_some(), mse, "{clause}");
+        assert_eq!(last.test_mse.is_some(), mse, "{clause}");
+        // The softmax probabilities of 4 classes lie at most 2/4 from the one-hot labels.
+        for value in [last.train_mse, last.test_mse].into_iter().flatten() {
+            assert!(value > 0.0, "{clause}: mse {value}");
+            assert!(value <= 0.5, "{clause}: mse {value}");
+        }
+        assert!(
+            last.test_loss.is_some(),
+            "{clause}: the loss is always reported"
+        );
+
+        let summary =
+            std::fs::read_to_string(dir.join(&out).join("summary.json")).expect("summary");
+        let summary: serde_json::Value = serde_json::from_str(&summary).expect("JSON");
+        let metrics = &summary["metrics"];
+        for key in [
+            "test_accuracy",
+            "train_accuracy",
+            "test_mse",
+            "train_mse",
+            "test_loss",
+        ] {
+            assert!(metrics.get(key).is_some(), "{clause}: no key `{key}`");
+        }
+        assert_eq!(
+            metrics["test_accuracy"].as_f64(),
+            last.test_accuracy,
+            "{clause}"
+        );
+        assert_eq!(metrics["test_mse"].as_f64(), last.test_mse, "{clause}");
+        assert_eq!(metrics["train_mse"].as_f64(), last.train_mse, "{clause}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mse_metric_of_mse_loss_is_loss() {
+    let dir = temp_dir("mse-loss");
+    for optimizer in ["adam(lr = 0.05)", "lbfgs(max_iter = 5)"] {
+        // The labels 0 … 3 are the regression targets of the one readout value.
+        let model = model_with_metrics(&dir, "mse(y, label)", 1, optimizer, "metrics mse");
+        let report =
+            run_model(&model, &options(&dir, "out", TrainOptions::default())).expect("trains");
+        let last = report.training[0]
+            .history
+            .last()
+            .expect("one record per epoch");
+        let (test_mse, test_loss) = (last.test_mse.expect("test mse"), last.test_loss.unwrap());
+        let (train_mse, train_loss) = (last.train_mse.expect("train mse"), last.train_loss);
+        assert!(
+            (test_mse - test_loss).abs() <= 1e-12 * test_loss,
+            "{optimizer}: {test_mse} vs {test_loss}"
+        );
+        assert!(
+            (train_mse - train_loss).abs() <= 1e-12 * train_loss,
+            "{optimizer}: {train_mse} vs {train_loss}"
+        );
+        assert_eq!(last.test_accuracy, None);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

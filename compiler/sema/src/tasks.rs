@@ -547,13 +547,27 @@ impl Checker<'_> {
                 }
             },
         };
+        let classifies = matches!(loss, Some(Loss::CrossEntropy { .. }));
         let metrics = match found.get("metrics") {
+            None if classifies => Some(vec![Metric::Loss, Metric::Accuracy]),
             None => Some(vec![Metric::Loss]),
             Some(clause) => {
                 let mut metrics = Vec::new();
                 let mut ok = true;
                 for value in &clause.values {
                     match value.as_name().map(|n| n.name.as_str()) {
+                        Some("accuracy") if matches!(loss, Some(Loss::Mse { .. })) => {
+                            self.error(
+                                Diagnostic::error(
+                                    Code::E0261,
+                                    "`accuracy` needs a classification loss",
+                                    value.span,
+                                    "the task trains with `mse`",
+                                )
+                                .with_help("accuracy is measured for `cross_entropy` losses; list `loss` or `mse` instead"),
+                            );
+                            ok = false;
+                        }
                         Some("accuracy") => metrics.push(Metric::Accuracy),
                         Some("loss") => metrics.push(Metric::Loss),
                         Some("mse") => metrics.push(Metric::Mse),
@@ -970,6 +984,24 @@ impl Checker<'_> {
                     )
                     .with_label(task.span, "trained with `mse` here")
                     .with_help("accuracy is measured for `cross_entropy` losses; compare `test_loss` or `train_loss` instead"),
+                );
+                return;
+            }
+            if let Some(needed) = metric.needs_metric().filter(|m| !task.metrics.contains(m)) {
+                let listed = match needed {
+                    Metric::Accuracy => "accuracy",
+                    Metric::Mse => "mse",
+                    Metric::Loss => "loss",
+                };
+                self.error(
+                    Diagnostic::error(
+                        Code::E0271,
+                        format!("`{}` is not computed", name.name),
+                        name.span,
+                        "not among the task's metrics",
+                    )
+                    .with_label(task.span, format!("the `metrics` of this task do not list `{listed}`"))
+                    .with_help(format!("add `{listed}` to the task's `metrics` clause, as in `metrics loss, {listed}`")),
                 );
                 return;
             }

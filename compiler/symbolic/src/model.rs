@@ -393,6 +393,9 @@ pub struct TrainTask {
     pub l2: f64,
     /// The learning-rate schedule over the epochs.
     pub schedule: Schedule,
+    /// The figures computed and reported for this task: those of the `metrics` clause, or
+    /// without one, the loss and, for a `cross_entropy` loss, accuracy. The loss is reported
+    /// whether it is listed or not.
     pub metrics: Vec<Metric>,
     pub gradient: GradientMethod,
     pub span: Span,
@@ -428,6 +431,10 @@ pub enum TrainingMetric {
     TrainAccuracy,
     /// The mean training loss of the last epoch.
     TrainLoss,
+    /// The mean squared error over the test set after the last epoch.
+    TestMse,
+    /// The mean squared error over the training samples during the last epoch.
+    TrainMse,
 }
 
 impl TrainingMetric {
@@ -437,6 +444,8 @@ impl TrainingMetric {
         TrainingMetric::TestLoss,
         TrainingMetric::TrainAccuracy,
         TrainingMetric::TrainLoss,
+        TrainingMetric::TestMse,
+        TrainingMetric::TrainMse,
     ];
 
     /// The name written in an expectation.
@@ -446,6 +455,8 @@ impl TrainingMetric {
             TrainingMetric::TestLoss => "test_loss",
             TrainingMetric::TrainAccuracy => "train_accuracy",
             TrainingMetric::TrainLoss => "train_loss",
+            TrainingMetric::TestMse => "test_mse",
+            TrainingMetric::TrainMse => "train_mse",
         }
     }
 
@@ -469,8 +480,18 @@ impl TrainingMetric {
     pub fn needs_test_set(self) -> bool {
         matches!(
             self,
-            TrainingMetric::TestAccuracy | TrainingMetric::TestLoss
+            TrainingMetric::TestAccuracy | TrainingMetric::TestLoss | TrainingMetric::TestMse
         )
+    }
+
+    /// Returns the entry of a train task's `metrics` that this figure needs, or `None` for the
+    /// loss, which every train task reports.
+    pub fn needs_metric(self) -> Option<Metric> {
+        match self {
+            TrainingMetric::TestAccuracy | TrainingMetric::TrainAccuracy => Some(Metric::Accuracy),
+            TrainingMetric::TestMse | TrainingMetric::TrainMse => Some(Metric::Mse),
+            TrainingMetric::TestLoss | TrainingMetric::TrainLoss => None,
+        }
     }
 }
 

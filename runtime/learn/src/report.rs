@@ -140,8 +140,14 @@ pub struct EpochRecord {
     pub epoch: usize,
     pub train_loss: f64,
     pub train_accuracy: Option<f64>,
+    /// The mean squared error over the training samples, when the task's metrics list `mse`.
+    /// Records that checkpoints wrote before this figure existed read as `None`.
+    #[serde(default)]
+    pub train_mse: Option<f64>,
     pub test_loss: Option<f64>,
     pub test_accuracy: Option<f64>,
+    #[serde(default)]
+    pub test_mse: Option<f64>,
     /// Wall-clock time of the epoch in seconds.
     pub seconds: f64,
 }

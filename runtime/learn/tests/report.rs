@@ -13,8 +13,10 @@ fn history() -> Vec<EpochRecord> {
             epoch,
             train_loss: 2.0 / epoch as f64,
             train_accuracy: Some(0.5 + 0.07 * epoch as f64),
+            train_mse: None,
             test_loss: Some(2.2 / epoch as f64),
             test_accuracy: Some(0.45 + 0.07 * epoch as f64),
+            test_mse: None,
             seconds: 1.5,
         })
         .collect()

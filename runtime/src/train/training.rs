@@ -12,7 +12,7 @@ use crate::train::params::{
     unflatten_learnable,
 };
 use crate::train::tape::{Op, ParamValues};
-use ndarray::{s, Array2, Axis};
+use ndarray::{s, Array2, ArrayView2, Axis};
 use npdec_learn::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, NamedArray};
 use npdec_learn::data::{
     load_data_source, shift_images, Dataset, MiniBatches, ShuffleRng, Targets,
@@ -25,7 +25,7 @@ use npdec_learn::report::{
     plot_confusion_matrix, plot_training_curves, EpochProgress, EpochRecord,
 };
 use npdec_learn::revolve::default_snapshots;
-use npdec_symbolic::{Expr, Model, Optimizer, Schedule, TrainTask};
+use npdec_symbolic::{Expr, Loss, Metric, Model, Optimizer, Schedule, TrainTask};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -746,6 +746,8 @@ fn run_training(
                 ));
                 let batches = MiniBatches::shuffled(train, task.batch, &mut rng)
                     .map_err(|e| TrainError::new(e.to_string()))?;
+                // The running mean squared error of the epoch, when the task's metrics list it.
+                let (mut mse_sum, mut mse_samples) = (0.0, 0);
                 let mut progress = if options.progress {
                     EpochProgress::new(epoch + 1, epochs, batches.batch_count() as u64)
                 } else {
@@ -786,23 +788,28 @@ fn run_training(
                         return Err(e);
                     }
                     let samples = batch.indices.len();
-                    let accuracy = class_labels(&batch.targets).and_then(|labels| {
-                        npdec_learn::loss::accuracy(outputs.view(), labels).ok()
-                    });
-                    progress.record_batch(samples, loss_sum / samples as f64, accuracy);
+                    let scores = requested_scores(outputs.view(), &batch.targets, task);
+                    if let Some(mse) = scores.mse {
+                        mse_sum += mse * samples as f64;
+                        mse_samples += samples;
+                    }
+                    progress.record_batch(samples, loss_sum / samples as f64, scores.accuracy);
                 }
                 let train_loss = progress.mean_loss();
-                let train_accuracy = progress.accuracy();
+                let train_scores = Scores {
+                    accuracy: progress.accuracy(),
+                    mse: (mse_samples > 0).then(|| mse_sum / mse_samples as f64),
+                };
                 progress.finish();
                 let seconds = started.elapsed().as_secs_f64();
                 let record = test_record(
                     network,
                     params,
                     test,
-                    task.batch,
+                    task,
                     epoch + 1,
                     train_loss,
-                    train_accuracy,
+                    train_scores,
                     seconds,
                 )
                 .map_err(|e| non_finite_error(model, params, epoch, 0, &e))?;
@@ -862,14 +869,21 @@ fn run_training(
             }
             unflatten_learnable(&result.x, params, &learnable);
             let seconds = started.elapsed().as_secs_f64();
+            let train_scores = if task.metrics.iter().any(|m| *m != Metric::Loss) {
+                let (_, outputs) = evaluate_dataset(network, params, train, task.batch.max(64))
+                    .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
+                requested_scores(outputs.view(), &train.targets, task)
+            } else {
+                Scores::default()
+            };
             let record = test_record(
                 network,
                 params,
                 test,
-                task.batch.max(64),
+                task,
                 1,
                 result.value,
-                None,
+                train_scores,
                 seconds,
             )
             .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
@@ -895,16 +909,17 @@ fn run_training(
             fit_readout(network, params, train, task.batch.max(64), *ridge)?;
             params.refresh_single();
             let seconds = started.elapsed().as_secs_f64();
-            let (loss_sum, _) = evaluate_dataset(network, params, train, task.batch.max(64))
+            let (loss_sum, outputs) = evaluate_dataset(network, params, train, task.batch.max(64))
                 .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
+            let train_scores = requested_scores(outputs.view(), &train.targets, task);
             let record = test_record(
                 network,
                 params,
                 test,
-                task.batch.max(64),
+                task,
                 1,
                 loss_sum / train.len() as f64,
-                None,
+                train_scores,
                 seconds,
             )
             .map_err(|e| non_finite_error(model, params, 0, 0, &e))?;
@@ -984,31 +999,70 @@ fn run_training(
     })
 }
 
+/// The figures besides the loss that a task's `metrics` request, of one pass over a data set.
+/// A figure is `None` when the task does not request it or the data cannot give it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Scores {
+    accuracy: Option<f64>,
+    mse: Option<f64>,
+}
+
+/// Computes the figures that `task` requests of `outputs`, the readout values of the samples of
+/// `targets`. For a `cross_entropy` loss, the mean squared error compares the softmax of the
+/// scores with the one-hot labels, as a classifier's probabilities are compared with its labels.
+/// For an `mse` loss it is the loss's own error, between the prediction and the targets.
+fn requested_scores(outputs: ArrayView2<f64>, targets: &Targets, task: &TrainTask) -> Scores {
+    let accuracy = task
+        .metrics
+        .contains(&Metric::Accuracy)
+        .then(|| class_labels(targets))
+        .flatten()
+        .and_then(|labels| npdec_learn::loss::accuracy(outputs, labels).ok());
+    let mse = task
+        .metrics
+        .contains(&Metric::Mse)
+        .then(|| match (&task.loss, targets) {
+            (Loss::CrossEntropy { .. }, Targets::Classes { labels, .. }) => {
+                let probabilities = npdec_learn::loss::softmax(outputs);
+                let one_hot = npdec_learn::loss::one_hot(labels, outputs.ncols()).ok()?;
+                npdec_learn::loss::mse(probabilities.view(), one_hot.view()).ok()
+            }
+            (Loss::CrossEntropy { .. }, Targets::Values(_)) => None,
+            (Loss::Mse { .. }, _) => {
+                npdec_learn::loss::mse(outputs, label_matrix(targets).view()).ok()
+            }
+        })
+        .flatten()
+        .map(|result| result.loss);
+    Scores { accuracy, mse }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn test_record(
     network: &Network,
     params: &ParamValues,
     test: &Dataset,
-    batch: usize,
+    task: &TrainTask,
     epoch: usize,
     train_loss: f64,
-    train_accuracy: Option<f64>,
+    train_scores: Scores,
     seconds: f64,
 ) -> Result<EpochRecord, NonFinite> {
-    let (test_loss, test_accuracy) = if test.is_empty() {
-        (None, None)
+    let (test_loss, test_scores) = if test.is_empty() {
+        (None, Scores::default())
     } else {
-        let (loss_sum, outputs) = evaluate_dataset(network, params, test, batch.max(64))?;
-        let accuracy = class_labels(&test.targets)
-            .and_then(|labels| npdec_learn::loss::accuracy(outputs.view(), labels).ok());
-        (Some(loss_sum / test.len() as f64), accuracy)
+        let (loss_sum, outputs) = evaluate_dataset(network, params, test, task.batch.max(64))?;
+        let scores = requested_scores(outputs.view(), &test.targets, task);
+        (Some(loss_sum / test.len() as f64), scores)
     };
     Ok(EpochRecord {
         epoch,
         train_loss,
-        train_accuracy,
+        train_accuracy: train_scores.accuracy,
+        train_mse: train_scores.mse,
         test_loss,
-        test_accuracy,
+        test_accuracy: test_scores.accuracy,
+        test_mse: test_scores.mse,
         seconds,
     })
 }
