@@ -296,8 +296,9 @@ fn describe_solve(task: &npdec_runtime::TaskMetrics) -> String {
     let equations = equations.join(", ");
     match (task.steps, task.dt, task.final_time) {
         (Some(steps), Some(dt), Some(final_time)) => format!(
-            "solved {equations} with {} in {steps} steps of dt = {} to t = {} ({:.2} s)",
+            "solved {equations} with {} in {steps} step{} of dt = {} to t = {} ({:.2} s)",
             task.scheme,
+            if steps == 1 { "" } else { "s" },
             step_size(dt),
             round_to_digits(final_time),
             task.wall_time_seconds
@@ -364,6 +365,24 @@ mod tests {
         assert_eq!(round_to_digits(9.999999999999999e-5).to_string(), "0.0001");
         assert_eq!(round_to_digits(0.5).to_string(), "0.5");
         assert_eq!(round_to_digits(2.0).to_string(), "2");
+    }
+
+    #[test]
+    fn solve_line_counts_steps() {
+        let task = |steps| npdec_runtime::TaskMetrics {
+            equations: vec!["e".to_string()],
+            scheme: "euler".to_string(),
+            dt: Some(1.0),
+            steps: Some(steps),
+            final_time: Some(steps as f64),
+            max_stable_dt: None,
+            linear_iterations: 0,
+            worst_linear_residual: 0.0,
+            wall_time_seconds: 0.0,
+            graph_nodes: 1,
+        };
+        assert!(describe_solve(&task(1)).contains("in 1 step of dt = 1 to t = 1 "));
+        assert!(describe_solve(&task(2)).contains("in 2 steps of dt = 1 to t = 2 "));
     }
 
     #[test]

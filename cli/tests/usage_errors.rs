@@ -541,9 +541,65 @@ fn non_finite_solution_warns() {
     let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("`u` is not finite (NaN or infinite) from step 0 (t = 0) on"),
+        stderr.contains("`u` is not finite (NaN or infinite) in the initial state (t = 0)"),
         "{stderr}"
     );
+}
+
+#[test]
+fn non_finite_warning_bounds_the_step() {
+    // Every point follows u ← u + 0.1 u², which overflows to infinity at `blowup`.
+    let mut u = 10.0_f64;
+    let mut blowup: usize = 0;
+    while u.is_finite() {
+        u += 0.1 * u * u;
+        blowup += 1;
+    }
+    assert!(blowup > 5, "{blowup}");
+    assert!(blowup < 20, "{blowup}");
+    let dir = scratch("blowup");
+    let cases = [
+        (
+            "every 1",
+            format!(
+                "`u` became NaN or infinite at step {blowup} (t = {})",
+                blowup as f64 / 10.0
+            ),
+        ),
+        (
+            "",
+            "`u` became NaN or infinite after step 0 (t = 0) and by step 20 (t = 2)".to_string(),
+        ),
+        (
+            "every 5",
+            format!(
+                "`u` became NaN or infinite after step {} (t = {}) and by step {} (t = {})",
+                (blowup - 1) / 5 * 5,
+                ((blowup - 1) / 5 * 5) as f64 / 10.0,
+                blowup.div_ceil(5) * 5,
+                (blowup.div_ceil(5) * 5) as f64 / 10.0
+            ),
+        ),
+    ];
+    for (every, expected) in cases {
+        std::fs::write(
+            dir.join("blowup.npde"),
+            format!(
+                "model blowup\ngrid x in [0, 1] points 11\nfield u(x)\nequation e: dt(u) = u * u\n\
+                 boundary u: neumann(0) on x\ninitial u = 10\nsolve e using euler(dt = 0.1) until 2 {every}\n"
+            ),
+        )
+        .expect("write model");
+        let output = npdec(&["run", "blowup.npde"], &dir);
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8 output");
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{every}: expected {expected}\n{stderr}"
+        );
+        let noted = stderr.contains("checked at the saved steps only");
+        assert_eq!(noted, every != "every 1", "{every}: {stderr}");
+    }
 }
 
 #[test]

@@ -88,7 +88,8 @@ impl Serialize for ExpectResult {
 /// Measurements of one solve task.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskMetrics {
-    /// The names of the equations the solve task advances, as its `solve` clause lists them.
+    /// The names of the equation declarations the solve task advances, each once, in the order of
+    /// its `solve` clause.
     pub equations: Vec<String>,
     pub scheme: String,
     /// The time step, the number of steps and the end time; `None` for a steady solve, which has
@@ -271,11 +272,18 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         // The first failed write stops further writes; the run reports it after the solve.
         let mut write_error: Option<String> = None;
         // The first saved step (or the initial state) with a NaN or an infinity, and the field.
+        // Only saved steps are checked, so the last saved step that was finite bounds the step
+        // at which the value went bad from below.
         let mut first_non_finite: Option<(usize, f64, usize)> =
             non_finite_field(&initial).map(|field| (0, 0.0, field));
+        let mut last_finite: (usize, f64) = (0, 0.0);
+        let initial_not_finite = first_non_finite.is_some();
         let states = stepper.run(&mut |n, t, states: &States<T>| {
             if first_non_finite.is_none() {
                 first_non_finite = non_finite_field(states).map(|field| (n, t, field));
+                if first_non_finite.is_none() {
+                    last_finite = (n, t);
+                }
             }
             let Some(writer) = snapshots.as_mut() else {
                 return;
@@ -300,20 +308,17 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
             result.map_err(|message| vec![output_error(*span, dir, &message)])?;
         }
         if let Some((step, time, field)) = first_non_finite {
-            warnings.push(
-                Diagnostic::warning(
-                    Code::W0006,
-                    format!(
-                        "`{}` is not finite (NaN or infinite) from step {step} (t = {time}) on",
-                        model.fields[field].name
-                    ),
-                    *span,
-                    "in the states saved by this solve",
-                )
-                .with_help(
-                    "check the initial and boundary values for a division by zero or the logarithm or square root of a negative number, and the step size against the stability limit",
-                ),
-            );
+            let first = if initial_not_finite {
+                None
+            } else {
+                Some((step, time))
+            };
+            warnings.push(non_finite_warning(
+                &model.fields[field].name,
+                first,
+                last_finite,
+                *span,
+            ));
         }
         let counters = stepper.counters().clone();
         if counters.unconverged_solves > 0 {
@@ -351,12 +356,16 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         }
         final_time = counters.final_time;
         let time_loop = !matches!(step.scheme, Scheme::Steady { .. });
+        // The equations of a block share the block's name, which is listed once.
+        let mut equations: Vec<String> = Vec::new();
+        for id in &solve_tasks[index].equations {
+            let name = &model.equation(*id).name;
+            if !equations.contains(name) {
+                equations.push(name.clone());
+            }
+        }
         tasks.push(TaskMetrics {
-            equations: solve_tasks[index]
-                .equations
-                .iter()
-                .map(|id| model.equation(*id).name.clone())
-                .collect(),
+            equations,
             scheme: step.scheme.name().to_string(),
             dt: time_loop.then_some(step.dt),
             steps: time_loop.then_some(counters.steps),
@@ -613,6 +622,58 @@ fn evaluate_metric_expects(model: &Model, trained: &TrainReport) -> Vec<ExpectRe
             }
         })
         .collect()
+}
+
+const NON_FINITE_HELP: &str = "check the initial and boundary values for a division by zero or the logarithm or square root of a negative number, and the step size against the stability limit";
+
+/// Builds the W0006 warning for field `name`, first seen not finite at the saved step
+/// `first = (step, time)`, or in the initial state when `first` is `None`. `last_finite` is the
+/// last saved step before it where every field was finite.
+fn non_finite_warning(
+    name: &str,
+    first: Option<(usize, f64)>,
+    last_finite: (usize, f64),
+    span: Span,
+) -> Diagnostic {
+    // Times summed from many steps print as `0.3`, not `0.30000000000000004`.
+    let short = |t: f64| format!("{t:.11e}").parse::<f64>().unwrap_or(t);
+    let Some((step, time)) = first else {
+        let message =
+            format!("`{name}` is not finite (NaN or infinite) in the initial state (t = 0)");
+        return Diagnostic::warning(Code::W0006, message, span, "in the states of this solve")
+            .with_help(NON_FINITE_HELP);
+    };
+    let (message, note) = if step == 0 {
+        // A steady solve saves its solution as step 0.
+        (
+            format!("`{name}` is not finite (NaN or infinite) in the solution"),
+            None,
+        )
+    } else if step == last_finite.0 + 1 {
+        (
+            format!(
+                "`{name}` became NaN or infinite at step {step} (t = {})",
+                short(time)
+            ),
+            None,
+        )
+    } else {
+        (
+            format!(
+                "`{name}` became NaN or infinite after step {} (t = {}) and by step {step} (t = {})",
+                last_finite.0,
+                short(last_finite.1),
+                short(time)
+            ),
+            Some("the fields are checked at the saved steps only: save every step with `every 1` to find the first step that is not finite"),
+        )
+    };
+    let diagnostic = Diagnostic::warning(Code::W0006, message, span, "in the states of this solve")
+        .with_help(NON_FINITE_HELP);
+    match note {
+        Some(note) => diagnostic.with_note(note),
+        None => diagnostic,
+    }
 }
 
 fn stability_diagnostic(

@@ -250,3 +250,47 @@ fn complex_field_crank_nicolson() {
     let report = support::run(&b.build(), Precision::F64);
     assert!(report.expects[0].passed, "{:?}", report.expects);
 }
+
+#[test]
+fn block_equation_listed_once() {
+    let dir = std::env::temp_dir().join(format!("npdec-run-block-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let path = dir.join("exchange.npde");
+    std::fs::write(
+        &path,
+        "model exchange
+grid x in [0, 1] points 16
+field u(x)
+field v(x)
+equation exchange {
+    dt(u) = 0.01 * laplace(u) - u + v
+    dt(v) = 0.01 * laplace(v) + u - v
+}
+boundary u: periodic on x
+boundary v: periodic on x
+initial u = 1
+initial v = 0
+solve exchange using euler(steps = 2) until 0.01
+",
+    )
+    .expect("write model");
+    let (_, checked) = npdec_sema::check_path(&path).expect("read model");
+    let model = checked.model.expect("the model checks");
+    assert_eq!(model.equations.len(), 2);
+    let options = RunOptions {
+        out_dir: Some(dir.join("out")),
+        ..RunOptions::default()
+    };
+    let report = run_model(&model, &options).expect("runs");
+    assert_eq!(report.tasks[0].equations, ["exchange"]);
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/summary.json")).expect("summary"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        summary["metrics"]["tasks"][0]["equations"],
+        serde_json::json!(["exchange"])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
