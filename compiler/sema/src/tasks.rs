@@ -300,6 +300,14 @@ impl Checker<'_> {
                 }
             }
         };
+        // The end time is checked even when the scheme is invalid, so that an invalid step and an
+        // invalid end time are both reported. A steady scheme takes no end time at all.
+        let steady = matches!(&choice, Some(c) if matches!(c.scheme, Scheme::Steady { .. }));
+        let until = if steady {
+            None
+        } else {
+            self.end_time(found, span, default_until, choice.is_some())
+        };
         let choice = choice?;
         let space_order = space_order?;
         self.check_scheme_fits(&choice, equations)?;
@@ -324,32 +332,7 @@ impl Checker<'_> {
                 space_order,
             });
         }
-        let until = match (
-            found.get("until").and_then(|c| self.single(c)).cloned(),
-            default_until,
-        ) {
-            (Some(value), _) => {
-                let until = self.const_real(&value)?;
-                if until <= 0.0 {
-                    self.error(
-                        Diagnostic::error(
-                            Code::E0242,
-                            "the end time must be positive",
-                            value.span,
-                            format!("{until} is not positive"),
-                        )
-                        .with_help("integrate from t = 0 to a positive time"),
-                    );
-                    return None;
-                }
-                until
-            }
-            (None, Some(default)) => default,
-            (None, None) => {
-                self.missing_clause(span, "until", "a time-dependent `solve`", "`until 0.1`");
-                return None;
-            }
-        };
+        let until = until?;
         let (dt, steps) = match (choice.dt, choice.steps) {
             (Some(dt), _) => {
                 // A step that does not divide the end time is shortened so the last step lands on it.
@@ -366,6 +349,44 @@ impl Checker<'_> {
             until,
             space_order,
         })
+    }
+
+    /// Returns the end time of the `until` clause, or `default_until` without one. A missing
+    /// clause is reported only when `scheme_known`, because an invalid scheme may be a misspelt
+    /// `steady`, which takes no end time.
+    fn end_time(
+        &mut self,
+        found: &std::collections::HashMap<&'static str, &ast::Clause>,
+        span: Span,
+        default_until: Option<f64>,
+        scheme_known: bool,
+    ) -> Option<f64> {
+        let value = found.get("until").and_then(|c| self.single(c)).cloned();
+        match (value, default_until) {
+            (Some(value), _) => {
+                let until = self.const_real(&value)?;
+                if until <= 0.0 {
+                    self.error(
+                        Diagnostic::error(
+                            Code::E0242,
+                            "the end time must be positive",
+                            value.span,
+                            format!("{until} is not positive"),
+                        )
+                        .with_help("integrate from t = 0 to a positive time"),
+                    );
+                    return None;
+                }
+                Some(until)
+            }
+            (None, Some(default)) => Some(default),
+            (None, None) => {
+                if scheme_known {
+                    self.missing_clause(span, "until", "a time-dependent `solve`", "`until 0.1`");
+                }
+                None
+            }
+        }
     }
 
     fn check_scheme_fits(&mut self, choice: &SchemeChoice, equations: &[EquationId]) -> Option<()> {
