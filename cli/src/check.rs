@@ -182,11 +182,21 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, jit: bool, quiet:
         }
     };
     for check in &report.checks {
+        // Tasks are named by kind and numbered from 0 among the tasks of that kind, like the
+        // solve tasks `MODEL.solve0` of `npdec explain` and the `solve0_` of snapshot files.
+        let task = format!(
+            "{}.train{}",
+            model.name,
+            model.tasks[..check.task]
+                .iter()
+                .filter(|t| matches!(t, npdec_symbolic::Task::Train(_)))
+                .count()
+        );
         if let Some(reason) = &check.adjoint_fallback {
             terminal::print_warning(&format!(
                 "{}: task {}: the JIT cannot compile the adjoint, so the tape computes it: {reason}",
                 path.display(),
-                check.task + 1
+                task
             ));
         }
         let rates: Vec<String> = check.rates.iter().map(|r| format!("{r:.3}")).collect();
@@ -195,7 +205,7 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, jit: bool, quiet:
             eprintln!(
                 "{}: task {}: Taylor test {} ({}, rates {}, expected 2 ± {})",
                 path.display(),
-                check.task + 1,
+                task,
                 verdict(check.taylor_passed),
                 npdec_arch::count(check.parameters, "parameter"),
                 rates.join(", "),
@@ -206,7 +216,7 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, jit: bool, quiet:
             eprintln!(
                 "{}: task {}: dot test {} (<Jv, w> = {:.15e}, <v, J^T w> = {:.15e}, relative difference {:.1e}, adjoint by the {})",
                 path.display(),
-                check.task + 1,
+                task,
                 verdict(check.dot_passed),
                 check.dot_tangent,
                 check.dot_adjoint,
@@ -218,7 +228,7 @@ fn check_gradients(path: &Path, model: &npdec_symbolic::Model, jit: bool, quiet:
             eprintln!(
                 "{}: task {}: the continuous adjoint's gradient differs from the discrete one by {:.2e} (relative)",
                 path.display(),
-                check.task + 1,
+                task,
                 difference
             );
         }

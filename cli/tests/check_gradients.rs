@@ -104,10 +104,16 @@ fn jit_adjoint_passes_gradient_checks() {
     for (name, source, features) in cases {
         let dir = scratch(name);
         write_csv(&dir.join("data.csv"), 12, features);
-        std::fs::write(dir.join("model.npde"), source).expect("write model");
+        std::fs::write(dir.join("model.npde"), &source).expect("write model");
 
         let (code, output) = check_gradients(&dir, "jit");
         assert_eq!(code, Some(0), "{name}:\n{output}");
+        // The one train task is numbered from 0, as solve tasks are.
+        let model = source.split_whitespace().nth(1).expect("model name");
+        assert!(
+            output.contains(&format!(": task {model}.train0: Taylor test")),
+            "{name}: task not named {model}.train0:\n{output}"
+        );
         assert!(
             output.contains("Taylor test passed"),
             "{name}: no Taylor test passed:\n{output}"

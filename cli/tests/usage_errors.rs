@@ -846,7 +846,7 @@ fn build_errors_are_diagnostics() {
     let cases: [(Vec<&str>, &str, &str, &str); 6] = [
         (
             vec!["build", &schrodinger, "--emit", "obj"],
-            "[E0241] Error: `--emit obj` compiles explicit Euler solves, and `schrodinger1d.solve` uses `split_step`",
+            "[E0241] Error: `--emit obj` compiles explicit Euler solves, and `schrodinger1d.solve0` uses `split_step`",
             "solve free using split_step(dt = 1e-2) until 2",
             "Help: use `euler` for this task",
         ),

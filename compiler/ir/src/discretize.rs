@@ -67,10 +67,22 @@ pub fn discretize_model(model: &Model) -> Result<Program, Vec<Diagnostic>> {
     }
 }
 
-/// Discretizes one solve task into a graph with its initial values and a time step sink.
+/// Discretizes one solve task into a graph with its initial values and a time step sink. The graph
+/// is named `MODEL.solveN`, with N the number of the task among the model's solve tasks from 0, as
+/// the snapshot files of a model with several solves are named (`solve1_u_000100.npy`).
 pub fn discretize_solve(model: &Model, task: &SolveTask) -> Result<Graph, Vec<Diagnostic>> {
     let discretization = &task.discretization;
-    let name = format!("{}.solve", model.name);
+    // A caller may pass a modified copy of the model's task, so the task is found by its span.
+    let number = model
+        .tasks
+        .iter()
+        .filter_map(|t| match t {
+            Task::Solve(solve) => Some(solve.span),
+            Task::Train(_) => None,
+        })
+        .position(|span| span == task.span)
+        .unwrap_or(0);
+    let name = format!("{}.solve{number}", model.name);
     let mut lowerer = Lowerer::new(model, name, discretization.space_order as usize, task.span);
     if !SPACE_ORDERS.contains(&discretization.space_order) {
         lowerer.error(
