@@ -214,7 +214,7 @@ impl Checker<'_> {
                     if side.shape != Shape::Scalar {
                         self.error(
                             Diagnostic::error(Code::E0270, "a comparison needs a number on each side", side_span, "this is a field, not a number")
-                                .with_help("reduce it with `max`, `min`, `mean`, `sum`, `norm` or `integral`, e.g. `max(abs(u - exact))`"),
+                                .with_help("a comparison gives one number, 1 or 0: reduce the field with `max`, `min`, `mean`, `sum`, `norm` or `integral`, e.g. `max(abs(u - exact))`, or for a switch at every point use `max(u, 0)`, `relu(u)` or `sigmoid(10 * u)`"),
                         );
                         return None;
                     }
