@@ -221,7 +221,8 @@ impl<T: JitFloat> EulerStepper<T> {
         self.compiled.compile_time
     }
 
-    /// Sets the state of an evolved field. Other fields are ignored.
+    /// Sets the state of an evolved field. Other fields are ignored. The memory of the field's
+    /// current and next buffers is committed here, so that the first steps do not pay for it.
     pub fn set_state(&mut self, field: FieldId, value: &Value<T>) {
         let Some(update) = self
             .compiled
@@ -245,6 +246,8 @@ impl<T: JitFloat> EulerStepper<T> {
         let saved = std::mem::replace(&mut self.compiled.plan.ops, vec![op]);
         self.compiled.run(&states, 0.0, 0.0);
         self.compiled.plan.ops = saved;
+        self.compiled.commit_memory(update.current);
+        self.compiled.commit_memory(update.next);
         self.start_faces_pending = true;
     }
 
