@@ -42,8 +42,10 @@ pub fn run(selection: Selection) -> Result<ExitCode, String> {
     }
     for bandwidth in &report.bandwidth {
         println!(
-            "bandwidth, {} thread(s): copy {:.1} GB/s, triad {:.1} GB/s",
-            bandwidth.threads, bandwidth.copy_gb_s, bandwidth.triad_gb_s
+            "bandwidth, {}: copy {:.1} GB/s, triad {:.1} GB/s",
+            npdec_arch::count(bandwidth.threads, "thread"),
+            bandwidth.copy_gb_s,
+            bandwidth.triad_gb_s
         );
     }
     println!(

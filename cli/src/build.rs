@@ -99,6 +99,12 @@ pub fn check_flags(emit: Emit, matches: &clap::ArgMatches) -> Result<(), clap::E
             ),
         ));
     }
+    if on_command_line("trials") && !on_command_line("robustness") {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "`--trials` sets the noisy draws of `--robustness`; add `--robustness`",
+        ));
+    }
     if emit == Emit::Diffractive && !on_command_line("checkpoint") {
         return Err(clap::Error::raw(
             clap::error::ErrorKind::MissingRequiredArgument,
@@ -239,6 +245,9 @@ fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, Build
                 .to_string(),
         ));
     };
+    // A model without exactly one train task has no masks, whatever the checkpoint contains, so it
+    // is reported before the checkpoint is read.
+    crate::build_diffractive::train_task(&loaded.model).map_err(diffractive_error)?;
     let checkpoint = trained::checkpoint_file(checkpoint)
         .map_err(|error| checkpoint_diagnostic(&loaded.model, error))?;
     // Loading the parameters here rejects a checkpoint of another model, or one whose parameters
@@ -263,18 +272,20 @@ fn emit_diffractive(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, Build
         levels: args.diffractive.levels,
         quiet: args.quiet,
     };
-    crate::build_diffractive::emit(&loaded.model, &args.file, &args.out, &options).map_err(
-        |error| match error {
-            crate::build_diffractive::EmitError::Unfit { span, message } => {
-                BuildError::from(
-                    Diagnostic::error(Code::E0280, message, span, "this task")
-                        .with_help("`--emit diffractive` writes the masks of a trained `split_step` task of one complex field on two axes whose class scores are detector integrals; see docs/hardware.md"),
-                )
-            }
-            crate::build_diffractive::EmitError::Failed(message) => BuildError::Message(message),
-        },
-    )?;
+    crate::build_diffractive::emit(&loaded.model, &args.file, &args.out, &options)
+        .map_err(diffractive_error)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Turns an error of the diffractive emitter into E0280 where the model lacks what it needs.
+fn diffractive_error(error: crate::build_diffractive::EmitError) -> BuildError {
+    match error {
+        crate::build_diffractive::EmitError::Unfit { span, message, label } => BuildError::from(
+            Diagnostic::error(Code::E0280, message, span, label)
+                .with_help("`--emit diffractive` writes the masks of a trained `split_step` task of one complex field on two axes whose class scores are detector integrals; see docs/hardware.md"),
+        ),
+        crate::build_diffractive::EmitError::Failed(message) => BuildError::Message(message),
+    }
 }
 
 /// `--emit obj`: an object file and a C header per solve task.
@@ -387,8 +398,8 @@ fn emit_photonic(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildErr
     crate::terminal::status(
         args.quiet,
         &format!(
-            "wrote {} photonic layer(s) and photonic.json to {}",
-            report.layers.len(),
+            "wrote {} and photonic.json to {}",
+            npdec_arch::count(report.layers.len(), "photonic layer"),
             args.out.display()
         ),
     );
@@ -427,8 +438,8 @@ fn emit_spice(loaded: &Loaded, args: &BuildArgs) -> Result<ExitCode, BuildError>
     crate::terminal::status(
         args.quiet,
         &format!(
-            "wrote {} crossbar(s) and crossbar.json to {}",
-            report.layers.len(),
+            "wrote {} and crossbar.json to {}",
+            npdec_arch::count(report.layers.len(), "crossbar"),
             args.out.display()
         ),
     );
@@ -509,9 +520,13 @@ fn weight_matrices(
     let matrices = trained::dense_matrices(&loaded.model, &parameters.values);
     if matrices.is_empty() {
         let model = &loaded.model;
-        let (span, label) = match trained::first_train_task(model) {
-            Some(task) => (task.span, "no dense layer in this task"),
-            None => (model.span, "no dense layer in this model"),
+        let (span, label, alternative) = match trained::first_train_task(model) {
+            Some(task) => (
+                task.span,
+                "no dense layer in this task",
+                ", or export the network with `--emit onnx`",
+            ),
+            None => (model.span, "no dense layer in this model", ""),
         };
         return Err(Diagnostic::error(
             Code::E0280,
@@ -523,7 +538,7 @@ fn weight_matrices(
             span,
             label,
         )
-        .with_help("declare a matrix such as `param W[64, 64] ~ glorot` and use it as `W @ h` in an equation or readout, or export the network with `--emit onnx`")
+        .with_help(format!("declare a matrix such as `param W[64, 64] ~ glorot` and use it as `W @ h` in an equation or readout{alternative}"))
         .into());
     }
     crate::terminal::status(

@@ -27,7 +27,11 @@ pub struct DiffractiveArgs<'a> {
 /// The reason a diffractive build wrote no masks.
 pub enum EmitError {
     /// The model has no trained diffractive network, and `span` points at the part that lacks it.
-    Unfit { span: Span, message: String },
+    Unfit {
+        span: Span,
+        message: String,
+        label: &'static str,
+    },
     /// Any other failure: a flag value, the data, the checkpoint or a file.
     Failed(String),
 }
@@ -49,14 +53,8 @@ struct Verification {
     propagator: &'static str,
 }
 
-/// Writes the stack of the model's one train task and compares its re-simulation with the
-/// digital model.
-pub fn emit(
-    model: &Model,
-    file: &Path,
-    out: &Path,
-    args: &DiffractiveArgs,
-) -> Result<(), EmitError> {
+/// Returns the model's one train task, which `--emit diffractive` maps.
+pub fn train_task(model: &Model) -> Result<&npdec_symbolic::TrainTask, EmitError> {
     let tasks: Vec<_> = model
         .tasks
         .iter()
@@ -65,16 +63,29 @@ pub fn emit(
             _ => None,
         })
         .collect();
-    let [task] = tasks.as_slice() else {
-        return Err(EmitError::Unfit {
+    match tasks.as_slice() {
+        [task] => Ok(task),
+        _ => Err(EmitError::Unfit {
             span: model.span,
             message: format!(
                 "`--emit diffractive` needs exactly one train task, and model `{}` has {}",
                 model.name,
                 tasks.len()
             ),
-        });
-    };
+            label: "this model",
+        }),
+    }
+}
+
+/// Writes the stack of the model's one train task and compares its re-simulation with the
+/// digital model.
+pub fn emit(
+    model: &Model,
+    file: &Path,
+    out: &Path,
+    args: &DiffractiveArgs,
+) -> Result<(), EmitError> {
+    let task = train_task(model)?;
     if !(args.unit.is_finite() && args.unit > 0.0) {
         return Err(EmitError::Failed(format!(
             "--unit {} must be a positive length in metres",
@@ -92,6 +103,7 @@ pub fn emit(
         StackError::Unfit(message) => EmitError::Unfit {
             span: task.span,
             message,
+            label: "this task",
         },
         StackError::Failed(message) => EmitError::Failed(message),
     })?;

@@ -21,7 +21,10 @@ pub fn remove_temporaries_on_interrupt(folder: PathBuf) {
     let installed = ctrlc::set_handler(move || {
         let removed = remove_temporaries(&folder, process, SEARCH_DEPTH);
         let removed = if removed > 0 {
-            format!(", {removed} unfinished file(s) removed")
+            format!(
+                ", {} removed",
+                npdec_arch::count(removed, "unfinished file")
+            )
         } else {
             String::new()
         };

@@ -154,8 +154,7 @@ enum Command {
         #[arg(long)]
         robustness: bool,
         /// Noisy draws per noise level of `--robustness` (`--emit photonic`).
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..),
-              requires = "robustness")]
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         trials: u64,
         /// Smallest conductance of a crossbar cell, in siemens (`--emit spice`).
         #[arg(long, default_value_t = 1e-6)]

@@ -360,9 +360,34 @@ fn models_without_what_an_emit_needs_get_e0280() {
             )),
             "{stderr}"
         );
-        // The parameters are not announced for a build that cannot use them.
+        // The parameters are not announced for a build that cannot use them, and a model
+        // without a train task is not sent to `--emit onnx`.
         assert!(!stderr.contains("initial parameters"), "{stderr}");
+        assert!(!stderr.contains("--emit onnx"), "{stderr}");
     }
+
+    // A model with a train task but no dense layer may still go to ONNX.
+    let stderr = nothing_to_build(&["examples/digits_d2nn.npde", "--emit", "spice"], &out);
+    assert!(stderr.contains("no dense layer in this task"), "{stderr}");
+    assert!(stderr.contains("--emit onnx"), "{stderr}");
+
+    // A model without a train task has no masks, whatever `--checkpoint` names.
+    let stderr = nothing_to_build(
+        &[
+            "examples/paraxial_beam.npde",
+            "--emit",
+            "diffractive",
+            "--checkpoint",
+            "no/such/run",
+        ],
+        &out,
+    );
+    assert!(
+        stderr.contains(
+            "`--emit diffractive` needs exactly one train task, and model `paraxial_beam` has 0"
+        ),
+        "{stderr}"
+    );
 
     let stderr = nothing_to_build(&["examples/digits.npde", "--emit", "obj"], &out);
     assert!(

@@ -120,7 +120,7 @@ fn build_help_lists_checkpoint_emits() {
 fn build_rejects_flags_of_other_emits() {
     let dir = scratch("build_emit_flags");
     // The model file does not exist: a usage error stops the build before it is read.
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 15] = [
         (
             &["--emit", "obj", "--checkpoint", "run"],
             "`--checkpoint` applies to `--emit photonic`, `spice`, `onnx` and `diffractive`, not to `--emit obj`",
@@ -175,7 +175,11 @@ fn build_rejects_flags_of_other_emits() {
         ),
         (
             &["--emit", "photonic", "--trials", "3"],
-            "the following required arguments were not provided:\n  --robustness",
+            "`--trials` sets the noisy draws of `--robustness`; add `--robustness`",
+        ),
+        (
+            &["--emit", "onnx", "--trials", "3"],
+            "`--trials` applies to `--emit photonic`, not to `--emit onnx`",
         ),
     ];
     for (flags, message) in cases {

@@ -235,8 +235,10 @@ pub fn export_network(
         name: Some(model.name.clone()),
         initializer: builder.initializers,
         doc_string: Some(format!(
-            "The network of `train` in model `{}`, {} explicit step(s) unrolled, exported by npdec",
-            model.name, lowered.steps
+            "The network of `train` in model `{}`, {} explicit {} unrolled, exported by npdec",
+            model.name,
+            lowered.steps,
+            if lowered.steps == 1 { "step" } else { "steps" }
         )),
         input: vec![value_info("input", features)],
         output: vec![value_info(output_name, output.len)],
