@@ -213,15 +213,9 @@ pub fn summary_json(report: &RunReport, snapshot_count: usize) -> serde_json::Va
             "test_accuracy": trained.and_then(|t| t.test_accuracy),
             "test_loss": trained.and_then(|t| t.test_loss),
             "train_loss": trained.map(|t| t.train_loss),
-            "train_accuracy": trained
-                .and_then(|t| t.history.last())
-                .and_then(|r| r.train_accuracy),
-            "test_mse": trained
-                .and_then(|t| t.history.last())
-                .and_then(|r| r.test_mse),
-            "train_mse": trained
-                .and_then(|t| t.history.last())
-                .and_then(|r| r.train_mse),
+            "train_accuracy": trained.and_then(|t| t.train_accuracy),
+            "test_mse": trained.and_then(|t| t.test_mse),
+            "train_mse": trained.and_then(|t| t.train_mse),
             "epoch_seconds": mean_epoch_seconds,
             "training": report.training,
         },

@@ -596,12 +596,10 @@ fn evaluate_metric_expects(model: &Model, trained: &TrainReport) -> Vec<ExpectRe
             let value = match expect.metric {
                 TrainingMetric::TestAccuracy => trained.test_accuracy,
                 TrainingMetric::TestLoss => trained.test_loss,
-                TrainingMetric::TrainAccuracy => {
-                    trained.history.last().and_then(|r| r.train_accuracy)
-                }
+                TrainingMetric::TrainAccuracy => trained.train_accuracy,
                 TrainingMetric::TrainLoss => Some(trained.train_loss),
-                TrainingMetric::TestMse => trained.history.last().and_then(|r| r.test_mse),
-                TrainingMetric::TrainMse => trained.history.last().and_then(|r| r.train_mse),
+                TrainingMetric::TestMse => trained.test_mse,
+                TrainingMetric::TrainMse => trained.train_mse,
             }
             .unwrap_or(f64::NAN);
             ExpectResult {

@@ -368,13 +368,15 @@ fn metrics_clause_selects_reported_figures() {
             std::fs::read_to_string(dir.join(&out).join("summary.json")).expect("summary");
         let summary: serde_json::Value = serde_json::from_str(&summary).expect("JSON");
         let metrics = &summary["metrics"];
-        for key in [
+        let figures = [
             "test_accuracy",
             "train_accuracy",
             "test_mse",
             "train_mse",
             "test_loss",
-        ] {
+            "train_loss",
+        ];
+        for key in figures {
             assert!(metrics.get(key).is_some(), "{clause}: no key `{key}`");
         }
         assert_eq!(
@@ -384,6 +386,20 @@ fn metrics_clause_selects_reported_figures() {
         );
         assert_eq!(metrics["test_mse"].as_f64(), last.test_mse, "{clause}");
         assert_eq!(metrics["train_mse"].as_f64(), last.train_mse, "{clause}");
+
+        // Each entry of `metrics.training` has the same six figures as its last history record.
+        let entry = &metrics["training"][0];
+        let record = entry["history"]
+            .as_array()
+            .and_then(|history| history.last())
+            .expect("a history in training[0]");
+        for key in figures {
+            assert!(
+                entry.get(key).is_some(),
+                "{clause}: no key `{key}` in training[0]"
+            );
+            assert_eq!(entry[key], record[key], "{clause}: `{key}` of training[0]");
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

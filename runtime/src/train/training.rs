@@ -60,11 +60,15 @@ pub struct TrainReport {
     pub epochs: usize,
     pub train_samples: usize,
     pub test_samples: usize,
-    /// Accuracy on the test set after the last epoch (classification only).
+    /// The figures of the last epoch, as in its [`EpochRecord`]. Those that the task's `metrics`
+    /// do not list, or that the data cannot give (a test figure without a test set), are `None`.
     pub test_accuracy: Option<f64>,
     pub test_loss: Option<f64>,
+    pub test_mse: Option<f64>,
+    pub train_accuracy: Option<f64>,
     /// The mean training loss of the last epoch.
     pub train_loss: f64,
+    pub train_mse: Option<f64>,
     /// Epochs restored from the checkpoint by `--resume` (0 for a fresh run); training continued
     /// with the epoch after them.
     #[serde(skip)]
@@ -980,7 +984,10 @@ fn run_training(
         test_samples: test.len(),
         test_accuracy: last.and_then(|r| r.test_accuracy),
         test_loss: last.and_then(|r| r.test_loss),
+        test_mse: last.and_then(|r| r.test_mse),
+        train_accuracy: last.and_then(|r| r.train_accuracy),
         train_loss: last.map_or(f64::NAN, |r| r.train_loss),
+        train_mse: last.and_then(|r| r.train_mse),
         resumed_epochs: first_epoch,
         requested_epochs: epochs,
         epoch_seconds,
