@@ -123,6 +123,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
                 },
             }) as std::sync::Arc<dyn npdec_runtime::engine::Compiler>
         }),
+        check_warnings: checked
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .cloned()
+            .collect(),
     };
     let report = match run_model(&model, &options) {
         Ok(report) => report,

@@ -1,7 +1,7 @@
 //! `npdec run` on every solve example: exit 0, every expectation passed, and the promised files.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 const SOLVE_EXAMPLES: &[&str] = &[
     "heat1d",
@@ -142,16 +142,13 @@ fn solve_lines_name_equation_and_steady_result() {
     let _ = std::fs::remove_dir_all(&out_root);
 }
 
-#[test]
-fn failed_expectation_exits_with_one() {
-    let folder = std::env::temp_dir().join(format!("npdec-run-fail-{}", std::process::id()));
+/// Writes `source` as `model.npde` into a new temporary folder named `prefix-PID` and runs
+/// `npdec run` on it with `--out FOLDER/out`. Returns the folder and the command's output.
+fn run_in_new_folder(prefix: &str, source: &str) -> (PathBuf, Output) {
+    let folder = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
     std::fs::create_dir_all(&folder).expect("temporary folder");
-    let model = folder.join("strict.npde");
-    std::fs::write(
-        &model,
-        "grid x in [0, 1] points 21\nfield u(x)\nequation heat: dt(u) = laplace(u)\nboundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve heat using rk4(dt = 1e-4) until 0.01\nexpect max(u) < 0.5\n",
-    )
-    .expect("write model");
+    let model = folder.join("model.npde");
+    std::fs::write(&model, source).expect("write model");
     let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
         .args([
             "run",
@@ -162,6 +159,15 @@ fn failed_expectation_exits_with_one() {
         .env("NO_COLOR", "1")
         .output()
         .expect("npdec runs");
+    (folder, output)
+}
+
+#[test]
+fn failed_expectation_exits_with_one() {
+    let (folder, output) = run_in_new_folder(
+        "npdec-run-fail",
+        "grid x in [0, 1] points 21\nfield u(x)\nequation heat: dt(u) = laplace(u)\nboundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve heat using rk4(dt = 1e-4) until 0.01\nexpect max(u) < 0.5\n",
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("expect max(u) < 0.5: FAILED"), "{stderr}");
@@ -250,11 +256,8 @@ fn engines_agree_and_complex_falls_back_once() {
 /// so the task falls back to the interpreter with one warning.
 #[test]
 fn pooled_solve_falls_back_and_keeps_block_means() {
-    let folder = std::env::temp_dir().join(format!("npdec-pooled-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).unwrap();
-    let model = folder.join("two_grid.npde");
-    std::fs::write(
-        &model,
+    let (folder, output) = run_in_new_folder(
+        "npdec-pooled",
         "grid x in [0, 1] points 64
 field u(x)
 equation relax: dt(u) = upsample(pool(u, 2), 2) - u
@@ -264,18 +267,7 @@ solve relax using rk4(dt = 1e-2) until 1
 expect max(abs(pool(u, 2) - pool(sin(7 * pi * x), 2))) < 1e-12
 expect max(abs(u - upsample(pool(u, 2), 2) - exp(-t) * (sin(7 * pi * x) - upsample(pool(sin(7 * pi * x), 2), 2)))) < 1e-9
 ",
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_npdec"))
-        .args([
-            "run",
-            model.to_str().unwrap(),
-            "--out",
-            folder.join("out").to_str().unwrap(),
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("npdec runs");
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(
@@ -294,5 +286,38 @@ expect max(abs(u - upsample(pool(u, 2), 2) - exp(-t) * (sin(7 * pi * x) - upsamp
     for expect in summary["expects"].as_array().unwrap() {
         assert_eq!(expect["passed"], true, "{expect}");
     }
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+#[test]
+fn summary_lists_check_and_run_warnings() {
+    // `nu` is never used (W0001, from the check), and dt = 2e-3 is above the Euler limit
+    // dx² / 2 = 1.25e-3 (W0005, from the run).
+    let (folder, output) = run_in_new_folder(
+        "npdec-run-warnings",
+        "grid x in [0, 1] points 21\nfield u(x)\nconst nu = 0.1\nequation heat: dt(u) = laplace(u)\nboundary u: dirichlet(0) on x\ninitial u = sin(pi * x)\nsolve heat using euler(dt = 2e-3) until 0.004\n",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("[W0001]").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("[W0005]").count(), 1, "{stderr}");
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("out/summary.json")).unwrap()).unwrap();
+    let warnings: Vec<&str> = summary["warnings"]
+        .as_array()
+        .expect("a list of warnings")
+        .iter()
+        .map(|w| w.as_str().expect("a string"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("W0001: constant `nu` is never used"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("W0005: step dt = 2e-3"),
+        "{warnings:?}"
+    );
     let _ = std::fs::remove_dir_all(&folder);
 }

@@ -219,10 +219,12 @@ pub fn summary_json(report: &RunReport, snapshot_count: usize) -> serde_json::Va
             "epoch_seconds": mean_epoch_seconds,
             "training": report.training,
         },
-        // Each warning is one string that starts with its code, as in "W0005: step dt = …".
+        // The warnings of the check stage come first, then those of the run. Each is one string
+        // that starts with its code, as in "W0005: step dt = …".
         "warnings": report
-            .warnings
+            .check_warnings
             .iter()
+            .chain(&report.warnings)
             .map(|w| format!("{}: {}", w.code, w.message))
             .collect::<Vec<_>>(),
     })

@@ -49,6 +49,9 @@ pub struct RunOptions {
     pub train: TrainOptions,
     /// A compiler for the right-hand sides of solves (the JIT); `None` uses the interpreter.
     pub compiler: Option<std::sync::Arc<dyn crate::engine::Compiler>>,
+    /// The warnings that checking the model reported, such as W0001 or W0008. `run_model` copies
+    /// them to [`RunReport::check_warnings`], so that `summary.json` lists them.
+    pub check_warnings: Vec<Diagnostic>,
 }
 
 /// The outcome of one expectation. In JSON, `passed` is null for a skipped expectation, whose
@@ -112,8 +115,10 @@ pub struct RunReport {
     pub precision: Precision,
     pub expects: Vec<ExpectResult>,
     pub tasks: Vec<TaskMetrics>,
-    /// Warnings, such as a step above the stability limit.
+    /// Warnings of the run, such as a step above the stability limit.
     pub warnings: Vec<Diagnostic>,
+    /// The warnings of the check stage, as given in [`RunOptions::check_warnings`].
+    pub check_warnings: Vec<Diagnostic>,
     /// Files written, in writing order.
     pub outputs: Vec<PathBuf>,
     /// Final field values as `(field name, flattened values)`, real parts for complex fields.
@@ -467,6 +472,7 @@ fn run_typed<T: Real>(model: &Model, options: &RunOptions) -> Result<RunReport, 
         expects,
         tasks,
         warnings,
+        check_warnings: options.check_warnings.clone(),
         outputs: Vec::new(),
         final_fields,
         training,
