@@ -43,6 +43,9 @@ impl Checker<'_> {
                 self.error(diagnostic);
                 continue;
             };
+            if self.empty_clause(clause, valid) {
+                continue;
+            }
             if let Some(first) = found.get(name) {
                 self.error(
                     Diagnostic::error(
@@ -59,6 +62,51 @@ impl Checker<'_> {
             found.insert(name, clause);
         }
         found
+    }
+
+    /// Reports a clause left without a value, as `metrics` in `metrics l2 1e-3`, and returns true
+    /// when it did. The parser reads the name of the next clause (`l2`) as the value and then fails
+    /// on that clause's own value (`1e-3`). This replaces the syntax error there, so that the one
+    /// mistake gets one error and the clause name is not also reported as an invalid value.
+    fn empty_clause(&mut self, clause: &Clause, valid: &[&str]) -> bool {
+        let [value] = clause.values.as_slice() else {
+            return false;
+        };
+        let Some(next) = value
+            .as_name()
+            .filter(|name| valid.contains(&name.name.as_str()))
+        else {
+            return false;
+        };
+        let text = &self.sources.get(value.span.file).text;
+        let after = value.span.end as usize;
+        let syntax_error = self.diagnostics.iter().position(|d| {
+            let span = d.span();
+            d.code == Code::E0010
+                && span.file == value.span.file
+                && text
+                    .get(after..span.start as usize)
+                    .is_some_and(|gap| gap.trim().is_empty())
+        });
+        let Some(index) = syntax_error else {
+            return false;
+        };
+        self.diagnostics.remove(index);
+        let name = &clause.name.name;
+        self.error(
+            Diagnostic::error(
+                Code::E0010,
+                format!("clause `{name}` has no value"),
+                clause.name.span,
+                "no value after this clause",
+            )
+            .with_label(next.span, format!("`{}` starts the next clause", next.name))
+            .with_help(format!(
+                "write the value of `{name}` before `{}`, or remove `{name}`",
+                next.name
+            )),
+        );
+        true
     }
 
     /// Returns the single value of a clause, reporting a list where one value is expected.
@@ -97,9 +145,10 @@ impl Checker<'_> {
         owner: &str,
         example: &str,
     ) {
-        // A misspelled clause in the same statement is most likely the missing one.
+        // A misspelled clause in the same statement is most likely the missing one. A syntax
+        // error in the statement, such as a clause given without a value, already explains it too.
         let misspelled = self.diagnostics.iter().any(|d| {
-            d.code == Code::E0110
+            matches!(d.code, Code::E0110 | Code::E0010)
                 && d.span().file == span.file
                 && span.start <= d.span().start
                 && d.span().end <= span.end
