@@ -578,9 +578,31 @@ impl Checker<'_> {
             None => Some(vec![Metric::Loss]),
             Some(clause) => {
                 let mut metrics = Vec::new();
+                // The span where each metric was first listed, to point at a repeated one.
+                let mut listed: Vec<(&str, Span)> = Vec::new();
                 let mut ok = true;
                 for value in &clause.values {
-                    match value.as_name().map(|n| n.name.as_str()) {
+                    let name = value.as_name().map(|n| n.name.as_str());
+                    if let Some((name, first)) =
+                        name.and_then(|name| listed.iter().find(|(n, _)| *n == name))
+                    {
+                        self.error(
+                            Diagnostic::error(
+                                Code::E0261,
+                                format!("metric `{name}` listed twice"),
+                                value.span,
+                                "listed again here",
+                            )
+                            .with_label(*first, "first listed here")
+                            .with_help("list each metric once"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    if let Some(name) = name {
+                        listed.push((name, value.span));
+                    }
+                    match name {
                         Some("accuracy") if matches!(loss, Some(Loss::Mse { .. })) => {
                             self.error(
                                 Diagnostic::error(
