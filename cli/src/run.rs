@@ -245,26 +245,28 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
     }
 }
 
-/// Returns the figures of a train task's last epoch: the training loss, then each metric the task
-/// computed, of the test set when there is one and of the training samples otherwise.
+/// Formats every figure that a train task computed in its last epoch: the loss, which every task
+/// computes, then the accuracy and the mean squared error when the task's `metrics` list them.
+/// Each is given for the training samples and then, with a test set, for the test set.
 fn training_figures(trained: &npdec_runtime::train::TrainReport) -> String {
-    let last = trained.history.last();
-    let mut text = format!("train loss {}", significant(trained.train_loss));
-    let train_accuracy = last.and_then(|r| r.train_accuracy);
-    match (trained.test_accuracy, train_accuracy) {
-        (Some(a), _) => text.push_str(&format!(", test accuracy {:.2} %", 100.0 * a)),
-        (None, Some(a)) => text.push_str(&format!(", train accuracy {:.2} %", 100.0 * a)),
-        (None, None) => {}
-    }
-    match (
-        last.and_then(|r| r.test_mse),
-        last.and_then(|r| r.train_mse),
-    ) {
-        (Some(mse), _) => text.push_str(&format!(", test mse {}", significant(mse))),
-        (None, Some(mse)) => text.push_str(&format!(", train mse {}", significant(mse))),
-        (None, None) => {}
-    }
-    text
+    let percent: fn(f64) -> String = |fraction| format!("{:.2} %", 100.0 * fraction);
+    let figures = [
+        (
+            "train loss",
+            Some(trained.train_loss),
+            significant as fn(f64) -> String,
+        ),
+        ("test loss", trained.test_loss, significant),
+        ("train accuracy", trained.train_accuracy, percent),
+        ("test accuracy", trained.test_accuracy, percent),
+        ("train mse", trained.train_mse, significant),
+        ("test mse", trained.test_mse, significant),
+    ];
+    figures
+        .iter()
+        .filter_map(|(name, value, format)| value.map(|v| format!("{name} {}", format(v))))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Returns `x` with 4 significant digits: in fixed notation from 0.001 to below 100000, so that
@@ -389,6 +391,68 @@ mod tests {
         };
         assert!(describe_solve(&task(1)).contains("in 1 step of dt = 1 to t = 1 "));
         assert!(describe_solve(&task(2)).contains("in 2 steps of dt = 1 to t = 2 "));
+    }
+
+    /// Returns a report of one epoch with a training loss of 0.5 and the given other figures.
+    fn trained(
+        test_loss: Option<f64>,
+        accuracies: (Option<f64>, Option<f64>),
+        errors: (Option<f64>, Option<f64>),
+    ) -> npdec_runtime::train::TrainReport {
+        npdec_runtime::train::TrainReport {
+            optimizer: "adam".to_string(),
+            epochs: 1,
+            train_samples: 8,
+            test_samples: 4,
+            test_accuracy: accuracies.1,
+            test_loss,
+            test_mse: errors.1,
+            train_accuracy: accuracies.0,
+            train_loss: 0.5,
+            train_mse: errors.0,
+            resumed_epochs: 0,
+            requested_epochs: 1,
+            epoch_seconds: vec![0.25],
+            shortened: false,
+            history: Vec::new(),
+            adjoint_engine: "JIT".to_string(),
+            adjoint_fallback: None,
+            parameters: Vec::new(),
+            confusion: None,
+            outputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn training_figures_show_every_computed_one() {
+        let everything = trained(
+            Some(0.75),
+            (Some(0.875), Some(0.5)),
+            (Some(0.125), Some(0.25)),
+        );
+        assert_eq!(
+            training_figures(&everything),
+            "train loss 0.5000, test loss 0.7500, train accuracy 87.50 %, test accuracy 50.00 %, \
+             train mse 0.1250, test mse 0.2500"
+        );
+        // `metrics accuracy, loss` with a test set.
+        let classified = trained(Some(0.75), (Some(0.875), Some(0.5)), (None, None));
+        assert_eq!(
+            training_figures(&classified),
+            "train loss 0.5000, test loss 0.7500, train accuracy 87.50 %, test accuracy 50.00 %"
+        );
+        // `metrics mse` with a test set.
+        let errors = trained(Some(0.75), (None, None), (Some(0.125), Some(0.25)));
+        assert_eq!(
+            training_figures(&errors),
+            "train loss 0.5000, test loss 0.7500, train mse 0.1250, test mse 0.2500"
+        );
+        // `metrics accuracy` without a test set.
+        let no_test_set = trained(None, (Some(0.875), None), (None, None));
+        assert_eq!(
+            training_figures(&no_test_set),
+            "train loss 0.5000, train accuracy 87.50 %"
+        );
     }
 
     #[test]
