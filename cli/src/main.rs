@@ -24,7 +24,7 @@ use std::process::ExitCode;
 #[command(name = "npdec", version, about = "A compiler for neural PDEs", long_about = None)]
 struct Cli {
     /// Print only errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// Print more about what happens (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -62,7 +62,7 @@ enum Command {
         /// The model file.
         file: PathBuf,
         /// Output folder [default: out/<model name>].
-        #[arg(long)]
+        #[arg(short, long)]
         out: Option<PathBuf>,
         /// Also write every snapshot as VTK image data (<field>_<step>.vti) and a ParaView collection
         /// with the times (<field>.pvd) beside the .npy files; fields on more than 3 axes are skipped.

@@ -964,3 +964,32 @@ fn earlier_snapshots_are_kept_and_named() {
     );
     assert!(dir.join("out/u_000005.npy").is_file() && dir.join("out/u_000015.npy").is_file());
 }
+
+#[test]
+fn quiet_and_verbose_conflict() {
+    let dir = scratch("quiet_verbose");
+    for args in [
+        &["bench", "-q", "-v", "--steps", "1"][..],
+        &["run", "-v", "--quiet", "model.npde"],
+    ] {
+        let output = npdec(args, &dir);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_takes_short_out_flag() {
+    let dir = scratch("short_out");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .join("examples/heat1d.npde");
+    let output = npdec(&["run", model.to_str().unwrap(), "-o", "heat"], &dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(dir.join("heat/summary.json").is_file(), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
